@@ -1,0 +1,58 @@
+# rigfit: `make run` serves the seeded site on http://127.0.0.1:8000, `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-fast lint fmt migrate seed serve serve-prod browser bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+
+seed: migrate
+	$(BIN)/python manage.py load_seed
+
+run: seed
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production-style server (what docs/operations.md describes): uvicorn workers under gunicorn, ASGI.
+serve-prod: seed
+	$(BIN)/python manage.py collectstatic --noinput
+	$(BIN)/gunicorn config.asgi:application -k uvicorn.workers.UvicornWorker -b $(HOST):$(PORT) -w 2
+
+# Debian's chromium for the browser tests; installed only when missing and we may install packages.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser tests need /usr/bin/chromium (apt-get install chromium)"; fi; }
+
+test: $(STAMP) browser
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -x -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: seed
+	$(BIN)/python bench/load.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

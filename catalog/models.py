@@ -1,0 +1,234 @@
+"""The catalog: models, their quantizations, and hardware.
+
+Every figure that comes from outside carries its source in a `sources` mapping (field name -> citation).
+Figures with no source are left empty and the fit engine estimates them (the pages say "estimated").
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Prefetch, Q
+from django.urls import reverse
+
+GB = 1_000_000_000
+
+
+class Modality(models.TextChoices):
+    TEXT = "text", "Text"
+    VISION = "vision-language", "Vision-language"
+
+
+class ParamBand(models.TextChoices):
+    TINY = "tiny", "Under 1B"
+    SMALL = "small", "1B to 4B"
+    MEDIUM = "medium", "4B to 10B"
+    LARGE = "large", "10B to 40B"
+    HUGE = "huge", "40B and up"
+
+
+# Bounds of each band in parameters: [low, high).
+PARAM_BANDS: dict[str, tuple[int, int | None]] = {
+    ParamBand.TINY: (0, 1 * GB),
+    ParamBand.SMALL: (1 * GB, 4 * GB),
+    ParamBand.MEDIUM: (4 * GB, 10 * GB),
+    ParamBand.LARGE: (10 * GB, 40 * GB),
+    ParamBand.HUGE: (40 * GB, None),
+}
+
+
+class ModelQuerySet(models.QuerySet["Model"]):
+    def with_quantizations(self) -> ModelQuerySet:
+        return self.prefetch_related(
+            Prefetch("quantizations", queryset=Quantization.objects.order_by("-bits_per_weight", "name"))
+        )
+
+    def featured(self) -> ModelQuerySet:
+        return self.filter(featured=True)
+
+    def search(self, text: str) -> ModelQuerySet:
+        text = text.strip()
+        if not text:
+            return self
+        return self.filter(
+            Q(name__icontains=text) | Q(family__icontains=text) | Q(publisher__icontains=text) | Q(slug__icontains=text)
+        )
+
+    def in_param_band(self, band: str) -> ModelQuerySet:
+        low, high = PARAM_BANDS[band]
+        queryset = self.filter(n_params__gte=low)
+        return queryset.filter(n_params__lt=high) if high is not None else queryset
+
+    def in_same_band_as(self, model: Model) -> ModelQuerySet:
+        return self.in_param_band(model.param_band).exclude(pk=model.pk)
+
+
+class Model(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=120, unique=True)
+    family = models.CharField(max_length=60, db_index=True)
+    publisher = models.CharField(max_length=80)
+    n_params = models.BigIntegerField(help_text="Total parameters, vision encoder included.")
+    n_active_params = models.BigIntegerField(
+        null=True, blank=True, help_text="Parameters used per token (mixture-of-experts models)."
+    )
+    license = models.CharField(max_length=80)
+    modality = models.CharField(max_length=20, choices=Modality.choices, default=Modality.TEXT)
+    context_length = models.PositiveIntegerField(help_text="Native maximum context, in tokens.")
+    source_repo = models.CharField(max_length=200, help_text="Upstream repository, e.g. google/gemma-3-270m.")
+    source_revision = models.CharField(max_length=64, blank=True)
+    description = models.TextField(blank=True)
+    strengths = models.TextField(blank=True)
+    limitations = models.TextField(blank=True)
+    featured = models.BooleanField(default=False)
+
+    # Architecture: what the fit engine needs.
+    n_layers = models.PositiveIntegerField()
+    hidden_size = models.PositiveIntegerField()
+    intermediate_size = models.PositiveIntegerField(null=True, blank=True)
+    n_heads = models.PositiveIntegerField()
+    n_kv_heads = models.PositiveIntegerField()
+    head_dim = models.PositiveIntegerField()
+    vocab_size = models.PositiveIntegerField()
+    tied_embeddings = models.BooleanField(default=False)
+    sliding_window = models.PositiveIntegerField(null=True, blank=True)
+    swa_layers = models.JSONField(
+        default=list, blank=True, help_text="Indices of the layers that use sliding-window attention."
+    )
+    kv_lora_rank = models.PositiveIntegerField(null=True, blank=True, help_text="MLA latent size.")
+    qk_rope_head_dim = models.PositiveIntegerField(null=True, blank=True, help_text="MLA rotary part.")
+    n_experts = models.PositiveIntegerField(null=True, blank=True)
+    n_experts_used = models.PositiveIntegerField(null=True, blank=True)
+    vision_params = models.BigIntegerField(null=True, blank=True)
+    image_tokens = models.PositiveIntegerField(null=True, blank=True)
+
+    # How people run it.
+    ollama_tag = models.CharField(max_length=80, blank=True)
+    gguf_repo = models.CharField(max_length=200, blank=True, help_text="A repository of GGUF files.")
+
+    sources = models.JSONField(default=dict, blank=True, help_text="Field name -> where the figure comes from.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["n_params", "name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(n_params__gt=0), name="model_params_positive"),
+            models.CheckConstraint(condition=Q(n_kv_heads__lte=models.F("n_heads")), name="model_kv_heads_le_heads"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:model_detail", kwargs={"slug": self.slug})
+
+    @property
+    def param_band(self) -> str:
+        for band, (low, high) in PARAM_BANDS.items():
+            if self.n_params >= low and (high is None or self.n_params < high):
+                return band
+        return ParamBand.HUGE
+
+    @property
+    def is_vision(self) -> bool:
+        return self.modality == Modality.VISION
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.n_experts)
+
+
+class QuantFormat(models.TextChoices):
+    GGUF = "gguf", "GGUF"
+    SAFETENSORS = "safetensors", "safetensors"
+    MLX = "mlx", "MLX"
+    AWQ = "awq", "AWQ"
+    GPTQ = "gptq", "GPTQ"
+
+
+class Quantization(models.Model):
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="quantizations")
+    format = models.CharField(max_length=16, choices=QuantFormat.choices, default=QuantFormat.GGUF)
+    name = models.CharField(max_length=24, help_text="F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, ...")
+    bits_per_weight = models.FloatField(
+        null=True, blank=True, help_text="Effective bits per weight over the whole file; empty when unknown."
+    )
+    file_bytes = models.BigIntegerField(null=True, blank=True, help_text="Exact size of the published file.")
+    tensor_bytes = models.BigIntegerField(
+        null=True, blank=True, help_text="Exact sum of tensor data bytes, read from a GGUF header."
+    )
+    perplexity_delta = models.FloatField(
+        null=True, blank=True, help_text="Perplexity increase over F16 (lower is better), where measured."
+    )
+    quality_source = models.CharField(max_length=300, blank=True)
+    file_name = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=300, blank=True, help_text="Where the size figure comes from.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-bits_per_weight", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "format", "name"], name="quant_unique_per_model"),
+            models.CheckConstraint(
+                condition=Q(file_bytes__isnull=True) | Q(file_bytes__gt=0), name="quant_file_bytes_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} {self.name}"
+
+    @property
+    def exact_bytes(self) -> int | None:
+        return self.tensor_bytes or self.file_bytes
+
+
+class HardwareKind(models.TextChoices):
+    GPU = "gpu", "Discrete GPU"
+    UNIFIED = "unified", "Unified memory"
+    CPU = "cpu", "CPU"
+
+
+class HardwareQuerySet(models.QuerySet["Hardware"]):
+    def of_kind(self, kind: str) -> HardwareQuerySet:
+        return self.filter(kind=kind)
+
+    def search(self, text: str) -> HardwareQuerySet:
+        text = text.strip()
+        if not text:
+            return self
+        return self.filter(Q(name__icontains=text) | Q(vendor__icontains=text) | Q(slug__icontains=text))
+
+    def popular(self) -> HardwareQuerySet:
+        return self.filter(popular=True)
+
+
+class Hardware(models.Model):
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=120, unique=True)
+    vendor = models.CharField(max_length=40)
+    kind = models.CharField(max_length=10, choices=HardwareKind.choices)
+    memory_bytes = models.BigIntegerField(help_text="GPU memory, or unified/system memory for the other kinds.")
+    bandwidth_gbps = models.FloatField(help_text="Memory bandwidth in GB/s (10^9 bytes per second).")
+    fp16_tflops = models.FloatField(null=True, blank=True)
+    release_year = models.PositiveIntegerField(null=True, blank=True)
+    popular = models.BooleanField(default=False, help_text="Shown first in pickers.")
+    aliases = models.JSONField(default=list, blank=True, help_text="Other names for matching.")
+    source = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = HardwareQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-popular", "vendor", "name"]
+        verbose_name_plural = "hardware"
+        constraints = [
+            models.CheckConstraint(condition=Q(memory_bytes__gt=0), name="hardware_memory_positive"),
+            models.CheckConstraint(condition=Q(bandwidth_gbps__gt=0), name="hardware_bandwidth_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:hardware_detail", kwargs={"slug": self.slug})

@@ -1,0 +1,29 @@
+"""The one JSON API (django-ninja): OpenAPI at /api/openapi.json, docs at /api/docs."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import ValidationError
+
+from catalog.api import router as catalog_router
+
+api = NinjaAPI(
+    title="rigfit API",
+    version="1",
+    description="Catalog, hardware fit and benchmarks for running open models locally.",
+    urls_namespace="api",
+)
+
+
+@api.exception_handler(ValidationError)
+def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return api.create_response(request, {"message": "Invalid input.", "errors": exc.errors}, status=422)
+
+
+@api.exception_handler(Http404)
+def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return api.create_response(request, {"message": str(exc) or "Not found."}, status=404)
+
+
+api.add_router("", catalog_router)

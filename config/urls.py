@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from config.api import api
+
+urlpatterns = [
+    path("", include("catalog.urls")),
+    path("api/", api.urls),
+    path("admin/", admin.site.urls),
+]
