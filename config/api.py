@@ -6,7 +6,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
 
+from benchmarks.api import router as benchmarks_router
 from catalog.api import router as catalog_router
+from inference.api import router as inference_router
+from probe.api import router as probe_router
 
 api = NinjaAPI(
     title="rigfit API",
@@ -27,3 +30,6 @@ def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 
 api.add_router("", catalog_router)
+api.add_router("/benchmarks", benchmarks_router)
+api.add_router("/demo", inference_router)
+api.add_router("/probe", probe_router)

@@ -7,6 +7,9 @@ from config.api import api
 
 urlpatterns = [
     path("", include("catalog.urls")),
+    path("benchmarks/", include("benchmarks.urls")),
+    path("demo/", include("inference.urls")),
+    path("probe/", include("probe.urls")),
     path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]
