@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+from catalog.models import Model
+from tests.factories import make_model
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_puts_models_in_parameter_bands():
+    tiny = make_model(n_params=270_000_000)
+    big = make_model(n_params=70_000_000_000)
+    assert tiny.param_band == "tiny"
+    assert big.param_band == "huge"
+    assert list(Model.objects.in_param_band("tiny")) == [tiny]
+
+
+def test_it_searches_by_name_family_and_publisher():
+    gemma = make_model(name="Gemma 3 270M", family="gemma", publisher="Google")
+    make_model(name="Llama 3.1 8B", family="llama", publisher="Meta")
+    assert list(Model.objects.search("goog")) == [gemma]
+    assert Model.objects.search("  ").count() == 2
