@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from benchmarks import views
 
 app_name = "benchmarks"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("submit/", views.submit, name="submit"),
+]

@@ -1,0 +1,252 @@
+"""Every way in goes through these forms: the web form, the API (its JSON is bound to `RunForm`) and llama-bench."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from benchmarks.models import Backend, Runtime
+from catalog.models import Model
+
+MAX_TPS = 1_000_000.0  # far above any real single-stream figure; anything higher is a typo or junk
+MAX_SAMPLES = 1000
+MAX_TOKENS = 1_048_576
+CLOCK_SKEW = timedelta(minutes=5)
+SAMPLE_MEAN_TOLERANCE = 0.01  # samples must average to avg_ts within 1 %
+KV_TYPES = ["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"]
+
+
+def _finite_positive(value: float | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ValidationError("Must be a finite number.")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValidationError("Must be zero or more." if allow_zero else "Must be greater than zero.")
+    if value > MAX_TPS:
+        raise ValidationError(f"Must be at most {MAX_TPS:,.0f}.")
+
+
+def positive(value: float | None) -> None:
+    _finite_positive(value)
+
+
+def non_negative(value: float | None) -> None:
+    _finite_positive(value, allow_zero=True)
+
+
+class NumberListField(forms.Field):
+    """A list of positive finite numbers, given as a JSON list or a comma/space separated string."""
+
+    def __init__(self, *, integer: bool = False, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.TextInput)
+        self.integer = integer
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> list[float] | list[int]:
+        if value in (None, "", []):
+            return []
+        if isinstance(value, str):
+            items: list[Any] = [part for part in value.replace(",", " ").split() if part]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise ValidationError("Enter a list of numbers.")
+        if len(items) > MAX_SAMPLES:
+            raise ValidationError(f"At most {MAX_SAMPLES} samples.")
+        numbers: list[Any] = []
+        for item in items:
+            if isinstance(item, bool):
+                raise ValidationError("Enter a list of numbers.")
+            try:
+                number = int(item) if self.integer else float(item)
+            except (TypeError, ValueError) as exc:
+                raise ValidationError("Enter a list of numbers.") from exc
+            if not math.isfinite(number) or number <= 0:
+                raise ValidationError("Every sample must be a finite number greater than zero.")
+            numbers.append(number)
+        return numbers
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return ", ".join(str(v) for v in value)
+        return value
+
+
+class RunForm(forms.Form):
+    model_slug = forms.SlugField(label="Model", max_length=120, help_text="The catalog slug of the model.")
+    quant = forms.CharField(label="Quantization", max_length=24, help_text="Q4_K_M, Q8_0, F16, ...")
+    hardware = forms.CharField(
+        max_length=200, help_text="A catalog hardware slug or name; other names are held for review."
+    )
+    runtime = forms.ChoiceField(choices=Runtime.choices)
+    runtime_version = forms.CharField(max_length=60, required=False)
+    build_commit = forms.CharField(max_length=60, required=False)
+    backend = forms.ChoiceField(choices=Backend.choices)
+    n_prompt = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=0, required=False)
+    n_gen = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=128, required=False)
+    n_depth = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=0, required=False)
+    avg_ts = forms.FloatField(label="Tokens/sec (mean)", validators=[positive])
+    stddev_ts = forms.FloatField(label="Tokens/sec (stddev)", required=False, validators=[non_negative])
+    samples_ts = NumberListField(label="Samples (tokens/sec)", help_text="One figure per repetition.")
+    samples_ns = NumberListField(integer=True, label="Samples (nanoseconds)")
+    prompt_tps = forms.FloatField(
+        label="Prompt tokens/sec",
+        required=False,
+        validators=[positive],
+        help_text="Only when the runtime reports prompt speed separately; then the mean above is generation only.",
+    )
+    ttft_ms = forms.FloatField(label="Time to first token (ms)", required=False, validators=[positive])
+    n_gpu_layers = forms.IntegerField(min_value=0, max_value=100_000, required=False)
+    n_threads = forms.IntegerField(min_value=1, max_value=4096, required=False)
+    n_batch = forms.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False)
+    n_ubatch = forms.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False)
+    n_ctx = forms.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False)
+    type_k = forms.ChoiceField(choices=[(t, t) for t in KV_TYPES], initial="f16", required=False)
+    type_v = forms.ChoiceField(choices=[(t, t) for t in KV_TYPES], initial="f16", required=False)
+    flash_attn = forms.NullBooleanField(required=False)
+    power_watts = forms.FloatField(required=False, validators=[positive])
+    test_time = forms.DateTimeField(required=False, help_text="When the test ran (UTC).")
+    os = forms.CharField(max_length=120, required=False)
+    cpu_info = forms.CharField(max_length=200, required=False)
+    gpu_info = forms.CharField(max_length=200, required=False)
+    ram_bytes = forms.IntegerField(min_value=1, required=False)
+    driver = forms.CharField(max_length=120, required=False)
+    model_filename = forms.CharField(max_length=300, required=False)
+    model_type = forms.CharField(max_length=120, required=False)
+    model_size = forms.IntegerField(min_value=1, required=False)
+    model_n_params = forms.IntegerField(min_value=1, required=False)
+    source_url = forms.URLField(required=False, max_length=200)
+    notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False)
+
+    def clean_model_slug(self) -> Model:
+        slug = self.cleaned_data["model_slug"]
+        try:
+            return Model.objects.get(slug=slug)
+        except Model.DoesNotExist as exc:
+            raise ValidationError(f"No model '{slug}' in the catalog.", code="unknown_model") from exc
+
+    def clean_quant(self) -> str:
+        return self.cleaned_data["quant"].strip().upper()
+
+    def clean_hardware(self) -> str:
+        value = self.cleaned_data["hardware"].strip()
+        if not value:
+            raise ValidationError("This field is required.")
+        return value
+
+    def clean_test_time(self) -> Any:
+        value = self.cleaned_data.get("test_time")
+        if value is not None and value > timezone.now() + CLOCK_SKEW:
+            raise ValidationError("The test time is in the future.", code="future")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for name, default in (("n_prompt", 0), ("n_gen", 0), ("n_depth", 0), ("stddev_ts", 0.0)):
+            if data.get(name) is None and name not in self.errors:
+                data[name] = default
+        data["type_k"] = data.get("type_k") or "f16"
+        data["type_v"] = data.get("type_v") or "f16"
+        if not self.errors.keys() & {"n_prompt", "n_gen"} and not (data["n_prompt"] or data["n_gen"]):
+            self.add_error("n_gen", "A test needs prompt tokens (n_prompt) or generated tokens (n_gen).")
+        self._check_samples(data)
+        return data
+
+    def _check_samples(self, data: dict[str, Any]) -> None:
+        avg, stddev = data.get("avg_ts"), data.get("stddev_ts")
+        samples = data.get("samples_ts") or []
+        if avg is None or "samples_ts" in self.errors or not samples:
+            return
+        mean = statistics.fmean(samples)
+        if abs(mean - avg) > SAMPLE_MEAN_TOLERANCE * avg:
+            self.add_error("samples_ts", f"The samples average {mean:.4g} t/s, not the mean given ({avg:.4g} t/s).")
+            return
+        if len(samples) >= 2 and stddev is not None:
+            sample_stddev = statistics.stdev(samples)
+            if abs(sample_stddev - stddev) > max(0.05 * sample_stddev, 0.001 * avg, 0.01):
+                self.add_error(
+                    "stddev_ts",
+                    f"The samples have a standard deviation of {sample_stddev:.4g} t/s, not {stddev:.4g} t/s.",
+                )
+        elif len(samples) == 1 and stddev:
+            self.add_error("stddev_ts", "One sample has no spread: the standard deviation must be 0.")
+        samples_ns = data.get("samples_ns") or []
+        if samples_ns and "samples_ns" not in self.errors:
+            if len(samples_ns) != len(samples):
+                self.add_error("samples_ns", "There must be as many nanosecond samples as tokens/sec samples.")
+                return
+            tokens = (data.get("n_prompt") or 0) + (data.get("n_gen") or 0)
+            for ts, ns in zip(samples, samples_ns, strict=True):
+                if abs(tokens * 1e9 / ns - ts) > SAMPLE_MEAN_TOLERANCE * ts:
+                    self.add_error("samples_ns", "The nanosecond samples do not match the tokens/sec samples.")
+                    return
+
+
+class LlamaBenchForm(forms.Form):
+    """Paste or upload `llama-bench -o json` / `-o jsonl` output; the other fields fill what the output lacks."""
+
+    output = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, label="Paste the output")
+    upload = forms.FileField(required=False, label="…or upload the file")
+    model_slug = forms.SlugField(
+        required=False, label="Model", help_text="Leave empty to recognise it from the output."
+    )
+    quant = forms.CharField(max_length=24, required=False, help_text="Leave empty to recognise it from the output.")
+    hardware = forms.CharField(max_length=200, help_text="A catalog hardware slug or name.")
+    os = forms.CharField(max_length=120, required=False)
+
+    def clean_upload(self) -> Any:
+        from benchmarks.llamabench import MAX_OUTPUT_BYTES
+
+        upload = self.cleaned_data.get("upload")
+        if upload is not None and upload.size > MAX_OUTPUT_BYTES:
+            raise ValidationError(f"The file is larger than {MAX_OUTPUT_BYTES // 1024} KiB.", code="too_large")
+        return upload
+
+    def clean(self) -> dict[str, Any]:
+        from benchmarks.llamabench import MAX_OUTPUT_BYTES
+
+        data = super().clean()
+        upload = data.get("upload")
+        text = data.get("output") or ""
+        if upload is not None and "upload" not in self.errors:
+            raw = upload.read(MAX_OUTPUT_BYTES + 1)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                self.add_error("upload", "The file is not UTF-8 text.")
+                return data
+        if len(text.encode()) > MAX_OUTPUT_BYTES:
+            self.add_error("output", f"The output is larger than {MAX_OUTPUT_BYTES // 1024} KiB.")
+        elif not text.strip() and not self.errors.get("upload"):
+            self.add_error("output", "Paste llama-bench output or upload a file.")
+        data["text"] = text
+        return data
+
+
+class ModerationForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("accepted", "Accept"), ("rejected", "Reject")])
+    reason = forms.CharField(max_length=300)
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=60, help_text="Where you will use it, e.g. 'my workstation'.")
+
+
+class LeaderboardFilterForm(forms.Form):
+    model = forms.SlugField(required=False)
+    quant = forms.CharField(max_length=24, required=False)
+    hardware = forms.SlugField(required=False)
+    runtime = forms.ChoiceField(choices=[("", "Any runtime"), *Runtime.choices], required=False)
+    backend = forms.ChoiceField(choices=[("", "Any backend"), *Backend.choices], required=False)
+    test = forms.ChoiceField(
+        choices=[("", "Any test"), ("tg", "Generation (tg)"), ("pp", "Prompt (pp)"), ("pg", "Mixed")],
+        required=False,
+    )
