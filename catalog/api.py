@@ -1,5 +1,344 @@
-from __future__ import annotations
+"""Catalog and fit endpoints of the JSON API (mounted at /api/ by config/api.py)."""
 
-from ninja import Router
+# No `from __future__ import annotations` here: django-ninja's @paginate needs the real Query[...] types.
+import dataclasses
+from typing import Any, Literal
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
+from ninja.pagination import PageNumberPagination, paginate
+
+from catalog import fit
+from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
+from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand, Quantization
+from catalog.services import best_fits, device_spec_of, fit_for
 
 router = Router(tags=["catalog"])
+
+MAX_PAGE = settings.RIGFIT_API_MAX_PAGE_SIZE
+KvTypeName = Literal["f16", "bf16", "f32", "q8_0", "q4_0"]
+
+
+class Message(Schema):
+    message: str
+
+
+class ModelOut(Schema):
+    slug: str
+    name: str
+    family: str
+    publisher: str
+    n_params: int
+    n_active_params: int | None
+    modality: str
+    context_length: int
+    license: str
+    url: str
+
+    @staticmethod
+    def resolve_url(obj: Model) -> str:
+        return obj.get_absolute_url()
+
+
+class QuantOut(Schema):
+    name: str
+    format: str
+    bits_per_weight: float | None
+    file_bytes: int | None
+    tensor_bytes: int | None
+    perplexity_delta: float | None
+    exact: bool
+    source: str
+
+    @staticmethod
+    def resolve_exact(obj: Quantization) -> bool:
+        return obj.exact_bytes is not None
+
+
+class ModelDetailOut(ModelOut):
+    source_repo: str
+    source_revision: str
+    description: str
+    n_layers: int
+    hidden_size: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    tied_embeddings: bool
+    sliding_window: int | None
+    swa_layers: list[int]
+    kv_lora_rank: int | None
+    n_experts: int | None
+    n_experts_used: int | None
+    vision_params: int | None
+    image_tokens: int | None
+    sources: dict[str, Any]
+    quantizations: list[QuantOut]
+
+    @staticmethod
+    def resolve_quantizations(obj: Model) -> list[Quantization]:
+        return list(obj.quantizations.all())
+
+
+class HardwareOut(Schema):
+    slug: str
+    name: str
+    vendor: str
+    kind: str
+    memory_bytes: int
+    bandwidth_gbps: float
+    fp16_tflops: float | None
+    release_year: int | None
+    source: str
+    url: str
+
+    @staticmethod
+    def resolve_url(obj: Hardware) -> str:
+        return obj.get_absolute_url()
+
+
+class ModelFilters(Schema):
+    q: str = Field("", max_length=100)
+    modality: Modality | None = None
+    band: ParamBand | None = None
+    license: str | None = Field(None, max_length=80)
+    fits: str | None = Field(None, max_length=120, description="Hardware slug: only models that run on it.")
+    ctx: int = Field(4096, ge=1, le=1_048_576)
+    sort: Literal["params", "-params", "name", "-context"] = "params"
+
+
+class HardwareFilters(Schema):
+    q: str = Field("", max_length=100)
+    kind: HardwareKind | None = None
+
+
+class FitKnobs(Schema):
+    ctx: int = Field(4096, ge=1, le=1_048_576, description="Context length in tokens.")
+    kv_type: KvTypeName = "f16"
+    users: int = Field(1, ge=1, le=256, description="Concurrent sequences, each with its own KV cache.")
+    gpu_count: int = Field(1, ge=1, le=16)
+    ram_gb: int = Field(32, ge=1, le=4096, description="System RAM for layers that do not fit the GPU.")
+
+    def options(self) -> fit.FitOptions:
+        return fit.FitOptions(
+            ctx=self.ctx, kv_type=self.kv_type, users=self.users, system_ram_bytes=self.ram_gb * 1024**3
+        )
+
+
+class FitQuery(FitKnobs):
+    model: str = Field(..., max_length=120, description="Model slug.")
+    quant: str = Field("Q4_K_M", max_length=24, description="Quantization name, e.g. Q4_K_M.")
+    hardware: str = Field(..., max_length=120, description="Hardware slug.")
+
+
+class FitOut(Schema):
+    model: str
+    quant: str
+    hardware: str
+    ctx: int
+    kv_type: str
+    users: int
+    gpu_count: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    vision_bytes: int
+    total_bytes: int
+    usable_bytes: int
+    headroom_bytes: int
+    verdict: str
+    gpu_layers: int
+    n_layers: int
+    est_decode_tps: float | None
+    est_prefill_tps: float | None
+    exact: list[str]
+    estimated: list[str]
+
+
+class BestFitOut(Schema):
+    model: str
+    name: str
+    quant: str
+    verdict: str
+    total_bytes: int
+    headroom_bytes: int
+    gpu_layers: int
+    est_decode_tps: float | None
+
+
+class EstimateIn(FitKnobs):
+    config: dict[str, Any] = Field(..., description="A Hugging Face config.json (text or with text_config).")
+    quant: str = Field("Q4_K_M", max_length=24)
+    bits_per_weight: float | None = Field(None, gt=0, le=32)
+    hardware: str | None = Field(None, max_length=120)
+
+
+class EstimateOut(Schema):
+    n_params: int
+    quant: str
+    weights_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    vision_bytes: int
+    total_bytes: int
+    estimated: list[str]
+    hardware: str | None = None
+    verdict: str | None = None
+    gpu_layers: int | None = None
+    est_decode_tps: float | None = None
+    est_prefill_tps: float | None = None
+
+
+def get_or_404(queryset: Any, label: str, slug: str) -> Any:
+    found = queryset.filter(slug=slug).first()
+    if found is None:
+        raise HttpError(404, f"Unknown {label} {slug!r}.")
+    return found
+
+
+MEMORY_FIELDS = ("weights_bytes", "kv_cache_bytes", "compute_bytes", "overhead_bytes", "vision_bytes")
+
+
+def _memory_dict(memory: fit.MemoryBreakdown) -> dict[str, Any]:
+    return {
+        **{name: getattr(memory, name) for name in MEMORY_FIELDS},
+        "total_bytes": memory.total_bytes,
+        "estimated": sorted(memory.estimated),
+    }
+
+
+@router.get("/models", response=list[ModelOut], summary="Search and filter the model catalog")
+@paginate(PageNumberPagination, page_size=20, max_page_size=MAX_PAGE)
+def list_models(request: HttpRequest, filters: Query[ModelFilters]):
+    models = Model.objects.search(filters.q)
+    if filters.modality:
+        models = models.filter(modality=filters.modality)
+    if filters.band:
+        models = models.in_param_band(filters.band)
+    if filters.license:
+        models = models.filter(license__iexact=filters.license)
+    ordering = {"params": "n_params", "-params": "-n_params", "name": "name", "-context": "-context_length"}
+    models = models.order_by(ordering[filters.sort], "name")
+    if filters.fits:
+        hardware = get_or_404(Hardware.objects, "hardware", filters.fits)
+        found = best_fits(
+            hardware=hardware, options=fit.FitOptions(ctx=filters.ctx), models=models.with_quantizations()
+        )
+        return [b.model for b in found]
+    return models
+
+
+@router.get("/models/{slug}", response={200: ModelDetailOut, 404: Message}, summary="One model with its quantizations")
+def get_model(request: HttpRequest, slug: str):
+    return get_or_404(Model.objects.with_quantizations(), "model", slug)
+
+
+@router.get("/hardware", response=list[HardwareOut], summary="Search the hardware catalog")
+@paginate(PageNumberPagination, page_size=50, max_page_size=MAX_PAGE)
+def list_hardware(request: HttpRequest, filters: Query[HardwareFilters]):
+    devices = Hardware.objects.search(filters.q)
+    if filters.kind:
+        devices = devices.of_kind(filters.kind)
+    return devices
+
+
+@router.get("/hardware/{slug}", response={200: HardwareOut, 404: Message}, summary="One device")
+def get_hardware(request: HttpRequest, slug: str):
+    return get_or_404(Hardware.objects, "hardware", slug)
+
+
+@router.get("/fit", response={200: FitOut, 404: Message, 422: Message}, summary="Memory, verdict and speed")
+def get_fit(request: HttpRequest, params: Query[FitQuery]):
+    model = get_or_404(Model.objects.with_quantizations(), "model", params.model)
+    quant = next((q for q in model.quantizations.all() if q.name.lower() == params.quant.lower()), None)
+    if quant is None:
+        names = ", ".join(q.name for q in model.quantizations.all())
+        raise HttpError(404, f"{model.name} has no quantization {params.quant!r}; it has: {names}.")
+    hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
+    result = fit_for(model=model, quant=quant, hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
+    memory = _memory_dict(result.memory)
+    return {
+        "model": model.slug,
+        "quant": quant.name,
+        "hardware": hardware.slug,
+        "ctx": params.ctx,
+        "kv_type": params.kv_type,
+        "users": params.users,
+        "gpu_count": params.gpu_count,
+        **memory,
+        "exact": [name for name in (*MEMORY_FIELDS, "total_bytes") if name not in result.memory.estimated],
+        "usable_bytes": result.usable_bytes,
+        "headroom_bytes": result.headroom_bytes,
+        "verdict": result.verdict.value,
+        "gpu_layers": result.gpu_layers,
+        "n_layers": result.n_layers,
+        "est_decode_tps": result.est_decode_tps,
+        "est_prefill_tps": result.est_prefill_tps,
+    }
+
+
+class FitsQuery(FitKnobs):
+    hardware: str = Field(..., max_length=120)
+
+
+@router.get("/fits", response={200: list[BestFitOut], 404: Message}, summary="Best quant per model on a device")
+def list_fits(request: HttpRequest, params: Query[FitsQuery]):
+    hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
+    found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
+    return [
+        {
+            "model": b.model.slug,
+            "name": b.model.name,
+            "quant": b.quant.name,
+            "verdict": b.result.verdict.value,
+            "total_bytes": b.result.memory.total_bytes,
+            "headroom_bytes": b.result.headroom_bytes,
+            "gpu_layers": b.result.gpu_layers,
+            "est_decode_tps": b.result.est_decode_tps,
+        }
+        for b in found
+    ]
+
+
+@router.post(
+    "/fit/estimate",
+    response={200: EstimateOut, 404: Message, 422: Message},
+    summary="Fit for a model not in the catalog, from its config.json",
+)
+def estimate_fit(request: HttpRequest, body: EstimateIn):
+    try:
+        fields = model_fields_from_hf_config(body.config)
+        if not fields.get("n_params"):
+            fields["n_params"] = estimate_n_params(fields)
+        shape_fields = {f.name for f in dataclasses.fields(fit.ModelShape)}
+        values = {name: value for name, value in fields.items() if name in shape_fields and value is not None}
+        values["swa_layers"] = frozenset(values.get("swa_layers") or ())
+        shape = fit.ModelShape(**values)
+    except (ConfigError, TypeError, ValueError, KeyError) as exc:
+        raise HttpError(422, f"Unusable config.json: {exc}") from exc
+    bits = body.bits_per_weight or fit.nominal_bits_per_weight(body.quant)
+    if bits is None:
+        raise HttpError(422, f"Unknown quantization {body.quant!r}; give bits_per_weight.")
+    quant = fit.QuantSpec(name=body.quant, bits_per_weight=bits)
+    options = body.options()
+    try:
+        memory = fit.memory_breakdown(shape, quant, options, device_kind="gpu")
+    except ValueError as exc:
+        raise HttpError(422, str(exc)) from exc
+    answer: dict[str, Any] = {"n_params": shape.n_params, "quant": body.quant, **_memory_dict(memory)}
+    if body.hardware:
+        hardware = get_or_404(Hardware.objects, "hardware", body.hardware)
+        result = fit.fit(shape, quant, device_spec_of(hardware, body.gpu_count), options)
+        answer.update(
+            hardware=hardware.slug,
+            verdict=result.verdict.value,
+            gpu_layers=result.gpu_layers,
+            est_decode_tps=result.est_decode_tps,
+            est_prefill_tps=result.est_prefill_tps,
+        )
+    return answer

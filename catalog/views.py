@@ -1,10 +1,240 @@
+"""Catalog pages: thin views over services.py and the pure fit engine. Each page's live region is one
+include-able fragment, rendered alone for htmx requests and inside the full page otherwise."""
+
 from __future__ import annotations
 
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
+
+from catalog import fit
+from catalog.faq import model_faq
+from catalog.forms import (
+    CONTEXT_TICKS,
+    CompareForm,
+    FitForm,
+    HardwareFilterForm,
+    ModelFilterForm,
+    hardware_picker_queryset,
+)
+from catalog.howto import recipes
+from catalog.models import PARAM_BANDS, Hardware, HardwareKind, Model, ParamBand
+from catalog.services import (
+    best_fits,
+    best_quant,
+    device_spec_of,
+    hardware_that_runs,
+    quant_rows,
+    quant_spec_of,
+    shape_of,
+)
+
+PAGE_SIZE = 24
+
+
+def _render(request: HttpRequest, page: str, fragment: str, context: dict) -> HttpResponse:
+    """The full page, or for an htmx request only the fragment it swaps (the same template file)."""
+    return render(request, fragment if request.htmx else page, context)
+
+
+def _picker_hardware() -> list[Hardware]:
+    """The hardware <select>: changes only when the catalog is re-seeded, so cache it briefly."""
+    latest = Hardware.objects.aggregate(latest=Max("updated_at"))["latest"]
+    key = f"catalog:picker:{latest.timestamp() if latest else 0}"
+    devices = cache.get(key)
+    if devices is None:
+        devices = list(hardware_picker_queryset())
+        cache.set(key, devices, 300)
+    return devices
 
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "catalog/home.html", {})
+    featured = list(Model.objects.featured().with_quantizations()[:8])
+    context = {
+        "featured": featured,
+        "model_count": Model.objects.count(),
+        "hardware_count": Hardware.objects.count(),
+        "picker": _picker_hardware(),
+    }
+    return render(request, "catalog/home.html", context)
+
+
+@require_GET
+def model_list(request: HttpRequest) -> HttpResponse:
+    form = ModelFilterForm(request.GET or None)
+    models = Model.objects.with_quantizations()
+    fits_on: Hardware | None = None
+    ctx = 4096
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        models = models.search(data["q"])
+        if data["modality"]:
+            models = models.filter(modality=data["modality"])
+        if data["band"]:
+            models = models.in_param_band(data["band"])
+        if data["license"]:
+            models = models.filter(license__iexact=data["license"])
+        models = models.order_by(*ModelFilterForm.ORDERING[data["sort"] or "params"])
+        fits_on = data["fits"]
+        ctx = data["ctx"] or ctx
+    best_by_model = {}
+    if fits_on is not None:
+        found = best_fits(hardware=fits_on, options=fit.FitOptions(ctx=ctx), models=models)
+        best_by_model = {b.model.pk: b for b in found}
+        models = [b.model for b in found]
+    paginator = Paginator(models, PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "fits_on": fits_on,
+        "best_by_model": best_by_model,
+        "ctx": ctx,
+        "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
+        "picker": _picker_hardware(),
+    }
+    return _render(request, "catalog/model_list.html", "catalog/_model_results.html", context)
+
+
+def _comparable(model: Model) -> list[Model]:
+    """Models worth comparing: the same size band, and the nearest one tier down and one tier up."""
+    bands = list(PARAM_BANDS)
+    here = bands.index(ParamBand(model.param_band))
+    picks = list(Model.objects.in_same_band_as(model).order_by("-featured", "n_params")[:3])
+    if here > 0:
+        picks += list(Model.objects.in_param_band(bands[here - 1]).order_by("-n_params")[:1])
+    if here < len(bands) - 1:
+        picks += list(Model.objects.in_param_band(bands[here + 1]).order_by("n_params")[:1])
+    return picks
+
+
+def _runs_on(model: Model, picker: list[Hardware]) -> list:
+    """'Hardware that runs this' at the default context; cached per model version."""
+    key = f"catalog:runs-on:{model.pk}:{model.updated_at.timestamp()}"
+    cached = cache.get(key)
+    if cached is None:
+        cached = hardware_that_runs(model=model, candidates=picker, options=fit.FitOptions(ctx=4096))
+        cache.set(key, cached, 600)
+    return cached
+
+
+def _fit_panel_context(model: Model, form: FitForm) -> dict:
+    options = form.options()
+    hardware = form.selected_hardware
+    gpu_count = form.value("gpu_count")
+    rows = quant_rows(model=model, hardware=hardware, options=options, gpu_count=gpu_count)
+    shape = shape_of(model)
+    chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or next(
+        (r for r in rows if r.quant.name == "Q4_K_M"), rows[0] if rows else None
+    )
+    plan = None
+    if chosen is not None and hardware is not None:
+        plan = fit.serving_plan(shape, quant_spec_of(chosen.quant), device_spec_of(hardware, gpu_count), options)
+    return {
+        "model": model,
+        "form": form,
+        "rows": rows,
+        "chosen": chosen,
+        "plan": plan,
+        "hardware": hardware,
+        "options": options,
+        "kv_bytes": fit.kv_cache_bytes(shape, options.ctx, options.kv_type, options.users),
+        "ctx_ticks": [t for t in CONTEXT_TICKS if t <= max(model.context_length, 512)],
+        "beyond_native": options.ctx > model.context_length,
+    }
+
+
+def request_quant(form: FitForm) -> str | None:
+    return form.data.get("quant") if form.is_bound else None
+
+
+@require_GET
+def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    model = get_object_or_404(Model.objects.with_quantizations(), slug=slug)
+    form = FitForm(request.GET or None, model=model)
+    context = _fit_panel_context(model, form)
+    if request.htmx:
+        return render(request, "catalog/_fit_panel.html", context)
+    picker = _picker_hardware()
+    chosen_name = context["chosen"].quant.name if context["chosen"] else "Q4_K_M"
+    context.update(
+        {
+            "picker": picker,
+            "recipes": recipes(model, quant_name=chosen_name, ctx=context["options"].ctx),
+            "faq": model_faq(model, context["rows"], context["options"]),
+            "runs_on": _runs_on(model, picker),
+            "comparable": _comparable(model),
+        }
+    )
+    return render(request, "catalog/model_detail.html", context)
+
+
+@require_GET
+def hardware_list(request: HttpRequest) -> HttpResponse:
+    form = HardwareFilterForm(request.GET or None)
+    devices = Hardware.objects.all()
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        devices = devices.search(data["q"])
+        if data["kind"]:
+            devices = devices.of_kind(data["kind"])
+        if data["min_memory_gb"]:
+            devices = devices.filter(memory_bytes__gte=data["min_memory_gb"] * 10**9)
+    page = Paginator(devices, 50).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page}
+    return _render(request, "catalog/hardware_list.html", "catalog/_hardware_results.html", context)
+
+
+@require_GET
+def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    hardware = get_object_or_404(Hardware, slug=slug)
+    form = FitForm(request.GET or None)
+    options = form.options()
+    fits = best_fits(hardware=hardware, options=options, gpu_count=form.value("gpu_count"))
+    context = {
+        "hardware": hardware,
+        "form": form,
+        "options": options,
+        "fits": fits,
+        "on_gpu": [b for b in fits if b.result.verdict == fit.Verdict.FITS_GPU],
+        "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
+        "is_cpu": hardware.kind == HardwareKind.CPU,
+        "ctx_ticks": CONTEXT_TICKS[:9],
+        "picker": _picker_hardware(),
+    }
+    return _render(request, "catalog/hardware_detail.html", "catalog/_hardware_fits.html", context)
+
+
+@require_GET
+def compare(request: HttpRequest) -> HttpResponse:
+    form = CompareForm(request.GET or None)
+    fit_form = FitForm(request.GET or None)
+    slugs: list[str] = form.cleaned_data["models"] if form.is_bound and form.is_valid() else []
+    by_slug = {m.slug: m for m in Model.objects.with_quantizations().filter(slug__in=slugs)}
+    missing = [s for s in slugs if s not in by_slug]
+    options = fit_form.options()
+    hardware = fit_form.selected_hardware
+    columns = []
+    for slug in slugs:
+        model = by_slug.get(slug)
+        if model is None:
+            continue
+        rows = quant_rows(model=model, hardware=hardware, options=options)
+        best = best_quant(model=model, device=device_spec_of(hardware), options=options) if hardware else None
+        columns.append({"model": model, "rows": rows, "best": best})
+    context = {
+        "form": form,
+        "fit_form": fit_form,
+        "columns": columns,
+        "missing": missing,
+        "hardware": hardware,
+        "options": options,
+        "all_models": Model.objects.only("slug", "name").order_by("name"),
+        "picker": _picker_hardware(),
+        "too_few": form.is_bound and len(columns) < 2,
+    }
+    return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)

@@ -1,0 +1,104 @@
+"""Questions people ask about a model, answered from the catalog and the fit engine (no canned text)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalog import fit
+from catalog.models import Model
+from catalog.services import QuantRow
+from catalog.templatetags.rigfit import gb
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    answer: str
+
+
+def _smallest(rows: list[QuantRow]) -> QuantRow | None:
+    return min(rows, key=lambda r: r.gpu.total_bytes, default=None)
+
+
+def _largest(rows: list[QuantRow]) -> QuantRow | None:
+    return max(rows, key=lambda r: r.gpu.total_bytes, default=None)
+
+
+def _by_name(rows: list[QuantRow], name: str) -> QuantRow | None:
+    return next((r for r in rows if r.quant.name.upper() == name), None)
+
+
+def model_faq(model: Model, rows: list[QuantRow], options: fit.FitOptions) -> list[Answer]:
+    answers: list[Answer] = []
+    smallest, largest = _smallest(rows), _largest(rows)
+    ctx = f"{options.ctx:,}-token context"
+    if smallest and largest:
+        estimated = " (estimated)" if smallest.size_estimated or largest.size_estimated else ""
+        answers.append(
+            Answer(
+                f"How much VRAM does {model.name} need?",
+                f"At a {ctx}: {gb(smallest.gpu.total_bytes)} with {smallest.quant.name}, the smallest quantization "
+                f"listed, up to {gb(largest.gpu.total_bytes)} with {largest.quant.name}{estimated}. That is weights, "
+                f"KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), compute buffers and runtime "
+                "overhead; change the context above to see it move.",
+            )
+        )
+    q4, q8 = _by_name(rows, "Q4_K_M"), _by_name(rows, "Q8_0")
+    if q4 and q8:
+        answers.append(
+            Answer(
+                "Which quantization should I pick?",
+                f"Q4_K_M ({gb(q4.size_bytes)} of weights) is the usual balance of quality and memory; Q8_0 "
+                f"({gb(q8.size_bytes)}) is close to lossless when it fits. Below Q4 quality drops faster, more so "
+                "for small models.",
+            )
+        )
+    if smallest:
+        answers.append(
+            Answer(
+                f"Can {model.name} run on a CPU?",
+                f"Yes, with {gb(smallest.cpu.total_bytes)} of free RAM for {smallest.quant.name} at a {ctx}. "
+                "Decode speed is bounded by memory bandwidth: roughly bandwidth divided by the bytes read per token, "
+                "so dual-channel DDR5 gives a fraction of a GPU's speed.",
+            )
+        )
+    kv_native = rows[0].gpu.kv_cache_bytes if rows else 0
+    if rows:
+        shape_note = f"{model.n_layers} layers, {model.n_kv_heads} KV heads of {model.head_dim}"
+        if model.sliding_window and model.swa_layers:
+            shape_note += (
+                f"; {len(model.swa_layers)} of its layers use a {model.sliding_window:,}-token sliding window, "
+                "so their cache stops growing there"
+            )
+        if model.kv_lora_rank:
+            shape_note += f"; multi-head latent attention stores a {model.kv_lora_rank}-wide latent per token"
+        answers.append(
+            Answer(
+                f"How long a context can {model.name} handle, and what does it cost?",
+                f"Its native maximum is {model.context_length:,} tokens. At a {ctx} the KV cache takes "
+                f"{gb(kv_native)} ({shape_note}).",
+            )
+        )
+    answers.append(
+        Answer(
+            f"Is {model.name} licensed for commercial use?",
+            f"It is published under {model.license}. Read the licence text in {model.source_repo} before shipping it.",
+        )
+    )
+    if model.is_vision:
+        answers.append(
+            Answer(
+                f"What does the vision part of {model.name} add?",
+                f"A vision encoder of {model.vision_params or 0:,} parameters and "
+                f"{model.image_tokens or 0} tokens of context per image, both counted in the figures above.",
+            )
+        )
+    if model.is_moe:
+        answers.append(
+            Answer(
+                f"Why is {model.name} fast for its size?",
+                f"It is a mixture of experts: {model.n_experts_used} of {model.n_experts} experts run per token, so "
+                "each token reads only the active weights; every expert must still be in memory.",
+            )
+        )
+    return answers

@@ -1,0 +1,172 @@
+"""Catalog rows in, fit-engine answers out: the bridge between the database and the pure engine in fit.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from catalog import fit
+from catalog.models import Hardware, HardwareKind, Model, Quantization
+
+
+def shape_of(model: Model) -> fit.ModelShape:
+    return fit.ModelShape(
+        n_params=model.n_params,
+        n_layers=model.n_layers,
+        hidden_size=model.hidden_size,
+        n_heads=model.n_heads,
+        n_kv_heads=model.n_kv_heads,
+        head_dim=model.head_dim,
+        vocab_size=model.vocab_size,
+        intermediate_size=model.intermediate_size,
+        tied_embeddings=model.tied_embeddings,
+        sliding_window=model.sliding_window,
+        swa_layers=frozenset(model.swa_layers or ()),
+        kv_lora_rank=model.kv_lora_rank,
+        qk_rope_head_dim=model.qk_rope_head_dim,
+        n_active_params=model.n_active_params,
+        n_experts=model.n_experts,
+        n_experts_used=model.n_experts_used,
+        vision_params=model.vision_params or 0,
+        image_tokens=model.image_tokens or 0,
+    )
+
+
+def quant_spec_of(quant: Quantization) -> fit.QuantSpec:
+    return fit.QuantSpec(name=quant.name, bits_per_weight=quant.bits_per_weight, file_bytes=quant.exact_bytes)
+
+
+def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
+    return fit.DeviceSpec(
+        name=hardware.name,
+        kind=hardware.kind,  # type: ignore[arg-type]  # HardwareKind values are fit.DeviceKind values
+        memory_bytes=hardware.memory_bytes,
+        bandwidth_gbps=hardware.bandwidth_gbps,
+        fp16_tflops=hardware.fp16_tflops,
+        count=count,
+    )
+
+
+def fit_for(
+    *, model: Model, quant: Quantization, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1
+) -> fit.FitResult:
+    return fit.fit(shape_of(model), quant_spec_of(quant), device_spec_of(hardware, gpu_count), options)
+
+
+@dataclass(frozen=True, slots=True)
+class QuantRow:
+    """One line of a model's quantization table."""
+
+    quant: Quantization
+    bits_per_weight: float | None
+    bits_estimated: bool
+    gpu: fit.MemoryBreakdown
+    cpu: fit.MemoryBreakdown
+    result: fit.FitResult | None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.gpu.weights_bytes
+
+    @property
+    def size_estimated(self) -> bool:
+        return "weights_bytes" in self.gpu.estimated
+
+
+def quant_rows(
+    *, model: Model, hardware: Hardware | None, options: fit.FitOptions, gpu_count: int = 1
+) -> list[QuantRow]:
+    """Every quantization of a model with its memory on a GPU and on a CPU, and its verdict on `hardware`."""
+    shape = shape_of(model)
+    device = device_spec_of(hardware, gpu_count) if hardware else None
+    rows = []
+    for quant in model.quantizations.all():
+        spec = quant_spec_of(quant)
+        bits = quant.bits_per_weight
+        bits_estimated = bits is None
+        if bits is None:
+            bits = fit.nominal_bits_per_weight(quant.name)
+        rows.append(
+            QuantRow(
+                quant=quant,
+                bits_per_weight=bits,
+                bits_estimated=bits_estimated,
+                gpu=fit.memory_breakdown(shape, spec, options, device_kind="gpu"),
+                cpu=fit.memory_breakdown(shape, spec, options, device_kind="cpu"),
+                result=fit.fit(shape, spec, device, options) if device else None,
+            )
+        )
+    return rows
+
+
+VERDICT_RANK = {
+    fit.Verdict.FITS_GPU: 0,
+    fit.Verdict.PARTIAL_OFFLOAD: 1,
+    fit.Verdict.CPU_ONLY: 2,
+    fit.Verdict.DOES_NOT_FIT: 3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BestFit:
+    model: Model
+    quant: Quantization
+    result: fit.FitResult
+
+
+def best_quant(
+    *, model: Model, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool = True
+) -> BestFit | None:
+    """The highest-precision quantization that runs on the device: all on the GPU if any does, else the best
+    partial offload (or CPU-only run on a CPU device). None when nothing runs."""
+    shape = shape_of(model)
+    candidates: list[BestFit] = []
+    for quant in model.quantizations.all():
+        result = fit.fit(shape, quant_spec_of(quant), device, options)
+        if result.verdict != fit.Verdict.DOES_NOT_FIT:
+            candidates.append(BestFit(model=model, quant=quant, result=result))
+    if not candidates:
+        return None
+    if not allow_offload:
+        candidates = [c for c in candidates if c.result.verdict == fit.Verdict.FITS_GPU] or (
+            candidates if device.kind == HardwareKind.CPU else []
+        )
+        if not candidates:
+            return None
+    # Prefer the best verdict, then the most precise weights (largest file) within that verdict.
+    return min(candidates, key=lambda c: (VERDICT_RANK[c.result.verdict], -c.result.memory.weights_bytes))
+
+
+def best_fits(
+    *,
+    hardware: Hardware,
+    options: fit.FitOptions,
+    models: Iterable[Model] | None = None,
+    gpu_count: int = 1,
+    allow_offload: bool = True,
+) -> list[BestFit]:
+    """Best quant per model that runs on `hardware`, ranked: full-GPU fits first, then larger models first."""
+    if models is None:
+        models = Model.objects.with_quantizations()
+    device = device_spec_of(hardware, gpu_count)
+    found = [
+        best
+        for model in models
+        if (best := best_quant(model=model, device=device, options=options, allow_offload=allow_offload))
+    ]
+    return sorted(found, key=lambda b: (VERDICT_RANK[b.result.verdict], -b.model.n_params, b.model.name))
+
+
+def hardware_that_runs(
+    *, model: Model, candidates: Sequence[Hardware], options: fit.FitOptions, limit: int = 8
+) -> list[tuple[Hardware, BestFit]]:
+    """Devices, from `candidates`, that hold the model entirely in GPU (or unified) memory, smallest first."""
+    found = []
+    for hardware in candidates:
+        if hardware.kind == HardwareKind.CPU:
+            continue
+        best = best_quant(model=model, device=device_spec_of(hardware), options=options, allow_offload=False)
+        if best is not None:
+            found.append((hardware, best))
+    found.sort(key=lambda pair: (pair[0].memory_bytes, -pair[1].result.memory.weights_bytes))
+    return found[:limit]
