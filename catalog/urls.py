@@ -13,4 +13,5 @@ urlpatterns = [
     path("hardware/", views.hardware_list, name="hardware_list"),
     path("hardware/<slug:slug>/", views.hardware_detail, name="hardware_detail"),
     path("compare/", views.compare, name="compare"),
+    path("healthz", views.healthz, name="healthz"),
 ]

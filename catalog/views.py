@@ -238,3 +238,9 @@ def compare(request: HttpRequest) -> HttpResponse:
         "too_few": form.is_bound and len(columns) < 2,
     }
     return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers, and the load benchmark's trivial baseline. Touches no database."""
+    return HttpResponse("ok", content_type="text/plain")
