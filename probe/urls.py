@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from probe import views
 
 app_name = "probe"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.host, name="host"),
+]
