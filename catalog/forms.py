@@ -53,9 +53,17 @@ class FitForm(forms.Form):
     gpu_count = forms.IntegerField(required=False, min_value=1, max_value=16, label="GPUs")
     ram_gb = forms.TypedChoiceField(required=False, choices=RAM_CHOICES, coerce=int, label="System RAM")
 
-    def __init__(self, *args: Any, model: Model | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    DEFAULTS = {"kv_type": "f16", "users": 1, "gpu_count": 1, "ram_gb": 32}
+
+    def __init__(self, data: Any = None, *args: Any, model: Model | None = None, **kwargs: Any) -> None:
         self.model = model
+        if data is not None:
+            # Missing knobs take their defaults, so the re-rendered form shows what the figures assume.
+            data = data.copy()
+            for name, default in {**self.DEFAULTS, "ctx": self.default_ctx}.items():
+                if not data.get(name):
+                    data[name] = default
+        super().__init__(data, *args, **kwargs)
         self.fields["ctx"].widget.attrs["max"] = settings.RIGFIT_MAX_CTX
         self.fields["users"].widget.attrs["max"] = settings.RIGFIT_MAX_USERS
 

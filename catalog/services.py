@@ -96,6 +96,7 @@ def quant_rows(
                 result=fit.fit(shape, spec, device, options) if device else None,
             )
         )
+    rows.sort(key=lambda row: (-row.gpu.weights_bytes, row.quant.name))
     return rows
 
 

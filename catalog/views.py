@@ -101,14 +101,18 @@ def model_list(request: HttpRequest) -> HttpResponse:
 
 
 def _comparable(model: Model) -> list[Model]:
-    """Models worth comparing: the same size band, and the nearest one tier down and one tier up."""
+    """Models worth comparing: up to three of the same size band, and the nearest one tier down and one tier up."""
     bands = list(PARAM_BANDS)
     here = bands.index(ParamBand(model.param_band))
-    picks = list(Model.objects.in_same_band_as(model).order_by("-featured", "n_params")[:3])
+    others = list(Model.objects.exclude(pk=model.pk).order_by("n_params"))  # the catalog is small: one query
+    same = sorted((m for m in others if m.param_band == bands[here]), key=lambda m: (not m.featured, m.n_params))
+    picks = same[:3]
     if here > 0:
-        picks += list(Model.objects.in_param_band(bands[here - 1]).order_by("-n_params")[:1])
+        below = [m for m in others if m.param_band == bands[here - 1]]
+        picks += below[-1:]
     if here < len(bands) - 1:
-        picks += list(Model.objects.in_param_band(bands[here + 1]).order_by("n_params")[:1])
+        above = [m for m in others if m.param_band == bands[here + 1]]
+        picks += above[:1]
     return picks
 
 

@@ -33,9 +33,13 @@ def gb(value: int | float | None, digits: int = 2) -> str:
 
 @register.filter
 def gib(value: int | float | None) -> str:
-    if value is None:
+    """Device memory the way it is sold: 8 GiB cards are "8 GB" cards. Whole numbers drop the decimals."""
+    if value is None or value == "":
         return "–"
-    return f"{float(value) / 1024**3:.1f} GiB"
+    gibibytes = float(value) / 1024**3
+    if abs(gibibytes - round(gibibytes)) < 0.05:
+        return f"{round(gibibytes)} GiB"
+    return f"{gibibytes:.1f} GiB"
 
 
 @register.filter
