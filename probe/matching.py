@@ -30,7 +30,7 @@ NOISE = frozenset(
         "vulkan", "direct3d11", "direct3d9ex", "direct3d9", "d3d11", "d3d9", "vs_5_0", "ps_5_0", "vs_3_0", "ps_3_0",
         "r", "tm", "c", "the", "or", "similar", "generation", "unspecified", "version", "core", "profile",
         "hbm", "hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr6", "gddr6x", "gddr7", "sse2", "compute", "module",
-        "design", "edition", "founders", "card", "ml", "and",
+        "design", "edition", "founders", "card", "ml", "and", "processor", "cpu", "gen", "with", "w",
     }
 )  # fmt: skip
 # Brand families: dropped from the key, but two names naming different families are a worse match.
@@ -155,6 +155,8 @@ def parse(name: str, vendor_hint: str | None = None) -> Parsed:
         text = _MEMORY.sub(" ", text)
     text = text.lower().replace("(r)", " ").replace("(tm)", " ").replace("®", " ").replace("™", " ")
     text = re.sub(r"max-?q", " laptop ", text)
+    # CPU decorations: "16-Core Processor", "12th Gen Intel(R) Core(TM)", "Raspberry Pi 5 Model B Rev 1.0".
+    text = re.sub(r"\b\d+-core\b|\b\d+(st|nd|rd|th) gen\b|\brev \d+(\.\d+)*", " ", text)
     text = re.sub(r"\b(rtx|gtx|gt|rx|hd)(\d)", r"\1 \2", text)  # "rtx4090" -> "rtx 4090"
     text = re.sub(r"(\d)(ti|super|xtx|xt|gre)\b", r"\1 \2", text)  # "3060ti" -> "3060 ti"
     tokens = [t for t in re.split(r"[^a-z0-9_]+", text) if t]

@@ -177,3 +177,45 @@ class TestCatalogRows:
         assert match_hardware("NVIDIA GeForce RTX 4070 Ti", None, rows) is None
         assert match_hardware("AMD Radeon RX 7900 XTX", None, rows) is None
         assert match_hardware("GeForce 7900 GT", None, rows) is None
+
+
+@pytest.fixture(scope="module")
+def seed_candidates() -> list[Candidate]:
+    """The catalog's own seed rows (Apple Silicon and CPUs with their aliases)."""
+    import tomllib
+    from pathlib import Path
+
+    data = tomllib.loads((Path(__file__).parents[2] / "catalog" / "seed" / "hardware.toml").read_text())
+    return [
+        Candidate(slug=row["slug"], name=row["name"], aliases=tuple(row.get("aliases", ())),
+                  memory_bytes=int(row["memory_gb"] * GIB), vendor=row.get("vendor", ""))
+        for row in data["hardware"]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("device", "memory", "slug"),
+    [
+        # sysctl machdep.cpu.brand_string with hw.memsize, as the probe reads them on a Mac.
+        ("Apple M2 Max", 96 * GIB, "apple-m2-max-96gb"),
+        ("Apple M2 Max", 32 * GIB, "apple-m2-max-32gb"),
+        ("Apple M1", 16 * GIB, "apple-m1-16gb"),
+        ("Apple M3 Max", 36 * GIB, "apple-m3-max-14-core-cpu-36gb"),
+        ("Apple M4 Pro", 48 * GIB, "apple-m4-pro-48gb"),
+        # /proc/cpuinfo "model name" with psutil's total RAM (a little under the nominal size).
+        ("AMD Ryzen 5 5600X 6-Core Processor", 31 * GIB, "amd-ryzen-5-5600x-32gb-ddr4-3200"),
+        ("AMD Ryzen 9 9950X 16-Core Processor", 62 * GIB, "amd-ryzen-9-9950x-64gb-ddr5-5600"),
+        ("12th Gen Intel(R) Core(TM) i7-12700K", 31 * GIB, "intel-core-i7-12700k-32gb-ddr5-4800"),
+        ("13th Gen Intel(R) Core(TM) i9-13900K", 125 * GIB, "intel-core-i9-13900k-128gb-ddr5-5600"),
+        ("Intel(R) Core(TM) Ultra 9 285K", 62 * GIB, "intel-core-ultra-9-285k-64gb-ddr5-6400"),
+        ("Raspberry Pi 5 Model B Rev 1.0", 8 * GIB, "raspberry-pi-5-8gb"),
+    ],
+)
+def test_it_matches_host_names_to_the_seed_catalog(seed_candidates, device, memory, slug):
+    match = match_hardware(device, memory, seed_candidates)
+    assert match is not None and match.slug == slug
+
+
+def test_it_does_not_match_an_unknown_cpu_to_the_seed_catalog(seed_candidates):
+    assert match_hardware("AMD EPYC", 23 * GIB, seed_candidates) is None
+    assert match_hardware("AMD Ryzen 5 5600 6-Core Processor", 32 * GIB, seed_candidates) is None
