@@ -1,7 +1,9 @@
 """Hardware fit: how much memory a model needs for a context length, where it fits, and how fast it may run.
 
 Pure and typed: dataclasses in, dataclasses out, bytes as integers, no Django import.
-Every formula is explained, with its source, in docs/fit.md.
+Every formula is explained, with its source, in docs/fit.md. The KV cache follows llama.cpp's allocation exactly
+(src/llama-context.cpp, src/llama-kv-cache.cpp, src/llama-kv-cache-iswa.cpp); weights, compute buffers, runtime
+overhead and speeds are estimates, and `MemoryBreakdown.estimated` says which figures are.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Literal
 KvType = Literal["f32", "f16", "bf16", "q8_0", "q4_0"]
 DeviceKind = Literal["gpu", "unified", "cpu"]
 
+MIB = 1024**2
+GIB = 1024**3
+
 
 class Verdict(StrEnum):
     FITS_GPU = "fits-gpu"  # everything in GPU (or unified) memory
@@ -23,6 +28,11 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelShape:
+    """A model's architecture. `n_params` counts every parameter, vision encoder included (as the catalog does);
+    `vision_params` is the vision encoder's share (the mmproj file in llama.cpp terms). `swa_layers` holds the
+    indices of the sliding-window layers; `sliding_window` alone, without `swa_layers`, changes nothing (llama.cpp
+    only applies a window to the layers its architecture marks as SWA)."""
+
     n_params: int
     n_layers: int
     hidden_size: int
@@ -45,9 +55,13 @@ class ModelShape:
 
 @dataclass(frozen=True, slots=True)
 class QuantSpec:
+    """`file_bytes`: the exact size of the GGUF (or, better, the sum of its tensor data: `tensor_bytes`).
+    `bits_per_weight`: effective bits over the whole file when known."""
+
     name: str
     bits_per_weight: float | None = None
     file_bytes: int | None = None
+    tensor_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +72,8 @@ class DeviceSpec:
     bandwidth_gbps: float
     fp16_tflops: float | None = None
     count: int = 1
+    # Bandwidth of the host RAM that holds the layers a partial offload leaves on the CPU (GB/s, 10^9 B/s).
+    system_bandwidth_gbps: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +84,12 @@ class FitOptions:
     flash_attention: bool = True
     ubatch: int = 512
     system_ram_bytes: int = 32 * 1024**3
+    # Host RAM bandwidth for partial offload when the device does not name one: dual-channel DDR5-4800 is
+    # 2 channels x 8 bytes x 4.8 GT/s = 76.8 GB/s peak; about 60 GB/s is what such systems sustain.
+    system_bandwidth_gbps: float = 60.0
+    # llama.cpp's full-size SWA cache (`--swa-full`). llama-server defaults to False (common/common.h);
+    # the C API's llama_context_default_params() (and so llama-cpp-python) defaults to True.
+    swa_full: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +113,756 @@ class FitResult:
     headroom_bytes: int
     est_decode_tps: float | None
     est_prefill_tps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedModel:
+    """Efficiency factors of the speed estimates. Defaults are round figures, not yet calibrated: a later issue fits
+    them to community llama-bench runs. Pass your own to `fit`, `serving_plan` to override."""
+
+    decode_efficiency_gpu: float = 0.70  # share of peak bandwidth llama.cpp's decode reaches on a discrete GPU
+    decode_efficiency_unified: float = 0.70
+    decode_efficiency_cpu: float = 0.60
+    per_token_overhead_s: float = 0.0005  # kernel launches, sampling, synchronisation per decode step
+    prefill_efficiency: float = 0.35  # share of peak fp16 FLOPs reached by prompt processing
+
+
+DEFAULT_SPEED = SpeedModel()
+
+# --- quantization types ------------------------------------------------------------------------------------------
+
+# Bits per weight of ggml's block types: block bytes x 8 / values per block (ggml/src/ggml-common.h, the
+# block_* structs; e.g. block_q4_K = 2 x fp16 + 12 scale bytes + 128 nibble bytes = 144 bytes per 256 weights).
+BLOCK_BITS: dict[str, float] = {
+    "F32": 32.0,
+    "F16": 16.0,
+    "BF16": 16.0,
+    "Q8_0": 34 * 8 / 32,  # 8.5
+    "Q6_K": 210 * 8 / 256,  # 6.5625
+    "Q5_1": 24 * 8 / 32,  # 6.0
+    "Q5_K": 176 * 8 / 256,  # 5.5
+    "Q5_0": 22 * 8 / 32,  # 5.5
+    "Q4_1": 20 * 8 / 32,  # 5.0
+    "Q4_K": 144 * 8 / 256,  # 4.5
+    "Q4_0": 18 * 8 / 32,  # 4.5
+    "IQ4_NL": 18 * 8 / 32,  # 4.5
+    "IQ4_XS": 136 * 8 / 256,  # 4.25
+    "Q3_K": 110 * 8 / 256,  # 3.4375
+    "IQ3_S": 110 * 8 / 256,  # 3.4375
+    "IQ3_XXS": 98 * 8 / 256,  # 3.0625
+    "Q2_K": 84 * 8 / 256,  # 2.625
+    "IQ2_S": 82 * 8 / 256,  # 2.5625
+    "IQ2_XS": 74 * 8 / 256,  # 2.3125
+    "IQ2_XXS": 66 * 8 / 256,  # 2.0625
+    "IQ1_M": 56 * 8 / 256,  # 1.75
+    "IQ1_S": 50 * 8 / 256,  # 1.5625
+}
+# Block size (values per block) of each type: a row whose length is not a multiple cannot use the type.
+BLOCK_SIZE: dict[str, int] = {
+    n: (1 if n in ("F32", "F16", "BF16") else 32 if n[-2:] in ("_0", "_1", "NL") else 256) for n in BLOCK_BITS
+}
+# When a row length is not a multiple of 256, llama.cpp's quantizer swaps a K/IQ type for a 32-block type
+# (src/llama-quant.cpp, the "incompatible tensor" fallback): Q2_K/Q3_K/IQ* -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1,
+# Q6_K -> Q8_0.
+FALLBACK_TYPE: dict[str, str] = {
+    "Q2_K": "IQ4_NL",
+    "Q3_K": "IQ4_NL",
+    "IQ4_XS": "IQ4_NL",
+    "IQ3_S": "IQ4_NL",
+    "IQ3_XXS": "IQ4_NL",
+    "IQ2_S": "IQ4_NL",
+    "IQ2_XS": "IQ4_NL",
+    "IQ2_XXS": "IQ4_NL",
+    "IQ1_M": "IQ4_NL",
+    "IQ1_S": "IQ4_NL",
+    "Q4_K": "Q5_0",
+    "Q5_K": "Q5_1",
+    "Q6_K": "Q8_0",
+}
+
+# Llama 3 8B, the model llama.cpp's quantize tool quotes file sizes for: 8,030,261,248 parameters
+# (meta-llama/Meta-Llama-3-8B), hidden 4096, vocabulary 128256, untied embeddings.
+_REF_PARAMS = 8_030_261_248
+_REF_EMBED = 128_256 * 4096
+
+
+@dataclass(frozen=True, slots=True)
+class QuantMix:
+    """A llama.cpp ftype: the block type of the bulk of the weights, of the output matrix and of the token
+    embeddings (src/llama-quant.cpp, llama_tensor_get_type), and the published size it reaches."""
+
+    base: str
+    output: str
+    embed: str
+    ref_gib: float | None = None  # file size at Llama 3 8B (tools/quantize/quantize.cpp QUANT_OPTIONS), GiB
+    stated_bpw: float | None = None  # bpw that tool states where it gives no size
+
+    @property
+    def overall_bits(self) -> float:
+        """Bits per weight over the whole Llama-3-8B file (the tool's size, or its stated bpw)."""
+        if self.ref_gib is not None:
+            return self.ref_gib * GIB * 8 / _REF_PARAMS
+        return self.stated_bpw if self.stated_bpw is not None else BLOCK_BITS[self.base]
+
+    @property
+    def body_bits(self) -> float:
+        """Effective bits of the repeating layers: the Llama-3-8B file minus its embedding and output matrices,
+        over the remaining parameters (this captures the mix's Q6_K attn_v / ffn_down upgrades)."""
+        if self.ref_gib is None and self.stated_bpw is None:
+            return BLOCK_BITS[self.base]
+        rest = self.overall_bits * _REF_PARAMS - _REF_EMBED * (BLOCK_BITS[self.output] + BLOCK_BITS[self.embed])
+        return rest / (_REF_PARAMS - 2 * _REF_EMBED)
+
+
+QUANT_MIXES: dict[str, QuantMix] = {
+    "F32": QuantMix("F32", "F32", "F32"),
+    "F16": QuantMix("F16", "F16", "F16"),
+    "BF16": QuantMix("BF16", "BF16", "BF16"),
+    "Q8_0": QuantMix("Q8_0", "Q8_0", "Q8_0", ref_gib=7.96),
+    "Q6_K": QuantMix("Q6_K", "Q6_K", "Q6_K", ref_gib=6.14),
+    "Q5_K_M": QuantMix("Q5_K", "Q6_K", "Q5_K", ref_gib=5.33),
+    "Q5_K_S": QuantMix("Q5_K", "Q6_K", "Q5_K", ref_gib=5.21),
+    "Q5_1": QuantMix("Q5_1", "Q6_K", "Q5_1", ref_gib=5.65),
+    "Q5_0": QuantMix("Q5_0", "Q6_K", "Q5_0", ref_gib=5.21),
+    "Q4_1": QuantMix("Q4_1", "Q6_K", "Q4_1", ref_gib=4.78),
+    "Q4_K_M": QuantMix("Q4_K", "Q6_K", "Q4_K", ref_gib=4.58),
+    "Q4_K_S": QuantMix("Q4_K", "Q6_K", "Q4_K", ref_gib=4.37),
+    "Q4_0": QuantMix("Q4_0", "Q6_K", "Q4_0", ref_gib=4.34),
+    "IQ4_NL": QuantMix("IQ4_NL", "Q6_K", "IQ4_NL", stated_bpw=4.50),
+    "IQ4_XS": QuantMix("IQ4_XS", "Q6_K", "IQ4_XS", stated_bpw=4.25),
+    "Q3_K_L": QuantMix("Q3_K", "Q6_K", "Q3_K", ref_gib=4.03),
+    "Q3_K_M": QuantMix("Q3_K", "Q6_K", "Q3_K", ref_gib=3.74),
+    "IQ3_M": QuantMix("IQ3_S", "Q6_K", "IQ3_S", stated_bpw=3.66),
+    "IQ3_S": QuantMix("IQ3_S", "Q6_K", "IQ3_S", stated_bpw=3.44),
+    "Q3_K_S": QuantMix("Q3_K", "Q6_K", "Q3_K", ref_gib=3.41),
+    "IQ3_XS": QuantMix("IQ3_S", "Q6_K", "IQ3_S", stated_bpw=3.3),
+    "IQ3_XXS": QuantMix("IQ3_XXS", "Q6_K", "IQ3_S", stated_bpw=3.06),
+    "Q2_K": QuantMix("Q2_K", "Q6_K", "Q2_K", ref_gib=2.96),
+    "Q2_K_S": QuantMix("Q2_K", "Q6_K", "Q2_K", ref_gib=2.96),
+    "IQ2_M": QuantMix("IQ2_S", "Q5_K", "IQ3_S", stated_bpw=2.7),
+    "IQ2_S": QuantMix("IQ2_S", "Q5_K", "IQ3_S", stated_bpw=2.5),
+    "IQ2_XS": QuantMix("IQ2_XS", "Q5_K", "Q2_K", stated_bpw=2.31),
+    "IQ2_XXS": QuantMix("IQ2_XXS", "Q5_K", "Q2_K", stated_bpw=2.06),
+    "IQ1_M": QuantMix("IQ1_M", "Q5_K", "Q2_K", stated_bpw=1.75),
+    "IQ1_S": QuantMix("IQ1_S", "Q5_K", "Q2_K", stated_bpw=1.56),
+}
+# Aliases the quantize tool accepts.
+_ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
+
+QUANT_NAMES: tuple[str, ...] = tuple(
+    sorted(QUANT_MIXES, key=lambda n: (-QUANT_MIXES[n].overall_bits, n))
+)  # high to low precision
+KV_TYPES: tuple[str, ...] = ("f16", "bf16", "f32", "q8_0", "q4_0")
+# (bytes per block, values per block) of the KV cache types: ggml type sizes (ggml/src/ggml.c type_traits).
+KV_TYPE_BLOCK: dict[str, tuple[int, int]] = {
+    "f32": (4, 1),
+    "f16": (2, 1),
+    "bf16": (2, 1),
+    "q8_0": (34, 32),
+    "q4_0": (18, 32),
+}
+
+
+def _canonical(quant_name: str) -> str:
+    name = quant_name.strip().upper().replace("-", "_")
+    return _ALIASES.get(name, name)
+
+
+def nominal_bits_per_weight(quant_name: str) -> float | None:
+    """Effective bits per weight of a llama.cpp quant name over a whole file, or None when unknown.
+
+    Mixes (Q4_K_M, ...) use the file size llama.cpp's quantize tool quotes for Llama 3 8B; IQ types the bpw that tool
+    states; plain types (F16, Q8_0 block sizes) their block size. Small models with big vocabularies sit higher:
+    see `weights_bytes`."""
+    mix = QUANT_MIXES.get(_canonical(quant_name))
+    return None if mix is None else round(mix.overall_bits, 3)
+
+
+# --- memory ------------------------------------------------------------------------------------------------------
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_kv_type(kv_type: str) -> None:
+    if kv_type not in KV_TYPE_BLOCK:
+        raise ValueError(f"unknown kv_type {kv_type!r}; expected one of {', '.join(KV_TYPES)}")
+
+
+def _check_shape(shape: ModelShape) -> None:
+    for name in ("n_params", "n_layers", "hidden_size", "n_heads", "n_kv_heads", "head_dim", "vocab_size"):
+        _check_positive(name, getattr(shape, name))
+
+
+def _check_options(options: FitOptions) -> None:
+    _check_positive("ctx", options.ctx)
+    _check_positive("users", options.users)
+    _check_positive("ubatch", options.ubatch)
+    _check_kv_type(options.kv_type)
+
+
+def _pad(x: int, n: int) -> int:
+    return (x + n - 1) // n * n
+
+
+def _row_bytes(kv_type: str, n_values: int) -> int:
+    block_bytes, block = KV_TYPE_BLOCK[kv_type]
+    if n_values % block:
+        raise ValueError(f"kv_type {kv_type} needs a row length divisible by {block}, got {n_values}")
+    return n_values // block * block_bytes
+
+
+def kv_cells(ctx: int, users: int = 1) -> int:
+    """Cells per sequence as llama.cpp sizes them (src/llama-context.cpp): n_ctx = users x ctx padded to 256,
+    then, with a non-unified cache, n_ctx_seq = n_ctx / n_seq_max padded to 256."""
+    _check_positive("ctx", ctx)
+    _check_positive("users", users)
+    n_ctx = _pad(ctx * users, 256)
+    return _pad(n_ctx // users, 256)
+
+
+def swa_cells(shape: ModelShape, ctx: int, users: int = 1, ubatch: int = 512, swa_full: bool = False) -> int:
+    """Cells per sequence of a sliding-window layer (src/llama-kv-cache-iswa.cpp, non-unified cache):
+    min(cells, n_swa + n_ubatch) padded to 256; the full size with --swa-full."""
+    cells = kv_cells(ctx, users)
+    if swa_full or not shape.sliding_window:
+        return cells
+    return _pad(min(cells, shape.sliding_window + ubatch), 256)
+
+
+def kv_layer_bytes(
+    shape: ModelShape,
+    layer: int,
+    ctx: int,
+    kv_type: str = "f16",
+    users: int = 1,
+    *,
+    ubatch: int = 512,
+    swa_full: bool = False,
+) -> int:
+    """KV bytes of one layer for `users` sequences of `ctx` tokens each (one stream per sequence)."""
+    _check_kv_type(kv_type)
+    is_swa = layer in shape.swa_layers and bool(shape.sliding_window)
+    cells = swa_cells(shape, ctx, users, ubatch, swa_full) if is_swa else kv_cells(ctx, users)
+    if shape.kv_lora_rank:
+        # MLA: one latent "head" of kv_lora_rank + qk_rope_head_dim per token in the K cache; V is a view of it.
+        per_cell = _row_bytes(kv_type, shape.kv_lora_rank + (shape.qk_rope_head_dim or 0))
+    else:
+        per_cell = 2 * _row_bytes(kv_type, shape.n_kv_heads * shape.head_dim)
+    return per_cell * cells * users
+
+
+def kv_cache_bytes(
+    shape: ModelShape, ctx: int, kv_type: str = "f16", users: int = 1, *, ubatch: int = 512, swa_full: bool = False
+) -> int:
+    """Total KV cache bytes, exactly as llama.cpp allocates it (src/llama-kv-cache.cpp: K and V tensors of
+    n_embd_k_gqa x kv_size x n_stream per layer). `users` parallel sequences each get their own stream of `ctx`
+    cells (llama.cpp's default non-unified cache; a unified cache of users x ctx cells holds the same full-attention
+    KV but a smaller SWA part)."""
+    _check_shape(shape)
+    _check_positive("ctx", ctx)
+    _check_positive("users", users)
+    _check_positive("ubatch", ubatch)
+    return sum(
+        kv_layer_bytes(shape, il, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full) for il in range(shape.n_layers)
+    )
+
+
+def _text_params(shape: ModelShape) -> int:
+    return max(shape.n_params - shape.vision_params, 1)
+
+
+def _embed_params(shape: ModelShape) -> int:
+    return shape.vocab_size * shape.hidden_size
+
+
+def _fallback_share(shape: ModelShape) -> float:
+    """Share of the layer weights whose rows have length hidden_size (attn_q/k/v, ffn_gate/up), the ones a K-quant
+    must trade for a 32-block type when hidden_size is not a multiple of 256."""
+    h = shape.hidden_size
+    attn_in = h * (shape.n_heads + 2 * shape.n_kv_heads) * shape.head_dim
+    attn_out = shape.n_heads * shape.head_dim * h
+    inter = shape.intermediate_size or 4 * h
+    share_in = attn_in + 2 * h * inter
+    return share_in / (attn_in + attn_out + 3 * h * inter)
+
+
+def _type_bits(type_name: str, row_len: int) -> float:
+    if row_len % BLOCK_SIZE[type_name]:
+        type_name = FALLBACK_TYPE.get(type_name, "Q8_0")
+        if row_len % BLOCK_SIZE[type_name]:
+            type_name = "F16"
+    return BLOCK_BITS[type_name]
+
+
+@dataclass(frozen=True, slots=True)
+class WeightsSplit:
+    """Where the text model's weight bytes sit: token embeddings (kept in host memory by llama.cpp), the output
+    matrix, and the repeating layers."""
+
+    embed_bytes: int
+    output_bytes: int
+    layers_bytes: int
+    exact: bool
+
+    @property
+    def total_bytes(self) -> int:
+        return self.embed_bytes + self.output_bytes + self.layers_bytes
+
+
+def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
+    """The text model's weights (vision encoder excluded), split as llama.cpp places them."""
+    _check_shape(shape)
+    exact_total = quant.tensor_bytes or quant.file_bytes
+    name = _canonical(quant.name)
+    mix = QUANT_MIXES.get(name)
+    embed_params = _embed_params(shape)
+    text = _text_params(shape)
+    n_embed_mats = 1 if shape.tied_embeddings else 2
+    body_params = max(text - n_embed_mats * embed_params, 0)
+    if mix is None:
+        bits = quant.bits_per_weight or 16.0
+        out_bits = embed_bits = body_bits = bits
+    else:
+        out_type = mix.output
+        if mix.base in ("F32", "F16", "BF16", "Q8_0") or mix.output == mix.base:
+            out_type = mix.base
+        out_bits = _type_bits(out_type, shape.hidden_size)
+        embed_bits = out_bits if shape.tied_embeddings else _type_bits(mix.embed, shape.hidden_size)
+        body_bits = mix.body_bits
+        fallback = FALLBACK_TYPE.get(mix.base)
+        if fallback and shape.hidden_size % BLOCK_SIZE[mix.base]:
+            body_bits += (BLOCK_BITS[fallback] - BLOCK_BITS[mix.base]) * _fallback_share(shape)
+    embed = embed_params * embed_bits / 8
+    output = 0.0 if shape.tied_embeddings else embed_params * out_bits / 8
+    body = body_params * body_bits / 8
+    if exact_total is not None:
+        # Scale the estimated parts to the exact total so the split keeps its proportions.
+        scale = exact_total / max(embed + output + body, 1)
+        embed_b, out_b = round(embed * scale), round(output * scale)
+        return WeightsSplit(embed_b, out_b, exact_total - embed_b - out_b, True)
+    if mix is None and quant.bits_per_weight is not None:
+        total = round(text * quant.bits_per_weight / 8)
+        embed_b, out_b = round(embed), round(output)
+        return WeightsSplit(embed_b, out_b, max(total - embed_b - out_b, 0), False)
+    return WeightsSplit(round(embed), round(output), round(body), False)
+
+
+def weights_bytes(shape: ModelShape, quant: QuantSpec) -> tuple[int, bool]:
+    """(bytes of the text model's weights, exact). Exact when the quant carries `tensor_bytes` or `file_bytes`
+    (the GGUF header, mostly the tokenizer, adds a few MiB to the file: counting it errs on the safe side).
+    Otherwise an estimate: embeddings and output at the mix's types (llama_tensor_get_type), layers at the mix's
+    effective bits derived from the quantize tool's Llama-3-8B sizes, with the 32-block fallback when hidden_size is
+    not a multiple of 256."""
+    split = weights_split(shape, quant)
+    return split.total_bytes, split.exact
+
+
+def vision_bytes(shape: ModelShape, quant: QuantSpec) -> int:
+    """The vision encoder (mmproj) at F16: published mmproj files are F16 (or F32) whatever the text quant."""
+    return shape.vision_params * 2
+
+
+# Compute buffer model, fitted to llama.cpp's CPU reports (tests/fixtures/llamacpp, docs/fit.md). ggml's graph
+# allocator reuses memory, so the buffer is the larger of two phases, in f32 values per ubatch token:
+COMPUTE_LOGITS_EXTRA_HIDDEN = 2  # logits phase: vocab + 2 x hidden (the final norm's input and output)
+COMPUTE_ATTN_EXTRA_HIDDEN = 2  # attention phase without flash attention: cells x (heads + 1) (KQ and its mask)
+#                                plus intermediate + 2 x hidden
+GPU_OVERHEAD_BYTES = 400 * MIB  # CUDA/ROCm context and cuBLAS workspace per GPU (estimate)
+UNIFIED_OVERHEAD_BYTES = 200 * MIB  # Metal context and command buffers (estimate)
+CPU_OVERHEAD_BYTES = 100 * MIB  # process, runtime libraries, tokenizer (estimate)
+# macOS lets the GPU wire about 2/3 of RAM up to 36 GB and 3/4 above (recommendedMaxWorkingSetSize; raised with
+# `sudo sysctl iogpu.wired_limit_mb`), see docs/fit.md.
+UNIFIED_SMALL_SHARE = 2 / 3
+UNIFIED_LARGE_SHARE = 3 / 4
+UNIFIED_LARGE_FROM_BYTES = 36 * 10**9
+
+
+def _max_cells(shape: ModelShape, ctx: int, users: int, ubatch: int, swa_full: bool) -> int:
+    full = any(il not in shape.swa_layers for il in range(shape.n_layers)) or not shape.sliding_window
+    cells = kv_cells(ctx, users) if full else swa_cells(shape, ctx, users, ubatch, swa_full)
+    return cells * users
+
+
+def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gpu") -> int:
+    """Compute (graph scratch) buffer of one backend, an estimate modelled on llama.cpp's worst-case graph
+    reservation (llama_context::graph_reserve: one ubatch of n_ubatch tokens, every token an output). ggml-alloc
+    reuses memory between nodes, so the buffer is the larger of:
+      logits phase:    ubatch x (vocab + 2 x hidden) x 4 bytes
+      attention phase: without flash attention, the KQ scores and mask over every cell,
+                       ubatch x cells x (heads + 1) x 4, plus ubatch x (intermediate + 2 x hidden) x 4.
+    With flash attention the scores are never materialised and the buffer stays flat in context. Fitted to
+    llama.cpp's CPU reports (docs/fit.md); the GPU backends build the same graph."""
+    _check_shape(shape)
+    _check_options(options)
+    if device_kind not in ("gpu", "unified", "cpu"):
+        raise ValueError(f"unknown device kind {device_kind!r}; expected gpu, unified or cpu")
+    cells = _max_cells(shape, options.ctx, options.users, options.ubatch, options.swa_full)
+    ub = min(options.ubatch, cells)
+    hidden = shape.hidden_size
+    inter = shape.intermediate_size or 4 * hidden
+    logits = ub * (shape.vocab_size + COMPUTE_LOGITS_EXTRA_HIDDEN * hidden) * 4
+    if options.flash_attention:
+        return logits
+    attention = ub * cells * (shape.n_heads + 1) * 4 + ub * (inter + COMPUTE_ATTN_EXTRA_HIDDEN * hidden) * 4
+    return max(logits, attention)
+
+
+def overhead_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gpu") -> int:
+    """Runtime overhead, an estimate: the backend context (CUDA ~ hundreds of MiB) plus llama.cpp's output buffer
+    (vocab x 4 bytes per sequence, src/llama-context.cpp output_reserve)."""
+    base = {"gpu": GPU_OVERHEAD_BYTES, "unified": UNIFIED_OVERHEAD_BYTES, "cpu": CPU_OVERHEAD_BYTES}
+    if device_kind not in base:
+        raise ValueError(f"unknown device kind {device_kind!r}; expected gpu, unified or cpu")
+    return base[device_kind] + shape.vocab_size * 4 * options.users
+
+
+def context_tokens(shape: ModelShape, options: FitOptions) -> int:
+    """Tokens each sequence holds: the requested context, plus the image tokens of one image for a VLM."""
+    return options.ctx + (shape.image_tokens if shape.vision_params else 0)
+
+
+def memory_breakdown(
+    shape: ModelShape, quant: QuantSpec, options: FitOptions, device_kind: str = "gpu"
+) -> MemoryBreakdown:
+    """Everything the model needs in memory with all layers on one device of `device_kind`."""
+    _check_shape(shape)
+    _check_options(options)
+    weights, exact = weights_bytes(shape, quant)
+    ctx = context_tokens(shape, options)
+    kv = kv_cache_bytes(shape, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
+    sized = FitOptions(**{**_asdict(options), "ctx": ctx})
+    compute = compute_bytes(shape, sized, device_kind)
+    overhead = overhead_bytes(shape, options, device_kind)
+    vision = vision_bytes(shape, quant)
+    estimated = {"compute_bytes", "overhead_bytes"}
+    if not exact:
+        estimated.add("weights_bytes")
+    if vision:
+        estimated.add("vision_bytes")
+    return MemoryBreakdown(
+        weights_bytes=weights,
+        kv_cache_bytes=kv,
+        compute_bytes=compute,
+        overhead_bytes=overhead,
+        vision_bytes=vision,
+        total_bytes=weights + kv + compute + overhead + vision,
+        estimated=frozenset(estimated),
+    )
+
+
+def _asdict(options: FitOptions) -> dict[str, object]:
+    return {name: getattr(options, name) for name in options.__slots__}  # type: ignore[attr-defined]
+
+
+# --- placement ---------------------------------------------------------------------------------------------------
+
+
+def unified_share(memory_bytes: int) -> float:
+    return UNIFIED_LARGE_SHARE if memory_bytes > UNIFIED_LARGE_FROM_BYTES else UNIFIED_SMALL_SHARE
+
+
+def device_capacity_bytes(device: DeviceSpec) -> int:
+    """Memory the device lends to the model: all GPUs' memory, the GPU-wirable share of unified memory, all of a
+    CPU's RAM."""
+    _check_positive("count", device.count)
+    if device.memory_bytes <= 0:
+        raise ValueError("device memory_bytes must be positive")
+    if device.kind == "gpu":
+        return device.memory_bytes * device.count
+    if device.kind == "unified":
+        return int(device.memory_bytes * unified_share(device.memory_bytes))
+    if device.kind == "cpu":
+        return device.memory_bytes
+    raise ValueError(f"unknown device kind {device.kind!r}; expected gpu, unified or cpu")
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    verdict: Verdict
+    gpu_layers: int
+    gpu_bytes: int  # weights and KV read per token on the GPU side
+    cpu_bytes: int  # on the host side
+
+
+def _place(
+    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, mem: MemoryBreakdown
+) -> tuple[_Placement, int, int]:
+    """Verdict, GPU layer count, usable bytes and headroom."""
+    capacity = device_capacity_bytes(device)
+    split = weights_split(shape, quant)
+    ctx = context_tokens(shape, options)
+    kv_layers = [
+        kv_layer_bytes(shape, il, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
+        for il in range(shape.n_layers)
+    ]
+    layer_w = split.layers_bytes / shape.n_layers
+    count = device.count if device.kind == "gpu" else 1
+    fixed_gpu = (mem.compute_bytes + mem.overhead_bytes) * count
+    usable = capacity - mem.overhead_bytes * count
+    need = mem.total_bytes + (mem.compute_bytes + mem.overhead_bytes) * (count - 1)
+    headroom = capacity - need
+    host_ram = device.memory_bytes if device.kind == "unified" else options.system_ram_bytes
+    if device.kind == "cpu":
+        verdict = Verdict.CPU_ONLY if mem.total_bytes <= device.memory_bytes else Verdict.DOES_NOT_FIT
+        return _Placement(verdict, 0, 0, mem.weights_bytes), usable, device.memory_bytes - mem.total_bytes
+    if headroom >= 0:
+        return _Placement(Verdict.FITS_GPU, shape.n_layers, mem.weights_bytes, 0), usable, headroom
+    # Partial offload: llama.cpp puts the last n_gpu_layers layers on the GPU with their KV (offload_kqv); token
+    # embeddings and, until every layer is offloaded, the output matrix stay on the host (llama-model.cpp).
+    room = capacity - fixed_gpu - mem.vision_bytes
+    gpu_layers, used = 0, 0.0
+    for il in reversed(range(shape.n_layers)):
+        cost = layer_w + kv_layers[il]
+        if used + cost > room:
+            break
+        used += cost
+        gpu_layers += 1
+    gpu_layers = min(gpu_layers, shape.n_layers - 1)
+    host_need = mem.total_bytes - used - mem.compute_bytes - mem.vision_bytes if gpu_layers else mem.total_bytes
+    if device.kind == "unified":
+        host_need += used + fixed_gpu  # the same physical memory
+    gpu_w = round(layer_w * gpu_layers)
+    if gpu_layers >= 1 and host_need <= host_ram:
+        placement = _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, gpu_w, mem.weights_bytes - gpu_w)
+        return placement, usable, headroom
+    cpu_need = mem.total_bytes - mem.overhead_bytes + CPU_OVERHEAD_BYTES
+    if cpu_need <= host_ram:
+        return _Placement(Verdict.CPU_ONLY, 0, 0, mem.weights_bytes), usable, headroom
+    return _Placement(Verdict.DOES_NOT_FIT, 0, 0, mem.weights_bytes), usable, headroom
+
+
+def _active_share(shape: ModelShape) -> float:
+    if shape.n_active_params and shape.n_active_params < shape.n_params:
+        return shape.n_active_params / _text_params(shape)
+    return 1.0
+
+
+def _read_per_token(shape: ModelShape, quant: QuantSpec) -> float:
+    """Weight bytes one decode step reads: everything but the token embeddings (one row is looked up), scaled to
+    the active share for a MoE (routed experts are read only when selected)."""
+    split = weights_split(shape, quant)
+    output = split.embed_bytes if shape.tied_embeddings else split.output_bytes
+    return (split.layers_bytes + output) * _active_share(shape)
+
+
+def _kv_read(shape: ModelShape, ctx: int, kv_type: str, ubatch: int, swa_full: bool) -> int:
+    """KV bytes read per token per sequence at `ctx`: each layer reads the cells it holds (at most ctx)."""
+    return kv_cache_bytes(shape, ctx, kv_type, 1, ubatch=ubatch, swa_full=swa_full)
+
+
+def roofline_decode_tps(
+    shape: ModelShape, quant: QuantSpec, bandwidth_gbps: float, ctx: int = 4096, kv_type: str = "f16"
+) -> float:
+    """The physical upper bound of single-sequence decode speed: bandwidth over the bytes one token must read
+    (active weights + KV at `ctx`), efficiency 1.0 and no overhead. A benchmark claiming more is implausible."""
+    if bandwidth_gbps <= 0:
+        raise ValueError("bandwidth_gbps must be positive")
+    _check_positive("ctx", ctx)
+    _check_kv_type(kv_type)
+    read = _read_per_token(shape, quant) + _kv_read(shape, ctx, kv_type, 512, False)
+    return bandwidth_gbps * 1e9 / read
+
+
+def _decode_efficiency(kind: str, speed: SpeedModel) -> float:
+    return {
+        "gpu": speed.decode_efficiency_gpu,
+        "unified": speed.decode_efficiency_unified,
+        "cpu": speed.decode_efficiency_cpu,
+    }[kind]
+
+
+def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
+    """Weight bytes one decode step for `batch` sequences reads. For a MoE, the routed experts are read only when
+    selected: with dense bytes D and expert bytes X (from the active share a: W x a = D + X x k/E), a batch of B
+    touches 1 - (1 - k/E)^B of the experts (independent routing), so it reads D + X x (1 - (1 - k/E)^B)."""
+    read_one = _read_per_token(shape, quant)
+    share = _active_share(shape)
+    if share >= 1 or not shape.n_experts or not shape.n_experts_used or shape.n_experts_used >= shape.n_experts:
+        return read_one
+    whole = read_one / share
+    used = shape.n_experts_used / shape.n_experts
+    experts = min(whole * (1 - share) / (1 - used), whole)
+    dense = whole - experts
+    return dense + experts * (1 - (1 - used) ** batch)
+
+
+def _step_seconds(
+    shape: ModelShape,
+    quant: QuantSpec,
+    device: DeviceSpec,
+    options: FitOptions,
+    place: _Placement,
+    batch: int,
+    speed: SpeedModel,
+    *,
+    compute_bound: bool = True,
+) -> float | None:
+    """Seconds of one decode step for `batch` sequences: weights read once per step, KV once per sequence, the
+    GPU-resident share at the device's bandwidth and the host share at system RAM bandwidth (one after the other,
+    as llama.cpp runs layers in order); not below the compute time of 2 x active params x batch FLOPs."""
+    if device.bandwidth_gbps <= 0:
+        return None
+    ctx = context_tokens(shape, options)
+    kv_one = _kv_read(shape, ctx, options.kv_type, options.ubatch, options.swa_full)
+    total_read = _weights_read(shape, quant, batch) + batch * kv_one
+    if device.kind == "cpu":
+        gpu_share, host_bw = 0.0, device.bandwidth_gbps
+    else:
+        if place.verdict == Verdict.FITS_GPU:
+            gpu_share = 1.0
+        elif place.verdict == Verdict.PARTIAL_OFFLOAD:
+            gpu_share = place.gpu_layers / shape.n_layers
+        else:
+            gpu_share = 0.0
+        # Unified memory: the host share lives in the same RAM; a discrete GPU's host share in system RAM.
+        host_bw = (
+            device.bandwidth_gbps
+            if device.kind == "unified"
+            else (device.system_bandwidth_gbps or options.system_bandwidth_gbps)
+        )
+    gpu_read = total_read * gpu_share
+    host_read = total_read - gpu_read
+    seconds = speed.per_token_overhead_s
+    if gpu_read:
+        # Layers split over several GPUs run one after another, so one token sees one GPU's bandwidth.
+        seconds += gpu_read / (_decode_efficiency(device.kind, speed) * device.bandwidth_gbps * 1e9)
+    if host_read:
+        seconds += host_read / (speed.decode_efficiency_cpu * host_bw * 1e9)
+    if compute_bound and device.fp16_tflops and gpu_share == 1.0:
+        flops = 2 * _text_params(shape) * _active_share(shape) * batch
+        seconds = max(seconds, flops / (device.fp16_tflops * 1e12 * speed.prefill_efficiency))
+    return seconds
+
+
+def _prefill_tps(shape: ModelShape, device: DeviceSpec, speed: SpeedModel) -> float | None:
+    if not device.fp16_tflops:
+        return None
+    flops_per_token = 2 * _text_params(shape) * _active_share(shape)
+    return device.fp16_tflops * 1e12 * speed.prefill_efficiency * device.count / flops_per_token
+
+
+def fit(
+    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, speed: SpeedModel = DEFAULT_SPEED
+) -> FitResult:
+    """Where the model runs on `device` and how fast it may decode and prefill."""
+    _check_shape(shape)
+    _check_options(options)
+    kind = device.kind
+    mem = memory_breakdown(shape, quant, options, device_kind=kind)
+    if kind == "gpu" and device.count > 1:
+        # Each GPU keeps its own context and compute buffer (llama.cpp --split-mode layer).
+        mem = MemoryBreakdown(
+            weights_bytes=mem.weights_bytes,
+            kv_cache_bytes=mem.kv_cache_bytes,
+            compute_bytes=mem.compute_bytes * device.count,
+            overhead_bytes=mem.overhead_bytes * device.count,
+            vision_bytes=mem.vision_bytes,
+            total_bytes=mem.total_bytes + (mem.compute_bytes + mem.overhead_bytes) * (device.count - 1),
+            estimated=mem.estimated,
+        )
+        single = memory_breakdown(shape, quant, options, device_kind=kind)
+        place, usable, headroom = _place(shape, quant, device, options, single)
+    else:
+        place, usable, headroom = _place(shape, quant, device, options, mem)
+    decode = None
+    if place.verdict != Verdict.DOES_NOT_FIT:
+        seconds = _step_seconds(shape, quant, device, options, place, 1, speed)
+        decode = None if seconds is None else 1 / seconds
+    prefill = _prefill_tps(shape, device, speed) if place.verdict != Verdict.DOES_NOT_FIT and kind != "cpu" else None
+    return FitResult(
+        memory=mem,
+        verdict=place.verdict,
+        gpu_layers=place.gpu_layers,
+        n_layers=shape.n_layers,
+        usable_bytes=usable,
+        headroom_bytes=headroom,
+        est_decode_tps=decode,
+        est_prefill_tps=prefill,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPlan:
+    """Serving `users` concurrent sequences of `ctx` tokens: memory, verdict and batched decode speed."""
+
+    users: int
+    ctx: int
+    memory: MemoryBreakdown
+    verdict: Verdict
+    gpu_layers: int
+    headroom_bytes: int
+    step_read_bytes: int  # bytes one batched decode step reads: weights once, KV once per user
+    aggregate_decode_tps: float | None
+    per_user_decode_tps: float | None
+    bound: Literal["memory", "compute"] | None
+
+
+def serving_plan(
+    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, speed: SpeedModel = DEFAULT_SPEED
+) -> ServingPlan:
+    """Memory for weights + users x KV and decode speed when all users are batched into each step: one step reads
+    the weights once for everyone and each user's KV, so step time = overhead + (W + users x KV) / (eff x bandwidth),
+    not below the compute time of 2 x active params x users FLOPs. Aggregate tokens/s = users / step time."""
+    result = fit(shape, quant, device, options, speed)
+    ctx = context_tokens(shape, options)
+    kv_one = _kv_read(shape, ctx, options.kv_type, options.ubatch, options.swa_full)
+    step_read = round(_weights_read(shape, quant, options.users) + options.users * kv_one)
+    aggregate = per_user = None
+    bound: Literal["memory", "compute"] | None = None
+    if result.verdict != Verdict.DOES_NOT_FIT:
+        place = _Placement(result.verdict, result.gpu_layers, 0, 0)
+        seconds = _step_seconds(shape, quant, device, options, place, options.users, speed)
+        mem_only = _step_seconds(shape, quant, device, options, place, options.users, speed, compute_bound=False)
+        if seconds is not None:
+            aggregate = options.users / seconds
+            per_user = 1 / seconds
+            bound = "compute" if mem_only is not None and seconds > mem_only * (1 + 1e-9) else "memory"
+    return ServingPlan(
+        users=options.users,
+        ctx=options.ctx,
+        memory=result.memory,
+        verdict=result.verdict,
+        gpu_layers=result.gpu_layers,
+        headroom_bytes=result.headroom_bytes,
+        step_read_bytes=step_read,
+        aggregate_decode_tps=aggregate,
+        per_user_decode_tps=per_user,
+        bound=bound,
+    )
+
+
+def swa_layers_every(n_layers: int, period: int) -> frozenset[int]:
+    """Sliding-window layer indices when every `period`-th layer is global (Gemma 3: period 6, Gemma 2: 2),
+    matching llama.cpp's set_swa_pattern (layer il is SWA unless (il + 1) % period == 0)."""
+    _check_positive("n_layers", n_layers)
+    _check_positive("period", period)
+    return frozenset(il for il in range(n_layers) if (il + 1) % period)
+
+
+__all__ = [
+    "DEFAULT_SPEED",
+    "KV_TYPES",
+    "QUANT_NAMES",
+    "DeviceSpec",
+    "FitOptions",
+    "FitResult",
+    "MemoryBreakdown",
+    "ModelShape",
+    "QuantSpec",
+    "ServingPlan",
+    "SpeedModel",
+    "Verdict",
+    "compute_bytes",
+    "fit",
+    "kv_cache_bytes",
+    "memory_breakdown",
+    "nominal_bits_per_weight",
+    "overhead_bytes",
+    "roofline_decode_tps",
+    "serving_plan",
+    "swa_layers_every",
+    "weights_bytes",
+]

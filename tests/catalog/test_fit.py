@@ -1,0 +1,368 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from catalog import fit
+from catalog.fit import DeviceSpec, FitOptions, ModelShape, QuantSpec, Verdict
+
+GIB = 1024**3
+MIB = 1024**2
+
+# Llama 3.1 8B (meta-llama/Llama-3.1-8B config.json): GQA, 8 KV heads of 128.
+LLAMA_8B = ModelShape(
+    n_params=8_030_261_248,
+    n_layers=32,
+    hidden_size=4096,
+    n_heads=32,
+    n_kv_heads=8,
+    head_dim=128,
+    vocab_size=128256,
+    intermediate_size=14336,
+)
+# Gemma 3 270M (GGUF header): one KV head of 256, a 512-token window on 15 of 18 layers, tied embeddings.
+GEMMA_270M = ModelShape(
+    n_params=268_098_176,
+    n_layers=18,
+    hidden_size=640,
+    n_heads=4,
+    n_kv_heads=1,
+    head_dim=256,
+    vocab_size=262144,
+    intermediate_size=2048,
+    tied_embeddings=True,
+    sliding_window=512,
+    swa_layers=fit.swa_layers_every(18, 6),
+)
+# DeepSeek-V2-Lite (deepseek-ai/DeepSeek-V2-Lite config.json): MLA, kv_lora_rank 512 + rope 64; MoE 64 experts, 6 used.
+DEEPSEEK_V2_LITE = ModelShape(
+    n_params=15_706_484_224,
+    n_layers=27,
+    hidden_size=2048,
+    n_heads=16,
+    n_kv_heads=16,
+    head_dim=192,
+    vocab_size=102400,
+    intermediate_size=1408,
+    kv_lora_rank=512,
+    qk_rope_head_dim=64,
+    n_active_params=2_660_000_000,
+    n_experts=64,
+    n_experts_used=6,
+)
+Q4 = QuantSpec("Q4_K_M")
+LADDER = ("F32", "F16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K")
+RTX_4090 = DeviceSpec("RTX 4090", "gpu", 24 * GIB, 1008.0, fp16_tflops=165.2)
+
+
+def test_it_knows_block_bits_and_mix_bits():
+    assert fit.nominal_bits_per_weight("Q8_0") == pytest.approx(8.5, abs=0.02)
+    assert fit.nominal_bits_per_weight("f16") == 16.0
+    assert fit.nominal_bits_per_weight("IQ4_XS") == 4.25
+    # quantize.cpp: Q4_K_M is 4.58 GiB at Llama 3 8B -> 4.9 bits per weight, above Q4_K's 4.5.
+    assert fit.nominal_bits_per_weight("Q4_K_M") == pytest.approx(4.9, abs=0.01)
+    assert fit.nominal_bits_per_weight("Q4_K") == fit.nominal_bits_per_weight("Q4_K_M")
+    assert fit.nominal_bits_per_weight("NOT_A_QUANT") is None
+
+
+def test_it_orders_quant_names_from_high_to_low_precision():
+    bits = [fit.nominal_bits_per_weight(n) for n in fit.QUANT_NAMES]
+    assert bits == sorted(bits, reverse=True)
+    assert fit.QUANT_NAMES[0] == "F32"
+    assert {"Q4_K_M", "Q5_K_M", "IQ2_M", "IQ3_XS", "Q2_K"} <= set(fit.QUANT_NAMES)
+    assert fit.KV_TYPES == ("f16", "bf16", "f32", "q8_0", "q4_0")
+
+
+def test_it_counts_gqa_kv_per_kv_head():
+    # 32 layers x 2 x 8 heads x 128 x 8192 cells x 2 bytes = 1 GiB.
+    assert fit.kv_cache_bytes(LLAMA_8B, 8192) == GIB
+    mha = dataclasses.replace(LLAMA_8B, n_kv_heads=32)
+    assert fit.kv_cache_bytes(mha, 8192) == 4 * GIB
+
+
+def test_it_pads_cells_to_256_like_llama_cpp():
+    assert fit.kv_cells(1) == 256
+    assert fit.kv_cells(1000) == 1024
+    assert fit.kv_cache_bytes(LLAMA_8B, 1000) == fit.kv_cache_bytes(LLAMA_8B, 1024)
+
+
+def test_it_sizes_quantized_kv_by_block():
+    f16 = fit.kv_cache_bytes(LLAMA_8B, 4096, "f16")
+    assert fit.kv_cache_bytes(LLAMA_8B, 4096, "q8_0") * 64 == f16 * 34  # 34 bytes per 32 values vs 64
+    assert fit.kv_cache_bytes(LLAMA_8B, 4096, "q4_0") * 64 == f16 * 18
+    assert fit.kv_cache_bytes(LLAMA_8B, 4096, "f32") == 2 * f16
+
+
+def test_it_stops_growing_swa_layers_at_the_window():
+    # 3 full layers grow with context; 15 window layers hold pad(512 + ubatch 512, 256) = 1024 cells.
+    per_cell_layer = 2 * 1 * 256 * 2
+    assert fit.kv_cache_bytes(GEMMA_270M, 32768) == per_cell_layer * (3 * 32768 + 15 * 1024)
+    assert fit.kv_cache_bytes(GEMMA_270M, 256) == per_cell_layer * 18 * 256
+    full = fit.kv_cache_bytes(GEMMA_270M, 32768, swa_full=True)
+    assert full == per_cell_layer * 18 * 32768
+
+
+def test_it_stores_one_latent_head_for_mla():
+    # 27 layers x (512 + 64) x 4096 cells x 2 bytes, no separate V.
+    assert fit.kv_cache_bytes(DEEPSEEK_V2_LITE, 4096) == 27 * 576 * 4096 * 2
+
+
+def test_it_gives_each_user_a_stream():
+    assert fit.kv_cache_bytes(LLAMA_8B, 4096, users=4) == 4 * fit.kv_cache_bytes(LLAMA_8B, 4096)
+    # Window layers: one window per sequence.
+    one = fit.kv_cache_bytes(GEMMA_270M, 8192)
+    assert fit.kv_cache_bytes(GEMMA_270M, 8192, users=3) == 3 * one
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 0), "ctx"),
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 512, users=0), "users"),
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 512, "q5_1"), "kv_type"),
+        (lambda: fit.memory_breakdown(LLAMA_8B, Q4, FitOptions(ctx=-5)), "ctx"),
+        (lambda: fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(users=0)), "users"),
+        (lambda: fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(kv_type="int8")), "kv_type"),  # type: ignore[arg-type]
+        (lambda: fit.fit(LLAMA_8B, Q4, dataclasses.replace(RTX_4090, kind="tpu"), FitOptions()), "kind"),  # type: ignore[arg-type]
+        (lambda: fit.roofline_decode_tps(LLAMA_8B, Q4, 0), "bandwidth"),
+    ],
+)
+def test_it_rejects_bad_input_with_a_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_it_estimates_weights_with_embeddings_at_higher_precision():
+    size, exact = fit.weights_bytes(LLAMA_8B, Q4)
+    assert not exact
+    # quantize.cpp: Llama 3 8B Q4_K_M = 4.58 GiB.
+    assert size == pytest.approx(4.58 * GIB, rel=0.01)
+    # Gemma 3 270M: 168M of its 268M params are the 262144 x 640 embedding, kept at Q8_0 (640 is not a multiple of
+    # 256), so the file is far above 4.9 bits per weight: llama.cpp reports 235.16 MiB (7.36 bpw).
+    size, _ = fit.weights_bytes(GEMMA_270M, Q4)
+    assert size == pytest.approx(235.16 * MIB, rel=0.03)
+    assert size * 8 / GEMMA_270M.n_params > 7
+
+
+def test_it_takes_exact_bytes_when_the_file_is_known():
+    assert fit.weights_bytes(LLAMA_8B, QuantSpec("Q4_K_M", file_bytes=4_920_000_000)) == (4_920_000_000, True)
+    assert fit.weights_bytes(LLAMA_8B, QuantSpec("X", file_bytes=9, tensor_bytes=7)) == (7, True)
+    mem = fit.memory_breakdown(LLAMA_8B, QuantSpec("Q4_K_M", file_bytes=4_920_000_000), FitOptions())
+    assert "weights_bytes" not in mem.estimated
+    assert {"compute_bytes", "overhead_bytes"} <= mem.estimated
+
+
+def test_it_adds_vision_encoder_and_image_tokens():
+    vlm = dataclasses.replace(GEMMA_270M, vision_params=400_000_000, image_tokens=256, n_params=668_098_176)
+    mem = fit.memory_breakdown(vlm, Q4, FitOptions(ctx=2048))
+    text = fit.memory_breakdown(GEMMA_270M, Q4, FitOptions(ctx=2048))
+    assert mem.vision_bytes == 800_000_000
+    assert "vision_bytes" in mem.estimated
+    assert mem.weights_bytes == text.weights_bytes  # the vision share is not counted twice
+    assert mem.kv_cache_bytes == fit.kv_cache_bytes(GEMMA_270M, 2048 + 256)
+    assert mem.total_bytes == sum(
+        (mem.weights_bytes, mem.kv_cache_bytes, mem.compute_bytes, mem.overhead_bytes, mem.vision_bytes)
+    )
+
+
+def test_it_grows_compute_with_context_only_without_flash_attention():
+    short = fit.compute_bytes(LLAMA_8B, FitOptions(ctx=2048, flash_attention=False))
+    long = fit.compute_bytes(LLAMA_8B, FitOptions(ctx=32768, flash_attention=False))
+    assert long > 4 * short
+    flat = {fit.compute_bytes(LLAMA_8B, FitOptions(ctx=c, flash_attention=True)) for c in (2048, 32768)}
+    assert len(flat) == 1
+    # The logits of a 512-token ubatch dominate: 512 x 128256 x 4 bytes.
+    assert flat.pop() >= 512 * 128256 * 4
+
+
+def test_it_fits_a_small_model_on_a_big_gpu():
+    result = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=8192))
+    assert result.verdict == Verdict.FITS_GPU
+    assert result.gpu_layers == 32
+    assert result.headroom_bytes > 0
+    assert result.usable_bytes == 24 * GIB - result.memory.overhead_bytes
+    assert result.est_decode_tps is not None
+    assert result.est_prefill_tps is not None
+
+
+def test_it_offloads_some_layers_when_the_gpu_is_too_small():
+    gpu_8g = DeviceSpec("8 GB card", "gpu", 8 * GIB, 448.0, fp16_tflops=40.0)
+    big = dataclasses.replace(LLAMA_8B, n_params=70_553_706_496, n_layers=80, hidden_size=8192, intermediate_size=28672)
+    result = fit.fit(big, Q4, gpu_8g, FitOptions(ctx=4096, system_ram_bytes=64 * GIB))
+    assert result.verdict == Verdict.PARTIAL_OFFLOAD
+    assert result.headroom_bytes < 0
+    # Each layer: ~0.47 GiB of Q4_K_M weights + 40 MiB KV; about 7.3 GiB free after compute and overhead.
+    split = fit.weights_split(big, Q4)
+    per_layer = split.layers_bytes / 80 + fit.kv_layer_bytes(big, 0, 4096)
+    room = 8 * GIB - result.memory.compute_bytes - result.memory.overhead_bytes
+    assert result.gpu_layers == int(room // per_layer)
+    assert 0 < result.gpu_layers < 80
+    full_gpu = fit.fit(big, Q4, dataclasses.replace(gpu_8g, memory_bytes=80 * GIB), FitOptions(ctx=4096))
+    assert result.est_decode_tps is not None and full_gpu.est_decode_tps is not None
+    assert result.est_decode_tps < full_gpu.est_decode_tps / 3  # host RAM bandwidth dominates
+
+
+def test_it_says_cpu_only_or_no_fit_when_the_gpu_cannot_help():
+    tiny_gpu = DeviceSpec("tiny", "gpu", 512 * MIB, 100.0)
+    assert fit.fit(LLAMA_8B, Q4, tiny_gpu, FitOptions(system_ram_bytes=32 * GIB)).verdict == Verdict.CPU_ONLY
+    assert fit.fit(LLAMA_8B, Q4, tiny_gpu, FitOptions(system_ram_bytes=2 * GIB)).verdict == Verdict.DOES_NOT_FIT
+    cpu = DeviceSpec("Ryzen", "cpu", 32 * GIB, 60.0)
+    result = fit.fit(LLAMA_8B, Q4, cpu, FitOptions())
+    assert result.verdict == Verdict.CPU_ONLY
+    assert result.gpu_layers == 0
+    assert result.est_prefill_tps is None
+    assert fit.fit(LLAMA_8B, Q4, dataclasses.replace(cpu, memory_bytes=4 * GIB), FitOptions()).verdict == (
+        Verdict.DOES_NOT_FIT
+    )
+
+
+def test_it_lends_only_a_share_of_unified_memory():
+    assert fit.device_capacity_bytes(DeviceSpec("M2 16GB", "unified", 16 * GIB, 100.0)) == int(16 * GIB * 2 / 3)
+    assert fit.device_capacity_bytes(DeviceSpec("M3 Max 64GB", "unified", 64 * GIB, 400.0)) == 48 * GIB
+    # 8B Q4_K_M at 32k context (about 9.5 GiB) fits 16 GiB of RAM but not the 10.7 GiB the GPU may wire.
+    opts = FitOptions(ctx=32768, flash_attention=False)
+    mem = fit.memory_breakdown(LLAMA_8B, Q4, opts, device_kind="unified")
+    mac = DeviceSpec("M2 16GB", "unified", 16 * GIB, 100.0)
+    assert mem.total_bytes > fit.device_capacity_bytes(mac)
+    assert fit.fit(LLAMA_8B, Q4, mac, opts).verdict != Verdict.FITS_GPU
+    assert fit.fit(LLAMA_8B, Q4, dataclasses.replace(mac, memory_bytes=24 * GIB), opts).verdict == Verdict.FITS_GPU
+
+
+def test_it_pools_several_identical_gpus():
+    big = dataclasses.replace(LLAMA_8B, n_params=70_553_706_496, n_layers=80, hidden_size=8192, intermediate_size=28672)
+    one = fit.fit(big, Q4, RTX_4090, FitOptions(ctx=4096))
+    two = fit.fit(big, Q4, dataclasses.replace(RTX_4090, count=2), FitOptions(ctx=4096))
+    assert one.verdict == Verdict.PARTIAL_OFFLOAD
+    assert two.verdict == Verdict.FITS_GPU
+    # Each GPU keeps its own context and compute buffer.
+    single = fit.memory_breakdown(big, Q4, FitOptions(ctx=4096))
+    assert two.memory.total_bytes == single.total_bytes + single.compute_bytes + single.overhead_bytes
+    assert two.usable_bytes == 48 * GIB - 2 * single.overhead_bytes
+
+
+def test_it_estimates_plausible_decode_speeds():
+    result = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=512))
+    roof = fit.roofline_decode_tps(LLAMA_8B, Q4, 1008.0, ctx=512)
+    assert result.est_decode_tps is not None
+    # Bandwidth / ~4.6 GiB read per token: the bound is ~200 t/s; llama.cpp runs 8B Q4 at 100-150 t/s on a 4090.
+    assert 180 < roof < 230
+    assert 90 < result.est_decode_tps < roof
+    # Longer context reads more KV per token.
+    assert fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=32768)).est_decode_tps < result.est_decode_tps
+    # Prefill is compute bound: 165 TFLOPS x 0.35 / (2 x 8e9) ~ 3600 t/s.
+    assert result.est_prefill_tps == pytest.approx(165.2e12 * 0.35 / (2 * LLAMA_8B.n_params))
+    assert fit.fit(LLAMA_8B, Q4, dataclasses.replace(RTX_4090, fp16_tflops=None), FitOptions()).est_prefill_tps is None
+
+
+def test_it_reads_only_active_experts_of_a_moe():
+    dense = dataclasses.replace(DEEPSEEK_V2_LITE, n_active_params=None, n_experts=None, n_experts_used=None)
+    assert fit.roofline_decode_tps(DEEPSEEK_V2_LITE, Q4, 1000.0) > 4 * fit.roofline_decode_tps(dense, Q4, 1000.0)
+
+
+def test_it_lets_callers_override_the_speed_model():
+    slow = fit.SpeedModel(decode_efficiency_gpu=0.35)
+    fast = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions())
+    half = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(), speed=slow)
+    assert half.est_decode_tps < fast.est_decode_tps * 0.6
+
+
+def test_it_plans_serving_many_users_from_the_same_roofline():
+    one = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=1))
+    eight = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=8))
+    assert eight.memory.kv_cache_bytes == 8 * one.memory.kv_cache_bytes
+    assert eight.verdict == Verdict.FITS_GPU
+    assert one.aggregate_decode_tps == pytest.approx(one.per_user_decode_tps)
+    # Weights are read once per step for all users: aggregate grows, each user slows down a little.
+    assert eight.aggregate_decode_tps > 4 * one.aggregate_decode_tps  # 8 x 512 MiB of KV is read per step too
+    assert eight.per_user_decode_tps < one.per_user_decode_tps
+    weights_read = fit.weights_split(LLAMA_8B, Q4)
+    kv_one = fit.kv_cache_bytes(LLAMA_8B, 4096)
+    expected = weights_read.layers_bytes + weights_read.output_bytes + 8 * kv_one
+    assert eight.step_read_bytes == pytest.approx(expected, rel=1e-6)
+    step = fit.DEFAULT_SPEED.per_token_overhead_s + expected / (0.7 * 1008e9)
+    assert eight.per_user_decode_tps == pytest.approx(1 / step)
+    assert eight.bound == "memory"
+    # Hundreds of users turn the step compute bound.
+    many = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=512, users=256))
+    assert many.bound == "compute"
+
+
+def test_it_touches_more_experts_as_a_moe_batch_grows():
+    one = fit.serving_plan(DEEPSEEK_V2_LITE, Q4, RTX_4090, FitOptions(ctx=512, users=1))
+    many = fit.serving_plan(DEEPSEEK_V2_LITE, Q4, RTX_4090, FitOptions(ctx=512, users=32))
+    kv = fit.kv_cache_bytes(DEEPSEEK_V2_LITE, 512)
+    assert many.step_read_bytes - 32 * kv > 3 * (one.step_read_bytes - kv)
+
+
+# --- properties -----------------------------------------------------------------------------------------------
+
+shapes = st.builds(
+    lambda layers, kv_heads, head_dim, window, period, vocab: ModelShape(
+        n_params=layers * 50_000_000 + vocab * 1024,
+        n_layers=layers,
+        hidden_size=1024,
+        n_heads=16,
+        n_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=vocab,
+        intermediate_size=4096,
+        sliding_window=window,
+        swa_layers=fit.swa_layers_every(layers, period) if window else frozenset(),
+    ),
+    st.integers(1, 40),
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from([64, 128, 256]),
+    st.one_of(st.none(), st.integers(64, 8192)),
+    st.integers(1, 6),
+    st.integers(1000, 300_000),
+)
+options = st.builds(
+    FitOptions,
+    ctx=st.integers(1, 200_000),
+    kv_type=st.sampled_from(fit.KV_TYPES),
+    users=st.integers(1, 16),
+    flash_attention=st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, options, st.integers(1, 50_000), st.integers(0, 8))
+def test_it_never_needs_less_memory_for_more_context_or_users(shape, opts, more_ctx, more_users):
+    base = fit.memory_breakdown(shape, Q4, opts)
+    bigger = fit.memory_breakdown(shape, Q4, dataclasses.replace(opts, ctx=opts.ctx + more_ctx))
+    busier = fit.memory_breakdown(shape, Q4, dataclasses.replace(opts, users=opts.users + more_users))
+    assert bigger.total_bytes >= base.total_bytes
+    assert bigger.kv_cache_bytes >= base.kv_cache_bytes
+    assert busier.total_bytes >= base.total_bytes
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes, options)
+def test_it_never_needs_less_memory_for_more_bits(shape, opts):
+    # The K-quant ladder, and any explicit bits per weight. (Across families the order can flip between near
+    # neighbours: IQ4_XS keeps its embeddings at 4.25 bits where Q3_K_L keeps them at 3.44.)
+    totals = [fit.memory_breakdown(shape, QuantSpec(name), opts).total_bytes for name in LADDER]
+    assert totals == sorted(totals, reverse=True)
+    bits = [fit.weights_bytes(shape, QuantSpec("custom", bits_per_weight=b))[0] for b in (16.0, 8.5, 5.0, 4.0, 2.5)]
+    assert bits == sorted(bits, reverse=True)
+    kv = [fit.kv_cache_bytes(shape, opts.ctx, t) for t in ("f32", "f16", "q8_0", "q4_0")]
+    assert kv == sorted(kv, reverse=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.integers(1, 16), st.integers(0, 100_000))
+def test_it_holds_swa_kv_constant_beyond_the_window(shape, users, beyond):
+    if not shape.sliding_window:
+        return
+    window_cells = shape.sliding_window + 512
+    at = fit.kv_cache_bytes(shape, window_cells, users=users)
+    later = fit.kv_cache_bytes(shape, window_cells + beyond, users=users)
+    swa = [il for il in range(shape.n_layers) if il in shape.swa_layers]
+    for il in swa:
+        assert fit.kv_layer_bytes(shape, il, window_cells, users=users) == fit.kv_layer_bytes(
+            shape, il, window_cells + beyond, users=users
+        )
+    assert later >= at
