@@ -123,7 +123,7 @@ class RunForm(forms.Form):
     model_type = forms.CharField(max_length=120, required=False)
     model_size = forms.IntegerField(min_value=1, required=False)
     model_n_params = forms.IntegerField(min_value=1, required=False)
-    source_url = forms.URLField(required=False, max_length=200)
+    source_url = forms.URLField(required=False, max_length=200, assume_scheme="https")
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False)
 
     def clean_model_slug(self) -> Model:

@@ -1,16 +1,346 @@
-"""Benchmark pages: thin function views; the work is in services.py and selectors.py."""
+"""Benchmark pages: thin function views; the work is in services.py, selectors.py, plots.py and calibration.py."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+import csv
+from typing import Any
 
-from benchmarks.forms import RunForm
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from benchmarks import calibration, llamabench, plots, selectors, services
+from benchmarks.forms import LeaderboardFilterForm, LlamaBenchForm, ModerationForm, RunForm, TokenForm
+from benchmarks.models import ApiToken, BenchmarkRun, Channel, Status
+from catalog import fit
+from catalog.models import Model, Quantization
+from catalog.services import quant_spec_of, shape_of
+
+CSV_FIELDS = [
+    "id",
+    "model",
+    "quant",
+    "hardware",
+    "runtime",
+    "runtime_version",
+    "build_commit",
+    "backend",
+    "test",
+    "n_prompt",
+    "n_gen",
+    "n_depth",
+    "avg_ts",
+    "stddev_ts",
+    "prompt_tps",
+    "decode_tps",
+    "prefill_tps",
+    "ttft_ms",
+    "n_gpu_layers",
+    "n_threads",
+    "n_batch",
+    "n_ubatch",
+    "type_k",
+    "type_v",
+    "flash_attn",
+    "test_time",
+    "submitted_at",
+    "channel",
+    "source_url",
+]
+
+
+def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+    try:
+        services.check_submission_rate(request=request)
+    except services.RateLimited as exc:
+        response = render(request, "benchmarks/rate_limited.html", {"retry_after": exc.retry_after}, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    return None
+
+
+def _submit_context(request: HttpRequest, form: RunForm, bench_form: LlamaBenchForm | None = None) -> dict[str, Any]:
+    return {
+        "form": form,
+        "bench_form": bench_form or LlamaBenchForm(initial=request.GET.dict()),
+        "anonymous": not request.user.is_authenticated,
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def submit(request: HttpRequest) -> HttpResponse:
+    """The submission form. GET prefills it from query parameters (model_slug, quant, hardware, avg_ts, ...)."""
+    if request.method == "GET":
+        form = RunForm(initial=request.GET.dict())
+        return render(request, "benchmarks/submit.html", _submit_context(request, form))
+    refused = _rate_limited(request)
+    if refused is not None:
+        return refused
+    form = RunForm(request.POST)
+    if not form.is_valid():
+        return render(request, "benchmarks/submit.html", _submit_context(request, form), status=422)
+    try:
+        run, _verdict = services.submit_cleaned(cleaned=form.cleaned_data, channel=Channel.WEB, submitter=request.user)
+    except services.Duplicate as exc:
+        form.add_error(None, "This run was submitted before.")
+        context = {**_submit_context(request, form), "duplicate_id": exc.run_id}
+        return render(request, "benchmarks/submit.html", context, status=409)
+    messages.success(request, "Thank you: your run is stored.")
+    return redirect(run)
+
+
+@require_POST
+def preview(request: HttpRequest) -> HttpResponse:
+    """What would happen to the run in the form, and how it compares with others on the same hardware (htmx)."""
+    form = RunForm(request.POST)
+    context: dict[str, Any] = {"form": form}
+    if form.is_valid():
+        run, verdict = services.preview(cleaned=form.cleaned_data, trusted=request.user.is_authenticated)
+        context.update({"run": run, "verdict": verdict, "others": selectors.same_hardware_runs(run)})
+    return render(request, "benchmarks/_preview.html", context)
+
+
+@require_POST
+def submit_llama_bench(request: HttpRequest) -> HttpResponse:
+    refused = _rate_limited(request)
+    if refused is not None:
+        return refused
+    bench_form = LlamaBenchForm(request.POST, request.FILES)
+    form = RunForm(initial=request.GET.dict())
+    if not bench_form.is_valid():
+        return render(request, "benchmarks/submit.html", _submit_context(request, form, bench_form), status=422)
+    data = bench_form.cleaned_data
+    try:
+        result = services.submit_llama_bench(
+            text=data["text"],
+            hardware=data["hardware"],
+            model_slug=data["model_slug"],
+            quant=data["quant"],
+            extra={"os": data["os"]} if data["os"] else None,
+            channel=Channel.WEB,
+            submitter=request.user,
+        )
+    except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
+        bench_form.add_error("output", str(exc))
+        return render(request, "benchmarks/submit.html", _submit_context(request, form, bench_form), status=422)
+    if not result.stored:
+        for error in result.errors:
+            bench_form.add_error("output", error)
+        if result.duplicates:
+            bench_form.add_error("output", "Every test in this output was submitted before.")
+        status = 409 if result.duplicates and not result.errors else 422
+        return render(request, "benchmarks/submit.html", _submit_context(request, form, bench_form), status=status)
+    return render(request, "benchmarks/batch_result.html", {"result": result}, status=201)
 
 
 @require_GET
-def submit(request: HttpRequest) -> HttpResponse:
-    """The submission form, prefilled from GET query parameters (model_slug, quant, hardware, avg_ts, ...)."""
-    form = RunForm(initial=request.GET.dict())
-    return render(request, "benchmarks/submit.html", {"form": form})
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(BenchmarkRun.objects.with_relations(), pk=pk)
+    if run.status == Status.REJECTED and not request.user.is_staff and run.submitter_id != request.user.pk:
+        # Rejected runs stay visible to their submitter and to moderators only.
+        raise Http404("No such run.")
+    decisions = run.decisions.select_related("moderator")
+    roofline = services.roofline_for(run)
+    return render(
+        request,
+        "benchmarks/run_detail.html",
+        {"run": run, "decisions": decisions, "roofline": roofline, "others": selectors.same_hardware_runs(run)},
+    )
+
+
+@require_GET
+def leaderboard(request: HttpRequest) -> HttpResponse:
+    form = LeaderboardFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    runs = BenchmarkRun.objects.accepted().filtered(**filters).with_relations().order_by("-avg_ts", "-id")
+    page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    summaries = selectors.summarise(
+        BenchmarkRun.objects.accepted()
+        .filtered(**{**filters, "test": filters.get("test") or ""})
+        .select_related("model", "quantization", "hardware")
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "summaries": summaries,
+        "query": request.GET.urlencode(),
+        "plot_query": _plot_query(filters),
+    }
+    template = "benchmarks/_leaderboard_results.html" if request.htmx else "benchmarks/leaderboard.html"
+    return render(request, template, context)
+
+
+def _plot_query(filters: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode({k: v for k, v in filters.items() if v and k in {"model", "quant", "runtime", "backend"}})
+
+
+@require_GET
+def export_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Every accepted run (filters as on the leaderboard), as CSV."""
+    form = LeaderboardFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    runs = BenchmarkRun.objects.accepted().filtered(**filters).with_relations().order_by("id")
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+
+    def rows() -> Any:
+        yield writer.writerow(CSV_FIELDS)
+        for run in runs.iterator(chunk_size=500):
+            values = {
+                "model": run.model.slug,
+                "quant": run.quant_name,
+                "hardware": run.hardware.slug if run.hardware else run.hardware_name,
+            }
+            yield writer.writerow([values.get(name, getattr(run, name)) for name in CSV_FIELDS])
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="rigfit-benchmarks.csv"'
+    return response
+
+
+@staff_member_required
+@require_GET
+def moderation(request: HttpRequest) -> HttpResponse:
+    runs = BenchmarkRun.objects.awaiting_review().with_relations().order_by("submitted_at", "id")[:200]
+    decisions = selectors_recent_decisions()
+    return render(
+        request, "benchmarks/moderation.html", {"runs": runs, "decisions": decisions, "form": ModerationForm()}
+    )
+
+
+def selectors_recent_decisions() -> Any:
+    from benchmarks.models import ModerationDecision
+
+    return ModerationDecision.objects.filter(moderator__isnull=False).select_related("run", "moderator")[:20]
+
+
+@staff_member_required
+@require_POST
+def moderate(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(BenchmarkRun, pk=pk)
+    form = ModerationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Run {pk}: a decision and a reason are required.")
+        return redirect("benchmarks:moderation")
+    services.moderate(
+        run=run, moderator=request.user, decision=form.cleaned_data["decision"], reason=form.cleaned_data["reason"]
+    )
+    messages.success(request, f"Run {pk} {form.cleaned_data['decision']}.")
+    return redirect("benchmarks:moderation")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request: HttpRequest) -> HttpResponse:
+    form = TokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        _token, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
+        form = TokenForm()
+    user_tokens = ApiToken.objects.filter(user=request.user)
+    status = 201 if new_token else (422 if request.method == "POST" else 200)
+    return render(
+        request, "benchmarks/tokens.html", {"form": form, "tokens": user_tokens, "new_token": new_token}, status=status
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponseRedirect:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    services.token_revoke(token=token)
+    messages.success(request, f"Token '{token.name}' revoked.")
+    return redirect("benchmarks:tokens")
+
+
+# --- plots -------------------------------------------------------------------------------------------------------
+
+
+def _svg(content: str) -> HttpResponse:
+    response = HttpResponse(content, content_type="image/svg+xml; charset=utf-8")
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
+
+
+@require_GET
+def plot_by_hardware(request: HttpRequest) -> HttpResponse:
+    """Median tokens/sec per device (decode by default, ?test=pp for prompt) with spread bars."""
+    form = LeaderboardFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    metric = "prefill" if filters.get("test") == "pp" else "decode"
+    runs = (
+        BenchmarkRun.objects.accepted()
+        .filtered(**{**filters, "test": ""})
+        .select_related("model", "quantization", "hardware")
+    )
+    bars = []
+    for summary in selectors.summarise(runs):
+        spread = summary.prefill if metric == "prefill" else summary.decode
+        if spread is not None:
+            label = f"{summary.hardware.name} · {summary.model.name} {summary.quant_name}"
+            bars.append(
+                plots.Bar(label=label, median=spread.median, low=spread.low, high=spread.high, count=spread.count)
+            )
+    bars.sort(key=lambda bar: -bar.median)
+    title = f"{'Prompt' if metric == 'prefill' else 'Generation'} tokens/sec by hardware"
+    return _svg(plots.bars_by_hardware(bars[:20], title=title))
+
+
+@require_GET
+def plot_bandwidth(request: HttpRequest) -> HttpResponse:
+    """Decode tokens/sec against memory bandwidth for one model (and quant), with the roofline drawn."""
+    form = LeaderboardFilterForm(request.GET or None)
+    filters = form.cleaned_data if form.is_valid() else {}
+    model = Model.objects.filter(slug=filters.get("model") or "").first()
+    points_runs = selectors.decode_points(model=model, quant_name=filters.get("quant") or "")
+    points = [
+        plots.Point(x=run.hardware.bandwidth_gbps, y=run.decode_tps, label=f"{run.hardware.name} ({run.runtime})")
+        for run in points_runs
+        if run.decode_tps is not None
+    ]
+    roofline: list[tuple[float, float]] = []
+    title = "Decode tokens/sec vs memory bandwidth"
+    if model is not None:
+        quant = Quantization.objects.filter(model=model, name__iexact=filters.get("quant") or "").first()
+        spec = quant_spec_of(quant) if quant else None
+        if spec is None and filters.get("quant"):
+            spec = fit.QuantSpec(name=filters["quant"].upper())
+        if spec is not None:
+            x_max = max([p.x for p in points] + [100.0])
+            shape = shape_of(model)
+            try:
+                roofline = [
+                    (x, fit.roofline_decode_tps(shape, spec, x, ctx=512))
+                    for x in (x_max * i / 20 for i in range(1, 21))
+                ]
+            except ValueError:
+                roofline = []
+            title = f"{model.name} {spec.name}: decode tokens/sec vs memory bandwidth"
+    return _svg(plots.bandwidth_scatter(points, roofline=roofline, title=title))
+
+
+@require_GET
+def calibration_page(request: HttpRequest) -> HttpResponse:
+    points = calibration.points_from_runs()
+    results = calibration.calibrate(points)
+    return render(
+        request,
+        "benchmarks/calibration.html",
+        {
+            "results": results,
+            "points": len(points),
+            "defaults": fit.DEFAULT_SPEED,
+            "submit_url": reverse("benchmarks:submit"),
+        },
+    )

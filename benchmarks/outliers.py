@@ -1,0 +1,56 @@
+"""Robust outlier detection: the modified z-score of Iglewicz and Hoaglin.
+
+    M_i = 0.6745 (x_i - median) / MAD,   MAD = median(|x_i - median|)
+
+and |M_i| > 3.5 marks an outlier (B. Iglewicz and D. C. Hoaglin, "How to Detect and Handle Outliers", ASQC Basic
+References in Quality Control, vol. 16, 1993; also the NIST/SEMATECH e-Handbook of Statistical Methods, 1.3.5.17).
+0.6745 is the 0.75 quantile of the standard normal, so M is comparable to an ordinary z-score for normal data.
+
+When more than half the values are equal the MAD is 0 and M is undefined; we then use the mean absolute deviation
+scaled by 1.253314 (= sqrt(pi/2), the MeanAD of a standard normal is sqrt(2/pi)), as IBM's SPSS documents for the
+same case. When every value is equal, nothing is an outlier.
+
+Pure: numbers in, numbers out.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+THRESHOLD = 3.5
+NORMAL_Q75 = 0.6745
+MEAN_AD_SCALE = 1.253314
+MIN_GROUP = 5  # fewer values than this and a median/MAD says too little; nothing is flagged
+
+
+def modified_z_scores(values: Sequence[float]) -> list[float]:
+    """The modified z-score of every value (0.0 for all when they are all equal)."""
+    if not values:
+        return []
+    median = statistics.median(values)
+    deviations = [abs(x - median) for x in values]
+    mad = statistics.median(deviations)
+    if mad > 0:
+        return [NORMAL_Q75 * (x - median) / mad for x in values]
+    mean_ad = statistics.fmean(deviations)
+    if mean_ad == 0:
+        return [0.0 for _ in values]
+    return [(x - median) / (MEAN_AD_SCALE * mean_ad) for x in values]
+
+
+def is_outlier(value: float, others: Sequence[float], *, threshold: float = THRESHOLD) -> tuple[bool, float | None]:
+    """Whether `value` is an outlier among `others` plus itself; also its score (None when the group is too small)."""
+    group = [*others, value]
+    if len(group) < MIN_GROUP:
+        return False, None
+    score = modified_z_scores(group)[-1]
+    return (abs(score) > threshold and math.isfinite(score)), score
+
+
+def outlier_flags(values: Sequence[float], *, threshold: float = THRESHOLD) -> list[bool]:
+    """Which values are outliers within their group (none when the group is smaller than MIN_GROUP)."""
+    if len(values) < MIN_GROUP:
+        return [False for _ in values]
+    return [abs(z) > threshold for z in modified_z_scores(values)]

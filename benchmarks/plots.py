@@ -1,0 +1,234 @@
+"""Server-side SVG plots: no JavaScript, no CDN. Built with xml.etree, so every text node and attribute is escaped.
+
+Each series is a `<g class="series" data-series="...">` group, and every mark carries its figures in data-*
+attributes, so tests (and anyone curious) can read the values back.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SVG_NS = "http://www.w3.org/2000/svg"
+WIDTH, HEIGHT = 720, 360
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 96
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    median: float
+    low: float
+    high: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    x: float
+    y: float
+    label: str
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above `value` (1, 2, 2.5, 5 x 10^n)."""
+    if value <= 0:
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        candidate = step * 10**exponent
+        if candidate >= value:
+            return float(candidate)
+    return float(10 ** (exponent + 1))
+
+
+def _svg(title: str, description: str) -> ET.Element:
+    ET.register_namespace("", SVG_NS)
+    svg = ET.Element(
+        "svg",
+        {
+            "xmlns": SVG_NS,
+            "viewBox": f"0 0 {WIDTH} {HEIGHT}",
+            "width": str(WIDTH),
+            "height": str(HEIGHT),
+            "role": "img",
+            "class": "bench-plot",
+            "font-family": "system-ui, sans-serif",
+            "font-size": "12",
+        },
+    )
+    ET.SubElement(svg, "title").text = title
+    ET.SubElement(svg, "desc").text = description
+    ET.SubElement(svg, "text", {"x": str(MARGIN_LEFT), "y": "20", "font-weight": "bold"}).text = title
+    return svg
+
+
+def _y_axis(svg: ET.Element, y_max: float, label: str) -> None:
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    axis = ET.SubElement(svg, "g", {"class": "axis y"})
+    for i in range(5):
+        value = y_max * i / 4
+        y = MARGIN_TOP + plot_h - plot_h * i / 4
+        ET.SubElement(
+            axis,
+            "line",
+            {"x1": str(MARGIN_LEFT), "x2": str(WIDTH - MARGIN_RIGHT), "y1": _fmt(y), "y2": _fmt(y), "stroke": "#ddd"},
+        )
+        ET.SubElement(
+            axis, "text", {"x": str(MARGIN_LEFT - 6), "y": _fmt(y + 4), "text-anchor": "end"}
+        ).text = f"{value:g}"
+    ET.SubElement(
+        axis,
+        "text",
+        {
+            "x": "14",
+            "y": _fmt(MARGIN_TOP + plot_h / 2),
+            "transform": f"rotate(-90 14 {_fmt(MARGIN_TOP + plot_h / 2)})",
+            "text-anchor": "middle",
+        },
+    ).text = label
+
+
+def _empty(svg: ET.Element, message: str) -> str:
+    ET.SubElement(
+        svg, "text", {"x": str(WIDTH // 2), "y": str(HEIGHT // 2), "text-anchor": "middle", "class": "empty"}
+    ).text = message
+    return ET.tostring(svg, encoding="unicode")
+
+
+def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/sec") -> str:
+    """Median tokens/sec per device as bars, with a spread bar from the slowest to the fastest accepted run."""
+    svg = _svg(title, "Bars: median tokens/sec of accepted runs per device; whiskers: slowest to fastest run.")
+    if not bars:
+        return _empty(svg, "No accepted runs yet.")
+    y_max = _nice_max(max(bar.high for bar in bars))
+    _y_axis(svg, y_max, y_label)
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    slot = plot_w / len(bars)
+    width = min(slot * 0.6, 60)
+
+    def y_of(value: float) -> float:
+        return MARGIN_TOP + plot_h - plot_h * value / y_max
+
+    series = ET.SubElement(svg, "g", {"class": "series", "data-series": "median"})
+    spreads = ET.SubElement(svg, "g", {"class": "series", "data-series": "spread"})
+    labels = ET.SubElement(svg, "g", {"class": "axis x"})
+    for i, bar in enumerate(bars):
+        cx = MARGIN_LEFT + slot * (i + 0.5)
+        rect = ET.SubElement(
+            series,
+            "rect",
+            {
+                "x": _fmt(cx - width / 2),
+                "y": _fmt(y_of(bar.median)),
+                "width": _fmt(width),
+                "height": _fmt(plot_h * bar.median / y_max),
+                "fill": "#3a7bd5",
+                "data-label": bar.label,
+                "data-value": f"{bar.median:.6g}",
+                "data-count": str(bar.count),
+            },
+        )
+        ET.SubElement(rect, "title").text = f"{bar.label}: median {bar.median:.1f} t/s over {bar.count} run(s)"
+        ET.SubElement(
+            spreads,
+            "line",
+            {
+                "x1": _fmt(cx),
+                "x2": _fmt(cx),
+                "y1": _fmt(y_of(bar.low)),
+                "y2": _fmt(y_of(bar.high)),
+                "stroke": "#222",
+                "stroke-width": "2",
+                "data-label": bar.label,
+                "data-low": f"{bar.low:.6g}",
+                "data-high": f"{bar.high:.6g}",
+            },
+        )
+        label_y = HEIGHT - MARGIN_BOTTOM + 14
+        ET.SubElement(
+            labels,
+            "text",
+            {
+                "x": _fmt(cx),
+                "y": _fmt(label_y),
+                "text-anchor": "end",
+                "transform": f"rotate(-35 {_fmt(cx)} {_fmt(label_y)})",
+            },
+        ).text = bar.label
+    return ET.tostring(svg, encoding="unicode")
+
+
+def bandwidth_scatter(
+    points: Sequence[Point], *, roofline: Sequence[tuple[float, float]], title: str, y_label: str = "decode tokens/sec"
+) -> str:
+    """Measured decode tokens/sec against the device's memory bandwidth, with the roofline (physical limit) line."""
+    svg = _svg(
+        title,
+        "Dots: accepted decode runs, by the device's memory bandwidth (GB/s). Line: the roofline, bandwidth over the "
+        "bytes one token reads; no run can sit above it.",
+    )
+    if not points:
+        return _empty(svg, "No accepted decode runs yet.")
+    x_max = _nice_max(max([p.x for p in points] + [x for x, _ in roofline]))
+    y_values = [p.y for p in points] + [y for x, y in roofline if x <= x_max]
+    y_max = _nice_max(max(y_values))
+    _y_axis(svg, y_max, y_label)
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return MARGIN_LEFT + plot_w * x / x_max, MARGIN_TOP + plot_h - plot_h * min(y, y_max) / y_max
+
+    x_axis = ET.SubElement(svg, "g", {"class": "axis x"})
+    for i in range(5):
+        value = x_max * i / 4
+        x, _ = xy(value, 0)
+        ET.SubElement(
+            x_axis, "text", {"x": _fmt(x), "y": str(HEIGHT - MARGIN_BOTTOM + 16), "text-anchor": "middle"}
+        ).text = f"{value:g}"
+    ET.SubElement(
+        x_axis,
+        "text",
+        {"x": _fmt(MARGIN_LEFT + plot_w / 2), "y": str(HEIGHT - MARGIN_BOTTOM + 36), "text-anchor": "middle"},
+    ).text = "memory bandwidth, GB/s (10^9 bytes/s)"
+    if roofline:
+        line = ET.SubElement(svg, "g", {"class": "series", "data-series": "roofline"})
+        coords = " ".join(f"{_fmt(a)},{_fmt(b)}" for a, b in (xy(x, y) for x, y in roofline))
+        ET.SubElement(
+            line,
+            "polyline",
+            {
+                "points": coords,
+                "fill": "none",
+                "stroke": "#d9534f",
+                "stroke-width": "2",
+                "stroke-dasharray": "6 4",
+                "data-values": " ".join(f"{x:.6g}:{y:.6g}" for x, y in roofline),
+            },
+        )
+    dots = ET.SubElement(svg, "g", {"class": "series", "data-series": "runs"})
+    for point in points:
+        cx, cy = xy(point.x, point.y)
+        circle = ET.SubElement(
+            dots,
+            "circle",
+            {
+                "cx": _fmt(cx),
+                "cy": _fmt(cy),
+                "r": "5",
+                "fill": "#3a7bd5",
+                "data-label": point.label,
+                "data-x": f"{point.x:.6g}",
+                "data-y": f"{point.y:.6g}",
+            },
+        )
+        ET.SubElement(circle, "title").text = f"{point.label}: {point.y:.1f} t/s at {point.x:g} GB/s"
+    return ET.tostring(svg, encoding="unicode")

@@ -1,0 +1,424 @@
+"""Write paths of the benchmarks app: submit, moderate, tokens, rate limits. Keyword-only, typed."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from benchmarks import llamabench, outliers
+from benchmarks.forms import RunForm
+from benchmarks.models import ApiToken, BenchmarkRun, Channel, ModerationDecision, Status, hash_token
+from catalog import fit
+from catalog.models import Hardware, Model, Quantization
+from catalog.services import quant_spec_of, shape_of
+
+log = logging.getLogger(__name__)
+
+# A decode speed above the roofline (bandwidth / bytes read per token, efficiency 1.0) times this margin is
+# flagged. The margin absorbs what the roofline cannot know: caches holding part of the weights on small models,
+# a vendor's bandwidth figure rounded down. Setting: RIGFIT_BENCH_ROOFLINE_MARGIN.
+DEFAULT_ROOFLINE_MARGIN = 1.15
+# Fixed-window rate limits: (requests, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
+DEFAULT_RATE_IP = (30, 3600)
+DEFAULT_RATE_TOKEN = (300, 3600)
+TOKEN_PREFIX = "rfb_"
+
+
+# --- clients, tokens and rate limits ------------------------------------------------------------------------------
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, unless REMOTE_ADDR is a proxy listed in RIGFIT_TRUSTED_PROXIES.
+
+    Only then is X-Forwarded-For read, from the right, skipping the trusted proxies: the first address that is not
+    one of ours is the client. Anything a client writes into the header itself sits further left and is ignored,
+    so a spoofed header cannot dodge the rate limit.
+    """
+    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    trusted = _trusted_networks()
+    if not trusted or not _in_networks(remote, trusted):
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    for address in reversed(forwarded):
+        if not _in_networks(address, trusted):
+            return address
+    return remote
+
+
+def _trusted_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(item, strict=False) for item in getattr(settings, "RIGFIT_TRUSTED_PROXIES", [])]
+
+
+def _in_networks(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many submissions; retry in {retry_after} s.")
+        self.retry_after = retry_after
+
+
+def check_rate(*, scope: str, key: str, limit: tuple[int, int], now: float | None = None) -> None:
+    """Count one request against `key` in a fixed window; raise RateLimited when over `limit` (count, seconds)."""
+    count_max, window = limit
+    now = time.time() if now is None else now
+    slot = int(now // window)
+    cache_key = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}:{slot}"
+    cache.add(cache_key, 0, timeout=window + 1)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.set(cache_key, 1, timeout=window + 1)
+        count = 1
+    if count > count_max:
+        raise RateLimited(max(1, int(window - (now % window)) + 1))
+
+
+def check_submission_rate(*, request: HttpRequest, token: ApiToken | None = None) -> None:
+    check_rate(scope="ip", key=client_ip(request), limit=getattr(settings, "RIGFIT_BENCH_RATE_IP", DEFAULT_RATE_IP))
+    if token is not None:
+        check_rate(
+            scope="token", key=str(token.pk), limit=getattr(settings, "RIGFIT_BENCH_RATE_TOKEN", DEFAULT_RATE_TOKEN)
+        )
+
+
+def token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """A new token for `user`: the stored row (hash only) and the raw token, to be shown once."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, prefix=raw[:10], token_hash=hash_token(raw))
+    token.full_clean()
+    token.save()
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def token_authenticate(*, raw: str) -> ApiToken | None:
+    if not raw:
+        return None
+    token = ApiToken.objects.active().select_related("user").filter(token_hash=hash_token(raw)).first()
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token
+
+
+# --- matching -------------------------------------------------------------------------------------------------------
+
+
+def _norm(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def match_hardware(name: str) -> Hardware | None:
+    """A catalog device by slug, name, vendor + name, or alias (case, spaces and punctuation ignored)."""
+    wanted = _norm(name)
+    if not wanted:
+        return None
+    for hardware in Hardware.objects.all():
+        names = [hardware.slug, hardware.name, f"{hardware.vendor} {hardware.name}", *(hardware.aliases or [])]
+        if any(_norm(str(candidate)) == wanted for candidate in names):
+            return hardware
+    return None
+
+
+def match_quant(model: Model, name: str) -> Quantization | None:
+    return Quantization.objects.filter(model=model, name__iexact=name).order_by("format").first()
+
+
+class Unrecognised(ValueError):
+    pass
+
+
+def recognise_model(record_identity: llamabench.Identity) -> Model:
+    """The catalog model a llama-bench record ran: by the quant's published file name, else by its parameter count
+    (llama-bench's model_n_params counts the GGUF's own tensors) and the file name's words."""
+    if record_identity.filename:
+        quant = Quantization.objects.select_related("model").filter(file_name__iexact=record_identity.filename).first()
+        if quant is not None:
+            return quant.model
+    candidates = list(Model.objects.all())
+    words = _norm(record_identity.filename + " " + record_identity.model_type)
+    if record_identity.n_params:
+        exact = [m for m in candidates if m.n_params == record_identity.n_params]
+        if len(exact) == 1:
+            return exact[0]
+        close = [m for m in candidates if abs(m.n_params - record_identity.n_params) <= 0.05 * m.n_params]
+        named = [m for m in close if _norm(m.family) in words or _norm(m.slug).startswith(_norm(m.family))]
+        named = [m for m in named if _norm(m.family) in words] or close
+        if len(named) == 1:
+            return named[0]
+    by_slug = [m for m in candidates if _norm(m.slug) and _norm(m.slug) in words]
+    if len(by_slug) == 1:
+        return by_slug[0]
+    raise Unrecognised(
+        f"Could not recognise the model from '{record_identity.filename or record_identity.model_type}'"
+        f" ({record_identity.n_params or 'unknown'} parameters); choose it in the form."
+    )
+
+
+# --- submitting ------------------------------------------------------------------------------------------------------
+
+
+class Duplicate(Exception):
+    def __init__(self, run_id: int | None) -> None:
+        super().__init__("This run was submitted before.")
+        self.run_id = run_id
+
+
+class Invalid(Exception):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("Invalid input.")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: str
+    reason: str
+    roofline_tps: float | None = None
+    z_score: float | None = None
+    checks: list[str] = field(default_factory=list)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Model | Hardware | Quantization):
+        return value.slug if hasattr(value, "slug") else value.pk
+    return str(value)
+
+
+def payload_sha256(cleaned: dict[str, Any]) -> str:
+    """A fingerprint of what was measured: the same run sent twice (any channel, any sender) has the same one."""
+    data = {k: v for k, v in cleaned.items() if k not in {"notes"} and v not in (None, "", [])}
+    data["model_slug"] = cleaned["model_slug"].slug
+    data["hardware"] = _norm(str(cleaned["hardware"]))
+    blob = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def roofline_for(run: BenchmarkRun) -> float | None:
+    """The physical decode limit for this run's model, quant and hardware, or None when it cannot be known."""
+    if run.hardware is None:
+        return None
+    quant = quant_spec_of(run.quantization) if run.quantization else fit.QuantSpec(name=run.quant_name)
+    if quant.bits_per_weight is None and quant.file_bytes is None and fit.nominal_bits_per_weight(quant.name) is None:
+        return None
+    kv_type = run.type_k if run.type_k in ("f32", "f16", "bf16", "q8_0", "q4_0") else "f16"
+    ctx = max(1, run.n_depth + run.n_prompt)
+    try:
+        return fit.roofline_decode_tps(
+            shape_of(run.model), quant, run.hardware.bandwidth_gbps, ctx=ctx, kv_type=kv_type
+        )
+    except ValueError:
+        log.warning("No roofline for run of %s %s", run.model, run.quant_name, exc_info=True)
+        return None
+
+
+def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
+    """The status a new run starts in, and why: physics first, then the group's outlier rule, then review."""
+    checks: list[str] = []
+    roofline = roofline_for(run)
+    margin = float(getattr(settings, "RIGFIT_BENCH_ROOFLINE_MARGIN", DEFAULT_ROOFLINE_MARGIN))
+    if roofline is not None and run.decode_tps is not None:
+        if run.decode_tps > roofline * margin:
+            return Verdict(
+                Status.FLAGGED,
+                f"Decode {run.decode_tps:.1f} t/s is above the physical limit of {roofline:.1f} t/s "
+                f"({run.hardware.bandwidth_gbps:g} GB/s over the bytes read per token) x {margin:g}.",
+                roofline_tps=roofline,
+            )
+        checks.append(f"decode within the roofline ({roofline:.1f} t/s)")
+    z = None
+    if run.hardware_id is not None:
+        others = list(
+            BenchmarkRun.objects.accepted()
+            .for_group(
+                hardware_id=run.hardware_id,
+                model_id=run.model_id,
+                quantization_id=run.quantization_id,
+                runtime=run.runtime,
+                backend=run.backend,
+            )
+            .filter(n_prompt=run.n_prompt, n_gen=run.n_gen, n_depth=run.n_depth)
+            .values_list("avg_ts", flat=True)
+        )
+        flagged, z = outliers.is_outlier(run.avg_ts, others)
+        if flagged:
+            return Verdict(
+                Status.FLAGGED,
+                f"Outlier among {len(others)} accepted runs of the same setup (modified z-score {z:+.1f}, limit "
+                f"±{outliers.THRESHOLD}).",
+                roofline_tps=roofline,
+                z_score=z,
+            )
+        if z is not None:
+            checks.append(f"modified z-score {z:+.1f} among {len(others)} runs")
+    if run.hardware_id is None:
+        return Verdict(
+            Status.PENDING,
+            f"Hardware '{run.hardware_name}' is not in the catalog; held for review.",
+            roofline,
+            z,
+            checks,
+        )
+    if not trusted:
+        return Verdict(Status.PENDING, "Anonymous submission; a moderator will review it.", roofline, z, checks)
+    return Verdict(Status.ACCEPTED, "Passed the automatic checks.", roofline, z, checks)
+
+
+def build_run(*, cleaned: dict[str, Any]) -> BenchmarkRun:
+    """An unsaved run from `RunForm.cleaned_data`, matched to the catalog, speeds derived."""
+    model: Model = cleaned["model_slug"]
+    hardware = match_hardware(cleaned["hardware"])
+    run = BenchmarkRun(
+        model=model,
+        quant_name=cleaned["quant"],
+        quantization=match_quant(model, cleaned["quant"]),
+        hardware=hardware,
+        hardware_name=cleaned["hardware"],
+    )
+    skip = {"model_slug", "quant", "hardware"}
+    for name, value in cleaned.items():
+        if name in skip:
+            continue
+        if value is None and not BenchmarkRun._meta.get_field(name).null:
+            continue
+        setattr(run, name, value)
+    run.derive_speeds()
+    return run
+
+
+def preview(*, cleaned: dict[str, Any], trusted: bool) -> tuple[BenchmarkRun, Verdict]:
+    """What would happen to a submission, without storing anything."""
+    run = build_run(cleaned=cleaned)
+    return run, assess(run, trusted=trusted)
+
+
+def submit_run(
+    *,
+    data: dict[str, Any],
+    channel: str,
+    submitter: AbstractBaseUser | AnonymousUser | None,
+) -> tuple[BenchmarkRun, Verdict]:
+    """Validate, check and store one run. Raises Invalid (field errors) or Duplicate (same payload stored)."""
+    form = RunForm(data)
+    if not form.is_valid():
+        raise Invalid({name: [str(m) for m in messages] for name, messages in form.errors.items()})
+    return submit_cleaned(cleaned=form.cleaned_data, channel=channel, submitter=submitter)
+
+
+def submit_cleaned(
+    *,
+    cleaned: dict[str, Any],
+    channel: str,
+    submitter: AbstractBaseUser | AnonymousUser | None,
+) -> tuple[BenchmarkRun, Verdict]:
+    user = submitter if submitter is not None and submitter.is_authenticated else None
+    run = build_run(cleaned=cleaned)
+    run.submitter = user
+    run.channel = channel
+    run.payload_sha256 = payload_sha256(cleaned)
+    trusted = user is not None or channel == Channel.SEED
+    verdict = assess(run, trusted=trusted)
+    run.status, run.status_reason = verdict.status, verdict.reason[:300]
+    try:
+        # The unique payload_sha256 constraint makes this atomic: of two identical submissions racing, the
+        # database lets one insert through and the other gets IntegrityError.
+        with transaction.atomic():
+            run.save()
+            ModerationDecision.objects.create(
+                run=run, moderator=None, from_status="", to_status=run.status, reason=run.status_reason
+            )
+    except IntegrityError:
+        existing = BenchmarkRun.objects.filter(payload_sha256=run.payload_sha256).values_list("pk", flat=True).first()
+        if existing is None:
+            raise
+        raise Duplicate(existing) from None
+    return run, verdict
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    stored: list[tuple[BenchmarkRun, Verdict]]
+    duplicates: list[int | None]
+    errors: list[str]
+
+
+def submit_llama_bench(
+    *,
+    text: str,
+    hardware: str,
+    channel: str,
+    submitter: AbstractBaseUser | AnonymousUser | None,
+    model_slug: str = "",
+    quant: str = "",
+    extra: dict[str, Any] | None = None,
+) -> BatchResult:
+    """Every test in llama-bench output becomes a run. Raises llamabench.LlamaBenchError or Unrecognised when the
+    output cannot be read; per-test problems are returned in `errors` (with the test number)."""
+    records = llamabench.parse(text)
+    stored: list[tuple[BenchmarkRun, Verdict]] = []
+    duplicates: list[int | None] = []
+    errors: list[str] = []
+    for index, record in enumerate(records, start=1):
+        ident = llamabench.identity(record)
+        slug = model_slug or recognise_model(ident).slug
+        quant_name = quant or ident.quant
+        if not quant_name:
+            raise Unrecognised("Could not recognise the quantization from the output; enter it in the form.")
+        data = {**llamabench.form_data(record), **(extra or {}), "model_slug": slug, "quant": quant_name}
+        data["hardware"] = hardware
+        try:
+            stored.append(submit_run(data=data, channel=channel, submitter=submitter))
+        except Invalid as exc:
+            for name, messages in exc.errors.items():
+                errors.extend(f"Test {index} ({name}): {message}" for message in messages)
+        except Duplicate as exc:
+            duplicates.append(exc.run_id)
+    return BatchResult(stored=stored, duplicates=duplicates, errors=errors)
+
+
+# --- moderation -----------------------------------------------------------------------------------------------------
+
+
+def moderate(*, run: BenchmarkRun, moderator: AbstractBaseUser, decision: str, reason: str) -> ModerationDecision:
+    """Accept or reject a run, recording who decided, from which status, and why."""
+    if decision not in (Status.ACCEPTED, Status.REJECTED):
+        raise ValueError(f"Unknown decision {decision!r}")
+    reason = reason.strip()
+    if not reason:
+        raise ValueError("A reason is required.")
+    with transaction.atomic():
+        locked = BenchmarkRun.objects.select_for_update().get(pk=run.pk)
+        record = ModerationDecision.objects.create(
+            run=locked, moderator=moderator, from_status=locked.status, to_status=decision, reason=reason[:300]
+        )
+        locked.status, locked.status_reason = decision, reason[:300]
+        locked.save(update_fields=["status", "status_reason"])
+    run.status, run.status_reason = locked.status, locked.status_reason
+    return record
