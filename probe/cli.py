@@ -361,6 +361,18 @@ def _quant_from(record: dict[str, Any]) -> str | None:
     return last if last[:1] in ("Q", "F", "B", "I") and any(ch.isdigit() for ch in last) else None
 
 
+RUNTIMES = ("llama.cpp", "ollama", "vllm", "mlx", "transformers", "rigfit")  # the site's runtime choices
+_BACKENDS = {"cpu": "cpu", "cuda": "cuda", "metal": "metal", "mps": "metal", "rocm": "rocm", "hip": "rocm",
+             "vulkan": "vulkan"}  # fmt: skip
+
+
+def backend_of(record: dict[str, Any]) -> str:
+    """The site's backend choice from llama-bench's `backends` ("CUDA", "Metal,BLAS") or a torch device name."""
+    text = str(record.get("backend") or record.get("backends") or record.get("device") or "cpu").lower()
+    first = text.replace(";", ",").split(",")[0].strip().split(":")[0]
+    return _BACKENDS.get(first, "other")
+
+
 def submission_payload(
     record: dict[str, Any], *, report: HostReport, model_slug: str, quant: str | None, hardware: str
 ) -> dict[str, Any]:
@@ -370,10 +382,10 @@ def submission_payload(
         "model_slug": model_slug,
         "quant": quant or _quant_from(record) or DEFAULT_QUANT,
         "hardware": hardware,
-        "runtime": record.get("runtime") or "rigfit (transformers)",
+        "runtime": record.get("runtime") if record.get("runtime") in RUNTIMES else "rigfit",
         "runtime_version": str(record.get("runtime_version") or record.get("build_number") or ""),
         "build_commit": str(record.get("build_commit") or ""),
-        "backend": str(record.get("backend") or record.get("backends") or ("cuda" if gpu else "cpu")).lower(),
+        "backend": backend_of(record),
         "os": f"{report.os.system} {report.os.release}",
         "cpu_info": record.get("cpu_info") or report.cpu.model,
         "gpu_info": record.get("gpu_info") or (gpu.name if gpu else ""),

@@ -1,0 +1,299 @@
+"""rigfit-probe: the report, `fit` via a live site and via the local database, `bench`, submission and retry.
+
+Only boundaries are faked: the machine (probe.detect.Sources) and, for `bench`, the inference harness module.
+The site is a real live server; submissions go through the real benchmarks API with a real token.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import types
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from benchmarks.models import BenchmarkRun
+from benchmarks.services import token_create
+from probe import cli
+from tests.factories import GEMMA3_270M_SHAPE, make_hardware, make_model, make_quantization
+from tests.probe.fakes import GIB, MIB, FakeNVML, FakePsutil, FakeSources
+
+RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "total": 24564 * MIB, "free": 6 * 1024 * MIB}
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def gpu_machine(monkeypatch):
+    monkeypatch.setattr("probe.detect.Sources", lambda: FakeSources(nvml=FakeNVML([RTX_4090]), psutil=FakePsutil()))
+
+
+@pytest.fixture
+def cpu_machine(monkeypatch):
+    monkeypatch.setattr("probe.detect.Sources", lambda: FakeSources(nvml=None, psutil=FakePsutil()))
+
+
+def make_small_catalog():
+    rtx = make_hardware(name="GeForce RTX 4090", slug="geforce-rtx-4090", memory_bytes=24 * GIB, bandwidth_gbps=1008)
+    small = make_model(name="Gemma 3 270M", slug="gemma-3-270m", family="gemma3", **GEMMA3_270M_SHAPE)
+    make_quantization(small, name="Q4_K_M", bits_per_weight=4.89, file_bytes=253_115_520)
+    big = make_model(name="Llama 8B", slug="llama-8b")  # the factory's default shape: 8.03B parameters
+    make_quantization(big, name="Q4_K_M", bits_per_weight=4.89)
+    make_quantization(big, name="F16", bits_per_weight=16.0)
+    return rtx, small, big
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+
+def test_it_prints_a_readable_report(gpu_machine):
+    code, out, _ = run([])
+    assert code == 0
+    assert "CPU       AMD Ryzen 9 7950X 16-Core Processor · 8 cores / 16 threads" in out
+    assert "RAM       64.0 GiB total, 48.0 GiB available" in out
+    assert "NVIDIA GeForce RTX 4090 · 24.0 GiB total, 6.0 GiB free · driver 550.54.15 · CUDA 12.4" in out
+
+
+def test_it_says_what_it_could_not_read(cpu_machine):
+    code, out, _ = run(["report"])
+    assert code == 0
+    assert "GPU       none found: CPU-only" in out
+    assert "Could not read:" in out and "pynvml" in out
+
+
+@pytest.mark.parametrize("argv", [["--json"], ["report", "--json"]])
+def test_it_prints_the_report_as_json(gpu_machine, argv):
+    code, out, _ = run(argv)
+    data = json.loads(out)
+    assert code == 0
+    assert data["gpus"][0]["memory_free_bytes"] == 6 * GIB
+    assert data["cpu"]["features"][:2] == ["AVX", "AVX2"]
+
+
+def test_it_runs_as_a_module():
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "probe", "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "memory" in json.loads(done.stdout)
+
+
+# --- fit ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_lists_what_fits_from_the_local_database(gpu_machine):
+    make_small_catalog()
+    code, out, _ = run(["fit", "--json", "--ctx", "4096"])
+    data = json.loads(out)
+    assert code == 0 and data["source"] == "local database"
+    assert data["hardware"]["slug"] == "geforce-rtx-4090"
+    by_model = {row["model"]: row for row in data["fits"]}
+    assert by_model["gemma-3-270m"]["quant"] == "Q4_K_M"
+    assert by_model["llama-8b"]["quant"] == "F16"  # 16 GB of weights fit in 24 GiB
+    # 6 GiB are free right now: the small model fits in it, the 16 GB one does not.
+    assert by_model["gemma-3-270m"]["fits_free_memory"] is True
+    assert by_model["llama-8b"]["fits_free_memory"] is False
+
+
+@pytest.mark.django_db
+def test_it_prints_a_fit_table_and_filters_by_model(gpu_machine):
+    make_small_catalog()
+    code, out, _ = run(["fit", "--model", "gemma-3-270m"])
+    assert code == 0
+    assert "catalog device GeForce RTX 4090 (geforce-rtx-4090)" in out
+    assert "| Gemma 3 270M | Q4_K_M" in out and "Llama 8B" not in out
+
+
+@pytest.mark.django_db
+def test_it_says_when_no_catalog_device_matches(cpu_machine):
+    make_small_catalog()
+    code, out, err = run(["fit"])
+    assert code == 1 and out == ""
+    assert "No device in the local catalog matches 'AMD Ryzen 9 7950X 16-Core Processor'" in err
+    code, out, _ = run(["fit", "--hardware", "geforce-rtx-4090", "--json"])
+    assert code == 0 and json.loads(out)["hardware"]["slug"] == "geforce-rtx-4090"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lists_what_fits_from_a_live_site(gpu_machine, live_server):
+    make_small_catalog()
+    code, out, err = run(["fit", "--site", live_server.url, "--ctx", "8192", "--json"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["source"] == live_server.url and data["ctx"] == 8192
+    assert data["hardware"] == {"slug": "geforce-rtx-4090", "name": "GeForce RTX 4090"}
+    assert {row["model"] for row in data["fits"]} == {"gemma-3-270m", "llama-8b"}
+    code, out, err = run(["fit", "--site", live_server.url, "--hardware", "nope"])
+    assert code == 1 and "has no hardware 'nope'" in err
+
+
+def test_it_reports_an_unreachable_site(gpu_machine):
+    code, out, err = run(["fit", "--site", UNREACHABLE, "--json"])
+    assert code == 1
+    assert "Could not reach http://127.0.0.1:9" in err
+    assert "Could not reach" in json.loads(out)["error"]
+
+
+def test_it_rejects_a_bad_context(gpu_machine):
+    with pytest.raises(SystemExit) as exit_info:
+        run(["fit", "--ctx", "0"])
+    assert exit_info.value.code == 2
+
+
+# --- bench and submit --------------------------------------------------------------------------------------------
+
+
+def bench_record(n_prompt: int, n_gen: int, samples_ts: list[float]) -> dict:
+    """A llama-bench record whose mean, sample stddev and nanosecond samples agree, as the site checks."""
+    import statistics
+
+    tokens = n_prompt or n_gen
+    return {
+        "model_filename": "gemma-3-270m-Q4_K_M.gguf", "model_type": "gemma3 270M Q4_K_M",
+        "model_size": 253_115_520, "model_n_params": 268_098_176, "backends": "CPU", "n_threads": 2,
+        "n_prompt": n_prompt, "n_gen": n_gen, "samples_ts": samples_ts,
+        "samples_ns": [round(tokens / ts * 1e9) for ts in samples_ts],
+        "avg_ts": round(statistics.fmean(samples_ts), 6), "stddev_ts": round(statistics.stdev(samples_ts), 6),
+        "test_time": "2026-11-24T14:00:00Z",
+    }  # fmt: skip
+
+
+RECORDS = [bench_record(512, 0, [406.3, 410.5, 414.7]), bench_record(0, 128, [20.9, 21.3, 21.7])]
+
+
+@pytest.fixture
+def fake_harness(monkeypatch):
+    """Stand-in for inference.bench (the harness loads a real model; its own tests cover it)."""
+    calls = []
+
+    def run_bench(*, model=None, repetitions=5, progress=None):
+        calls.append({"model": model, "repetitions": repetitions})
+        for done in range(1, 3):
+            progress(done, 2, "pp512" if done == 1 else "tg128")
+        return [dict(r) for r in RECORDS]
+
+    module = types.ModuleType("inference.bench")
+    module.run_bench = run_bench
+    monkeypatch.setitem(sys.modules, "inference.bench", module)
+    return calls
+
+
+@pytest.fixture
+def pending(tmp_path):
+    return tmp_path / "pending"
+
+
+def test_it_prints_a_llama_bench_table(cpu_machine, fake_harness):
+    code, out, err = run(["bench", "--repetitions", "3"])
+    assert code == 0
+    assert fake_harness == [{"model": None, "repetitions": 3}]
+    assert "| gemma3 270M Q4_K_M | 241.39 MiB | 268.10 M | CPU     |       2 | pp512 | 410.50 ± 4.20 |" in out
+    assert "tg128" in out and "21.30 ± 0.40" in out
+    assert "2/2 tg128" in err  # the progress bar
+
+
+def test_it_prints_bench_records_as_json(cpu_machine, fake_harness):
+    code, out, _ = run(["bench", "--json"])
+    data = json.loads(out)
+    assert code == 0 and [r["avg_ts"] for r in data["records"]] == [410.5, 21.3]
+    assert data["report"]["cpu"]["model"] == "AMD Ryzen 9 7950X 16-Core Processor"
+
+
+def test_it_needs_site_and_token_to_submit(cpu_machine, fake_harness):
+    code, _, err = run(["bench", "--submit"])
+    assert code == 1 and "--submit needs --site URL and --token T" in err
+
+
+def test_it_saves_runs_it_could_not_send(cpu_machine, fake_harness, pending):
+    code, out, _ = run(["bench", "--submit", "--site", UNREACHABLE, "--token", "t", "--pending", str(pending)])
+    assert code == 1
+    assert out.count("NOT submitted: could not reach http://127.0.0.1:9") == 2
+    saved = sorted(pending.glob("*.json"))
+    assert len(saved) == 2
+    first = json.loads(saved[0].read_text())
+    assert first["site"] == UNREACHABLE and "could not reach" in first["error"]
+    payload = first["payload"]
+    assert payload["model_slug"] == "gemma-3-270m" and payload["quant"] == "Q4_K_M"
+    assert payload["runtime"] == "rigfit" and payload["backend"] == "cpu"
+    assert payload["hardware"] == "AMD Ryzen 9 7950X 16-Core Processor"  # no site to match it: the raw name
+    assert payload["cpu_info"] == "AMD Ryzen 9 7950X 16-Core Processor" and payload["ram_bytes"] == 64 * GIB
+    assert {payload["n_prompt"], payload["n_gen"]} <= {0, 512, 128}
+
+
+@pytest.fixture
+def token(db):
+    user = get_user_model().objects.create_user("prober", password="x" * 12)
+    return token_create(user=user, name="probe")[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_reports_a_refused_token_and_keeps_the_run(gpu_machine, fake_harness, pending, live_server):
+    make_small_catalog()
+    argv = ["bench", "--submit", "--site", live_server.url, "--token", "rfb_wrong", "--pending", str(pending)]
+    code, out, _ = run(argv)
+    assert code == 1
+    assert "NOT submitted: token refused" in out and "/benchmarks/tokens/" in out
+    assert len(list(pending.glob("*.json"))) == 2
+    assert BenchmarkRun.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_reports_field_errors_from_the_site(gpu_machine, fake_harness, pending, live_server, token):
+    make_small_catalog()
+    argv = ["bench", "--json", "--submit", "--site", live_server.url, "--token", token, "--pending", str(pending),
+            "--model-slug", "no-such-model"]  # fmt: skip
+    code, out, _ = run(argv)
+    assert code == 1
+    outcomes = json.loads(out)["submissions"]
+    assert [o["status"] for o in outcomes] == [422, 422]
+    assert "model_slug" in outcomes[0]["message"]
+    assert all(o["saved_to"] for o in outcomes)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_submits_a_run_that_appears_on_the_model_page(gpu_machine, fake_harness, pending, live_server, token):
+    """bench --submit against a live server stores the runs (harness faked here; see the slow test for the real one)."""
+    import httpx
+
+    make_small_catalog()
+    argv = ["bench", "--submit", "--site", live_server.url, "--token", token, "--pending", str(pending)]
+    code, out, _ = run(argv)
+    assert code == 0, out
+    assert out.count("submitted: stored as run") == 2
+    runs = list(BenchmarkRun.objects.order_by("n_prompt"))
+    assert len(runs) == 2 and all(r.status == "accepted" for r in runs), [r.status_reason for r in runs]
+    assert runs[0].hardware.slug == "geforce-rtx-4090" and runs[0].model.slug == "gemma-3-270m"
+    assert list(pending.glob("*.json")) == []
+    page = httpx.get(f"{live_server.url}/models/gemma-3-270m/?hardware=geforce-rtx-4090", timeout=30).text
+    assert "No one has shared a benchmark" not in page
+    assert "GeForce RTX 4090" in page and "21.3" in page
+    # The same runs again: the site says it has them, which counts as sent.
+    code, out, _ = run(argv)
+    assert code == 0 and out.count("already stored") == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_retries_saved_runs(cpu_machine, fake_harness, pending, live_server, token):
+    make_small_catalog()
+    run(["bench", "--submit", "--site", UNREACHABLE, "--token", token, "--pending", str(pending)])
+    assert len(list(pending.glob("*.json"))) == 2
+
+    code, out, _ = run(["retry", "--token", token, "--pending", str(pending)])  # the saved site is still down
+    assert code == 1 and out.count("still pending") == 2
+
+    code, out, _ = run(["retry", "--site", live_server.url, "--token", token, "--pending", str(pending), "--json"])
+    assert code == 0
+    assert [r["status"] for r in json.loads(out)["results"]] == [201, 201]
+    assert list(pending.glob("*.json")) == []
+    assert BenchmarkRun.objects.count() == 2
+
+    code, out, _ = run(["retry", "--token", token, "--pending", str(pending)])
+    assert code == 0 and "Nothing to retry" in out
