@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from catalog import fit
 from catalog.models import Hardware, HardwareKind, Model, Quantization
+
+# The engine is pure and its inputs are frozen dataclasses: the same question always has the same answer, and pages
+# ask the same few thousand questions again and again.
+cached_fit = lru_cache(maxsize=32768)(fit.fit)
+cached_memory = lru_cache(maxsize=32768)(fit.memory_breakdown)
 
 
 def shape_of(model: Model) -> fit.ModelShape:
@@ -50,7 +56,7 @@ def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
 def fit_for(
     *, model: Model, quant: Quantization, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1
 ) -> fit.FitResult:
-    return fit.fit(shape_of(model), quant_spec_of(quant), device_spec_of(hardware, gpu_count), options)
+    return cached_fit(shape_of(model), quant_spec_of(quant), device_spec_of(hardware, gpu_count), options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +97,9 @@ def quant_rows(
                 quant=quant,
                 bits_per_weight=bits,
                 bits_estimated=bits_estimated,
-                gpu=fit.memory_breakdown(shape, spec, options, device_kind="gpu"),
-                cpu=fit.memory_breakdown(shape, spec, options, device_kind="cpu"),
-                result=fit.fit(shape, spec, device, options) if device else None,
+                gpu=cached_memory(shape, spec, options, "gpu"),
+                cpu=cached_memory(shape, spec, options, "cpu"),
+                result=cached_fit(shape, spec, device, options) if device else None,
             )
         )
     rows.sort(key=lambda row: (-row.gpu.weights_bytes, row.quant.name))
@@ -123,7 +129,7 @@ def best_quant(
     shape = shape_of(model)
     candidates: list[BestFit] = []
     for quant in model.quantizations.all():
-        result = fit.fit(shape, quant_spec_of(quant), device, options)
+        result = cached_fit(shape, quant_spec_of(quant), device, options)
         if result.verdict != fit.Verdict.DOES_NOT_FIT:
             candidates.append(BestFit(model=model, quant=quant, result=result))
     if not candidates:

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from catalog import fit
+from catalog.caching import cached_page
 from catalog.faq import model_faq
 from catalog.forms import (
     CONTEXT_TICKS,
@@ -52,6 +53,7 @@ def _picker_hardware() -> list[Hardware]:
 
 
 @require_GET
+@cached_page
 def home(request: HttpRequest) -> HttpResponse:
     featured = list(Model.objects.featured().with_quantizations()[:8])
     context = {
@@ -64,6 +66,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@cached_page
 def model_list(request: HttpRequest) -> HttpResponse:
     form = ModelFilterForm(request.GET or None)
     models = Model.objects.with_quantizations()
@@ -157,6 +160,7 @@ def request_quant(form: FitForm) -> str | None:
 
 
 @require_GET
+@cached_page
 def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(Model.objects.with_quantizations(), slug=slug)
     form = FitForm(request.GET or None, model=model)
@@ -178,6 +182,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_GET
+@cached_page
 def hardware_list(request: HttpRequest) -> HttpResponse:
     form = HardwareFilterForm(request.GET or None)
     devices = Hardware.objects.all()
@@ -194,6 +199,7 @@ def hardware_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@cached_page
 def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
     hardware = get_object_or_404(Hardware, slug=slug)
     form = FitForm(request.GET or None)
@@ -214,6 +220,7 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_GET
+@cached_page
 def compare(request: HttpRequest) -> HttpResponse:
     form = CompareForm(request.GET or None)
     fit_form = FitForm(request.GET or None)

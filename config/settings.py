@@ -89,11 +89,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# A per-process memory cache by default; RIGFIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares one between
+# processes, so rate limits and page-cache invalidation hold across workers (see docs/operations.md).
+_redis_url = env_str("RIGFIT_REDIS_URL")
 CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "rigfit",
-    }
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url, "KEY_PREFIX": "rigfit"}
+        if _redis_url
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "rigfit",
+            "OPTIONS": {"MAX_ENTRIES": 5000},
+        }
+    )
 }
 
 AUTH_PASSWORD_VALIDATORS = [
