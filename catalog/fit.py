@@ -481,9 +481,9 @@ UNIFIED_LARGE_FROM_BYTES = 36 * 10**9
 
 
 def _max_cells(shape: ModelShape, ctx: int, users: int, ubatch: int, swa_full: bool) -> int:
+    """Cells per stream of the largest cache: the attention of each stream spans only its own cells."""
     full = any(il not in shape.swa_layers for il in range(shape.n_layers)) or not shape.sliding_window
-    cells = kv_cells(ctx, users) if full else swa_cells(shape, ctx, users, ubatch, swa_full)
-    return cells * users
+    return kv_cells(ctx, users) if full else swa_cells(shape, ctx, users, ubatch, swa_full)
 
 
 def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gpu") -> int:
@@ -492,7 +492,8 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
     reuses memory between nodes, so the buffer is the larger of:
       logits phase:    ubatch x (vocab + 2 x hidden) x 4 bytes
       attention phase: without flash attention, the KQ scores and mask over every cell,
-                       ubatch x cells x (heads + 1) x 4, plus ubatch x (intermediate + 2 x hidden) x 4.
+                       ubatch x cells x (heads + 1) x 4, plus ubatch x (intermediate + 2 x hidden) x 4;
+    plus, for MLA, ubatch x heads x kv_lora_rank x 2 x 4 (latent queries and outputs).
     With flash attention the scores are never materialised and the buffer stays flat in context. Fitted to
     llama.cpp's CPU reports (docs/fit.md); the GPU backends build the same graph."""
     _check_shape(shape)
@@ -500,14 +501,17 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
     if device_kind not in ("gpu", "unified", "cpu"):
         raise ValueError(f"unknown device kind {device_kind!r}; expected gpu, unified or cpu")
     cells = _max_cells(shape, options.ctx, options.users, options.ubatch, options.swa_full)
-    ub = min(options.ubatch, cells)
+    # n_ubatch is capped by the whole context (llama_context: n_batch = min(n_ctx, n_batch)).
+    ub = min(options.ubatch, kv_cells(options.ctx, options.users) * options.users)
     hidden = shape.hidden_size
     inter = shape.intermediate_size or 4 * hidden
+    # MLA keeps the queries and the attention output in the latent space: 2 x heads x kv_lora_rank per token.
+    mla = ub * shape.n_heads * shape.kv_lora_rank * 2 * 4 if shape.kv_lora_rank else 0
     logits = ub * (shape.vocab_size + COMPUTE_LOGITS_EXTRA_HIDDEN * hidden) * 4
     if options.flash_attention:
-        return logits
+        return logits + mla
     attention = ub * cells * (shape.n_heads + 1) * 4 + ub * (inter + COMPUTE_ATTN_EXTRA_HIDDEN * hidden) * 4
-    return max(logits, attention)
+    return max(logits, attention) + mla
 
 
 def overhead_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gpu") -> int:
