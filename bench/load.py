@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,24 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 TARGETS = {
     "trivial /healthz (baseline)": "/healthz",
-    "model page": "/models/llama-3-1-8b/?hardware=geforce-rtx-4090&ctx=8192",
-    "model page, htmx swap": "/models/llama-3-1-8b/?hardware=geforce-rtx-4090&ctx=16384",
-    "hardware page": "/hardware/geforce-rtx-4090/?ctx=8192",
-    "/api/fit": "/api/fit?model=llama-3-1-8b&quant=Q4_K_M&hardware=geforce-rtx-4090&ctx=8192",
+    "model page": "/models/llama-3-1-8b/?hardware=nvidia-geforce-rtx-4090&ctx=8192",
+    "model page, htmx swap": "/models/llama-3-1-8b/?hardware=nvidia-geforce-rtx-4090&ctx=16384",
+    "hardware page": "/hardware/nvidia-geforce-rtx-4090/?ctx=8192",
+    "/api/fit": "/api/fit?model=llama-3-1-8b&quant=Q4_K_M&hardware=nvidia-geforce-rtx-4090&ctx=8192",
 }
 HTMX_TARGETS = {"model page, htmx swap"}
+# Every request a different context length: measures the pages when the page cache does not help.
+UNCACHED_TARGETS = {
+    "model page, uncached": "/models/llama-3-1-8b/?hardware=nvidia-geforce-rtx-4090&ctx=",
+    "htmx swap, uncached": "/models/llama-3-1-8b/?hardware=nvidia-geforce-rtx-4090&ctx=",
+    "/api/fit, uncached": "/api/fit?model=llama-3-1-8b&quant=Q4_K_M&hardware=nvidia-geforce-rtx-4090&ctx=",
+}
+RANDOM_CTX_LUA = """
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "{prefix}" .. math.random(512, 131072), {headers})
+end
+"""
 
 
 @dataclass
@@ -109,16 +122,22 @@ def main() -> None:
         wait_for(port)
         base = f"http://127.0.0.1:{port}"
         results = []
+        run = [wrk, "-c", str(args.connections), "-t", "2", "-d", str(args.duration), "--latency"]
         for name, path in TARGETS.items():
             headers = ["-H", "HX-Request: true"] if name in HTMX_TARGETS else []
             # A short warm-up fills per-process caches, as on a running site.
             subprocess.run([wrk, "-c", "4", "-t", "1", "-d", "2", *headers, base + path], capture_output=True)
-            out = subprocess.run(
-                [wrk, "-c", str(args.connections), "-t", "2", "-d", str(args.duration), "--latency", *headers,
-                 base + path],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+            out = subprocess.run([*run, *headers, base + path], capture_output=True, text=True, check=True).stdout
             results.append(parse_wrk(name, out))
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, prefix in UNCACHED_TARGETS.items():
+                lua_headers = '{["HX-Request"] = "true"}' if "htmx" in name else "nil"
+                script = Path(scratch) / "random_ctx.lua"
+                script.write_text(RANDOM_CTX_LUA.replace("{prefix}", prefix).replace("{headers}", lua_headers))
+                out = subprocess.run(
+                    [*run, "-s", str(script), base + "/"], capture_output=True, text=True, check=True
+                ).stdout
+                results.append(parse_wrk(name, out))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
