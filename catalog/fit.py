@@ -8,6 +8,7 @@ overhead and speeds are estimates, and `MemoryBreakdown.estimated` says which fi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -531,14 +532,15 @@ def context_tokens(shape: ModelShape, options: FitOptions) -> int:
 def memory_breakdown(
     shape: ModelShape, quant: QuantSpec, options: FitOptions, device_kind: str = "gpu"
 ) -> MemoryBreakdown:
-    """Everything the model needs in memory with all layers on one device of `device_kind`."""
+    """Everything the model needs in memory with all layers on one device of `device_kind` ("gpu", "unified" or
+    "cpu"). The vision encoder (if any) is counted apart from the text weights, and one image's tokens are added to
+    each sequence's context."""
     _check_shape(shape)
     _check_options(options)
     weights, exact = weights_bytes(shape, quant)
     ctx = context_tokens(shape, options)
     kv = kv_cache_bytes(shape, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
-    sized = FitOptions(**{**_asdict(options), "ctx": ctx})
-    compute = compute_bytes(shape, sized, device_kind)
+    compute = compute_bytes(shape, dataclasses.replace(options, ctx=ctx), device_kind)
     overhead = overhead_bytes(shape, options, device_kind)
     vision = vision_bytes(shape, quant)
     estimated = {"compute_bytes", "overhead_bytes"}
@@ -555,10 +557,6 @@ def memory_breakdown(
         total_bytes=weights + kv + compute + overhead + vision,
         estimated=frozenset(estimated),
     )
-
-
-def _asdict(options: FitOptions) -> dict[str, object]:
-    return {name: getattr(options, name) for name in options.__slots__}  # type: ignore[attr-defined]
 
 
 # --- placement ---------------------------------------------------------------------------------------------------
@@ -587,55 +585,54 @@ def device_capacity_bytes(device: DeviceSpec) -> int:
 class _Placement:
     verdict: Verdict
     gpu_layers: int
-    gpu_bytes: int  # weights and KV read per token on the GPU side
-    cpu_bytes: int  # on the host side
+    usable_bytes: int
+    headroom_bytes: int
 
 
 def _place(
     shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, mem: MemoryBreakdown
-) -> tuple[_Placement, int, int]:
-    """Verdict, GPU layer count, usable bytes and headroom."""
+) -> _Placement:
+    """Verdict and GPU layer count. `mem` is the breakdown for one device of the kind (one GPU's compute buffer and
+    context); with several GPUs each keeps its own (llama.cpp --split-mode layer)."""
     capacity = device_capacity_bytes(device)
+    count = device.count if device.kind == "gpu" else 1
+    per_device = mem.compute_bytes + mem.overhead_bytes
+    usable = capacity - mem.overhead_bytes * count
+    headroom = capacity - (mem.total_bytes + per_device * (count - 1))
+    if device.kind == "cpu":
+        verdict = Verdict.CPU_ONLY if headroom >= 0 else Verdict.DOES_NOT_FIT
+        return _Placement(verdict, 0, usable, headroom)
+    if headroom >= 0:
+        return _Placement(Verdict.FITS_GPU, shape.n_layers, usable, headroom)
+
+    # Partial offload: llama.cpp puts the last n_gpu_layers repeating layers on the GPU with their KV (offload_kqv);
+    # the token embeddings and, until every layer is offloaded, the output matrix stay in host memory
+    # (llama_model::load_tensors: dev_input is the CPU, dev_output the GPU only when n_gpu_layers > n_layer).
     split = weights_split(shape, quant)
     ctx = context_tokens(shape, options)
-    kv_layers = [
-        kv_layer_bytes(shape, il, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
-        for il in range(shape.n_layers)
-    ]
-    layer_w = split.layers_bytes / shape.n_layers
-    count = device.count if device.kind == "gpu" else 1
-    fixed_gpu = (mem.compute_bytes + mem.overhead_bytes) * count
-    usable = capacity - mem.overhead_bytes * count
-    need = mem.total_bytes + (mem.compute_bytes + mem.overhead_bytes) * (count - 1)
-    headroom = capacity - need
-    host_ram = device.memory_bytes if device.kind == "unified" else options.system_ram_bytes
-    if device.kind == "cpu":
-        verdict = Verdict.CPU_ONLY if mem.total_bytes <= device.memory_bytes else Verdict.DOES_NOT_FIT
-        return _Placement(verdict, 0, 0, mem.weights_bytes), usable, device.memory_bytes - mem.total_bytes
-    if headroom >= 0:
-        return _Placement(Verdict.FITS_GPU, shape.n_layers, mem.weights_bytes, 0), usable, headroom
-    # Partial offload: llama.cpp puts the last n_gpu_layers layers on the GPU with their KV (offload_kqv); token
-    # embeddings and, until every layer is offloaded, the output matrix stay on the host (llama-model.cpp).
-    room = capacity - fixed_gpu - mem.vision_bytes
-    gpu_layers, used = 0, 0.0
+    layer_weights = split.layers_bytes / shape.n_layers
+    room = capacity - per_device * count - mem.vision_bytes
+    gpu_layers, on_gpu = 0, 0.0
     for il in reversed(range(shape.n_layers)):
-        cost = layer_w + kv_layers[il]
-        if used + cost > room:
+        cost = layer_weights + kv_layer_bytes(
+            shape, il, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full
+        )
+        if on_gpu + cost > room or gpu_layers == shape.n_layers - 1:
             break
-        used += cost
+        on_gpu += cost
         gpu_layers += 1
-    gpu_layers = min(gpu_layers, shape.n_layers - 1)
-    host_need = mem.total_bytes - used - mem.compute_bytes - mem.vision_bytes if gpu_layers else mem.total_bytes
+    # The host keeps everything else, a compute buffer of its own and the process overhead.
+    host_need = mem.weights_bytes + mem.kv_cache_bytes - on_gpu + mem.compute_bytes + CPU_OVERHEAD_BYTES
     if device.kind == "unified":
-        host_need += used + fixed_gpu  # the same physical memory
-    gpu_w = round(layer_w * gpu_layers)
+        host_need += on_gpu + per_device + mem.vision_bytes  # one physical memory for both
+        host_ram = device.memory_bytes
+    else:
+        host_ram = options.system_ram_bytes
     if gpu_layers >= 1 and host_need <= host_ram:
-        placement = _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, gpu_w, mem.weights_bytes - gpu_w)
-        return placement, usable, headroom
+        return _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, usable, headroom)
     cpu_need = mem.total_bytes - mem.overhead_bytes + CPU_OVERHEAD_BYTES
-    if cpu_need <= host_ram:
-        return _Placement(Verdict.CPU_ONLY, 0, 0, mem.weights_bytes), usable, headroom
-    return _Placement(Verdict.DOES_NOT_FIT, 0, 0, mem.weights_bytes), usable, headroom
+    verdict = Verdict.CPU_ONLY if cpu_need <= host_ram else Verdict.DOES_NOT_FIT
+    return _Placement(verdict, 0, usable, headroom)
 
 
 def _active_share(shape: ModelShape) -> float:
@@ -755,22 +752,18 @@ def fit(
     _check_shape(shape)
     _check_options(options)
     kind = device.kind
-    mem = memory_breakdown(shape, quant, options, device_kind=kind)
+    single = memory_breakdown(shape, quant, options, device_kind=kind)
+    place = _place(shape, quant, device, options, single)
+    mem = single
     if kind == "gpu" and device.count > 1:
         # Each GPU keeps its own context and compute buffer (llama.cpp --split-mode layer).
-        mem = MemoryBreakdown(
-            weights_bytes=mem.weights_bytes,
-            kv_cache_bytes=mem.kv_cache_bytes,
-            compute_bytes=mem.compute_bytes * device.count,
-            overhead_bytes=mem.overhead_bytes * device.count,
-            vision_bytes=mem.vision_bytes,
-            total_bytes=mem.total_bytes + (mem.compute_bytes + mem.overhead_bytes) * (device.count - 1),
-            estimated=mem.estimated,
+        extra = device.count - 1
+        mem = dataclasses.replace(
+            single,
+            compute_bytes=single.compute_bytes * device.count,
+            overhead_bytes=single.overhead_bytes * device.count,
+            total_bytes=single.total_bytes + (single.compute_bytes + single.overhead_bytes) * extra,
         )
-        single = memory_breakdown(shape, quant, options, device_kind=kind)
-        place, usable, headroom = _place(shape, quant, device, options, single)
-    else:
-        place, usable, headroom = _place(shape, quant, device, options, mem)
     decode = None
     if place.verdict != Verdict.DOES_NOT_FIT:
         seconds = _step_seconds(shape, quant, device, options, place, 1, speed)
@@ -781,8 +774,8 @@ def fit(
         verdict=place.verdict,
         gpu_layers=place.gpu_layers,
         n_layers=shape.n_layers,
-        usable_bytes=usable,
-        headroom_bytes=headroom,
+        usable_bytes=place.usable_bytes,
+        headroom_bytes=place.headroom_bytes,
         est_decode_tps=decode,
         est_prefill_tps=prefill,
     )
@@ -817,7 +810,7 @@ def serving_plan(
     aggregate = per_user = None
     bound: Literal["memory", "compute"] | None = None
     if result.verdict != Verdict.DOES_NOT_FIT:
-        place = _Placement(result.verdict, result.gpu_layers, 0, 0)
+        place = _Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
         seconds = _step_seconds(shape, quant, device, options, place, options.users, speed)
         mem_only = _step_seconds(shape, quant, device, options, place, options.users, speed, compute_bound=False)
         if seconds is not None:
