@@ -100,13 +100,13 @@
         })
         .then(function (result) {
           if (!result.ok) {
-            output.textContent = "Detected: " + device.renderer + ram + " (" + device.source + "). " +
+            output.textContent = "Detected: " + device.renderer + " (" + device.source + ram + "). " +
               (result.body.message || "No match in the catalog.");
             return;
           }
           var match = result.body;
-          output.textContent = "Detected: " + match.name + ram + " (" + device.source + ": " + match.detected +
-            ") — change it if wrong";
+          output.textContent = "Detected: " + match.name + " (" + device.source + " reports “" + match.detected + "”" +
+            ram + ") — change it if wrong";
           output.dataset.slug = match.slug;
           if (button.hasAttribute("data-detect-navigate")) {
             window.location.assign(match.url);
