@@ -1,0 +1,468 @@
+"""One in-process model per process: load (from the converted cache), stream tokens with metrics, bound concurrency.
+
+`get_engine()` returns the process-wide engine. `Engine.stream()` is a plain generator that runs the generation in
+the calling thread and checks a cancel event between tokens; the views run it in a worker thread (ASGI) or directly
+(WSGI). `Slots` bounds how many generations run at once and how many may wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from inference.conf import DemoSettings, load_settings
+from inference.loader import ModelSource, default_source, ensure_converted, load_int8, source_for
+
+logger = logging.getLogger(__name__)
+
+LOADING, READY, FAILED, IDLE = "loading", "ready", "failed", "idle"
+
+
+class EngineNotReady(Exception):
+    pass
+
+
+class Busy(Exception):
+    """No slot free and the queue is full (429) or the wait timed out (503)."""
+
+    def __init__(self, message: str, *, status: int, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    prompt: str
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class Metrics:
+    prompt_tokens: int = 0
+    tokens_generated: int = 0
+    ttft_ms: float = 0.0  # request start (after the slot) to the first generated token
+    prompt_tps: float = 0.0  # prompt tokens / prefill seconds
+    decode_tps: float = 0.0  # tokens after the first / seconds after the first
+    total_s: float = 0.0
+    peak_rss_bytes: int = 0
+    stop_reason: str = ""  # "eos", "max_new_tokens", "wall_time", "cancelled"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    text: str  # the new text since the previous event (complete UTF-8 characters only)
+    index: int  # 1-based count of generated tokens so far
+    tps: float  # running decode tokens/sec
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    metrics: Metrics
+
+
+@dataclass
+class Slots:
+    """At most `limit` holders and `max_queue` waiters; waits poll, so a cancelled waiter leaves nothing behind."""
+
+    limit: int
+    max_queue: int
+    poll_s: float = 0.02
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    running: int = 0
+    waiting: int = 0
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self.running < self.limit:
+                self.running += 1
+                return True
+            return False
+
+    def enqueue(self) -> None:
+        """Register a waiter or refuse with 429 when the queue is full."""
+        with self._lock:
+            if self.waiting >= self.max_queue:
+                raise Busy(
+                    "The demo is busy: every slot and the queue are taken. Try again in a few seconds.",
+                    status=429,
+                    retry_after_s=10,
+                )
+            self.waiting += 1
+
+    def dequeue(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.running = max(0, self.running - 1)
+
+    def acquire(self, timeout_s: float) -> None:
+        """Blocking acquire for sync callers."""
+        if self.try_acquire():
+            return
+        self.enqueue()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if self.try_acquire():
+                    return
+                time.sleep(self.poll_s)
+        finally:
+            self.dequeue()
+        raise _timed_out()
+
+    async def acquire_async(self, timeout_s: float) -> None:
+        import asyncio
+
+        if self.try_acquire():
+            return
+        self.enqueue()
+        try:
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if self.try_acquire():
+                    return
+                await asyncio.sleep(self.poll_s)
+        finally:
+            self.dequeue()
+        raise _timed_out()
+
+
+def _timed_out() -> Busy:
+    return Busy("The demo is busy and the wait timed out. Try again shortly.", status=503, retry_after_s=15)
+
+
+class _TextAssembler:
+    """Decode the whole sequence each time and emit only the new, complete characters."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # a multi-byte character not finished yet
+            return ""
+        new = text[len(self.emitted) :] if text.startswith(self.emitted) else text
+        self.emitted = text
+        return new
+
+
+def sample_next(logits: Any, *, temperature: float, top_p: float, generator: Any = None) -> int:
+    import torch
+
+    logits = logits.float().reshape(-1)
+    if temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        keep[0] = True
+        sorted_probs = sorted_probs * keep
+        choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
+        return int(order[choice])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class Engine:
+    def __init__(self, settings: DemoSettings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.state = IDLE
+        self.error = ""
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.source: ModelSource | None = None
+        self.model_dir: Path | None = None
+        self.load_seconds: float | None = None
+        self.rss_after_load_bytes: int | None = None
+        self.n_params: int = 0
+        self.slots = Slots(self.settings.max_concurrent, self.settings.max_queue)
+        self._load_lock = threading.Lock()
+        self.last_metrics: Metrics | None = None  # the latest finished generation's, cancelled ones included
+        self._gen_lock = threading.Lock()  # one forward pass at a time on this model object
+
+    @classmethod
+    def from_loaded(
+        cls, model: Any, tokenizer: Any, *, settings: DemoSettings | None = None, source: ModelSource | None = None
+    ) -> Engine:
+        """An engine around a model already in memory (the tiny test models, a caller's own model)."""
+        engine = cls(settings)
+        engine.model, engine.tokenizer, engine.source = model.eval(), tokenizer, source
+        engine.n_params = sum(p.numel() for p in model.parameters())
+        engine.state = READY
+        return engine
+
+    # -- loading -----------------------------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        """Load in a background thread (returns at once); status() reports progress."""
+        if self.state in (LOADING, READY):
+            return
+        self.state = LOADING
+        threading.Thread(target=self._load_quietly, name="rigfit-engine-load", daemon=True).start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.load()
+        except Exception:  # reported through status(); the thread must not die silently
+            logger.exception("demo model failed to load")
+
+    def load(self) -> Engine:
+        with self._load_lock:
+            if self.state == READY:
+                return self
+            self.state = LOADING
+            started = time.perf_counter()
+            try:
+                self._load()
+            except Exception as exc:
+                self.state = FAILED
+                self.error = f"{type(exc).__name__}: {exc}"
+                raise
+            self.load_seconds = time.perf_counter() - started
+            self.rss_after_load_bytes = psutil.Process().memory_info().rss
+            self.state = READY
+            logger.info("demo model ready in %.1f s, rss %.0f MB", self.load_seconds, self.rss_after_load_bytes / 1e6)
+            return self
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from inference.kernels import release_free_memory
+
+        torch.set_num_threads(self.settings.n_threads)
+        cache_dir = self.settings.cache_dir
+        path = self.settings.model_path
+        self.source = source_for(path) if path else default_source(cache_dir)
+        self.model_dir = ensure_converted(self.source, cache_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        if self.settings.quantize:
+            model = load_int8(self.model_dir)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        model.eval()
+        self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
+        release_free_memory()
+        self.model = model
+
+    def ensure_ready(self) -> None:
+        if self.state != READY:
+            raise EngineNotReady(self.status_text())
+
+    # -- status ------------------------------------------------------------------------------------------------
+    def status_text(self) -> str:
+        return {
+            IDLE: "The model loads on first use.",
+            LOADING: "The model is loading…",
+            READY: "Ready.",
+            FAILED: f"The model failed to load: {self.error}",
+        }[self.state]
+
+    def status(self) -> dict[str, Any]:
+        source = self.source
+        return {
+            "state": self.state,
+            "message": self.status_text(),
+            "error": self.error,
+            "model_file": source.filename if source else "",
+            "quant": self.quant_label,
+            "weights": "int8 weight-only" if self.settings.quantize else "fp32",
+            "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
+            "rss_bytes": psutil.Process().memory_info().rss,
+            "running": self.slots.running,
+            "waiting": self.slots.waiting,
+            "max_concurrent": self.slots.limit,
+            "max_queue": self.slots.max_queue,
+            "max_prompt_tokens": self.settings.max_prompt_tokens,
+            "max_new_tokens": self.settings.max_new_tokens,
+        }
+
+    @property
+    def quant_label(self) -> str:
+        return self.source.quant if self.source else ""
+
+    # -- generation --------------------------------------------------------------------------------------------
+    def count_tokens(self, prompt: str) -> int:
+        self.ensure_ready()
+        return len(self.tokenizer(prompt)["input_ids"])
+
+    def stream(
+        self, params: GenerationParams, *, cancel: threading.Event | None = None
+    ) -> Iterator[TokenEvent | DoneEvent]:
+        """Yield TokenEvents as tokens are produced, then one DoneEvent with the metrics."""
+        import torch
+
+        self.ensure_ready()
+        cancel = cancel or threading.Event()
+        settings = self.settings
+        max_new = min(params.max_new_tokens, settings.max_new_tokens)
+        proc = psutil.Process()
+        metrics = Metrics()
+        started = time.perf_counter()
+        deadline = started + settings.max_wall_s
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator().manual_seed(params.seed)
+        with self._gen_lock, torch.inference_mode():
+            input_ids = self.tokenizer(params.prompt, return_tensors="pt")["input_ids"]
+            metrics.prompt_tokens = int(input_ids.shape[1])
+            if metrics.prompt_tokens > settings.max_prompt_tokens:
+                limit = settings.max_prompt_tokens
+                raise ValueError(f"The prompt has {metrics.prompt_tokens} tokens; the limit is {limit}.")
+            eos = _eos_ids(self.model, self.tokenizer)
+            assembler = _TextAssembler(self.tokenizer)
+            step = DecodeSession(self.model, max_len=metrics.prompt_tokens + max_new + 1)
+            logits = step.prefill(input_ids)
+            first_at = time.perf_counter()
+            metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
+            stop = "max_new_tokens"
+            last_at = first_at
+            try:
+                for index in range(1, max_new + 1):
+                    token = sample_next(logits, temperature=params.temperature, top_p=params.top_p, generator=generator)
+                    now = time.perf_counter()
+                    if index == 1:
+                        metrics.ttft_ms = (now - started) * 1000
+                        first_at = now
+                    last_at = now
+                    if token in eos:
+                        stop = "eos"
+                        break
+                    metrics.tokens_generated = index
+                    decode_s = now - first_at
+                    tps = (index - 1) / decode_s if index > 1 and decode_s > 0 else 0.0
+                    yield TokenEvent(text=assembler.push(token), index=index, tps=tps)
+                    if cancel.is_set():
+                        stop = "cancelled"
+                        break
+                    if time.perf_counter() > deadline:
+                        stop = "wall_time"
+                        break
+                    if index == max_new:
+                        break
+                    logits = step.decode(token)
+            except GeneratorExit:  # the consumer closed the stream (WSGI disconnect)
+                stop = "cancelled"
+                raise
+            finally:
+                metrics.stop_reason = stop
+                decoded_after_first = metrics.tokens_generated - 1
+                decode_s = last_at - first_at
+                metrics.decode_tps = decoded_after_first / decode_s if decoded_after_first > 0 and decode_s > 0 else 0.0
+                metrics.total_s = time.perf_counter() - started
+                metrics.peak_rss_bytes = _peak_rss(proc)
+                self.last_metrics = metrics
+        yield DoneEvent(metrics)
+
+    def generate_text(self, params: GenerationParams) -> tuple[str, Metrics]:
+        parts: list[str] = []
+        metrics = Metrics()
+        for event in self.stream(params):
+            if isinstance(event, TokenEvent):
+                parts.append(event.text)
+            else:
+                metrics = event.metrics
+        return "".join(parts), metrics
+
+    def greedy_ids(self, prompt: str, n: int) -> list[int]:
+        """The first n greedy token ids (quality guard and tests)."""
+        import torch
+
+        self.ensure_ready()
+        with self._gen_lock, torch.inference_mode():
+            input_ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+            step = DecodeSession(self.model, max_len=input_ids.shape[1] + n + 1)
+            logits = step.prefill(input_ids)
+            out: list[int] = []
+            for _ in range(n):
+                token = int(torch.argmax(logits))
+                out.append(token)
+                logits = step.decode(token)
+        return out
+
+
+class DecodeSession:
+    """Prefill once, then one token per call, through the model's KV cache; returns last-position logits."""
+
+    def __init__(self, model: Any, *, max_len: int) -> None:
+        from transformers import DynamicCache
+
+        self.model = model
+        self.cache = DynamicCache(config=model.config)
+        self.position = 0
+        self.max_len = max_len
+
+    def prefill(self, input_ids: Any) -> Any:
+        out = self.model(input_ids=input_ids, cache=self.cache, use_cache=True, logits_to_keep=1)
+        self.position = int(input_ids.shape[1])
+        return out.logits[0, -1]
+
+    def decode(self, token: int) -> Any:
+        import torch
+
+        ids = torch.tensor([[token]], dtype=torch.long)
+        out = self.model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1)
+        self.position += 1
+        return out.logits[0, -1]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list | tuple):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _peak_rss(proc: psutil.Process) -> int:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    except (ImportError, AttributeError):
+        return proc.memory_info().rss
+
+
+def nan_safe(value: float) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine (created on first call, not loaded until start_loading()/load())."""
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = Engine()
+        return _engine
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Swap the process-wide engine (tests share one loaded engine through this)."""
+    global _engine
+    with _engine_lock:
+        _engine = engine

@@ -1,0 +1,152 @@
+"""Server-sent events for the demo: one generation, as `token`, `stats` and a final `done` event.
+
+Under ASGI the response gets an async iterator (a sync one would be buffered whole, shared/FACTS.md): the generation
+runs in a worker thread and hands events over through an asyncio queue; when the client goes away the ASGI server
+cancels the response task and the cancel event stops the generation at the next token. Under WSGI the response gets
+a plain generator; the server's close() on disconnect raises GeneratorExit inside it, which sets the same event.
+The `done` event is always the last one, also for errors and a busy demo, so the page's `sse-close="done"` closes
+the EventSource and htmx's SSE extension does not reconnect (and generate again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from django.template.loader import render_to_string
+from django.utils.html import escape
+
+from inference.engine import Busy, DoneEvent, Engine, EngineNotReady, GenerationParams, TokenEvent
+
+logger = logging.getLogger(__name__)
+
+READY_WAIT_S = 120.0
+
+
+def sse(event: str, data: str) -> str:
+    lines = data.split("\n") or [""]
+    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def token_message(event: TokenEvent) -> str:
+    return sse("token", escape(event.text))
+
+
+def stats_message(event: TokenEvent) -> str:
+    return sse("stats", f"{event.index} tokens · {event.tps:.1f} tok/s")
+
+
+def done_message(*, metrics: dict[str, Any] | None = None, error: str = "", extra: dict[str, Any] | None = None) -> str:
+    html = render_to_string("inference/_metrics.html", {"metrics": metrics, "error": error, **(extra or {})})
+    return sse("done", html)
+
+
+class _End:
+    pass
+
+
+def _run(engine: Engine, params: GenerationParams, cancel: threading.Event, emit: Callable[[Any], None]) -> None:
+    try:
+        for event in engine.stream(params, cancel=cancel):
+            emit(event)
+    except Exception as exc:  # shown to the user as the done event
+        if not isinstance(exc, ValueError | EngineNotReady):
+            logger.exception("generation failed")
+        emit(exc)
+    finally:
+        engine.slots.release()
+        emit(_End())
+
+
+def _done_for(item: Any, extra_for: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
+    if isinstance(item, DoneEvent):
+        metrics = item.metrics.as_dict()
+        return done_message(metrics=metrics, extra=extra_for(metrics))
+    if isinstance(item, ValueError | EngineNotReady):
+        return done_message(error=str(item))
+    return done_message(error="The generation failed; the error is in the server log.")
+
+
+async def _wait_ready_async(engine: Engine) -> None:
+    engine.start_loading()
+    waited = 0.0
+    while engine.state != "ready" and engine.state != "failed" and waited < READY_WAIT_S:
+        await asyncio.sleep(0.2)
+        waited += 0.2
+
+
+async def async_events(
+    engine: Engine, params: GenerationParams, *, extra_for: Callable[[dict[str, Any]], dict[str, Any]]
+) -> AsyncIterator[str]:
+    yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
+    await _wait_ready_async(engine)
+    if engine.state != "ready":
+        yield done_message(error=engine.status_text())
+        return
+    try:
+        await engine.slots.acquire_async(engine.settings.queue_timeout_s)
+    except Busy as exc:
+        yield done_message(error=str(exc), extra={"retry_after_s": exc.retry_after_s})
+        return
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def emit(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the client left and nobody listens
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    threading.Thread(target=_run, args=(engine, params, cancel, emit), daemon=True, name="rigfit-generate").start()
+    yield sse("status", "Generating…")
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, TokenEvent):
+                yield token_message(item) + stats_message(item)
+            else:
+                yield _done_for(item, extra_for)
+    finally:
+        cancel.set()  # disconnect (task cancelled) or normal end: either way the worker stops
+
+
+def sync_events(
+    engine: Engine, params: GenerationParams, *, extra_for: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Iterator[str]:
+    import time
+
+    yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
+    engine.start_loading()
+    deadline = time.monotonic() + READY_WAIT_S
+    while engine.state not in ("ready", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if engine.state != "ready":
+        yield done_message(error=engine.status_text())
+        return
+    try:
+        engine.slots.acquire(engine.settings.queue_timeout_s)
+    except Busy as exc:
+        yield done_message(error=str(exc), extra={"retry_after_s": exc.retry_after_s})
+        return
+    cancel = threading.Event()
+    try:
+        for event in engine.stream(params, cancel=cancel):
+            if isinstance(event, TokenEvent):
+                yield token_message(event) + stats_message(event)
+            else:
+                yield _done_for(event, extra_for)
+    except (ValueError, EngineNotReady) as exc:
+        yield done_message(error=str(exc))
+    finally:  # GeneratorExit on client disconnect lands here too
+        cancel.set()
+        engine.slots.release()
+
+
+def json_line(data: dict[str, Any]) -> str:
+    return json.dumps(data)

@@ -1,0 +1,157 @@
+"""The live demo page: a form posts the settings, the answer is a fragment that opens the SSE stream."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from inference.engine import READY, GenerationParams, get_engine
+from inference.forms import GenerateForm
+
+SIGNING_SALT = "inference.stream"
+TICKET_MAX_AGE_S = 300
+
+
+def safe_reverse(name: str, *args: Any) -> str | None:
+    """Other apps' URLs, hidden when that app does not provide them (yet)."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return None
+
+
+def host_description() -> str:
+    try:
+        from probe.detect import describe_host
+
+        return describe_host()
+    except Exception:  # the probe is optional for the demo; never break the page over it
+        return "unknown hardware"
+
+
+def submit_url(metrics: dict[str, Any]) -> str | None:
+    """A prefilled community benchmark submission for a finished run (llama-bench field names)."""
+    base = safe_reverse("benchmarks:submit")
+    if base is None or not metrics.get("tokens_generated"):
+        return None
+    engine = get_engine()
+    source = engine.source
+    params = {
+        "model_slug": engine.settings.model_slug,
+        "quant": engine.quant_label,
+        "runtime": "rigfit",
+        "backend": "cpu",
+        "n_prompt": metrics.get("prompt_tokens", 0),
+        "n_gen": metrics.get("tokens_generated", 0),
+        "avg_ts": round(metrics.get("decode_tps") or 0.0, 2),
+        "prompt_tps": round(metrics.get("prompt_tps") or 0.0, 2),
+        "ttft_ms": round(metrics.get("ttft_ms") or 0.0, 1),
+        "n_threads": engine.settings.n_threads,
+        "model_filename": source.filename if source else "",
+        "cpu_info": host_description(),
+    }
+    if not params["avg_ts"]:
+        return None
+    return f"{base}?{urlencode(params)}"
+
+
+def _page_context(form: GenerateForm) -> dict[str, Any]:
+    engine = get_engine()
+    slug = engine.settings.model_slug
+    return {
+        "form": form,
+        "status": engine.status(),
+        "model_url": safe_reverse("catalog:model_detail", slug),
+        "model_slug": slug,
+        "hardware": host_description(),
+        "vision": vision_context(),
+    }
+
+
+def vision_context() -> dict[str, Any]:
+    from inference.vision import vision_status
+
+    return vision_status()
+
+
+@require_GET
+def demo(request: HttpRequest) -> HttpResponse:
+    engine = get_engine()
+    form = GenerateForm(max_new_tokens_limit=engine.settings.max_new_tokens)
+    return render(request, "inference/demo.html", _page_context(form))
+
+
+@require_GET
+def status(request: HttpRequest) -> HttpResponse:
+    return render(request, "inference/_status.html", {"status": get_engine().status()})
+
+
+@require_POST
+def generate(request: HttpRequest) -> HttpResponse:
+    """Validate the settings, then answer the fragment that opens the stream (or the form with its errors, 422)."""
+    engine = get_engine()
+    form = GenerateForm(request.POST, max_new_tokens_limit=engine.settings.max_new_tokens)
+    if form.is_valid() and engine.state == READY:
+        n_tokens = engine.count_tokens(form.cleaned_data["prompt"])
+        if n_tokens > engine.settings.max_prompt_tokens:
+            limit = engine.settings.max_prompt_tokens
+            form.add_error("prompt", f"The prompt has {n_tokens} tokens; the limit is {limit}.")
+    if not form.is_valid():
+        response = render(request, "inference/_form.html", {"form": form}, status=422)
+        response["HX-Retarget"] = "#demo-form"  # the form comes back with its errors, in place
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    slots = engine.slots
+    if slots.running >= slots.limit and slots.waiting >= slots.max_queue:
+        response = render(
+            request,
+            "inference/_busy.html",
+            {"message": "The demo is busy: every slot and the queue are taken. Try again in a few seconds."},
+            status=429,
+        )
+        response["Retry-After"] = "10"
+        return response
+    if engine.state not in (READY,):
+        engine.start_loading()
+    ticket = signing.dumps(form.cleaned_data, salt=SIGNING_SALT)
+    stream_url = f"{reverse('inference:stream')}?{urlencode({'t': ticket})}"
+    return render(request, "inference/_run.html", {"stream_url": stream_url, "form": form})
+
+
+@require_GET
+def stream(request: HttpRequest) -> HttpResponse:
+    """The event stream for one validated, signed set of settings (reading it changes no stored state)."""
+    try:
+        data = signing.loads(request.GET.get("t", ""), salt=SIGNING_SALT, max_age=TICKET_MAX_AGE_S)
+    except signing.BadSignature:
+        return HttpResponse("This run link is invalid or has expired; start a new run.", status=400)
+    engine = get_engine()
+    form = GenerateForm(data, max_new_tokens_limit=engine.settings.max_new_tokens)
+    if not form.is_valid():
+        return HttpResponse("Invalid settings.", status=422)
+    params = GenerationParams(**form.cleaned_data)
+
+    def extra_for(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {"submit_url": submit_url(metrics)}
+
+    from inference import streaming
+
+    if hasattr(request, "scope"):  # ASGI: an async iterator, or the body is buffered
+        body: Any = streaming.async_events(engine, params, extra_for=extra_for)
+    else:  # WSGI
+        body = streaming.sync_events(engine, params, extra_for=extra_for)
+    response = StreamingHttpResponse(body, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return response
+
+
+@require_POST
+def vision(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("Vision is not configured.", status=503)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from inference.conf import load_settings
+from inference.engine import Engine, set_engine
+
+
+@pytest.fixture(scope="session")
+def tiny_parts():
+    from inference.tiny import make_byte_tokenizer, make_tiny_causal_lm
+
+    tokenizer = make_byte_tokenizer()
+    return make_tiny_causal_lm(len(tokenizer)), tokenizer
+
+
+@pytest.fixture
+def make_tiny_engine(tiny_parts):
+    """An engine around the tiny random Gemma 3 model, installed as the process-wide engine."""
+    made: list[Engine] = []
+
+    def make(**overrides) -> Engine:
+        settings = dataclasses.replace(load_settings(), quantize=False, **overrides)
+        model, tokenizer = tiny_parts
+        engine = Engine.from_loaded(model, tokenizer, settings=settings)
+        set_engine(engine)
+        made.append(engine)
+        return engine
+
+    yield make
+    set_engine(None)
+
+
+@pytest.fixture
+def tiny_engine(make_tiny_engine) -> Engine:
+    return make_tiny_engine(max_new_tokens=64, max_prompt_tokens=64, max_concurrent=1, max_queue=1)
+
+
+@pytest.fixture(scope="session")
+def real_engine() -> Engine:
+    """The real default model (Gemma 3 270M, int8), loaded once per test session from the converted cache in var/."""
+    settings = dataclasses.replace(
+        load_settings(),
+        model_path=None,
+        cache_dir=Path(__file__).resolve().parents[2] / "var" / "models",
+        quantize=True,
+        max_new_tokens=32,
+    )
+    return Engine(settings).load()

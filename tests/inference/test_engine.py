@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from inference.engine import Busy, DoneEvent, GenerationParams, Slots, TokenEvent
+
+
+def test_it_streams_tokens_then_one_done_event_with_metrics(tiny_engine):
+    events = list(tiny_engine.stream(GenerationParams(prompt="hello", max_new_tokens=12)))
+    tokens, done = events[:-1], events[-1]
+    assert isinstance(done, DoneEvent)
+    assert all(isinstance(e, TokenEvent) for e in tokens)
+    assert [e.index for e in tokens] == list(range(1, 13))
+    m = done.metrics
+    assert m.prompt_tokens == 5
+    assert m.tokens_generated == 12
+    assert m.stop_reason == "max_new_tokens"
+    assert m.ttft_ms > 0 and m.prompt_tps > 0 and m.decode_tps > 0
+    assert m.peak_rss_bytes > 0
+
+
+def test_it_is_deterministic_when_greedy(tiny_engine):
+    first, _ = tiny_engine.generate_text(GenerationParams(prompt="abc", max_new_tokens=8))
+    second, _ = tiny_engine.generate_text(GenerationParams(prompt="abc", max_new_tokens=8))
+    assert first == second
+
+
+def test_it_samples_with_a_seed(tiny_engine):
+    params = GenerationParams(prompt="abc", max_new_tokens=8, temperature=1.0, top_p=0.9, seed=7)
+    assert tiny_engine.generate_text(params)[0] == tiny_engine.generate_text(params)[0]
+
+
+def test_it_caps_max_new_tokens_at_the_setting(make_tiny_engine):
+    engine = make_tiny_engine(max_new_tokens=5)
+    _, metrics = engine.generate_text(GenerationParams(prompt="x", max_new_tokens=50))
+    assert metrics.tokens_generated == 5
+
+
+def test_it_refuses_a_prompt_over_the_token_cap(make_tiny_engine):
+    engine = make_tiny_engine(max_prompt_tokens=4)
+    with pytest.raises(ValueError, match="limit is 4"):
+        engine.generate_text(GenerationParams(prompt="longer than four bytes", max_new_tokens=2))
+
+
+def test_it_stops_at_the_wall_time_cap(make_tiny_engine):
+    engine = make_tiny_engine(max_wall_s=0.0, max_new_tokens=50)
+    _, metrics = engine.generate_text(GenerationParams(prompt="x", max_new_tokens=50))
+    assert metrics.stop_reason == "wall_time"
+    assert metrics.tokens_generated == 1
+
+
+def test_it_stops_when_cancelled(tiny_engine):
+    cancel = threading.Event()
+    seen = 0
+    for event in tiny_engine.stream(GenerationParams(prompt="x", max_new_tokens=60), cancel=cancel):
+        if isinstance(event, TokenEvent):
+            seen += 1
+            if seen == 3:
+                cancel.set()
+    assert tiny_engine.last_metrics.stop_reason == "cancelled"
+    assert tiny_engine.last_metrics.tokens_generated == 3
+
+
+def test_it_records_a_closed_stream_as_cancelled(tiny_engine):
+    stream = tiny_engine.stream(GenerationParams(prompt="x", max_new_tokens=60))
+    next(stream)
+    next(stream)
+    stream.close()
+    assert tiny_engine.last_metrics.stop_reason == "cancelled"
+    assert tiny_engine.last_metrics.tokens_generated == 2
+
+
+def test_it_answers_429_when_the_queue_is_full_and_503_when_the_wait_times_out():
+    slots = Slots(limit=1, max_queue=1)
+    slots.acquire(timeout_s=0)
+    with pytest.raises(Busy) as timed_out:
+        slots.acquire(timeout_s=0.05)
+    assert timed_out.value.status == 503 and timed_out.value.retry_after_s > 0
+    slots.waiting = 1  # someone else is waiting
+    with pytest.raises(Busy) as full:
+        slots.acquire(timeout_s=1)
+    assert full.value.status == 429
+    slots.waiting = 0
+    slots.release()
+    slots.acquire(timeout_s=0)
+    assert slots.running == 1
+
+
+def test_it_reports_status_fields(tiny_engine):
+    status = tiny_engine.status()
+    assert status["state"] == "ready"
+    assert status["max_concurrent"] == 1 and status["running"] == 0
+    assert status["rss_bytes"] > 0
+
+
+def test_it_quantizes_linear_layers_to_int8_within_tolerance(tiny_parts):
+    import copy
+
+    import torch
+
+    from inference.kernels import Int8Embedding, Int8Linear, quantize_model
+
+    model, _ = tiny_parts
+    quantized = quantize_model(copy.deepcopy(model))
+    assert isinstance(quantized.get_input_embeddings(), Int8Embedding)
+    assert isinstance(quantized.lm_head, Int8Linear)
+    assert quantized.lm_head.weight.dtype == torch.int8
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.inference_mode():
+        ref = model(ids).logits
+        got = quantized(ids).logits
+    assert torch.allclose(got, ref, atol=0.05 * ref.abs().max().item())
