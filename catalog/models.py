@@ -39,7 +39,10 @@ PARAM_BANDS: dict[str, tuple[int, int | None]] = {
 class ModelQuerySet(models.QuerySet["Model"]):
     def with_quantizations(self) -> ModelQuerySet:
         return self.prefetch_related(
-            Prefetch("quantizations", queryset=Quantization.objects.order_by("-bits_per_weight", "name"))
+            Prefetch(
+                "quantizations",
+                queryset=Quantization.objects.order_by(models.F("bits_per_weight").desc(nulls_last=True), "name"),
+            )
         )
 
     def featured(self) -> ModelQuerySet:
@@ -167,7 +170,7 @@ class Quantization(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["-bits_per_weight", "name"]
+        ordering = [models.F("bits_per_weight").desc(nulls_last=True), "name"]
         constraints = [
             models.UniqueConstraint(fields=["model", "format", "name"], name="quant_unique_per_model"),
             models.CheckConstraint(
