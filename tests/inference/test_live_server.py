@@ -1,0 +1,78 @@
+"""Through a real HTTP server on loopback (uvicorn, the ASGI server behind `make serve-prod`'s gunicorn workers)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from django.core import signing
+
+from inference.views import SIGNING_SALT
+
+
+@pytest.fixture
+def live_asgi_url():
+    import uvicorn
+
+    from config.asgi import application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.slow
+def test_it_streams_unbuffered_under_asgi_and_cancels_on_disconnect(live_asgi_url, make_tiny_engine):
+    engine = make_tiny_engine(max_new_tokens=3000, max_wall_s=60.0)
+    ticket = signing.dumps(
+        {"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 3000}, salt=SIGNING_SALT
+    )
+    url = f"{live_asgi_url}/demo/stream/"
+    with httpx.Client(timeout=30) as client, client.stream("GET", url, params={"t": ticket}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        seen = ""
+        for chunk in response.iter_text():
+            seen += chunk
+            if seen.count("event: token") >= 3:
+                break
+        # Tokens arrived while the generation was still running: the body is not buffered.
+        assert engine.last_metrics is None
+        assert engine.slots.running == 1
+    # Leaving the block closed the connection: the server cancels the generation and frees the slot.
+    assert _wait_for(lambda: engine.last_metrics is not None and engine.slots.running == 0)
+    assert engine.last_metrics.stop_reason == "cancelled"
+    assert engine.last_metrics.tokens_generated < 3000
+
+
+@pytest.mark.slow
+def test_it_ends_the_stream_with_done_under_asgi(live_asgi_url, make_tiny_engine):
+    make_tiny_engine(max_new_tokens=10)
+    ticket = signing.dumps({"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 5}, salt=SIGNING_SALT)
+    response = httpx.get(f"{live_asgi_url}/demo/stream/", params={"t": ticket}, timeout=30)
+    body = response.text
+    assert body.count("event: token") == 5
+    assert body.rstrip().rsplit("event: ", 1)[1].startswith("done")
