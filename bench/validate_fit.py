@@ -308,6 +308,7 @@ cp.swa_full = False
 cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if fa else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
 c = L.llama_init_from_model(m, cp)
 assert c, "context failed"
+print("SYSTEM_INFO", L.llama_print_system_info().decode(), file=sys.stderr)
 print("PROBE_OK", file=sys.stderr)
 """
 
@@ -355,11 +356,12 @@ def run_probe(
 def provenance(log: str) -> dict[str, object]:
     import llama_cpp
 
-    system = re.search(r"system_info: (.*)", log)
+    system = re.search(r"SYSTEM_INFO (.*)", log)
     return {
         "runtime": "llama.cpp via llama-cpp-python",
         "llama_cpp_python": llama_cpp.__version__,
-        "llama_cpp_vendored_in": "llama_cpp_python-0.3.36 sdist (vendor/llama.cpp)",
+        # llama-cpp-python's CHANGELOG for 0.3.36: "update llama.cpp to ggml-org/llama.cpp@0c1e57098".
+        "llama_cpp_commit": "0c1e57098" if llama_cpp.__version__ == "0.3.36" else "see llama-cpp-python CHANGELOG",
         "backend": "CPU (n_gpu_layers=0), n_threads=1",
         "flags": "llama_context_default_params() with swa_full=false, n_ubatch=512, n_batch=2048, kv_unified=false; "
         "per run: n_ctx = n_ctx_per_seq x n_seq, n_seq_max = n_seq, type_k = type_v = kv_type, flash_attn_type",
