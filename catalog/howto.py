@@ -16,6 +16,10 @@ class Recipe:
     steps: tuple[tuple[str, str], ...]  # (what, command)
 
 
+def _is_moondream(model: Model) -> bool:
+    return model.family.lower() == "moondream"
+
+
 def _gguf_file_glob(quant_name: str) -> str:
     return f"*{quant_name}*.gguf"
 
@@ -24,7 +28,7 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
     """Recipes that apply to this model; each command is filled with the model's own repository and tags."""
     found: list[Recipe] = []
     repo = shlex.quote(model.source_repo)
-    if model.family == "moondream":
+    if _is_moondream(model):
         found.append(
             Recipe(
                 runtime="moondream (Python)",
@@ -105,7 +109,7 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
             ),
         )
     )
-    if model.n_params >= 1_000_000_000 and model.family != "moondream":
+    if model.n_params >= 1_000_000_000 and not _is_moondream(model):
         found.append(
             Recipe(
                 runtime="vLLM",

@@ -47,7 +47,7 @@ def params(value: int | None) -> str:
     """Parameter counts the way people say them: 268M, 8.0B, 70.6B."""
     if not value:
         return "–"
-    if value >= 1e9:
+    if value >= 0.9995e9:  # 999.6M reads as 1.0B, the way it is marketed
         return f"{value / 1e9:.1f}B"
     return f"{value / 1e6:.0f}M"
 

@@ -21,3 +21,11 @@ def test_it_searches_by_name_family_and_publisher():
     make_model(name="Llama 3.1 8B", family="llama", publisher="Meta")
     assert list(Model.objects.search("goog")) == [gemma]
     assert Model.objects.search("  ").count() == 2
+
+
+def test_it_formats_parameter_counts_as_people_say_them():
+    from catalog.templatetags.rigfit import params
+
+    assert params(268_098_176) == "268M"
+    assert params(999_885_952) == "1.0B"
+    assert params(8_030_261_248) == "8.0B"

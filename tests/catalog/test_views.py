@@ -138,3 +138,22 @@ def test_it_bounds_the_queries_per_page(client, catalog, django_assert_max_num_q
         client.get("/hardware/geforce-rtx-4090/")
     with django_assert_max_num_queries(5):
         client.get("/hardware/", {"kind": "gpu"})
+
+
+def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
+    from tests.factories import make_model
+
+    make_model(
+        name="Moondream 2",
+        slug="moondream-2",
+        family="Moondream",
+        source_repo="vikhyatk/moondream2",
+        modality="vision-language",
+        n_params=1_860_000_000,
+        vision_params=430_000_000,
+        image_tokens=729,
+    )
+    response = client.get("/models/moondream-2/")
+    assert "model.query(image" in response.text
+    assert "vLLM" not in response.text
+    assert "What does the vision part" in response.text
