@@ -141,7 +141,8 @@ def submit_llama_bench(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(BenchmarkRun.objects.with_relations(), pk=pk)
-    if run.status == Status.REJECTED and not request.user.is_staff and run.submitter_id != request.user.pk:
+    own = request.user.is_authenticated and run.submitter_id == request.user.pk
+    if run.status == Status.REJECTED and not (request.user.is_staff or own):
         # Rejected runs stay visible to their submitter and to moderators only.
         raise Http404("No such run.")
     decisions = run.decisions.select_related("moderator")
@@ -202,7 +203,7 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 "quant": run.quant_name,
                 "hardware": run.hardware.slug if run.hardware else run.hardware_name,
             }
-            yield writer.writerow([values.get(name, getattr(run, name)) for name in CSV_FIELDS])
+            yield writer.writerow([values[name] if name in values else getattr(run, name) for name in CSV_FIELDS])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="rigfit-benchmarks.csv"'

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from benchmarks import plots
+from tests.benchmarks.conftest import make_run
+
+NS = {"svg": "http://www.w3.org/2000/svg"}
+
+
+def series(svg: str, name: str) -> ET.Element:
+    root = ET.fromstring(svg)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    found = root.find(f".//svg:g[@data-series='{name}']", NS)
+    assert found is not None, name
+    return found
+
+
+def test_the_bar_plot_has_a_bar_and_a_spread_per_device():
+    bars = [plots.Bar("RTX 4090", 120.0, 100.0, 140.0, 3), plots.Bar("M2 Max", 60.0, 55.0, 61.0, 2)]
+    svg = plots.bars_by_hardware(bars, title="Generation tokens/sec by hardware")
+    rects = series(svg, "median").findall("svg:rect", NS)
+    assert [(r.get("data-label"), float(r.get("data-value")), r.get("data-count")) for r in rects] == [
+        ("RTX 4090", 120.0, "3"),
+        ("M2 Max", 60.0, "2"),
+    ]
+    assert float(rects[0].get("height")) == pytest.approx(2 * float(rects[1].get("height")))
+    lines = series(svg, "spread").findall("svg:line", NS)
+    assert [(float(line.get("data-low")), float(line.get("data-high"))) for line in lines] == [(100, 140), (55, 61)]
+
+
+def test_text_is_escaped():
+    svg = plots.bars_by_hardware([plots.Bar("<script>alert(1)</script>", 1, 1, 1, 1)], title="a & b")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    ET.fromstring(svg)
+
+
+def test_empty_plots_say_so():
+    root = ET.fromstring(plots.bars_by_hardware([], title="t"))
+    assert "No accepted runs yet." in "".join(root.itertext())
+
+
+def test_the_bandwidth_plot_has_the_runs_and_the_roofline():
+    points = [plots.Point(51.2, 40.0, "EPYC"), plots.Point(1008.0, 500.0, "4090")]
+    roofline = [(100.0, 400.0), (1000.0, 4000.0)]
+    svg = plots.bandwidth_scatter(points, roofline=roofline, title="Decode vs bandwidth")
+    dots = series(svg, "runs").findall("svg:circle", NS)
+    assert [(float(d.get("data-x")), float(d.get("data-y"))) for d in dots] == [(51.2, 40.0), (1008.0, 500.0)]
+    line = series(svg, "roofline").find("svg:polyline", NS)
+    assert line.get("data-values") == "100:400 1000:4000"
+    assert len(line.get("points").split()) == 2
+
+
+@pytest.mark.django_db
+def test_the_plot_urls_serve_svg_from_accepted_runs(client, gemma, epyc, gpu, user):
+    make_run(user=user, avg_ts=40.0, samples_ts=[])
+    make_run(user=user, avg_ts=44.0, samples_ts=[])
+    make_run(user=None, avg_ts=10.0, samples_ts=[])  # pending: not plotted
+    response = client.get("/benchmarks/plots/by-hardware.svg", {"model": "gemma-3-270m"})
+    assert response["Content-Type"].startswith("image/svg+xml")
+    [bar] = series(response.content.decode(), "median").findall("svg:rect", NS)
+    assert float(bar.get("data-value")) == 42.0 and bar.get("data-count") == "2"
+    response = client.get("/benchmarks/plots/bandwidth.svg", {"model": "gemma-3-270m", "quant": "Q4_K_M"})
+    svg = response.content.decode()
+    assert len(series(svg, "runs").findall("svg:circle", NS)) == 2
+    pairs = [p.split(":") for p in series(svg, "roofline").find("svg:polyline", NS).get("data-values").split()]
+    ratios = [float(y) / float(x) for x, y in pairs]
+    assert max(ratios) == pytest.approx(
+        min(ratios), rel=1e-4
+    )  # the roofline is a straight line through the origin: tps = bandwidth / bytes per token
