@@ -129,8 +129,15 @@ class ModelFilterForm(forms.Form):
     band = forms.ChoiceField(required=False, choices=[("", "Any size"), *ParamBand.choices], label="Parameters")
     license = forms.CharField(required=False, max_length=80)
     fits = HardwareSlugField(required=False, max_length=120, label="Fits on")
+    # The shared hardware picker (home page) names its field "hardware": the same filter.
+    hardware = HardwareSlugField(required=False, max_length=120, widget=forms.HiddenInput)
     ctx = forms.IntegerField(required=False, min_value=1, max_value=1_048_576, label="Context")
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        data["fits"] = data.get("fits") or data.get("hardware")
+        return data
 
     ORDERING = {
         "params": ("n_params", "name"),

@@ -157,3 +157,9 @@ def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
     assert "model.query(image" in response.text
     assert "vLLM" not in response.text
     assert "What does the vision part" in response.text
+
+
+def test_it_answers_the_home_page_what_fits_form(client, catalog):
+    response = client.get("/models/", {"hardware": "geforce-rtx-4060", "ctx": 8192, "sort": "-params"})
+    assert response.context["fits_on"] == catalog["rtx4060"]
+    assert "that run on GeForce RTX 4060" in response.text
