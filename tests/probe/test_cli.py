@@ -171,18 +171,26 @@ RECORDS = [bench_record(512, 0, [406.3, 410.5, 414.7]), bench_record(0, 128, [20
 
 @pytest.fixture
 def fake_harness(monkeypatch):
-    """Stand-in for inference.bench (the harness loads a real model; its own tests cover it)."""
+    """Stand-in for inference.bench with its signature (the real one loads a model; its own tests and the slow
+    end-to-end test below cover it)."""
+    import inference
+    from inference.bench import parse_test
+
     calls = []
 
-    def run_bench(*, model=None, repetitions=5, progress=None):
-        calls.append({"model": model, "repetitions": repetitions})
-        for done in range(1, 3):
-            progress(done, 2, "pp512" if done == 1 else "tg128")
+    def run_bench(engine_or_path, tests=("pp512", "tg128"), repetitions=5, warmup=True, progress=None):
+        target = engine_or_path if isinstance(engine_or_path, str) else type(engine_or_path).__name__
+        calls.append({"target": target, "tests": list(tests), "repetitions": repetitions})
+        for name in tests:
+            for step in range(repetitions + 1):
+                progress(f"{name}: repetition {step}/{repetitions}" if step else f"{name}: warm-up")
         return [dict(r) for r in RECORDS]
 
     module = types.ModuleType("inference.bench")
     module.run_bench = run_bench
+    module.parse_test = parse_test
     monkeypatch.setitem(sys.modules, "inference.bench", module)
+    monkeypatch.setattr(inference, "bench", module, raising=False)
     return calls
 
 
@@ -194,10 +202,10 @@ def pending(tmp_path):
 def test_it_prints_a_llama_bench_table(cpu_machine, fake_harness):
     code, out, err = run(["bench", "--repetitions", "3"])
     assert code == 0
-    assert fake_harness == [{"model": None, "repetitions": 3}]
+    assert fake_harness == [{"target": "Engine", "tests": ["pp512", "tg128"], "repetitions": 3}]
     assert "| gemma3 270M Q4_K_M | 241.39 MiB | 268.10 M | CPU     |       2 | pp512 | 410.50 ± 4.20 |" in out
     assert "tg128" in out and "21.30 ± 0.40" in out
-    assert "2/2 tg128" in err  # the progress bar
+    assert "[##############################] 8/8 tg128: repetition 3/3" in err  # the progress bar
 
 
 def test_it_prints_bench_records_as_json(cpu_machine, fake_harness):
@@ -205,6 +213,19 @@ def test_it_prints_bench_records_as_json(cpu_machine, fake_harness):
     data = json.loads(out)
     assert code == 0 and [r["avg_ts"] for r in data["records"]] == [410.5, 21.3]
     assert data["report"]["cpu"]["model"] == "AMD Ryzen 9 7950X 16-Core Processor"
+
+
+def test_it_benchmarks_a_model_file_and_rejects_bad_arguments(cpu_machine, fake_harness, tmp_path):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    code, _, _ = run(["bench", "--model", str(model), "--tests", "tg16", "--repetitions", "1"])
+    assert code == 0 and fake_harness[-1] == {"target": str(model), "tests": ["tg16"], "repetitions": 1}
+    code, _, err = run(["bench", "--model", str(tmp_path / "missing.gguf")])
+    assert code == 1 and "No model at" in err
+    code, _, err = run(["bench", "--tests", "pp512,xx9"])
+    assert code == 1 and "unknown test 'xx9'" in err
+    with pytest.raises(SystemExit):
+        run(["bench", "--repetitions", "0"])
 
 
 def test_it_needs_site_and_token_to_submit(cpu_machine, fake_harness):
