@@ -318,3 +318,28 @@ def test_it_retries_saved_runs(cpu_machine, fake_harness, pending, live_server, 
 
     code, out, _ = run(["retry", "--token", token, "--pending", str(pending)])
     assert code == 0 and "Nothing to retry" in out
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_it_benchmarks_for_real_and_the_run_appears_on_the_model_page(live_server, token, pending):
+    """End to end: the real harness on the real default model (Gemma 3 270M Q4_K_M), submitted to a live server."""
+    import httpx
+
+    make_hardware(name="Test CPU host", slug="test-cpu-host", vendor="AMD", kind="cpu", memory_bytes=24 * GIB,
+                  bandwidth_gbps=100.0, fp16_tflops=None)  # fmt: skip
+    model = make_model(name="Gemma 3 270M", slug="gemma-3-270m", family="gemma3", **GEMMA3_270M_SHAPE)
+    make_quantization(model, name="Q4_K_M", bits_per_weight=4.89, file_bytes=253_115_520)
+    argv = ["bench", "--json", "--tests", "pp64,tg16", "--repetitions", "2", "--submit", "--site", live_server.url,
+            "--token", token, "--hardware", "test-cpu-host", "--pending", str(pending)]  # fmt: skip
+    code, out, err = run(argv)
+    assert code == 0, out + err
+    data = json.loads(out)
+    assert [(r["n_prompt"], r["n_gen"]) for r in data["records"]] == [(64, 0), (0, 16)]
+    assert all(r["avg_ts"] > 0 and len(r["samples_ts"]) == 2 for r in data["records"])
+    assert [s["status"] for s in data["submissions"]] == [201, 201]
+    runs = BenchmarkRun.objects.filter(model__slug="gemma-3-270m", hardware__slug="test-cpu-host")
+    assert runs.count() == 2 and {r.status for r in runs} == {"accepted"}, [r.status_reason for r in runs]
+    assert {r.runtime for r in runs} == {"rigfit"} and {r.quant_name for r in runs} == {"Q4_K_M"}
+    page = httpx.get(f"{live_server.url}/models/gemma-3-270m/", timeout=30).text
+    assert "No one has shared a benchmark" not in page and "Test CPU host" in page
