@@ -414,22 +414,21 @@ class WeightsSplit:
 
 
 def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
-    """The text model's weights (vision encoder excluded), split as llama.cpp places them."""
+    """The text model's weights (vision encoder excluded), split as llama.cpp places them.
+
+    The total comes from, in order: the exact `tensor_bytes` / `file_bytes`; the quant's own effective
+    `bits_per_weight` over the text parameters; the mix model of its name (below); 16 bits for an unknown name without
+    a figure (the safe side). The split between embeddings, output and layers always follows the mix model."""
     _check_shape(shape)
-    exact_total = quant.tensor_bytes or quant.file_bytes
-    name = _canonical(quant.name)
-    mix = QUANT_MIXES.get(name)
+    mix = QUANT_MIXES.get(_canonical(quant.name))
     embed_params = _embed_params(shape)
     text = _text_params(shape)
     n_embed_mats = 1 if shape.tied_embeddings else 2
     body_params = max(text - n_embed_mats * embed_params, 0)
     if mix is None:
-        bits = quant.bits_per_weight or 16.0
-        out_bits = embed_bits = body_bits = bits
+        out_bits = embed_bits = body_bits = quant.bits_per_weight or 16.0
     else:
-        out_type = mix.output
-        if mix.base in ("F32", "F16", "BF16", "Q8_0") or mix.output == mix.base:
-            out_type = mix.base
+        out_type = mix.base if mix.base in ("F32", "F16", "BF16", "Q8_0") else mix.output
         out_bits = _type_bits(out_type, shape.hidden_size)
         embed_bits = out_bits if shape.tied_embeddings else _type_bits(mix.embed, shape.hidden_size)
         body_bits = mix.body_bits
@@ -439,24 +438,25 @@ def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
     embed = embed_params * embed_bits / 8
     output = 0.0 if shape.tied_embeddings else embed_params * out_bits / 8
     body = body_params * body_bits / 8
+    exact_total = quant.tensor_bytes or quant.file_bytes
     if exact_total is not None:
-        # Scale the estimated parts to the exact total so the split keeps its proportions.
-        scale = exact_total / max(embed + output + body, 1)
-        embed_b, out_b = round(embed * scale), round(output * scale)
-        return WeightsSplit(embed_b, out_b, exact_total - embed_b - out_b, True)
-    if mix is None and quant.bits_per_weight is not None:
-        total = round(text * quant.bits_per_weight / 8)
-        embed_b, out_b = round(embed), round(output)
-        return WeightsSplit(embed_b, out_b, max(total - embed_b - out_b, 0), False)
-    return WeightsSplit(round(embed), round(output), round(body), False)
+        total, exact = exact_total, True
+    elif quant.bits_per_weight is not None:
+        total, exact = round(text * quant.bits_per_weight / 8), False
+    else:
+        return WeightsSplit(round(embed), round(output), round(body), False)
+    # Scale the modelled parts to the known total so the split keeps its proportions.
+    scale = total / max(embed + output + body, 1)
+    embed_b, out_b = round(embed * scale), round(output * scale)
+    return WeightsSplit(embed_b, out_b, total - embed_b - out_b, exact)
 
 
 def weights_bytes(shape: ModelShape, quant: QuantSpec) -> tuple[int, bool]:
     """(bytes of the text model's weights, exact). Exact when the quant carries `tensor_bytes` or `file_bytes`
     (the GGUF header, mostly the tokenizer, adds a few MiB to the file: counting it errs on the safe side).
-    Otherwise an estimate: embeddings and output at the mix's types (llama_tensor_get_type), layers at the mix's
-    effective bits derived from the quantize tool's Llama-3-8B sizes, with the 32-block fallback when hidden_size is
-    not a multiple of 256."""
+    Otherwise an estimate: text params x the quant's effective `bits_per_weight` when given, else embeddings and
+    output at the mix's types (llama_tensor_get_type) and layers at the mix's effective bits derived from the
+    quantize tool's Llama-3-8B sizes, with the 32-block fallback when hidden_size is not a multiple of 256."""
     split = weights_split(shape, quant)
     return split.total_bytes, split.exact
 

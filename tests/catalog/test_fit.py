@@ -147,6 +147,14 @@ def test_it_estimates_weights_with_embeddings_at_higher_precision():
     assert size * 8 / GEMMA_270M.n_params > 7
 
 
+def test_it_prefers_the_quants_own_bits_to_the_mix_model():
+    size, exact = fit.weights_bytes(GEMMA_270M, QuantSpec("Q4_K_M", bits_per_weight=7.36))
+    assert not exact
+    assert size == round(GEMMA_270M.n_params * 7.36 / 8)
+    # An unknown name without a figure is counted at 16 bits, the safe side.
+    assert fit.weights_bytes(LLAMA_8B, QuantSpec("EXL2-mystery"))[0] == LLAMA_8B.n_params * 2
+
+
 def test_it_takes_exact_bytes_when_the_file_is_known():
     assert fit.weights_bytes(LLAMA_8B, QuantSpec("Q4_K_M", file_bytes=4_920_000_000)) == (4_920_000_000, True)
     assert fit.weights_bytes(LLAMA_8B, QuantSpec("X", file_bytes=9, tensor_bytes=7)) == (7, True)
