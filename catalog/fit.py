@@ -649,21 +649,34 @@ def _read_per_token(shape: ModelShape, quant: QuantSpec) -> float:
     return (split.layers_bytes + output) * _active_share(shape)
 
 
-def _kv_read(shape: ModelShape, ctx: int, kv_type: str, ubatch: int, swa_full: bool) -> int:
-    """KV bytes read per token per sequence at `ctx`: each layer reads the cells it holds (at most ctx)."""
-    return kv_cache_bytes(shape, ctx, kv_type, 1, ubatch=ubatch, swa_full=swa_full)
+def _kv_read(shape: ModelShape, ctx: int, kv_type: str) -> float:
+    """KV bytes one sequence's decode step reads at `ctx` tokens: every full-attention layer reads ctx tokens, a
+    sliding-window layer at most its window (no padding: a lower bound on what llama.cpp touches)."""
+    _check_kv_type(kv_type)
+    block_bytes, block = KV_TYPE_BLOCK[kv_type]
+    if shape.kv_lora_rank:
+        per_token = (shape.kv_lora_rank + (shape.qk_rope_head_dim or 0)) * block_bytes / block
+    else:
+        per_token = 2 * shape.n_kv_heads * shape.head_dim * block_bytes / block
+    total = 0.0
+    for il in range(shape.n_layers):
+        window = shape.sliding_window if il in shape.swa_layers and shape.sliding_window else None
+        total += per_token * (min(ctx, window) if window else ctx)
+    return total
 
 
 def roofline_decode_tps(
     shape: ModelShape, quant: QuantSpec, bandwidth_gbps: float, ctx: int = 4096, kv_type: str = "f16"
 ) -> float:
     """The physical upper bound of single-sequence decode speed: bandwidth over the bytes one token must read
-    (active weights + KV at `ctx`), efficiency 1.0 and no overhead. A benchmark claiming more is implausible."""
+    (active weights + the KV of `ctx` tokens, unpadded), efficiency 1.0 and no overhead. A benchmark claiming more is
+    implausible, with one caveat: a model small enough to sit in the chip's last-level cache (tens of MB) can beat
+    a DRAM-bandwidth bound."""
     if bandwidth_gbps <= 0:
         raise ValueError("bandwidth_gbps must be positive")
     _check_positive("ctx", ctx)
     _check_kv_type(kv_type)
-    read = _read_per_token(shape, quant) + _kv_read(shape, ctx, kv_type, 512, False)
+    read = _read_per_token(shape, quant) + _kv_read(shape, ctx, kv_type)
     return bandwidth_gbps * 1e9 / read
 
 
@@ -707,7 +720,7 @@ def _step_seconds(
     if device.bandwidth_gbps <= 0:
         return None
     ctx = context_tokens(shape, options)
-    kv_one = _kv_read(shape, ctx, options.kv_type, options.ubatch, options.swa_full)
+    kv_one = _kv_read(shape, ctx, options.kv_type)
     total_read = _weights_read(shape, quant, batch) + batch * kv_one
     if device.kind == "cpu":
         gpu_share, host_bw = 0.0, device.bandwidth_gbps
@@ -805,7 +818,7 @@ def serving_plan(
     not below the compute time of 2 x active params x users FLOPs. Aggregate tokens/s = users / step time."""
     result = fit(shape, quant, device, options, speed)
     ctx = context_tokens(shape, options)
-    kv_one = _kv_read(shape, ctx, options.kv_type, options.ubatch, options.swa_full)
+    kv_one = _kv_read(shape, ctx, options.kv_type)
     step_read = round(_weights_read(shape, quant, options.users) + options.users * kv_one)
     aggregate = per_user = None
     bound: Literal["memory", "compute"] | None = None
