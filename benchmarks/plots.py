@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH, HEIGHT = 720, 360
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 96
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _nice_max(value: float) -> float:
+def nice_max(value: float) -> float:
     """A round axis maximum at or above `value` (1, 2, 2.5, 5 x 10^n)."""
     if value <= 0:
         return 1.0
@@ -107,7 +107,7 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
     svg = _svg(title, "Bars: median tokens/sec of accepted runs per device; whiskers: slowest to fastest run.")
     if not bars:
         return _empty(svg, "No accepted runs yet.")
-    y_max = _nice_max(max(bar.high for bar in bars))
+    y_max = nice_max(max(bar.high for bar in bars))
     _y_axis(svg, y_max, y_label)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
@@ -162,7 +162,7 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
                 "text-anchor": "end",
                 "transform": f"rotate(-35 {_fmt(cx)} {_fmt(label_y)})",
             },
-        ).text = bar.label
+        ).text = bar.label if len(bar.label) <= 34 else bar.label[:33] + "…"
     return ET.tostring(svg, encoding="unicode")
 
 
@@ -177,9 +177,9 @@ def bandwidth_scatter(
     )
     if not points:
         return _empty(svg, "No accepted decode runs yet.")
-    x_max = _nice_max(max([p.x for p in points] + [x for x, _ in roofline]))
+    x_max = nice_max(max([p.x for p in points] + [x for x, _ in roofline]))
     y_values = [p.y for p in points] + [y for x, y in roofline if x <= x_max]
-    y_max = _nice_max(max(y_values))
+    y_max = nice_max(max(y_values))
     _y_axis(svg, y_max, y_label)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
@@ -231,4 +231,24 @@ def bandwidth_scatter(
             },
         )
         ET.SubElement(circle, "title").text = f"{point.label}: {point.y:.1f} t/s at {point.x:g} GB/s"
+        ET.SubElement(
+            dots, "text", {"x": _fmt(cx + 7), "y": _fmt(cy - 7), "font-size": "10", "class": "point-label"}
+        ).text = point.label[:40]
+    legend = ET.SubElement(svg, "g", {"class": "legend"})
+    legend_x = WIDTH - MARGIN_RIGHT - 230
+    if roofline:
+        ET.SubElement(
+            legend,
+            "line",
+            {
+                "x1": str(legend_x),
+                "x2": str(legend_x + 24),
+                "y1": "16",
+                "y2": "16",
+                "stroke": "#d9534f",
+                "stroke-width": "2",
+                "stroke-dasharray": "6 4",
+            },
+        )
+        ET.SubElement(legend, "text", {"x": str(legend_x + 30), "y": "20"}).text = "roofline (physical limit)"
     return ET.tostring(svg, encoding="unicode")

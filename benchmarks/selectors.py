@@ -47,6 +47,10 @@ class GroupSummary:
     est_decode_tps: float | None = None
 
     @property
+    def model_id(self) -> int:
+        return self.model.pk
+
+    @property
     def estimate_ratio(self) -> float | None:
         if self.est_decode_tps and self.decode:
             return self.decode.median / self.est_decode_tps

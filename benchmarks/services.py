@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -138,7 +139,10 @@ def match_hardware(name: str) -> Hardware | None:
     wanted = _norm(name)
     if not wanted:
         return None
-    for hardware in Hardware.objects.all():
+    direct = Hardware.objects.filter(Q(slug=name.strip()) | Q(name__iexact=name.strip())).first()
+    if direct is not None:
+        return direct
+    for hardware in Hardware.objects.only("slug", "name", "vendor", "aliases"):
         names = [hardware.slug, hardware.name, f"{hardware.vendor} {hardware.name}", *(hardware.aliases or [])]
         if any(_norm(str(candidate)) == wanted for candidate in names):
             return hardware

@@ -54,6 +54,23 @@ CSV_FIELDS = [
 ]
 
 
+# Shown first on the form; the rest sit under "More details".
+CORE_FIELDS = [
+    "model_slug",
+    "quant",
+    "hardware",
+    "runtime",
+    "backend",
+    "n_prompt",
+    "n_gen",
+    "avg_ts",
+    "stddev_ts",
+    "samples_ts",
+    "prompt_tps",
+    "ttft_ms",
+]
+
+
 def _rate_limited(request: HttpRequest) -> HttpResponse | None:
     try:
         services.check_submission_rate(request=request)
@@ -67,6 +84,9 @@ def _rate_limited(request: HttpRequest) -> HttpResponse | None:
 def _submit_context(request: HttpRequest, form: RunForm, bench_form: LlamaBenchForm | None = None) -> dict[str, Any]:
     return {
         "form": form,
+        "core_fields": [form[name] for name in CORE_FIELDS],
+        "more_fields": [field for field in form if field.name not in CORE_FIELDS],
+        "more_open": any(name not in CORE_FIELDS for name in form.errors),
         "bench_form": bench_form or LlamaBenchForm(initial=request.GET.dict()),
         "anonymous": not request.user.is_authenticated,
     }
@@ -286,15 +306,21 @@ def plot_by_hardware(request: HttpRequest) -> HttpResponse:
         .select_related("model", "quantization", "hardware")
     )
     bars = []
-    for summary in selectors.summarise(runs):
+    summaries = selectors.summarise(runs)
+    one_setup = len({(s.model_id, s.quant_name) for s in summaries}) == 1
+    for summary in summaries:
         spread = summary.prefill if metric == "prefill" else summary.decode
         if spread is not None:
-            label = f"{summary.hardware.name} · {summary.model.name} {summary.quant_name}"
+            label = summary.hardware.name
+            if not one_setup:
+                label += f" · {summary.model.name} {summary.quant_name}"
             bars.append(
                 plots.Bar(label=label, median=spread.median, low=spread.low, high=spread.high, count=spread.count)
             )
     bars.sort(key=lambda bar: -bar.median)
     title = f"{'Prompt' if metric == 'prefill' else 'Generation'} tokens/sec by hardware"
+    if one_setup and summaries:
+        title += f": {summaries[0].model.name} {summaries[0].quant_name}"
     return _svg(plots.bars_by_hardware(bars[:20], title=title))
 
 
@@ -318,7 +344,7 @@ def plot_bandwidth(request: HttpRequest) -> HttpResponse:
         if spec is None and filters.get("quant"):
             spec = fit.QuantSpec(name=filters["quant"].upper())
         if spec is not None:
-            x_max = max([p.x for p in points] + [100.0])
+            x_max = plots.nice_max(max([p.x for p in points] + [100.0]))
             shape = shape_of(model)
             try:
                 roofline = [
