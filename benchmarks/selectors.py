@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from benchmarks.models import BenchmarkRun, TestKind
+from benchmarks.models import BenchmarkRun, ModerationDecision, TestKind
 from catalog import fit
 from catalog.models import Hardware, Model, Quantization
 from catalog.services import fit_for
@@ -126,6 +126,11 @@ def decode_points(*, model: Model | None = None, quant_name: str = "") -> list[B
     if quant_name:
         queryset = queryset.filter(quant_name__iexact=quant_name)
     return list(queryset.order_by("hardware__bandwidth_gbps", "id"))
+
+
+def recent_decisions(limit: int = 20) -> list[ModerationDecision]:
+    """The latest decisions taken by moderators (not the automatic ones)."""
+    return list(ModerationDecision.objects.filter(moderator__isnull=False).select_related("run", "moderator")[:limit])
 
 
 TEST_KINDS = {TestKind.GENERATION: "decode_tps", TestKind.PROMPT: "prefill_tps"}

@@ -234,16 +234,10 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
 @require_GET
 def moderation(request: HttpRequest) -> HttpResponse:
     runs = BenchmarkRun.objects.awaiting_review().with_relations().order_by("submitted_at", "id")[:200]
-    decisions = selectors_recent_decisions()
+    decisions = selectors.recent_decisions()
     return render(
         request, "benchmarks/moderation.html", {"runs": runs, "decisions": decisions, "form": ModerationForm()}
     )
-
-
-def selectors_recent_decisions() -> Any:
-    from benchmarks.models import ModerationDecision
-
-    return ModerationDecision.objects.filter(moderator__isnull=False).select_related("run", "moderator")[:20]
 
 
 @staff_member_required

@@ -171,3 +171,11 @@ def test_it_answers_422_for_output_it_cannot_read(client, gemma, epyc, token):
 def test_anonymous_status_is_pending_not_accepted(gemma, epyc):
     run = make_run(user=None)
     assert run.status == Status.PENDING and "Anonymous" in run.status_reason
+
+
+def test_the_list_runs_a_bounded_number_of_queries(client, gemma, epyc, user, django_assert_max_num_queries):
+    for i in range(12):
+        make_run(user=user, avg_ts=50.0 + i / 10, samples_ts=[])
+    with django_assert_max_num_queries(2):
+        body = client.get(URL, {"page_size": 10}).json()
+    assert len(body["items"]) == 10 and body["count"] == 12

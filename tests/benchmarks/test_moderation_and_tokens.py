@@ -94,3 +94,14 @@ def test_nobody_revokes_someone_elses_token(client, user, django_user_model):
     client.force_login(user)
     assert client.post(f"/benchmarks/tokens/{token.pk}/revoke/").status_code == 404
     assert ApiToken.objects.get(pk=token.pk).revoked_at is None
+
+
+def test_the_moderation_page_runs_a_bounded_number_of_queries(
+    client, staff, gemma, epyc, django_assert_max_num_queries
+):
+    for i in range(8):
+        make_run(user=None, avg_ts=40.0 + i, samples_ts=[])
+    client.force_login(staff)
+    with django_assert_max_num_queries(6):
+        response = client.get("/benchmarks/moderation/")
+    assert response.content.decode().count('class="bench-moderate"') == 8
