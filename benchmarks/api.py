@@ -7,7 +7,7 @@ before, 413 body too large, 422 field errors, 429 rate limited (with Retry-After
 
 # No `from __future__ import annotations`: django-ninja reads the annotations at import time.
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -16,7 +16,7 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.security import HttpBearer
 
 from benchmarks import llamabench, services
-from benchmarks.models import ApiToken, BenchmarkRun, Channel
+from benchmarks.models import ApiToken, BenchmarkRun
 
 router = Router(tags=["benchmarks"])
 
@@ -80,6 +80,7 @@ class RunIn(Schema):
     model_size: int | None = None
     model_n_params: int | None = None
     notes: str = ""
+    channel: Literal["api", "cli"] = Field("api", description="'cli' when sent by a command-line tool.")
 
 
 class LlamaBenchIn(Schema):
@@ -88,6 +89,7 @@ class LlamaBenchIn(Schema):
     model_slug: str = ""
     quant: str = ""
     os: str = ""
+    channel: Literal["api", "cli"] = "api"
 
 
 class RunOut(Schema):
@@ -222,7 +224,9 @@ def submit(request: HttpRequest, payload: RunIn) -> Any:
     if refused is not None:
         return refused
     try:
-        run, verdict = services.submit_run(data=payload.dict(), channel=Channel.API, submitter=request.auth.user)
+        data = payload.dict()
+        channel = data.pop("channel")
+        run, verdict = services.submit_run(data=data, channel=channel, submitter=request.auth.user)
     except services.Invalid as exc:
         return _invalid(exc.errors)
     except services.Duplicate as exc:
@@ -250,7 +254,7 @@ def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
             model_slug=payload.model_slug,
             quant=payload.quant,
             extra={"os": payload.os} if payload.os else None,
-            channel=Channel.API,
+            channel=payload.channel,
             submitter=request.auth.user,
         )
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:

@@ -179,3 +179,10 @@ def test_the_list_runs_a_bounded_number_of_queries(client, gemma, epyc, user, dj
     with django_assert_max_num_queries(2):
         body = client.get(URL, {"page_size": 10}).json()
     assert len(body["items"]) == 10 and body["count"] == 12
+
+
+def test_a_command_line_tool_says_so(client, gemma, epyc, token):
+    response = post(client, run_data(channel="cli"), token[1])
+    assert response.status_code == 201
+    assert BenchmarkRun.objects.get().channel == "cli"
+    assert post(client, run_data(avg_ts=51.0, samples_ts=[], channel="fax"), token[1]).status_code == 422
