@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_path, env_str
+from config.env import env_bool, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR: Path = env_path("RIGFIT_VAR_DIR", BASE_DIR / "var") or BASE_DIR / "var"
@@ -162,3 +162,10 @@ RIGFIT_DEFAULT_CTX = env_int("RIGFIT_DEFAULT_CTX", 4096, minimum=1)
 RIGFIT_MAX_CTX = env_int("RIGFIT_MAX_CTX", 1_048_576, minimum=1)
 RIGFIT_MAX_USERS = env_int("RIGFIT_MAX_USERS", 256, minimum=1)
 RIGFIT_API_MAX_PAGE_SIZE = env_int("RIGFIT_API_MAX_PAGE_SIZE", 100, minimum=1)
+
+# Community benchmarks. Behind a reverse proxy, list its address(es) here, or every client shares one rate limit;
+# X-Forwarded-For is believed only when REMOTE_ADDR is one of these.
+RIGFIT_TRUSTED_PROXIES = env_list("RIGFIT_TRUSTED_PROXIES", [])
+RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)  # submissions per client per hour
+RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3600)  # per API token per hour
+RIGFIT_BENCH_ROOFLINE_MARGIN = env_float("RIGFIT_BENCH_ROOFLINE_MARGIN", 1.15, minimum=1.0)
