@@ -414,6 +414,7 @@ def submission_payload(
         "gpu_info": record.get("gpu_info") or (gpu.name if gpu else ""),
         "ram_bytes": report.memory.total_bytes,
         "driver": (gpu.driver_version or "") if gpu else "",
+        "channel": "cli",  # the site records command-line submissions as such
     }
     for key in (
         "avg_ts", "stddev_ts", "n_prompt", "n_gen", "n_depth", "samples_ts", "samples_ns", "prompt_tps", "ttft_ms",

@@ -292,6 +292,7 @@ def test_it_submits_a_run_that_appears_on_the_model_page(gpu_machine, fake_harne
     runs = list(BenchmarkRun.objects.order_by("n_prompt"))
     assert len(runs) == 2 and all(r.status == "accepted" for r in runs), [r.status_reason for r in runs]
     assert runs[0].hardware.slug == "geforce-rtx-4090" and runs[0].model.slug == "gemma-3-270m"
+    assert {r.channel for r in runs} == {"cli"}
     assert list(pending.glob("*.json")) == []
     page = httpx.get(f"{live_server.url}/models/gemma-3-270m/?hardware=geforce-rtx-4090", timeout=30).text
     assert "No one has shared a benchmark" not in page
