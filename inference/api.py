@@ -23,6 +23,7 @@ class StatusOut(Schema):
     weights: str
     load_seconds: float | None
     rss_bytes: int
+    model_rss_bytes: int | None
     running: int
     waiting: int
     max_concurrent: int

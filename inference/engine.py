@@ -194,6 +194,7 @@ class Engine:
         self.model_dir: Path | None = None
         self.load_seconds: float | None = None
         self.rss_after_load_bytes: int | None = None
+        self.rss_before_load_bytes: int | None = None
         self.n_params: int = 0
         self.slots = Slots(self.settings.max_concurrent, self.settings.max_queue)
         self._load_lock = threading.Lock()
@@ -231,6 +232,7 @@ class Engine:
                 return self
             self.state = LOADING
             started = time.perf_counter()
+            self.rss_before_load_bytes = psutil.Process().memory_info().rss
             try:
                 self._load()
             except Exception as exc:
@@ -248,13 +250,18 @@ class Engine:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from inference.kernels import release_free_memory
+        from inference.tokenizer import FastTokenizer
 
         torch.set_num_threads(self.settings.n_threads)
         cache_dir = self.settings.cache_dir
         path = self.settings.model_path
         self.source = source_for(path) if path else default_source(cache_dir)
         self.model_dir = ensure_converted(self.source, cache_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        if (self.model_dir / "tokenizer.json").exists():
+            self.tokenizer = FastTokenizer.from_dir(self.model_dir)
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        release_free_memory()  # the tokenizer's JSON parse leaves ~200 MB of freed heap behind
         if self.settings.quantize:
             model = load_int8(self.model_dir)
         else:
@@ -263,6 +270,17 @@ class Engine:
         self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
         release_free_memory()
         self.model = model
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run one prefill and a few decode steps so the fused kernels are compiled before the first visitor."""
+        import torch
+
+        with torch.inference_mode():
+            session = DecodeSession(self.model, max_len=8)
+            session.prefill(torch.tensor([[self.tokenizer.eos_token_id or 1, 2]], dtype=torch.long))
+            for token in (3, 4):
+                session.decode(token)
 
     def ensure_ready(self) -> None:
         if self.state != READY:
@@ -288,6 +306,11 @@ class Engine:
             "weights": "int8 weight-only" if self.settings.quantize else "fp32",
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
             "rss_bytes": psutil.Process().memory_info().rss,
+            "model_rss_bytes": (
+                self.rss_after_load_bytes - self.rss_before_load_bytes
+                if self.rss_after_load_bytes and self.rss_before_load_bytes
+                else None
+            ),
             "running": self.slots.running,
             "waiting": self.slots.waiting,
             "max_concurrent": self.slots.limit,
