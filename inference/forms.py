@@ -31,3 +31,17 @@ class GenerateForm(forms.Form):
         if not prompt.strip():
             raise forms.ValidationError("Write a prompt first.")
         return prompt
+
+
+class VisionForm(forms.Form):
+    image = forms.FileField(help_text="JPEG, PNG or WebP, at most 10 MB.")
+    task = forms.ChoiceField(choices=[(t, t.capitalize()) for t in ("caption", "query", "detect", "point")])
+    text = forms.CharField(
+        required=False, max_length=500, label="Question or object", help_text="For query, detect and point."
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("task") in ("query", "detect", "point") and not (data.get("text") or "").strip():
+            self.add_error("text", "Say what to ask about or look for.")
+        return data

@@ -12,7 +12,8 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from inference.engine import READY, GenerationParams, get_engine
-from inference.forms import GenerateForm
+from inference.forms import GenerateForm, VisionForm
+from inference.vision import MAX_UPLOAD_BYTES
 
 SIGNING_SALT = "inference.stream"
 TICKET_MAX_AGE_S = 300
@@ -71,6 +72,7 @@ def _page_context(form: GenerateForm) -> dict[str, Any]:
         "model_slug": slug,
         "hardware": host_description(),
         "vision": vision_context(),
+        "vision_form": VisionForm(),
     }
 
 
@@ -154,4 +156,25 @@ def stream(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def vision(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("Vision is not configured.", status=503)
+    """Caption / query / detect / point on an uploaded image (422 for a bad upload, 503 when no VLM is set up)."""
+    from inference.vision import ImageError, check_image, get_vision, vision_status
+
+    vlm = get_vision()
+    if vlm is None:
+        context = {"vision": vision_status()}
+        return render(request, "inference/_vision_result.html", context, status=503)
+    form = VisionForm(request.POST, request.FILES)
+    checked = None
+    if form.is_valid():
+        upload = form.cleaned_data["image"]
+        if upload.size > MAX_UPLOAD_BYTES:
+            form.add_error("image", f"The file is {upload.size / 1e6:.1f} MB; the limit is 10 MB.")
+        else:
+            try:
+                checked = check_image(upload.read())
+            except ImageError as exc:
+                form.add_error("image", str(exc))
+    if checked is None:
+        return render(request, "inference/_vision_result.html", {"form": form}, status=422)
+    answer = vlm.ask(checked, form.cleaned_data["task"], form.cleaned_data["text"])
+    return render(request, "inference/_vision_result.html", {"answer": answer, "image": checked})
