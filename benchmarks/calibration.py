@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from benchmarks import selectors
 from benchmarks.services import roofline_for
@@ -99,7 +99,11 @@ def points_from_runs() -> list[Point]:
             try:
                 options = fit.FitOptions(ctx=max(1, run.n_depth + run.n_prompt + run.n_gen))
                 default = fit_for(
-                    model=run.model, quant=run.quantization, hardware=run.hardware, options=options
+                    model=run.model,
+                    quant=run.quantization,
+                    hardware=run.hardware,
+                    options=options,
+                    speed=fit.DEFAULT_SPEED,
                 ).est_decode_tps
             except ValueError:
                 default = None
@@ -113,3 +117,45 @@ def points_from_runs() -> list[Point]:
             )
         )
     return points
+
+
+# A device kind's decode efficiency is taken from community runs once this many accepted runs back it.
+MIN_RUNS_TO_APPLY = 3
+SPEED_FIELDS = {
+    "gpu": "decode_efficiency_gpu",
+    "unified": "decode_efficiency_unified",
+    "cpu": "decode_efficiency_cpu",
+}
+
+
+def engine_efficiency(point: Point, per_token_overhead_s: float) -> float | None:
+    """The efficiency that makes the engine's estimate equal this run: the engine adds a fixed per-token
+    overhead to bytes / (efficiency x bandwidth), so take that overhead out of the measured time first."""
+    seconds_from_bandwidth = 1 / point.measured_tps - per_token_overhead_s
+    if seconds_from_bandwidth <= 0:
+        return None
+    return 1 / (point.roofline_tps * seconds_from_bandwidth)
+
+
+def speed_model_from(points: Sequence[Point], base: fit.SpeedModel = fit.DEFAULT_SPEED) -> fit.SpeedModel:
+    """The engine's speed factors with each device kind's decode efficiency replaced by the median of its
+    accepted runs, where at least MIN_RUNS_TO_APPLY of them exist. Pure."""
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for point in points:
+        efficiency = engine_efficiency(point, base.per_token_overhead_s)
+        if efficiency is not None and point.hardware_kind in SPEED_FIELDS:
+            by_kind[point.hardware_kind].append(efficiency)
+    changes: dict[str, float] = {}
+    notes = []
+    for kind, efficiencies in sorted(by_kind.items()):
+        if len(efficiencies) >= MIN_RUNS_TO_APPLY:
+            changes[SPEED_FIELDS[kind]] = round(statistics.median(efficiencies), 4)
+            notes.append(f"{kind}: {len(efficiencies)} runs")
+    if not changes:
+        return base
+    return replace(base, **changes, basis=f"factors calibrated on community runs ({', '.join(notes)})")
+
+
+def calibrated_speed_model() -> fit.SpeedModel:
+    """settings.RIGFIT_SPEED_MODEL_PROVIDER: the factors the catalog's speed estimates use."""
+    return speed_model_from(points_from_runs())

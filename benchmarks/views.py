@@ -19,7 +19,7 @@ from benchmarks.forms import LeaderboardFilterForm, LlamaBenchForm, ModerationFo
 from benchmarks.models import ApiToken, BenchmarkRun, Channel, Status
 from catalog import fit
 from catalog.models import Model, Quantization
-from catalog.services import quant_spec_of, shape_of
+from catalog.services import quant_spec_of, shape_of, speed_model
 
 CSV_FIELDS = [
     "id",
@@ -362,6 +362,8 @@ def calibration_page(request: HttpRequest) -> HttpResponse:
             "results": results,
             "points": len(points),
             "defaults": fit.DEFAULT_SPEED,
+            "in_force": speed_model(),
+            "min_runs": calibration.MIN_RUNS_TO_APPLY,
             "submit_url": reverse("benchmarks:submit"),
         },
     )

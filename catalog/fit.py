@@ -126,6 +126,7 @@ class SpeedModel:
     decode_efficiency_cpu: float = 0.60
     per_token_overhead_s: float = 0.0005  # kernel launches, sampling, synchronisation per decode step
     prefill_efficiency: float = 0.35  # share of peak fp16 FLOPs reached by prompt processing
+    basis: str = "default efficiency factors"  # what the factors rest on, for the pages
 
 
 DEFAULT_SPEED = SpeedModel()

@@ -6,13 +6,32 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.module_loading import import_string
+
 from catalog import fit
+from catalog.caching import data_version
 from catalog.models import Hardware, HardwareKind, Model, Quantization
 
 # The engine is pure and its inputs are frozen dataclasses: the same question always has the same answer, and pages
 # ask the same few thousand questions again and again.
 cached_fit = lru_cache(maxsize=32768)(fit.fit)
 cached_memory = lru_cache(maxsize=32768)(fit.memory_breakdown)
+
+
+def speed_model() -> fit.SpeedModel:
+    """The speed factors in force: calibrated from accepted community runs where there are enough of them (the
+    provider named by settings.RIGFIT_SPEED_MODEL_PROVIDER), else the engine's defaults. Cached per data version."""
+    provider = getattr(settings, "RIGFIT_SPEED_MODEL_PROVIDER", "")
+    if not provider:
+        return fit.DEFAULT_SPEED
+    key = f"rigfit:speed-model:{data_version()}"
+    speed = cache.get(key)
+    if speed is None:
+        speed = import_string(provider)()
+        cache.set(key, speed, 600)
+    return speed
 
 
 def shape_of(model: Model) -> fit.ModelShape:
@@ -54,9 +73,16 @@ def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
 
 
 def fit_for(
-    *, model: Model, quant: Quantization, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1
+    *,
+    model: Model,
+    quant: Quantization,
+    hardware: Hardware,
+    options: fit.FitOptions,
+    gpu_count: int = 1,
+    speed: fit.SpeedModel | None = None,
 ) -> fit.FitResult:
-    return cached_fit(shape_of(model), quant_spec_of(quant), device_spec_of(hardware, gpu_count), options)
+    device = device_spec_of(hardware, gpu_count)
+    return cached_fit(shape_of(model), quant_spec_of(quant), device, options, speed or speed_model())
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +110,7 @@ def quant_rows(
 ) -> list[QuantRow]:
     """Every quantization of a model with its memory on a GPU and on a CPU, and its verdict on `hardware`."""
     shape = shape_of(model)
+    speed = speed_model()
     device = device_spec_of(hardware, gpu_count) if hardware else None
     rows = []
     for quant in model.quantizations.all():
@@ -99,7 +126,7 @@ def quant_rows(
                 bits_estimated=bits_estimated,
                 gpu=cached_memory(shape, spec, options, "gpu"),
                 cpu=cached_memory(shape, spec, options, "cpu"),
-                result=cached_fit(shape, spec, device, options) if device else None,
+                result=cached_fit(shape, spec, device, options, speed) if device else None,
             )
         )
     rows.sort(key=lambda row: (-row.gpu.weights_bytes, row.quant.name))
@@ -127,9 +154,10 @@ def best_quant(
     """The highest-precision quantization that runs on the device: all on the GPU if any does, else the best
     partial offload (or CPU-only run on a CPU device). None when nothing runs."""
     shape = shape_of(model)
+    speed = speed_model()
     candidates: list[BestFit] = []
     for quant in model.quantizations.all():
-        result = cached_fit(shape, quant_spec_of(quant), device, options)
+        result = cached_fit(shape, quant_spec_of(quant), device, options, speed)
         if result.verdict != fit.Verdict.DOES_NOT_FIT:
             candidates.append(BestFit(model=model, quant=quant, result=result))
     if not candidates:

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from catalog import fit
-from catalog.caching import cached_page
+from catalog.caching import cached_page, data_version
 from catalog.faq import model_faq
 from catalog.forms import (
     CONTEXT_TICKS,
@@ -31,6 +31,7 @@ from catalog.services import (
     quant_rows,
     quant_spec_of,
     shape_of,
+    speed_model,
 )
 
 PAGE_SIZE = 24
@@ -121,7 +122,7 @@ def _comparable(model: Model) -> list[Model]:
 
 def _runs_on(model: Model, picker: list[Hardware]) -> list:
     """'Hardware that runs this' at the default context; cached per model version."""
-    key = f"catalog:runs-on:{model.pk}:{model.updated_at.timestamp()}"
+    key = f"catalog:runs-on:{model.pk}:{data_version()}"
     cached = cache.get(key)
     if cached is None:
         cached = hardware_that_runs(model=model, candidates=picker, options=fit.FitOptions(ctx=4096))
@@ -140,7 +141,9 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
     )
     plan = None
     if chosen is not None and hardware is not None:
-        plan = fit.serving_plan(shape, quant_spec_of(chosen.quant), device_spec_of(hardware, gpu_count), options)
+        plan = fit.serving_plan(
+            shape, quant_spec_of(chosen.quant), device_spec_of(hardware, gpu_count), options, speed_model()
+        )
     return {
         "model": model,
         "form": form,
@@ -152,6 +155,7 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "kv_bytes": fit.kv_cache_bytes(shape, options.ctx, options.kv_type, options.users),
         "ctx_ticks": [t for t in CONTEXT_TICKS if t <= max(model.context_length, 512)],
         "beyond_native": options.ctx > model.context_length,
+        "speed": speed_model(),
     }
 
 

@@ -168,4 +168,6 @@ RIGFIT_API_MAX_PAGE_SIZE = env_int("RIGFIT_API_MAX_PAGE_SIZE", 100, minimum=1)
 RIGFIT_TRUSTED_PROXIES = env_list("RIGFIT_TRUSTED_PROXIES", [])
 RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)  # submissions per client per hour
 RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3600)  # per API token per hour
+# Speed estimates use efficiency factors fitted to accepted community runs where enough exist.
+RIGFIT_SPEED_MODEL_PROVIDER = env_str("RIGFIT_SPEED_MODEL_PROVIDER", "benchmarks.calibration.calibrated_speed_model")
 RIGFIT_BENCH_ROOFLINE_MARGIN = env_float("RIGFIT_BENCH_ROOFLINE_MARGIN", 1.15, minimum=1.0)
