@@ -290,19 +290,7 @@ class FitsQuery(FitKnobs):
 def list_fits(request: HttpRequest, params: Query[FitsQuery]):
     hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
     found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
-    return [
-        {
-            "model": b.model.slug,
-            "name": b.model.name,
-            "quant": b.quant.name,
-            "verdict": b.result.verdict.value,
-            "total_bytes": b.result.memory.total_bytes,
-            "headroom_bytes": b.result.headroom_bytes,
-            "gpu_layers": b.result.gpu_layers,
-            "est_decode_tps": b.result.est_decode_tps,
-        }
-        for b in found
-    ]
+    return [best.as_dict() for best in found]
 
 
 @router.post(

@@ -147,6 +147,19 @@ class BestFit:
     quant: Quantization
     result: fit.FitResult
 
+    def as_dict(self) -> dict[str, object]:
+        """The row /api/fits answers and the probe prints."""
+        return {
+            "model": self.model.slug,
+            "name": self.model.name,
+            "quant": self.quant.name,
+            "verdict": self.result.verdict.value,
+            "total_bytes": self.result.memory.total_bytes,
+            "headroom_bytes": self.result.headroom_bytes,
+            "gpu_layers": self.result.gpu_layers,
+            "est_decode_tps": self.result.est_decode_tps,
+        }
+
 
 def best_quant(
     *, model: Model, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool = True

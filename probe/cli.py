@@ -210,19 +210,7 @@ def fits_from_database(*, query: DeviceQuery, slug: str | None, ctx: int, ram_gb
 
     hardware = local_hardware(query, slug)
     options = fit.FitOptions(ctx=ctx, system_ram_bytes=ram_gb * GIB)
-    rows = [
-        {
-            "model": b.model.slug,
-            "name": b.model.name,
-            "quant": b.quant.name,
-            "verdict": b.result.verdict.value,
-            "total_bytes": b.result.memory.total_bytes,
-            "headroom_bytes": b.result.headroom_bytes,
-            "gpu_layers": b.result.gpu_layers,
-            "est_decode_tps": b.result.est_decode_tps,
-        }
-        for b in best_fits(hardware=hardware, options=options)
-    ]
+    rows = [best.as_dict() for best in best_fits(hardware=hardware, options=options)]
     return {"hardware": {"slug": hardware.slug, "name": hardware.name}, "fits": rows}
 
 
