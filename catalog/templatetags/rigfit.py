@@ -62,6 +62,14 @@ def tps(value: float | None) -> str:
 
 
 @register.filter
+def signed(value: float | None, digits: int = 3) -> str:
+    """A difference with its sign: +0.175, -0.005, 0.000."""
+    if value is None or value == "":
+        return "–"
+    return f"{float(value):+.{digits}f}" if value else f"{0:.{digits}f}"
+
+
+@register.filter
 def verdict_label(value: str) -> str:
     return VERDICT_LABELS.get(str(value), (str(value), ""))[0]
 

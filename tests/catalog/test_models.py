@@ -29,3 +29,11 @@ def test_it_formats_parameter_counts_as_people_say_them():
     assert params(268_098_176) == "268M"
     assert params(999_885_952) == "1.0B"
     assert params(8_030_261_248) == "8.0B"
+
+
+def test_it_signs_perplexity_differences():
+    from catalog.templatetags.rigfit import signed
+
+    assert signed(0.1754) == "+0.175"
+    assert signed(-0.005) == "-0.005"
+    assert signed(0.0) == "0.000"
