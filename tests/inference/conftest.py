@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +53,26 @@ def real_engine() -> Engine:
         max_new_tokens=32,
     )
     return Engine(settings).load()
+
+
+@pytest.fixture
+def live_asgi_url():
+    """This project's ASGI application served by uvicorn on a free loopback port, in a thread."""
+    import uvicorn
+
+    from config.asgi import application
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
