@@ -11,6 +11,7 @@ from ninja.errors import HttpError
 from ninja.pagination import PageNumberPagination, paginate
 
 from catalog import fit
+from catalog.caching import cached_api
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
 from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand, Quantization
 from catalog.services import best_fits, device_spec_of, fit_for
@@ -234,6 +235,7 @@ def list_models(request: HttpRequest, filters: Query[ModelFilters]):
 
 
 @router.get("/models/{slug}", response={200: ModelDetailOut, 404: Message}, summary="One model with its quantizations")
+@cached_api
 def get_model(request: HttpRequest, slug: str):
     return get_or_404(Model.objects.with_quantizations(), "model", slug)
 
@@ -248,11 +250,13 @@ def list_hardware(request: HttpRequest, filters: Query[HardwareFilters]):
 
 
 @router.get("/hardware/{slug}", response={200: HardwareOut, 404: Message}, summary="One device")
+@cached_api
 def get_hardware(request: HttpRequest, slug: str):
     return get_or_404(Hardware.objects, "hardware", slug)
 
 
 @router.get("/fit", response={200: FitOut, 404: Message, 422: Message}, summary="Memory, verdict and speed")
+@cached_api
 def get_fit(request: HttpRequest, params: Query[FitQuery]):
     model = get_or_404(Model.objects.with_quantizations(), "model", params.model)
     quant = next((q for q in model.quantizations.all() if q.name.lower() == params.quant.lower()), None)
@@ -287,6 +291,7 @@ class FitsQuery(FitKnobs):
 
 
 @router.get("/fits", response={200: list[BestFitOut], 404: Message}, summary="Best quant per model on a device")
+@cached_api
 def list_fits(request: HttpRequest, params: Query[FitsQuery]):
     hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
     found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)

@@ -39,3 +39,15 @@ def test_it_does_not_cache_errors(client, catalog):
 
     make_model(slug="not-yet")
     assert client.get("/models/not-yet/").status_code == 200
+
+
+def test_it_caches_api_answers_until_the_catalog_changes(client, catalog, django_assert_num_queries):
+    url = "/api/fit?model=llama-3-1-8b&quant=Q4_K_M&hardware=geforce-rtx-4090&ctx=8192"
+    first = client.get(url).json()
+    with django_assert_num_queries(0):
+        assert client.get(url).json() == first
+
+    hardware = catalog["rtx4090"]
+    hardware.bandwidth_gbps = 504.0
+    hardware.save()
+    assert client.get(url).json()["est_decode_tps"] < first["est_decode_tps"]
