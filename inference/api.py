@@ -21,6 +21,7 @@ class StatusOut(Schema):
     model_file: str
     quant: str
     weights: str
+    fast_path: str
     load_seconds: float | None
     rss_bytes: int
     model_rss_bytes: int | None

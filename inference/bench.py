@@ -62,20 +62,16 @@ def _random_tokens(vocab_size: int, n: int, seed: int) -> Any:
 
 
 def _time_prompt(engine: Any, n_prompt: int, seed: int) -> int:
-    from inference.engine import DecodeSession
-
     ids = _random_tokens(engine.model.config.vocab_size, n_prompt, seed)
-    session = DecodeSession(engine.model, max_len=n_prompt + 1)
+    session = engine.new_session(n_prompt + 1)
     started = time.perf_counter_ns()
     session.prefill(ids)
     return time.perf_counter_ns() - started
 
 
 def _time_gen(engine: Any, n_gen: int, seed: int) -> int:
-    from inference.engine import DecodeSession
-
     ids = _random_tokens(engine.model.config.vocab_size, n_gen + 1, seed)[0].tolist()
-    session = DecodeSession(engine.model, max_len=n_gen + 2)
+    session = engine.new_session(n_gen + 2)
     session.prefill(_random_tokens(engine.model.config.vocab_size, 1, seed))
     started = time.perf_counter_ns()
     for token in ids[:n_gen]:
@@ -97,6 +93,7 @@ def run_bench(
         raise ValueError("repetitions must be at least 1")
     parsed = [(name, *parse_test(name)) for name in tests]
     engine = _engine_for(engine_or_path)
+    engine.wait_fast_path()
     source = engine.source
     records: list[dict[str, Any]] = []
     model_type = f"{type(engine.model).__name__} {engine.status()['weights']}"

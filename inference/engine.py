@@ -200,6 +200,8 @@ class Engine:
         self._load_lock = threading.Lock()
         self.last_metrics: Metrics | None = None  # the latest finished generation's, cancelled ones included
         self._gen_lock = threading.Lock()  # one forward pass at a time on this model object
+        self._fast: Any = None
+        self.fast_path = "off"  # "compiling", "ready", "failed": the compiled static-cache decode step
 
     @classmethod
     def from_loaded(
@@ -271,13 +273,51 @@ class Engine:
         release_free_memory()
         self.model = model
         self._warm_up()
+        if self.settings.quantize and fast_decode_enabled():
+            from inference.fastpath import GemmaFastDecoder, supports
+
+            if supports(model):
+                max_len = self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1
+                decoder = GemmaFastDecoder(model, max_len=max(max_len, 640), compile=True)
+                # Compiling the whole decode step takes 10-40 s on 2 cores: the model is ready before that, on
+                # transformers' own decode path, and switches to the compiled one when it is done.
+                self.fast_path = "compiling"
+                threading.Thread(target=self._compile_fast, args=(decoder,), daemon=True, name="rigfit-compile").start()
+
+    def _compile_fast(self, decoder: Any) -> None:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                decoder.prefill(torch.tensor([[2, 3]], dtype=torch.long))
+                for token in (4, 5):
+                    decoder.decode(token)
+        except Exception:
+            logger.exception("the compiled decode step failed; staying on transformers' decode path")
+            self.fast_path = "failed"
+            return
+        self._fast = decoder
+        self.fast_path = "ready"
+
+    def wait_fast_path(self, timeout_s: float = 300.0) -> bool:
+        """Block until the compiled decode step is ready (benchmarks, tests); False if it is not used."""
+        deadline = time.monotonic() + timeout_s
+        while self.fast_path == "compiling" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.fast_path == "ready"
+
+    def new_session(self, max_len: int) -> Any:
+        """A decode session: the compiled static-cache fast path when it fits, transformers' own otherwise."""
+        if self._fast is not None and max_len <= self._fast.max_len:
+            return self._fast  # reused: one compiled graph; callers hold _gen_lock, positions restart at prefill
+        return DecodeSession(self.model, max_len=max_len)
 
     def _warm_up(self) -> None:
         """Run one prefill and a few decode steps so the fused kernels are compiled before the first visitor."""
         import torch
 
         with torch.inference_mode():
-            session = DecodeSession(self.model, max_len=8)
+            session = self.new_session(8)
             session.prefill(torch.tensor([[self.tokenizer.eos_token_id or 1, 2]], dtype=torch.long))
             for token in (3, 4):
                 session.decode(token)
@@ -304,6 +344,7 @@ class Engine:
             "model_file": source.filename if source else "",
             "quant": self.quant_label,
             "weights": "int8 weight-only" if self.settings.quantize else "fp32",
+            "fast_path": self.fast_path,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
             "rss_bytes": psutil.Process().memory_info().rss,
             "model_rss_bytes": (
@@ -353,7 +394,7 @@ class Engine:
                 raise ValueError(f"The prompt has {metrics.prompt_tokens} tokens; the limit is {limit}.")
             eos = _eos_ids(self.model, self.tokenizer)
             assembler = _TextAssembler(self.tokenizer)
-            step = DecodeSession(self.model, max_len=metrics.prompt_tokens + max_new + 1)
+            step = self.new_session(metrics.prompt_tokens + max_new + 1)
             logits = step.prefill(input_ids)
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
@@ -413,7 +454,7 @@ class Engine:
         self.ensure_ready()
         with self._gen_lock, torch.inference_mode():
             input_ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
-            step = DecodeSession(self.model, max_len=input_ids.shape[1] + n + 1)
+            step = self.new_session(input_ids.shape[1] + n + 1)
             logits = step.prefill(input_ids)
             out: list[int] = []
             for _ in range(n):
@@ -469,6 +510,12 @@ def _peak_rss(proc: psutil.Process) -> int:
 
 def nan_safe(value: float) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def fast_decode_enabled() -> bool:
+    import os
+
+    return os.environ.get("RIGFIT_DEMO_FAST_DECODE", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 _engine: Engine | None = None

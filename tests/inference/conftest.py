@@ -52,7 +52,9 @@ def real_engine() -> Engine:
         quantize=True,
         max_new_tokens=32,
     )
-    return Engine(settings).load()
+    engine = Engine(settings).load()
+    engine.wait_fast_path()
+    return engine
 
 
 @pytest.fixture

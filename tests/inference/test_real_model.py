@@ -74,3 +74,25 @@ def test_it_decodes_one_token_like_the_prefill_path(real_engine):
         fused = int8_matvec(x, head.weight, head.scale)
         reference = x @ (head.weight.float() * head.scale[:, None]).t()
     assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-3)
+
+
+def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine):
+    """The compiled static-cache decode step against transformers' own decode path, same int8 weights."""
+    import torch
+
+    from inference.engine import DecodeSession
+
+    assert real_engine.fast_path == "ready"
+    prompt_ids = real_engine.tokenizer(GUARD_TEXT[:200], return_tensors="pt")["input_ids"]
+    with real_engine._gen_lock, torch.inference_mode():
+        fast = real_engine.new_session(prompt_ids.shape[1] + 33)
+        reference = DecodeSession(real_engine.model, max_len=prompt_ids.shape[1] + 33)
+        assert type(fast) is not DecodeSession
+        a, b = fast.prefill(prompt_ids), reference.prefill(prompt_ids)
+        got, want = [], []
+        for _ in range(32):
+            got.append(int(torch.argmax(a)))
+            want.append(int(torch.argmax(b)))
+            a, b = fast.decode(want[-1]), reference.decode(want[-1])
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+    assert got == want

@@ -1,0 +1,106 @@
+"""A lean Gemma 3 decode step over a static KV cache, for the int8 engine.
+
+Same arithmetic as transformers' Gemma3ForCausalLM (RMSNorm with 1 + weight, q/k norms, per-layer-type RoPE,
+sliding-window layers, scaled embedding, tied head) without its per-call machinery (mask builders, output
+capturing, cache objects). The KV cache is preallocated; a decode step takes the position as a tensor, so with
+`compile=True` one compiled graph serves every position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def supports(model: Any) -> bool:
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", "") == "gemma3_text" and not getattr(config, "attn_logit_softcapping", None)
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    x = x.float()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + weight.float())
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class GemmaFastDecoder:
+    def __init__(self, model: Any, *, max_len: int, compile: bool = False) -> None:
+        config = model.config
+        self.model = model
+        self.config = config
+        self.max_len = max_len
+        self.layers = list(model.model.layers)
+        self.eps = config.rms_norm_eps
+        self.head_dim = config.head_dim
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.scaling = config.query_pre_attn_scalar**-0.5
+        self.window = config.sliding_window
+        self.layer_types = list(config.layer_types)
+        self.inv_freq = {}
+        for layer_type in set(self.layer_types):
+            base = config.rope_parameters[layer_type]["rope_theta"]
+            dim = self.head_dim
+            self.inv_freq[layer_type] = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        shape = (1, self.n_kv, max_len, self.head_dim)
+        self.k = [torch.zeros(shape) for _ in self.layers]
+        self.v = [torch.zeros(shape) for _ in self.layers]
+        self.slots = torch.arange(max_len)
+        self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """ids, positions: [T]; last: the last position (scalar tensor). Returns logits for the last token."""
+        model = self.model
+        T = ids.shape[0]
+        h = model.model.embed_tokens(ids[None])  # [1, T, hidden], already scaled by sqrt(hidden)
+        rope = {}
+        for layer_type, inv_freq in self.inv_freq.items():
+            freqs = positions[:, None].float() * inv_freq[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            rope[layer_type] = (emb.cos()[None, None], emb.sin()[None, None])
+        # allowed[q, s]: slot s holds a position at or before q's (causal) and, for sliding layers, within the window
+        causal = self.slots[None, :] <= positions[:, None]
+        window = causal & (self.slots[None, :] > positions[:, None] - self.window)
+        masks = {"full_attention": causal[None, None], "sliding_attention": window[None, None]}
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            layer_type = self.layer_types[i]
+            x = _rms(h, layer.input_layernorm.weight, self.eps)
+            q = attn.q_proj(x).view(1, T, self.n_heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(x).view(1, T, self.n_kv, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(x).view(1, T, self.n_kv, self.head_dim).transpose(1, 2)
+            q = _rms(q, attn.q_norm.weight, self.eps)
+            k = _rms(k, attn.k_norm.weight, self.eps)
+            cos, sin = rope[layer_type]
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            self.k[i].index_copy_(2, positions, k)
+            self.v[i].index_copy_(2, positions, v)
+            out = F.scaled_dot_product_attention(
+                q, self.k[i], self.v[i], attn_mask=masks[layer_type], scale=self.scaling, enable_gqa=True
+            )
+            out = attn.o_proj(out.transpose(1, 2).reshape(1, T, self.n_heads * self.head_dim))
+            h = h + _rms(out, layer.post_attention_layernorm.weight, self.eps)
+            x = _rms(h, layer.pre_feedforward_layernorm.weight, self.eps)
+            mlp = layer.mlp
+            x = mlp.down_proj(F.gelu(mlp.gate_proj(x), approximate="tanh") * mlp.up_proj(x))
+            h = h + _rms(x, layer.post_feedforward_layernorm.weight, self.eps)
+        h = _rms(h[:, -1:], model.model.norm.weight, self.eps)
+        return model.lm_head(h)[0, -1]
+
+    def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ids = input_ids.reshape(-1)
+        positions = torch.arange(ids.shape[0])
+        self.position = int(ids.shape[0])
+        return self._forward(ids, positions, positions[-1])
+
+    def decode(self, token: int) -> torch.Tensor:
+        position = torch.tensor([self.position])
+        self.position += 1
+        return self._step(torch.tensor([token]), position, position[0])
