@@ -13,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from inference.kernels import int8_linear
+
 
 def supports(model: Any) -> bool:
     config = getattr(model, "config", None)
@@ -48,11 +50,34 @@ class GemmaFastDecoder:
             base = config.rope_parameters[layer_type]["rope_theta"]
             dim = self.head_dim
             self.inv_freq[layer_type] = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+        self.fused = [self._fuse(layer) for layer in self.layers]
         shape = (1, self.n_kv, max_len, self.head_dim)
         self.k = [torch.zeros(shape) for _ in self.layers]
         self.v = [torch.zeros(shape) for _ in self.layers]
         self.slots = torch.arange(max_len)
         self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
+
+    @staticmethod
+    def _fuse(layer: Any) -> tuple[Any, Any] | None:
+        """One int8 matrix for q/k/v and one for gate/up (fewer kernels per step); the layer's own modules are
+        re-pointed at row slices of them, so no weight is held twice."""
+        from inference.kernels import Int8Linear
+
+        attn, mlp = layer.self_attn, layer.mlp
+        groups = ((attn.q_proj, attn.k_proj, attn.v_proj), (mlp.gate_proj, mlp.up_proj))
+        if not all(isinstance(m, Int8Linear) and m.bias is None for group in groups for m in group):
+            return None
+        fused = []
+        for group in groups:
+            weight = torch.cat([m.weight for m in group])
+            scale = torch.cat([m.scale for m in group])
+            start = 0
+            for module in group:
+                rows = module.weight.shape[0]
+                module.weight, module.scale = weight[start : start + rows], scale[start : start + rows]
+                start += rows
+            fused.append((weight, scale, [m.weight.shape[0] for m in group]))
+        return fused[0], fused[1]
 
     def _forward(self, ids: torch.Tensor, positions: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """ids, positions: [T]; last: the last position (scalar tensor). Returns logits for the last token."""
@@ -72,9 +97,15 @@ class GemmaFastDecoder:
             attn = layer.self_attn
             layer_type = self.layer_types[i]
             x = _rms(h, layer.input_layernorm.weight, self.eps)
-            q = attn.q_proj(x).view(1, T, self.n_heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(x).view(1, T, self.n_kv, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(x).view(1, T, self.n_kv, self.head_dim).transpose(1, 2)
+            fused = self.fused[i]
+            if fused is None:
+                q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+            else:
+                weight, scale, sizes = fused[0]
+                q, k, v = int8_linear(x, weight, scale, None).split(sizes, dim=-1)
+            q = q.reshape(1, T, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.reshape(1, T, self.n_kv, self.head_dim).transpose(1, 2)
+            v = v.reshape(1, T, self.n_kv, self.head_dim).transpose(1, 2)
             q = _rms(q, attn.q_norm.weight, self.eps)
             k = _rms(k, attn.k_norm.weight, self.eps)
             cos, sin = rope[layer_type]
@@ -89,7 +120,12 @@ class GemmaFastDecoder:
             h = h + _rms(out, layer.post_attention_layernorm.weight, self.eps)
             x = _rms(h, layer.pre_feedforward_layernorm.weight, self.eps)
             mlp = layer.mlp
-            x = mlp.down_proj(F.gelu(mlp.gate_proj(x), approximate="tanh") * mlp.up_proj(x))
+            if fused is None:
+                gate, up = mlp.gate_proj(x), mlp.up_proj(x)
+            else:
+                weight, scale, sizes = fused[1]
+                gate, up = int8_linear(x, weight, scale, None).split(sizes, dim=-1)
+            x = mlp.down_proj(F.gelu(gate, approximate="tanh") * up)
             h = h + _rms(x, layer.post_feedforward_layernorm.weight, self.eps)
         h = _rms(h[:, -1:], model.model.norm.weight, self.eps)
         return model.lm_head(h)[0, -1]
