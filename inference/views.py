@@ -163,6 +163,12 @@ def vision(request: HttpRequest) -> HttpResponse:
     if vlm is None:
         context = {"vision": vision_status()}
         return render(request, "inference/_vision_result.html", context, status=503)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_UPLOAD_BYTES + 64 * 1024:  # refuse before Django spools a huge body to disk
+        return HttpResponse("The upload is larger than 10 MB.", status=413)
     form = VisionForm(request.POST, request.FILES)
     checked = None
     if form.is_valid():

@@ -139,3 +139,14 @@ def test_it_answers_422_for_a_bad_upload(client, vision):
     upload = SimpleUploadedFile("red.png", image_bytes(), content_type="image/png")
     response = client.post(reverse("inference:vision"), {"task": "query", "image": upload})
     assert response.status_code == 422
+
+
+def test_it_refuses_a_body_over_10_mb_before_reading_it(client, vision):
+    response = client.generic(
+        "POST",
+        reverse("inference:vision"),
+        data=b"x" * 100,
+        content_type="multipart/form-data; boundary=xyz",
+        CONTENT_LENGTH=str(11 * 1024 * 1024),
+    )
+    assert response.status_code == 413
