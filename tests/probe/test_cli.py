@@ -322,6 +322,7 @@ def test_it_retries_saved_runs(cpu_machine, fake_harness, pending, live_server, 
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("inference-real-model")  # one worker builds the converted-model cache; the rest reuse it
 @pytest.mark.django_db(transaction=True)
 def test_it_benchmarks_for_real_and_the_run_appears_on_the_model_page(live_server, token, pending):
     """End to end: the real harness on the real default model (Gemma 3 270M Q4_K_M), submitted to a live server."""
