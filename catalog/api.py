@@ -205,6 +205,12 @@ def get_or_404(queryset: Any, label: str, slug: str) -> Any:
 MEMORY_FIELDS = ("weights_bytes", "kv_cache_bytes", "compute_bytes", "overhead_bytes", "vision_bytes")
 
 
+def exact_fields(memory: fit.MemoryBreakdown) -> list[str]:
+    """Figures that are not estimates; the total is exact only when every part of it is."""
+    exact = [name for name in MEMORY_FIELDS if name not in memory.estimated]
+    return [*exact, "total_bytes"] if len(exact) == len(MEMORY_FIELDS) else exact
+
+
 def _memory_dict(memory: fit.MemoryBreakdown) -> dict[str, Any]:
     return {
         **{name: getattr(memory, name) for name in MEMORY_FIELDS},
@@ -275,7 +281,7 @@ def get_fit(request: HttpRequest, params: Query[FitQuery]):
         "users": params.users,
         "gpu_count": params.gpu_count,
         **memory,
-        "exact": [name for name in (*MEMORY_FIELDS, "total_bytes") if name not in result.memory.estimated],
+        "exact": exact_fields(result.memory),
         "usable_bytes": result.usable_bytes,
         "headroom_bytes": result.headroom_bytes,
         "verdict": result.verdict.value,
