@@ -272,8 +272,19 @@ class Engine:
         self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
         release_free_memory()
         self.model = model
-        self._warm_up()
         if self.settings.quantize and fast_decode_enabled():
+            from inference import native
+            from inference.fastpath import GemmaFastDecoder, supports
+
+            max_len = max(self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1, 640)
+            module = native.load() if supports(model) else None
+            if module is not None:
+                decoder = GemmaFastDecoder(model, max_len=max_len, native=module)
+                if decoder.backend == "native":  # the whole decode step in one C++ call: nothing to compile
+                    self._fast = decoder
+                    self.fast_path = "ready"
+        self._warm_up()
+        if self.settings.quantize and fast_decode_enabled() and self._fast is None:
             from inference.fastpath import GemmaFastDecoder, supports
 
             if supports(model):

@@ -32,7 +32,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class GemmaFastDecoder:
-    def __init__(self, model: Any, *, max_len: int, compile: bool = False) -> None:
+    def __init__(self, model: Any, *, max_len: int, compile: bool = False, native: Any = None) -> None:
         config = model.config
         self.model = model
         self.config = config
@@ -55,7 +55,66 @@ class GemmaFastDecoder:
         self.k = [torch.zeros(shape) for _ in self.layers]
         self.v = [torch.zeros(shape) for _ in self.layers]
         self.slots = torch.arange(max_len)
-        self._step = torch.compile(self._forward, dynamic=False) if compile else self._forward
+        self.position = 0
+        # `native`: the module from inference.native; its GemmaStep runs the whole decode step in one C++ call.
+        self._native = self._native_step(native) if native is not None else None
+        self.backend = "native" if self._native is not None else ("compiled" if compile else "eager")
+        if self._native is None and compile:
+            self._step = torch.compile(self._forward, dynamic=False)
+        else:
+            self._step = self._forward
+
+    def _native_step(self, native: Any) -> Any:
+        inner = self.model.model
+        embed, head = inner.embed_tokens, self.model.lm_head
+        tied = getattr(head, "weight", None) is not None and head.weight.data_ptr() == embed.weight.data_ptr()
+        if not tied or any(f is None for f in self.fused) or self.n_heads % self.n_kv:
+            return None
+        if getattr(self.config, "final_logit_softcapping", None):
+            return None
+
+        def vec(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().float().contiguous()
+
+        layers = []
+        for i, layer in enumerate(self.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            (qkv_w, qkv_s, _), (gu_w, gu_s, _) = self.fused[i]
+            layers.append(
+                [
+                    vec(layer.input_layernorm.weight),
+                    qkv_w,
+                    qkv_s,
+                    vec(attn.q_norm.weight),
+                    vec(attn.k_norm.weight),
+                    attn.o_proj.weight,
+                    attn.o_proj.scale,
+                    vec(layer.post_attention_layernorm.weight),
+                    vec(layer.pre_feedforward_layernorm.weight),
+                    gu_w,
+                    gu_s,
+                    mlp.down_proj.weight,
+                    mlp.down_proj.scale,
+                    vec(layer.post_feedforward_layernorm.weight),
+                    self.k[i],
+                    self.v[i],
+                    self.inv_freq[self.layer_types[i]].contiguous(),
+                ]
+            )
+        windows = [self.window if t == "sliding_attention" else 0 for t in self.layer_types]
+        return native.GemmaStep(
+            [embed.weight, embed.scale, vec(inner.norm.weight)],
+            layers,
+            windows,
+            self.n_heads,
+            self.n_kv,
+            self.head_dim,
+            self.config.intermediate_size,
+            self.max_len,
+            float(self.eps),
+            float(self.scaling),
+            float(embed.embed_scale),
+        )
 
     @staticmethod
     def _fuse(layer: Any) -> tuple[Any, Any] | None:
@@ -137,6 +196,9 @@ class GemmaFastDecoder:
         return self._forward(ids, positions, positions[-1])
 
     def decode(self, token: int) -> torch.Tensor:
+        if self._native is not None:
+            self.position += 1
+            return self._native.forward(int(token), self.position - 1)
         position = torch.tensor([self.position])
         self.position += 1
         return self._step(torch.tensor([token]), position, position[0])

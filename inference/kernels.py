@@ -39,6 +39,11 @@ _compiled_matvec = None
 
 def int8_matvec(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     global _compiled_matvec
+    from inference import native
+
+    module = native._module  # the C++ kernel once the engine has loaded it: no inductor graph needed
+    if module is not None and x.dtype == torch.float32 and x.shape[0] == 1:
+        return module.int8_matvec(x[0], weight, scale)[None]
     if not _COMPILE:
         return _int8_matvec_eager(x, weight, scale)
     if _compiled_matvec is None:

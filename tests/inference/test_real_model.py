@@ -58,8 +58,28 @@ def test_it_keeps_perplexity_within_1_percent_of_fp32(real_engine):
     fp32 = AutoModelForCausalLM.from_pretrained(real_engine.model_dir, dtype=torch.float32).eval()
     reference = _perplexity(fp32, ids)
     got = _perplexity(real_engine.model, ids)
+    stepped = _stepped_perplexity(real_engine, ids)
     print(f"perplexity fp32 {reference:.3f} int8 {got:.3f} ({(got - reference) / reference:+.2%})")
+    print(f"perplexity one token at a time on the decode path {stepped:.3f} ({(stepped - reference) / reference:+.2%})")
     assert abs(got - reference) / reference < 0.01
+    assert abs(stepped - reference) / reference < 0.01
+
+
+def _stepped_perplexity(engine, ids) -> float:
+    """Perplexity with every prediction made by the decode step the demo uses (the native C++ one when built)."""
+    import math
+
+    import torch
+
+    with engine._gen_lock, torch.inference_mode():
+        session = engine.new_session(ids.shape[1] + 1)
+        logits = session.prefill(ids[:, :1])
+        nll = 0.0
+        for position in range(1, ids.shape[1]):
+            target = int(ids[0, position])
+            nll -= float(torch.log_softmax(logits.float(), dim=-1)[target])
+            logits = session.decode(target)
+    return math.exp(nll / (ids.shape[1] - 1))
 
 
 def test_it_decodes_one_token_like_the_prefill_path(real_engine):
@@ -77,7 +97,9 @@ def test_it_decodes_one_token_like_the_prefill_path(real_engine):
 
 
 def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine):
-    """The compiled static-cache decode step against transformers' own decode path, same int8 weights."""
+    """The fast decode step (native C++ where it builds, else compiled) against transformers' own decode path, same
+    int8 weights. The native step rounds each activation vector to int16 (one scale per vector) before the int8
+    products, so its logits differ by a few thousandths; the greedy tokens must not."""
     import torch
 
     from inference.engine import DecodeSession
@@ -94,5 +116,6 @@ def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine):
             got.append(int(torch.argmax(a)))
             want.append(int(torch.argmax(b)))
             a, b = fast.decode(want[-1]), reference.decode(want[-1])
-        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+        native = getattr(fast, "backend", "") == "native"
+        assert float((a - b).abs().max()) < (0.05 if native else 1e-3 + 1e-3 * float(b.abs().max()))
     assert got == want
