@@ -34,6 +34,10 @@ TARGETS = {
     "hardware page": "/hardware/nvidia-geforce-rtx-4090/?ctx=8192",
     "/api/fit": "/api/fit?model=llama-3-1-8b&quant=Q4_K_M&hardware=nvidia-geforce-rtx-4090&ctx=8192",
 }
+SERVERS = {
+    "wsgi": lambda args: ["config.wsgi:application", "-k", "gthread", "--threads", str(args.threads)],
+    "asgi": lambda args: ["config.asgi:application", "-k", "uvicorn.workers.UvicornWorker"],
+}
 HTMX_TARGETS = {"model page, htmx swap"}
 # Every request a different context length: measures the pages when the page cache does not help.
 UNCACHED_TARGETS = {
@@ -107,17 +111,20 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per target")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (WSGI server)")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="wsgi",
+        help="wsgi: gunicorn gthread, what `make serve-prod` runs; asgi: gunicorn with uvicorn workers",
+    )
     args = parser.parse_args()
     wrk = ensure_wrk()
     port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "RIGFIT_LOG_LEVEL": "ERROR"}
-    server = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"), "config.asgi:application", "-k", "uvicorn.workers.UvicornWorker",
-            "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-        ],
-        cwd=ROOT, env=env, start_new_session=True,
-    )  # fmt: skip
+    command = [str(VENV_BIN / "gunicorn"), *SERVERS[args.server](args), "-w", str(args.workers),
+               "-b", f"127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
+    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     try:
         wait_for(port)
         base = f"http://127.0.0.1:{port}"
@@ -129,6 +136,10 @@ def main() -> None:
             subprocess.run([wrk, "-c", "4", "-t", "1", "-d", "2", *headers, base + path], capture_output=True)
             out = subprocess.run([*run, *headers, base + path], capture_output=True, text=True, check=True).stdout
             results.append(parse_wrk(name, out))
+        # The baseline again, last: how much the machine drifted during the run.
+        subprocess.run([*run, base + "/healthz"], capture_output=True)
+        out = subprocess.run([*run, base + "/healthz"], capture_output=True, text=True, check=True).stdout
+        drift = parse_wrk("trivial /healthz (again)", out)
         with tempfile.TemporaryDirectory() as scratch:
             for name, prefix in UNCACHED_TARGETS.items():
                 lua_headers = '{["HX-Request"] = "true"}' if "htmx" in name else "nil"
@@ -138,16 +149,15 @@ def main() -> None:
                     [*run, "-s", str(script), base + "/"], capture_output=True, text=True, check=True
                 ).stdout
                 results.append(parse_wrk(name, out))
+        results.append(drift)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
     baseline = results[0]
-    print(
-        f"\n{args.connections} connections, {args.workers} workers, {args.duration}s per target, {os.cpu_count()} CPUs"
-    )
-    print(
-        f"{'target':30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'rps vs base':>12} {'p99 vs base':>12}"
-    )
+    setup = f"{args.server} server: {args.connections} connections, {args.workers} workers"
+    print(f"\n{setup}, {args.duration}s per target, {os.cpu_count()} CPUs")
+    header = ("target", "req/s", "p50 ms", "p99 ms", "errors", "rps vs base", "p99 vs base")
+    print(f"{header[0]:30} " + " ".join(f"{h:>12}" for h in header[1:]))
     for r in results:
         print(
             f"{r.name:30} {r.rps:12.0f} {r.p50_ms:12.1f} {r.p99_ms:12.1f} {r.errors:12d} "
