@@ -31,6 +31,8 @@ class StatusOut(Schema):
     max_queue: int
     max_prompt_tokens: int
     max_new_tokens: int
+    last_stop_reason: str | None = None
+    last_tokens_generated: int | None = None
 
 
 class GenerateIn(Schema):

@@ -369,6 +369,9 @@ class Engine:
             "max_queue": self.slots.max_queue,
             "max_prompt_tokens": self.settings.max_prompt_tokens,
             "max_new_tokens": self.settings.max_new_tokens,
+            # How the last generation ended ("eos", "length", "cancelled", ...): lets a client check a cancellation.
+            "last_stop_reason": self.last_metrics.stop_reason if self.last_metrics else None,
+            "last_tokens_generated": self.last_metrics.tokens_generated if self.last_metrics else None,
         }
 
     @property
