@@ -66,7 +66,11 @@ def main() -> None:
     engine.load()  # converts into var/models on the very first run; warm start afterwards
     compile_started = time.perf_counter()
     fast = engine.wait_fast_path()
-    print(f"compiled decode step: {engine.fast_path} after {time.perf_counter() - compile_started:.1f} s more")
+    backend = getattr(engine._fast, "backend", "transformers")
+    waited = time.perf_counter() - compile_started
+    print(f"decode step: {engine.fast_path} ({backend}) after {waited:.1f} s more")
+    heavy = [name for name in ("transformers", "torch._inductor") if name in sys.modules]
+    print(f"imported for the engine: {', '.join(heavy) or 'neither transformers nor torch._inductor'}")
     rss_mb = psutil.Process().memory_info().rss / 1e6
     print(f"engine: {engine.status()['weights']}, loaded in {engine.load_seconds:.2f} s, resident {rss_mb:.0f} MB")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -249,7 +249,6 @@ class Engine:
 
     def _load(self) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from inference.kernels import release_free_memory
         from inference.tokenizer import FastTokenizer
@@ -262,11 +261,18 @@ class Engine:
         if (self.model_dir / "tokenizer.json").exists():
             self.tokenizer = FastTokenizer.from_dir(self.model_dir)
         else:
+            from transformers import AutoTokenizer
+
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         release_free_memory()  # the tokenizer's JSON parse leaves ~200 MB of freed heap behind
-        if self.settings.quantize:
+        model = self._load_lite() if self.settings.quantize and fast_decode_enabled() else None
+        if model is not None:
+            pass
+        elif self.settings.quantize:
             model = load_int8(self.model_dir)
         else:
+            from transformers import AutoModelForCausalLM
+
             model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
         model.eval()
         self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
@@ -295,6 +301,26 @@ class Engine:
                 self.fast_path = "compiling"
                 threading.Thread(target=self._compile_fast, args=(decoder,), daemon=True, name="rigfit-compile").start()
 
+    def _load_lite(self) -> Any:
+        """The int8 Gemma 3 model without transformers (inference.lite), where the native decode step serves it."""
+        import gc
+
+        from inference import lite, native
+        from inference.kernels import release_free_memory
+        from inference.loader import exclusive
+
+        if self.model_dir is None or not lite.eligible(self.model_dir) or native.load() is None:
+            return None
+        path = lite.lite_path(self.model_dir)
+        with exclusive(path.with_name(f"{path.name}.lock")):
+            if not path.exists():  # once per converted model: from the int8 pickle (this needs transformers)
+                full = load_int8(self.model_dir)
+                lite.write(full, path)
+                del full
+                gc.collect()
+                release_free_memory()
+        return lite.load(path)
+
     def _compile_fast(self, decoder: Any) -> None:
         import torch
 
@@ -321,6 +347,8 @@ class Engine:
         """A decode session: the compiled static-cache fast path when it fits, transformers' own otherwise."""
         if self._fast is not None and max_len <= self._fast.max_len:
             return self._fast  # reused: one compiled graph; callers hold _gen_lock, positions restart at prefill
+        if self._fast is not None and self._fast.backend == "native" and not hasattr(self.model, "forward"):
+            raise ValueError(f"{max_len} tokens do not fit the {self._fast.max_len}-token KV cache")
         return DecodeSession(self.model, max_len=max_len)
 
     def _warm_up(self) -> None:

@@ -52,13 +52,19 @@ class GemmaFastDecoder:
             self.inv_freq[layer_type] = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
         self.fused = [self._fuse(layer) for layer in self.layers]
         shape = (1, self.n_kv, max_len, self.head_dim)
-        self.k = [torch.zeros(shape) for _ in self.layers]
-        self.v = [torch.zeros(shape) for _ in self.layers]
+        # With the native step nothing reads a slot before it is written (the eager prefill slices the cache to the
+        # positions it has filled), so the cache can stay unzeroed: its pages become resident as generations use them.
+        alloc = torch.empty if native is not None else torch.zeros
+        self.k = [alloc(shape) for _ in self.layers]
+        self.v = [alloc(shape) for _ in self.layers]
         self.slots = torch.arange(max_len)
         self.position = 0
         # `native`: the module from inference.native; its GemmaStep runs the whole decode step in one C++ call.
         self._native = self._native_step(native) if native is not None else None
         self.backend = "native" if self._native is not None else ("compiled" if compile else "eager")
+        if self.backend == "compiled" and native is not None:  # the compiled graph reads every slot (masked)
+            for cache in (*self.k, *self.v):
+                cache.zero_()
         if self._native is None and compile:
             self._step = torch.compile(self._forward, dynamic=False)
         else:
@@ -122,6 +128,9 @@ class GemmaFastDecoder:
         re-pointed at row slices of them, so no weight is held twice."""
         from inference.kernels import Int8Linear
 
+        prefused = getattr(layer, "rigfit_fused", None)  # inference.lite stores them fused already
+        if prefused is not None:
+            return prefused
         attn, mlp = layer.self_attn, layer.mlp
         groups = ((attn.q_proj, attn.k_proj, attn.v_proj), (mlp.gate_proj, mlp.up_proj))
         if not all(isinstance(m, Int8Linear) and m.bias is None for group in groups for m in group):
@@ -149,8 +158,11 @@ class GemmaFastDecoder:
             emb = torch.cat((freqs, freqs), dim=-1)
             rope[layer_type] = (emb.cos()[None, None], emb.sin()[None, None])
         # allowed[q, s]: slot s holds a position at or before q's (causal) and, for sliding layers, within the window
-        causal = self.slots[None, :] <= positions[:, None]
-        window = causal & (self.slots[None, :] > positions[:, None] - self.window)
+        # Eager (the native step's prefill): attend over the filled slots only; compiled: over the whole cache, masked.
+        end = None if self.backend == "compiled" else int(positions[-1]) + 1
+        slots = self.slots[:end]
+        causal = slots[None, :] <= positions[:, None]
+        window = causal & (slots[None, :] > positions[:, None] - self.window)
         masks = {"full_attention": causal[None, None], "sliding_attention": window[None, None]}
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
@@ -173,7 +185,12 @@ class GemmaFastDecoder:
             self.k[i].index_copy_(2, positions, k)
             self.v[i].index_copy_(2, positions, v)
             out = F.scaled_dot_product_attention(
-                q, self.k[i], self.v[i], attn_mask=masks[layer_type], scale=self.scaling, enable_gqa=True
+                q,
+                self.k[i][:, :, :end],
+                self.v[i][:, :, :end],
+                attn_mask=masks[layer_type],
+                scale=self.scaling,
+                enable_gqa=True,
             )
             out = attn.o_proj(out.transpose(1, 2).reshape(1, T, self.n_heads * self.head_dim))
             h = h + _rms(out, layer.post_attention_layernorm.weight, self.eps)

