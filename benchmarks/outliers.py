@@ -8,7 +8,9 @@ References in Quality Control, vol. 16, 1993; also the NIST/SEMATECH e-Handbook 
 
 When more than half the values are equal the MAD is 0 and M is undefined; we then use the mean absolute deviation
 scaled by 1.253314 (= sqrt(pi/2), the MeanAD of a standard normal is sqrt(2/pi)), as IBM's SPSS documents for the
-same case. When every value is equal, nothing is an outlier.
+same case. When every value is equal, nothing is an outlier. "Equal" means equal up to floating-point rounding
+(a spread below RELATIVE_NOISE of the largest value): a MAD of 2e-16 between 1.0 and 1.0000000000000002 would
+otherwise divide real differences into scores of 1e15.
 
 Pure: numbers in, numbers out.
 """
@@ -23,6 +25,7 @@ THRESHOLD = 3.5
 NORMAL_Q75 = 0.6745
 MEAN_AD_SCALE = 1.253314
 MIN_GROUP = 5  # fewer values than this and a median/MAD says too little; nothing is flagged
+RELATIVE_NOISE = 1e-9
 
 
 def modified_z_scores(values: Sequence[float]) -> list[float]:
@@ -32,10 +35,11 @@ def modified_z_scores(values: Sequence[float]) -> list[float]:
     median = statistics.median(values)
     deviations = [abs(x - median) for x in values]
     mad = statistics.median(deviations)
-    if mad > 0:
+    noise = RELATIVE_NOISE * max(abs(x) for x in values)
+    if mad > noise:
         return [NORMAL_Q75 * (x - median) / mad for x in values]
     mean_ad = statistics.fmean(deviations)
-    if mean_ad == 0:
+    if mean_ad <= noise:
         return [0.0 for _ in values]
     return [(x - median) / (MEAN_AD_SCALE * mean_ad) for x in values]
 

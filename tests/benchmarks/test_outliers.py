@@ -35,6 +35,15 @@ def test_it_falls_back_to_the_mean_absolute_deviation_when_mad_is_zero():
     assert outliers.modified_z_scores([7.0] * 6) == [0.0] * 6
 
 
+def test_it_treats_values_equal_up_to_rounding_as_equal():
+    values = [1.0, 1.0, 2.0, 2.0, 1.0000000000000002]
+    scores = outliers.modified_z_scores(values)
+    # MAD is rounding noise, so the mean absolute deviation decides: (2e-16 * 2 + 1 * 2) / 5 = 0.4
+    assert scores[2] == pytest.approx(1 / (1.253314 * 0.4))
+    assert outliers.outlier_flags(values) == [False] * 5
+    assert outliers.modified_z_scores([3.0, 3.0 + 4e-16, 3.0, 3.0, 3.0 - 4e-16]) == [0.0] * 5
+
+
 @given(
     st.lists(st.floats(min_value=1, max_value=1e4), min_size=5, max_size=30), st.floats(min_value=0.1, max_value=100)
 )
