@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint fmt migrate seed serve serve-prod browser bench clean
+.PHONY: run test test-fast lint fmt migrate seed serve serve-prod browser bench bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ fmt: $(STAMP)
 
 bench: seed
 	$(BIN)/python bench/load.py
+
+# llama.cpp's Python binding, for bench/demo_speed.py and bench/validate_fit.py (compiles llama.cpp: ~10 min here).
+bench-deps: $(STAMP)
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet llama-cpp-python==0.3.36
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

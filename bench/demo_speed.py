@@ -22,6 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+WORKER_TIMEOUT_S = 300
+
+
 def _llama_worker(conn, gguf: str, threads: int, n_gen: int) -> None:
     import random
 
@@ -48,6 +52,13 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true", help="the engine's plain fp32 path instead of int8")
     args = parser.parse_args()
 
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        sys.exit(
+            "llama.cpp's Python binding is not installed: `make bench-deps` "
+            f"(pip install {LLAMA_CPP_PYTHON}; it compiles llama.cpp, about ten minutes on 2 cores)"
+        )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["RIGFIT_DEMO_THREADS"] = str(args.threads)
     os.environ["RIGFIT_DEMO_INT8"] = "0" if args.fp32 else "1"
@@ -85,6 +96,12 @@ def main() -> None:
 
     def llama_tg(seed: int) -> int:
         parent.send(seed)
+        # A worker that died (a failed load, a crash) never answers: wait with a bound, and say so.
+        waited = 0.0
+        while not parent.poll(1.0):
+            waited += 1.0
+            if not worker.is_alive() or waited > WORKER_TIMEOUT_S:
+                sys.exit(f"the llama.cpp worker stopped answering (exit code {worker.exitcode}); see its output above")
         return parent.recv()
 
     del fast

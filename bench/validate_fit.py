@@ -5,7 +5,7 @@ and whose tensor data is empty), loaded by llama.cpp (through llama-cpp-python's
 only) at several context lengths with flash attention on and off. llama.cpp prints its model, KV and compute buffer
 sizes; they are parsed and written to tests/fixtures/llamacpp/<name>.json with their provenance.
 
-Run:  .venv/bin/python bench/validate_fit.py [name ...]      (needs llama-cpp-python; about a minute per model)
+Run:  .venv/bin/python bench/validate_fit.py [name ...]   (needs llama-cpp-python: `make bench-deps`; a minute a model)
 """
 
 from __future__ import annotations
