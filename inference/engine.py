@@ -290,6 +290,7 @@ class Engine:
                     self._fast = decoder
                     self.fast_path = "ready"
         self._warm_up()
+        release_free_memory()  # the warm-up prefill's activations, freed but still held by malloc
         if self.settings.quantize and fast_decode_enabled() and self._fast is None:
             from inference.fastpath import GemmaFastDecoder, supports
 
@@ -417,6 +418,8 @@ class Engine:
         """Yield TokenEvents as tokens are produced, then one DoneEvent with the metrics."""
         import torch
 
+        from inference.kernels import release_free_memory
+
         self.ensure_ready()
         cancel = cancel or threading.Event()
         settings = self.settings
@@ -477,6 +480,8 @@ class Engine:
                 metrics.total_s = time.perf_counter() - started
                 metrics.peak_rss_bytes = _peak_rss(proc)
                 self.last_metrics = metrics
+                # A long prompt's prefill activations (tens of MB) would otherwise stay resident between requests.
+                release_free_memory()
         yield DoneEvent(metrics)
 
     def generate_text(self, params: GenerationParams) -> tuple[str, Metrics]:
