@@ -96,7 +96,9 @@ def run_bench(
     engine.wait_fast_path()
     source = engine.source
     records: list[dict[str, Any]] = []
-    model_type = f"{type(engine.model).__name__} {engine.status()['weights']}"
+    # llama-bench names the architecture (config.json's model_type), not a Python class
+    architecture = getattr(getattr(engine.model, "config", None), "model_type", None) or type(engine.model).__name__
+    model_type = f"{architecture} {engine.status()['weights']}"
     if source and source.quant:
         model_type += f" (from {source.quant})"
     model_size = sum(t.numel() * t.element_size() for t in engine.model.state_dict().values())
