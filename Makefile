@@ -21,6 +21,7 @@ migrate: $(STAMP)
 
 seed: migrate
 	$(BIN)/python manage.py load_seed
+	$(BIN)/python manage.py load_benchmark_seed
 
 run: seed
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
