@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH, HEIGHT = 720, 360
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 120
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 120  # bars: room for rotated device names
+SCATTER_BOTTOM = 56  # the scatter's x axis has numbers and one label only
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +38,12 @@ def _fmt(value: float) -> str:
 
 
 def nice_max(value: float) -> float:
-    """A round axis maximum at or above `value` (1, 2, 2.5, 5 x 10^n)."""
+    """A round axis maximum at or above `value` (1, 1.2, 1.6, 2, 2.5, 3, 4, 5, 6, 8 x 10^n): close enough that the
+    data fills most of the plot, and a quarter of it is still a round tick."""
     if value <= 0:
         return 1.0
     exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.2, 1.6, 2, 2.5, 3, 4, 5, 6, 8, 10):
         candidate = step * 10**exponent
         if candidate >= value:
             return float(candidate)
@@ -69,8 +71,8 @@ def _svg(title: str, description: str) -> ET.Element:
     return svg
 
 
-def _y_axis(svg: ET.Element, y_max: float, label: str) -> None:
-    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+def _y_axis(svg: ET.Element, y_max: float, label: str, *, bottom: int = MARGIN_BOTTOM) -> None:
+    plot_h = HEIGHT - MARGIN_TOP - bottom
     axis = ET.SubElement(svg, "g", {"class": "axis y"})
     for i in range(5):
         value = y_max * i / 4
@@ -180,9 +182,9 @@ def bandwidth_scatter(
     x_max = nice_max(max([p.x for p in points] + [x for x, _ in roofline]))
     y_values = [p.y for p in points] + [y for x, y in roofline if x <= x_max]
     y_max = nice_max(max(y_values))
-    _y_axis(svg, y_max, y_label)
+    _y_axis(svg, y_max, y_label, bottom=SCATTER_BOTTOM)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
-    plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+    plot_h = HEIGHT - MARGIN_TOP - SCATTER_BOTTOM
 
     def xy(x: float, y: float) -> tuple[float, float]:
         return MARGIN_LEFT + plot_w * x / x_max, MARGIN_TOP + plot_h - plot_h * min(y, y_max) / y_max
@@ -192,12 +194,12 @@ def bandwidth_scatter(
         value = x_max * i / 4
         x, _ = xy(value, 0)
         ET.SubElement(
-            x_axis, "text", {"x": _fmt(x), "y": str(HEIGHT - MARGIN_BOTTOM + 16), "text-anchor": "middle"}
+            x_axis, "text", {"x": _fmt(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16), "text-anchor": "middle"}
         ).text = f"{value:g}"
     ET.SubElement(
         x_axis,
         "text",
-        {"x": _fmt(MARGIN_LEFT + plot_w / 2), "y": str(HEIGHT - MARGIN_BOTTOM + 36), "text-anchor": "middle"},
+        {"x": _fmt(MARGIN_LEFT + plot_w / 2), "y": str(HEIGHT - SCATTER_BOTTOM + 36), "text-anchor": "middle"},
     ).text = "memory bandwidth, GB/s (10^9 bytes/s)"
     if roofline:
         line = ET.SubElement(svg, "g", {"class": "series", "data-series": "roofline"})
@@ -231,11 +233,22 @@ def bandwidth_scatter(
             },
         )
         ET.SubElement(circle, "title").text = f"{point.label}: {point.y:.1f} t/s at {point.x:g} GB/s"
+        # Labels of dots in the right third go to the left of the dot, so they stay inside the picture.
+        right = cx > MARGIN_LEFT + plot_w * 2 / 3
         ET.SubElement(
-            dots, "text", {"x": _fmt(cx + 7), "y": _fmt(cy - 7), "font-size": "10", "class": "point-label"}
+            dots,
+            "text",
+            {
+                "x": _fmt(cx - 7 if right else cx + 7),
+                "y": _fmt(cy - 7),
+                "font-size": "10",
+                "class": "point-label",
+                "text-anchor": "end" if right else "start",
+            },
         ).text = point.label[:40]
+    # Top left of the plot: the roofline rises to the right, and the title runs along the top.
     legend = ET.SubElement(svg, "g", {"class": "legend"})
-    legend_x = WIDTH - MARGIN_RIGHT - 230
+    legend_x = MARGIN_LEFT + 10
     if roofline:
         ET.SubElement(
             legend,
@@ -243,12 +256,14 @@ def bandwidth_scatter(
             {
                 "x1": str(legend_x),
                 "x2": str(legend_x + 24),
-                "y1": "16",
-                "y2": "16",
+                "y1": str(MARGIN_TOP + 12),
+                "y2": str(MARGIN_TOP + 12),
                 "stroke": "#d9534f",
                 "stroke-width": "2",
                 "stroke-dasharray": "6 4",
             },
         )
-        ET.SubElement(legend, "text", {"x": str(legend_x + 30), "y": "20"}).text = "roofline (physical limit)"
+        ET.SubElement(
+            legend, "text", {"x": str(legend_x + 30), "y": str(MARGIN_TOP + 16)}
+        ).text = "roofline (physical limit)"
     return ET.tostring(svg, encoding="unicode")
