@@ -70,3 +70,21 @@ def test_the_plot_urls_serve_svg_from_accepted_runs(client, gemma, epyc, gpu, us
     assert max(ratios) == pytest.approx(
         min(ratios), rel=1e-4
     )  # the roofline is a straight line through the origin: tps = bandwidth / bytes per token
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(106.6, 120.0), (85.3, 100.0), (0.42, 0.5), (7.1, 8.0), (250.0, 250.0), (0.0, 1.0)]
+)
+def test_it_rounds_the_axis_to_a_close_round_maximum(value, expected):
+    assert plots.nice_max(value) == pytest.approx(expected)
+
+
+def test_it_keeps_every_point_label_inside_the_picture():
+    points = [plots.Point(120.0, 20.9, "Apple M4 16GB (llama.cpp)"), plots.Point(400.0, 46.2, "Apple M1 Max 64GB")]
+    svg = plots.bandwidth_scatter(points, roofline=[(25.0, 5.3), (400.0, 85.3)], title="t")
+    labels = series(svg, "runs").findall("svg:text", NS)
+    left, right = labels
+    assert left.get("text-anchor") == "start" and right.get("text-anchor") == "end"
+    # a label drawn leftwards from the rightmost dot ends left of it; 6 px per character at 10 px is generous
+    assert float(right.get("x")) - 6 * len(right.text) > 0
+    assert float(right.get("x")) < plots.WIDTH
