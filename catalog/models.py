@@ -126,6 +126,13 @@ class Model(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("catalog:model_detail", kwargs={"slug": self.slug})
 
+    def sources_by_origin(self) -> list[tuple[str, list[str]]]:
+        """Each distinct source with the fields it backs, in first-seen order (one config.json backs most of them)."""
+        grouped: dict[str, list[str]] = {}
+        for field, source in (self.sources or {}).items():
+            grouped.setdefault(str(source), []).append(field)
+        return list(grouped.items())
+
     @property
     def param_band(self) -> str:
         for band, (low, high) in PARAM_BANDS.items():

@@ -37,3 +37,18 @@ def test_it_signs_perplexity_differences():
     assert signed(0.1754) == "+0.175"
     assert signed(-0.005) == "-0.005"
     assert signed(0.0) == "0.000"
+
+
+def test_it_groups_the_fields_under_each_source_once():
+    config = "https://huggingface.co/org/model/blob/main/config.json"
+    model = make_model(sources={"n_layers": config, "n_params": "computed from the shape", "hidden_size": config})
+    computed = "computed from the shape"
+    assert model.sources_by_origin() == [(config, ["n_layers", "hidden_size"]), (computed, ["n_params"])]
+
+
+def test_it_shows_each_source_once_on_the_model_page(client):
+    config = "https://huggingface.co/org/model/blob/main/config.json"
+    model = make_model(sources={"n_layers": config, "hidden_size": config, "n_heads": config})
+    body = client.get(model.get_absolute_url()).content.decode()
+    assert body.count(f'href="{config}"') == 1
+    assert "<dt>n_layers, hidden_size, n_heads</dt>" in body
