@@ -79,3 +79,9 @@ def cached_api(operation: Callable[..., Any]) -> Callable[..., Any]:
         return found
 
     return wrapper
+
+
+def data_version_context(request: HttpRequest) -> dict[str, Any]:
+    """`data_version` for templates' {% cache %} fragments; the function itself, so templates that never use it
+    never read the cache (the template engine calls callables when it resolves them)."""
+    return {"data_version": data_version}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -43,9 +42,9 @@ def _render(request: HttpRequest, page: str, fragment: str, context: dict) -> Ht
 
 
 def _picker_hardware() -> list[Hardware]:
-    """The hardware <select>: changes only when the catalog is re-seeded, so cache it briefly."""
-    latest = Hardware.objects.aggregate(latest=Max("updated_at"))["latest"]
-    key = f"catalog:picker:{latest.timestamp() if latest else 0}"
+    """The hardware <select>'s devices, per data version. Templates get the function itself (rendered only where
+    the picker's own cached fragment misses, the template engine calls it)."""
+    key = f"catalog:picker:{data_version()}"
     devices = cache.get(key)
     if devices is None:
         devices = list(hardware_picker_queryset())
@@ -61,7 +60,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "featured": featured,
         "model_count": Model.objects.count(),
         "hardware_count": Hardware.objects.count(),
-        "picker": _picker_hardware(),
+        "picker": _picker_hardware,
     }
     return render(request, "catalog/home.html", context)
 
@@ -99,13 +98,22 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "best_by_model": best_by_model,
         "ctx": ctx,
         "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
-        "picker": _picker_hardware(),
+        "picker": _picker_hardware,
     }
     return _render(request, "catalog/model_list.html", "catalog/_model_results.html", context)
 
 
 def _comparable(model: Model) -> list[Model]:
     """Models worth comparing: up to three of the same size band, and the nearest one tier down and one tier up."""
+    key = f"catalog:comparable:{model.pk}:{data_version()}"
+    picks = cache.get(key)
+    if picks is None:
+        picks = _pick_comparable(model)
+        cache.set(key, picks, 600)
+    return picks
+
+
+def _pick_comparable(model: Model) -> list[Model]:
     bands = list(PARAM_BANDS)
     here = bands.index(ParamBand(model.param_band))
     others = list(Model.objects.exclude(pk=model.pk).order_by("n_params"))  # the catalog is small: one query
@@ -120,12 +128,12 @@ def _comparable(model: Model) -> list[Model]:
     return picks
 
 
-def _runs_on(model: Model, picker: list[Hardware]) -> list:
+def _runs_on(model: Model) -> list:
     """'Hardware that runs this' at the default context; cached per model version."""
     key = f"catalog:runs-on:{model.pk}:{data_version()}"
     cached = cache.get(key)
     if cached is None:
-        cached = hardware_that_runs(model=model, candidates=picker, options=fit.FitOptions(ctx=4096))
+        cached = hardware_that_runs(model=model, candidates=_picker_hardware(), options=fit.FitOptions(ctx=4096))
         cache.set(key, cached, 600)
     return cached
 
@@ -171,14 +179,13 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context = _fit_panel_context(model, form)
     if request.htmx:
         return render(request, "catalog/_fit_panel.html", context)
-    picker = _picker_hardware()
     chosen_name = context["chosen"].quant.name if context["chosen"] else "Q4_K_M"
     context.update(
         {
-            "picker": picker,
+            "picker": _picker_hardware,
             "recipes": recipes(model, quant_name=chosen_name, ctx=context["options"].ctx),
             "faq": model_faq(model, context["rows"], context["options"]),
-            "runs_on": _runs_on(model, picker),
+            "runs_on": _runs_on(model),
             "comparable": _comparable(model),
         }
     )
@@ -218,7 +225,7 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
         "is_cpu": hardware.kind == HardwareKind.CPU,
         "ctx_ticks": CONTEXT_TICKS[:9],
-        "picker": _picker_hardware(),
+        "picker": _picker_hardware,
     }
     return _render(request, "catalog/hardware_detail.html", "catalog/_hardware_fits.html", context)
 
@@ -249,7 +256,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         "hardware": hardware,
         "options": options,
         "all_models": Model.objects.only("slug", "name").order_by("name"),
-        "picker": _picker_hardware(),
+        "picker": _picker_hardware,
         "too_few": form.is_bound and len(columns) < 2,
     }
     return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)
