@@ -51,3 +51,18 @@ def test_it_caches_api_answers_until_the_catalog_changes(client, catalog, django
     hardware.bandwidth_gbps = 504.0
     hardware.save()
     assert client.get(url).json()["est_decode_tps"] < first["est_decode_tps"]
+
+
+def test_it_renders_the_cached_fragments_anew_when_the_data_change(client, catalog):
+    """The picker and the benchmarks section are cached fragments; a new device or run must still show at once."""
+    from tests.factories import make_hardware
+
+    url_a = "/models/gemma-3-270m/?ctx=1024"
+    url_b = "/models/gemma-3-270m/?ctx=2048"  # another page, so the whole-page cache is not what answers
+    assert "Brand New GPU" not in client.get(url_a).text
+    make_hardware(name="Brand New GPU", slug="brand-new-gpu", popular=True)
+    page = client.get(url_b).text
+    assert '<option value="brand-new-gpu"' in page
+    selected = client.get("/models/gemma-3-270m/?ctx=4096&hardware=brand-new-gpu").text
+    assert '<option value="brand-new-gpu" selected>' in selected
+    assert selected.count(" selected>") >= 1 and '<option value="brand-new-gpu">' not in selected
