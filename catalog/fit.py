@@ -345,8 +345,15 @@ def kv_layer_bytes(
     swa_full: bool = False,
 ) -> int:
     """KV bytes of one layer for `users` sequences of `ctx` tokens each (one stream per sequence)."""
-    _check_kv_type(kv_type)
     is_swa = layer in shape.swa_layers and bool(shape.sliding_window)
+    return _kv_bytes_of_kind(shape, is_swa, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full)
+
+
+def _kv_bytes_of_kind(
+    shape: ModelShape, is_swa: bool, ctx: int, kv_type: str, users: int, *, ubatch: int, swa_full: bool
+) -> int:
+    """KV bytes of one sliding-window layer (is_swa) or one full-attention layer: all layers of a kind are alike."""
+    _check_kv_type(kv_type)
     cells = swa_cells(shape, ctx, users, ubatch, swa_full) if is_swa else kv_cells(ctx, users)
     if shape.kv_lora_rank:
         # MLA: one latent "head" of kv_lora_rank + qk_rope_head_dim per token in the K cache; V is a view of it.
@@ -367,9 +374,15 @@ def kv_cache_bytes(
     _check_positive("ctx", ctx)
     _check_positive("users", users)
     _check_positive("ubatch", ubatch)
-    return sum(
-        kv_layer_bytes(shape, il, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full) for il in range(shape.n_layers)
+    # Layers of one kind hold the same bytes, so count them instead of summing layer by layer (this runs for every
+    # quant and offload split of every request).
+    n_swa = sum(1 for il in shape.swa_layers if 0 <= il < shape.n_layers) if shape.sliding_window else 0
+    total = (shape.n_layers - n_swa) * _kv_bytes_of_kind(
+        shape, False, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full
     )
+    if n_swa:
+        total += n_swa * _kv_bytes_of_kind(shape, True, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full)
+    return total
 
 
 def _text_params(shape: ModelShape) -> int:

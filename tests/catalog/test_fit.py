@@ -374,3 +374,10 @@ def test_it_holds_swa_kv_constant_beyond_the_window(shape, users, beyond):
             shape, il, window_cells + beyond, users=users
         )
     assert later >= at
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes, st.integers(1, 200_000), st.integers(1, 16), st.sampled_from(["f32", "f16", "q8_0", "q4_0"]))
+def test_it_totals_the_kv_cache_as_the_sum_of_its_layers(shape, ctx, users, kv_type):
+    by_layer = sum(fit.kv_layer_bytes(shape, il, ctx, kv_type, users) for il in range(shape.n_layers))
+    assert fit.kv_cache_bytes(shape, ctx, kv_type, users) == by_layer
