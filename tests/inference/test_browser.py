@@ -6,7 +6,8 @@ import pytest
 
 from tests.browser import chromium_page
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# The page looks the demo model up in the catalog, from the server's thread: a database those threads can share.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_it_streams_a_generation_and_does_not_reconnect(live_asgi_url, make_tiny_engine):
