@@ -8,8 +8,17 @@ needs only what this class offers: encode with the model's special tokens, decod
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def compact_enabled() -> bool:
+    """RIGFIT_DEMO_COMPACT_TOKENIZER (default on): the numpy tokenizer in place of the Rust one where it is exact."""
+    return os.environ.get("RIGFIT_DEMO_COMPACT_TOKENIZER", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 class FastTokenizer:
@@ -18,7 +27,20 @@ class FastTokenizer:
         self.eos_token_id = eos_token_id
 
     @classmethod
-    def from_dir(cls, model_dir: Path) -> FastTokenizer:
+    def from_dir(cls, model_dir: Path) -> Any:
+        """The compact tokenizer (inference/compact_tokenizer.py, ~15 MB instead of ~100 MB for Gemma 3) where it
+        replicates this tokenizer.json exactly and is enabled, else the Rust one."""
+        if compact_enabled():
+            from inference.compact_tokenizer import CompactTokenizer
+
+            try:
+                return CompactTokenizer.from_dir(model_dir)
+            except ValueError as exc:
+                logger.info("%s; using the Rust tokenizer", exc)
+        return cls.from_dir_rust(model_dir)
+
+    @classmethod
+    def from_dir_rust(cls, model_dir: Path) -> FastTokenizer:
         from tokenizers import Tokenizer
 
         backend = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
