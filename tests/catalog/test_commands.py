@@ -42,12 +42,13 @@ def _snapshot() -> dict[str, object]:
     }
 
 
+def _seed_entries() -> list[dict[str, object]]:
+    files = sorted((SEED_DIR / "models").glob("*.toml"))
+    return [entry for path in files for entry in tomllib.loads(path.read_text())["models"]]
+
+
 def _seed_configs() -> dict[str, dict[str, object]]:
-    configs = {}
-    for path in (SEED_DIR / "models").glob("*.toml"):
-        for entry in tomllib.loads(path.read_text())["models"]:
-            configs[entry["slug"]] = entry.get("config", {})
-    return configs
+    return {entry["slug"]: entry.get("config", {}) for entry in _seed_entries()}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -102,10 +103,25 @@ def test_it_cites_every_size_and_quality_figure(seeded):
 
 
 def test_it_gives_every_model_the_quant_ladder(seeded):
+    # A model whose entry names its own ladder (Moondream 0.5B: no GGUF, its own int8/int4) keeps exactly that.
+    own = {m["slug"]: m["quant_ladder"] for m in _seed_entries() if "quant_ladder" in m}
+    assert own == {"moondream-0-5b": ["BF16", "Q8_0", "Q4_0"]}
     for model in Model.objects.with_quantizations():
         names = {q.name for q in model.quantizations.all()}
+        if model.slug in own:
+            assert names == set(own[model.slug]), model.slug
+            continue
         assert {"Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"} <= names, model.slug
         assert names & {"F16", "BF16"}, model.slug
+
+
+def test_it_seeds_both_moondreams_with_their_image_encoders(seeded):
+    small, large = Model.objects.get(slug="moondream-0-5b"), Model.objects.get(slug="moondream-2")
+    assert (small.hidden_size, small.n_layers, small.n_heads, small.context_length) == (1024, 24, 16, 2048)
+    assert large.n_params == 1_860_000_000  # the README's figure wins over the shape estimate ...
+    assert 0.40e9 < large.vision_params < 0.42e9  # ... and the encoder's share still comes from its config
+    assert small.image_tokens == large.image_tokens == 729
+    assert 0.15e9 < small.vision_params < 0.17e9 and 0.5e9 < small.n_params < 0.6e9
 
 
 def test_it_keeps_attention_shapes_consistent(seeded):

@@ -111,9 +111,8 @@ def derived_fields(entry: dict[str, Any], *, path: Path) -> dict[str, Any]:
         fields = model_fields_from_hf_config(config)
     except ConfigError as exc:
         raise CommandError(f"{path}: {entry.get('slug')}: {exc}") from exc
-    if "n_params" in entry:  # an explicit, cited total wins over the shape estimate
+    if "n_params" in entry:  # an explicit, cited total wins over the shape estimate; the encoder's share stays
         fields.pop("n_params")
-        fields.pop("vision_params", None)
     computed = f"computed from the shape in {citation} (catalog.importers.estimate_n_params)"
     for name, value in fields.items():
         if value is not None and value != []:
