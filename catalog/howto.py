@@ -20,6 +20,35 @@ def _is_moondream(model: Model) -> bool:
     return model.family.lower() == "moondream"
 
 
+# Moondream models published only as bundles for Moondream's own client (no transformers code): the file in the
+# model's repository at its source_revision.
+MOONDREAM_CLIENT_BUNDLES = {"moondream-0-5b": "moondream-0_5b-int4.mf.gz"}
+
+
+def _moondream_client_recipe(model: Model, bundle: str) -> Recipe:
+    url = f"https://huggingface.co/{model.source_repo}/resolve/{model.source_revision or 'main'}/{bundle}"
+    return Recipe(
+        runtime="moondream (Python client)",
+        blurb="Moondream's own client with the int4 bundle: caption, query, detect and point on a CPU.",
+        home="https://github.com/vikhyat/moondream",
+        steps=(
+            ("Install", "pip install moondream==0.0.5 pillow"),
+            ("Download the bundle", f"curl -LO {shlex.quote(url)}"),
+            (
+                "Ask about an image",
+                "python - <<'EOF'\n"
+                "import moondream as md\n"
+                "from PIL import Image\n"
+                f"model = md.vl(model={bundle!r})\n"
+                'encoded = model.encode_image(Image.open("photo.jpg"))\n'
+                'print(model.caption(encoded)["caption"])\n'
+                'print(model.query(encoded, "How many people are in the picture?")["answer"])\n'
+                "EOF",
+            ),
+        ),
+    )
+
+
 def _gguf_file_glob(quant_name: str) -> str:
     return f"*{quant_name}*.gguf"
 
@@ -28,7 +57,9 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
     """Recipes that apply to this model; each command is filled with the model's own repository and tags."""
     found: list[Recipe] = []
     repo = shlex.quote(model.source_repo)
-    if _is_moondream(model):
+    if _is_moondream(model) and model.slug in MOONDREAM_CLIENT_BUNDLES:
+        found.append(_moondream_client_recipe(model, MOONDREAM_CLIENT_BUNDLES[model.slug]))
+    elif _is_moondream(model):
         found.append(
             Recipe(
                 runtime="moondream (Python)",
@@ -91,24 +122,25 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
                 ),
             )
         )
-    found.append(
-        Recipe(
-            runtime="transformers",
-            blurb="Full precision in Python; the reference implementation.",
-            home="https://huggingface.co/docs/transformers",
-            steps=(
-                ("Install", "pip install transformers torch accelerate"),
-                (
-                    "Generate",
-                    "python - <<'EOF'\n"
-                    "from transformers import pipeline\n"
-                    f'pipe = pipeline("text-generation", model={model.source_repo!r}, device_map="auto")\n'
-                    'print(pipe("Explain KV caches in one paragraph.", max_new_tokens=128)[0]["generated_text"])\n'
-                    "EOF",
+    if not _is_moondream(model):  # Moondream's recipe above is its transformers (or client) route
+        found.append(
+            Recipe(
+                runtime="transformers",
+                blurb="Full precision in Python; the reference implementation.",
+                home="https://huggingface.co/docs/transformers",
+                steps=(
+                    ("Install", "pip install transformers torch accelerate"),
+                    (
+                        "Generate",
+                        "python - <<'EOF'\n"
+                        "from transformers import pipeline\n"
+                        f'pipe = pipeline("text-generation", model={model.source_repo!r}, device_map="auto")\n'
+                        'print(pipe("Explain KV caches in one paragraph.", max_new_tokens=128)[0]["generated_text"])\n'
+                        "EOF",
+                    ),
                 ),
-            ),
+            )
         )
-    )
     if model.n_params >= 1_000_000_000 and not _is_moondream(model):
         found.append(
             Recipe(

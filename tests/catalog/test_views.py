@@ -156,7 +156,27 @@ def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
     response = client.get("/models/moondream-2/")
     assert "model.query(image" in response.text
     assert "vLLM" not in response.text
+    assert "text-generation" not in response.text  # a text pipeline cannot run Moondream
     assert "What does the vision part" in response.text
+
+
+def test_it_offers_moondreams_client_for_the_0_5b_bundle(client, catalog):
+    from tests.factories import make_model
+
+    revision = "9dddae84d54db4ac56fe37817aeaeb502ed083e2"
+    make_model(
+        name="Moondream 0.5B",
+        slug="moondream-0-5b",
+        family="Moondream",
+        source_repo="vikhyatk/moondream2",
+        source_revision=revision,
+        modality="vision-language",
+        n_params=568_943_462,
+    )
+    text = client.get("/models/moondream-0-5b/").text
+    assert f"https://huggingface.co/vikhyatk/moondream2/resolve/{revision}/moondream-0_5b-int4.mf.gz" in text
+    assert "pip install moondream==0.0.5" in text
+    assert "trust_remote_code" not in text  # the 2B model's transformers route would load the wrong model
 
 
 def test_it_answers_the_home_page_what_fits_form(client, catalog):
