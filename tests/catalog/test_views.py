@@ -158,6 +158,8 @@ def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
     assert "vLLM" not in response.text
     assert "text-generation" not in response.text  # a text pipeline cannot run Moondream
     assert "What does the vision part" in response.text
+    panel = client.get("/models/moondream-2/", {"hardware": "geforce-rtx-4060"}).text
+    assert 'class="seg v"' in panel and "vision encoder 0.86 GB" in panel  # 430M at F16, drawn in the bar
 
 
 def test_it_offers_moondreams_client_for_the_0_5b_bundle(client, catalog):
