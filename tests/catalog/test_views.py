@@ -141,7 +141,8 @@ def test_it_bounds_the_queries_per_page(client, catalog, django_assert_max_num_q
 
 
 def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
-    from tests.factories import make_model
+    from catalog.models import Model
+    from tests.factories import make_model, make_quantization
 
     make_model(
         name="Moondream 2",
@@ -158,6 +159,7 @@ def test_it_offers_moondreams_own_api_for_moondream(client, catalog):
     assert "vLLM" not in response.text
     assert "text-generation" not in response.text  # a text pipeline cannot run Moondream
     assert "What does the vision part" in response.text
+    make_quantization(Model.objects.get(slug="moondream-2"), name="Q4_K_M")
     panel = client.get("/models/moondream-2/", {"hardware": "geforce-rtx-4060"}).text
     assert 'class="seg v"' in panel and "vision encoder 0.86 GB" in panel  # 430M at F16, drawn in the bar
 
