@@ -23,6 +23,7 @@ from catalog.forms import (
 from catalog.howto import recipes
 from catalog.models import PARAM_BANDS, Hardware, HardwareKind, Model, ParamBand
 from catalog.services import (
+    QuantRow,
     best_fits,
     best_quant,
     device_spec_of,
@@ -144,9 +145,7 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
     gpu_count = form.value("gpu_count")
     rows = quant_rows(model=model, hardware=hardware, options=options, gpu_count=gpu_count)
     shape = shape_of(model)
-    chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or next(
-        (r for r in rows if r.quant.name == "Q4_K_M"), rows[0] if rows else None
-    )
+    chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or default_row(rows)
     plan = None
     if chosen is not None and hardware is not None:
         plan = fit.serving_plan(
@@ -165,6 +164,22 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "beyond_native": options.ctx > model.context_length,
         "speed": speed_model(),
     }
+
+
+DEFAULT_QUANT = "Q4_K_M"
+DEFAULT_BITS = 4.9  # Q4_K_M's effective bits: where a model lacks it, the nearest quant stands in
+
+
+def default_row(rows: list[QuantRow]) -> QuantRow | None:
+    """The quant a page starts with: Q4_K_M, the usual choice, else the quant nearest its size (Q4_0 for a model
+    published at BF16 / Q8_0 / Q4_0 only), else the first."""
+    exact = next((r for r in rows if r.quant.name == DEFAULT_QUANT), None)
+    if exact is not None or not rows:
+        return exact
+    with_bits = [r for r in rows if r.bits_per_weight]
+    if not with_bits:
+        return rows[0]
+    return min(with_bits, key=lambda r: abs(r.bits_per_weight - DEFAULT_BITS))
 
 
 def request_quant(form: FitForm) -> str | None:

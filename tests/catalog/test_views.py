@@ -187,3 +187,15 @@ def test_it_answers_the_home_page_what_fits_form(client, catalog):
     response = client.get("/models/", {"hardware": "geforce-rtx-4060", "ctx": 8192, "sort": "-params"})
     assert response.context["fits_on"] == catalog["rtx4060"]
     assert "that run on GeForce RTX 4060" in response.text
+
+
+def test_it_starts_with_the_quant_nearest_q4_k_m_when_a_model_lacks_it(client, catalog):
+    from tests.factories import make_model, make_quantization
+
+    model = make_model(slug="no-k-quants")
+    for name, bits in (("BF16", 16.0), ("Q8_0", 8.5), ("Q4_0", 4.5)):
+        make_quantization(model, name=name, bits_per_weight=bits)
+    page = client.get("/models/no-k-quants/", {"hardware": "geforce-rtx-4060"})
+    assert page.context["chosen"].quant.name == "Q4_0"
+    with_k = client.get("/models/gemma-3-270m/", {"hardware": "geforce-rtx-4060"})
+    assert with_k.context["chosen"].quant.name == "Q4_K_M"
