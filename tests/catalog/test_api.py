@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from tests.catalog.test_importers import LLAMA_3_1_8B
+
 pytestmark = pytest.mark.django_db
 
 FIT = {"model": "llama-3-1-8b", "quant": "Q4_K_M", "hardware": "geforce-rtx-4090", "ctx": 8192}
@@ -103,18 +105,7 @@ def test_it_ranks_best_fits_for_a_device(client, catalog):
 
 
 def test_it_estimates_a_model_from_its_config(client, catalog):
-    config = {
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "vocab_size": 128256,
-        "max_position_embeddings": 131072,
-        "tie_word_embeddings": False,
-    }
+    config = LLAMA_3_1_8B
     response = client.post(
         "/api/fit/estimate",
         json.dumps({"config": config, "quant": "Q4_K_M", "ctx": 8192, "hardware": "geforce-rtx-4090"}),
