@@ -99,7 +99,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "best_by_model": best_by_model,
         "ctx": ctx,
         "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
-        "picker": _picker_hardware,
+        "picker": _picker_hardware(),  # its own "fits on" <select>, not the cached picker fragment: used twice
     }
     return _render(request, "catalog/model_list.html", "catalog/_model_results.html", context)
 
@@ -240,7 +240,6 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
         "is_cpu": hardware.kind == HardwareKind.CPU,
         "ctx_ticks": CONTEXT_TICKS[:9],
-        "picker": _picker_hardware,
     }
     return _render(request, "catalog/hardware_detail.html", "catalog/_hardware_fits.html", context)
 
