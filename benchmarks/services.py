@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
 import logging
+import math
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 # flagged. The margin absorbs what the roofline cannot know: caches holding part of the weights on small models,
 # a vendor's bandwidth figure rounded down. Setting: RIGFIT_BENCH_ROOFLINE_MARGIN.
 DEFAULT_ROOFLINE_MARGIN = 1.15
-# Fixed-window rate limits: (requests, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
+# Rate limits, sliding windows: (requests, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
 DEFAULT_RATE_IP = (30, 3600)
 DEFAULT_RATE_TOKEN = (300, 3600)
 TOKEN_PREFIX = "rfb_"
@@ -79,19 +81,42 @@ class RateLimited(Exception):
 
 
 def check_rate(*, scope: str, key: str, limit: tuple[int, int], now: float | None = None) -> None:
-    """Count one request against `key` in a fixed window; raise RateLimited when over `limit` (count, seconds)."""
+    """Count one request against `key`; raise RateLimited when it would exceed `limit` (count, seconds).
+
+    A sliding window, estimated from two fixed ones (the current and the previous, weighted by how much of it still
+    lies within the last `seconds`): a fixed window alone lets a client send twice the limit across a boundary.
+    Refused requests are not counted, so a client that keeps retrying is let in as soon as its old requests age out.
+    """
     count_max, window = limit
     now = time.time() if now is None else now
     slot = int(now // window)
-    cache_key = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}:{slot}"
-    cache.add(cache_key, 0, timeout=window + 1)
+    prefix = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    current_key = f"{prefix}:{slot}"
+    cache.add(current_key, 0, timeout=2 * window + 1)  # read again as the previous window
     try:
-        count = cache.incr(cache_key)
+        current = cache.incr(current_key)
     except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=window + 1)
-        count = 1
-    if count > count_max:
-        raise RateLimited(max(1, int(window - (now % window)) + 1))
+        cache.set(current_key, 1, timeout=2 * window + 1)
+        current = 1
+    previous = cache.get(f"{prefix}:{slot - 1}", 0)
+    elapsed = (now % window) / window
+    if current + previous * (1 - elapsed) <= count_max:
+        return
+    with contextlib.suppress(ValueError):  # refused: not counted
+        cache.decr(current_key)
+    raise RateLimited(_seconds_until_admitted(current - 1, previous, count_max, window, now))
+
+
+def _seconds_until_admitted(current: int, previous: int, count_max: int, window: int, now: float) -> int:
+    """When one more request fits the sliding estimate, with no other request in between."""
+    start = now - now % window
+    room = count_max - current - 1  # what the previous window's weighted share may still be
+    if room >= 0 and previous > 0:
+        at = start + window * (1 - room / previous)  # later in this window, as the previous one fades
+    else:  # in the next window, once this window's count (then the fading share) leaves room for one
+        fade = max(0.0, 1 - (count_max - 1) / current) if current else 0.0
+        at = start + window * (1 + fade)
+    return max(1, math.ceil(at - now))
 
 
 def check_submission_rate(*, request: HttpRequest, token: ApiToken | None = None) -> None:

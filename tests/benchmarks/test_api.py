@@ -93,7 +93,9 @@ def test_it_rate_limits_per_token(client, gemma, epyc, token):
     assert codes == [201, 201, 429]
     response = post(client, run_data(avg_ts=60.0, samples_ts=[]), token[1])
     assert response.status_code == 429
-    assert 1 <= int(response["Retry-After"]) <= 3601
+    # The sliding estimate keeps the two early runs in the count until they fade from the previous window: at most
+    # two windows after the current one began (tests/benchmarks/test_client_ip.py pins the exact values).
+    assert 1 <= int(response["Retry-After"]) <= 2 * 3600
 
 
 @override_settings(RIGFIT_BENCH_RATE_IP=(2, 60), RIGFIT_BENCH_RATE_TOKEN=(100, 60))
