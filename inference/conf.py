@@ -27,6 +27,7 @@ class DemoSettings:
     max_wall_s: float  # a generation stops after this many seconds, whatever max_new_tokens says
     n_threads: int
     quantize: bool  # int8 weight-only linear layers and output head (the fast, small path)
+    head_screen: bool  # native step: score the output head from its 4-bit copy, recompute the leaders in int8
     vlm_path: Path | None  # a local vision-language model directory (Moondream 2 style); None: vision disabled
     image_cache_entries: int
 
@@ -49,6 +50,7 @@ def load_settings() -> DemoSettings:
         max_wall_s=float(env_int("RIGFIT_DEMO_MAX_WALL_S", 60, minimum=1)),
         n_threads=env_int("RIGFIT_DEMO_THREADS", os.cpu_count() or 1, minimum=1),
         quantize=env_bool("RIGFIT_DEMO_INT8", True),
+        head_screen=env_bool("RIGFIT_DEMO_HEAD_SCREEN", True),
         vlm_path=env_path("RIGFIT_DEMO_VLM_PATH", None),
         image_cache_entries=env_int("RIGFIT_DEMO_IMAGE_CACHE_ENTRIES", 32, minimum=1),
     )

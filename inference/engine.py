@@ -293,7 +293,7 @@ class Engine:
             max_len = max(self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1, 640)
             module = native.load() if supports(model) else None
             if module is not None:
-                decoder = GemmaFastDecoder(model, max_len=max_len, native=module)
+                decoder = GemmaFastDecoder(model, max_len=max_len, native=module, head_screen=self.settings.head_screen)
                 if decoder.backend == "native":  # the whole decode step in one C++ call: nothing to compile
                     self._fast = decoder
                     self.fast_path = "ready"

@@ -15,6 +15,15 @@ import torch.nn.functional as F
 
 from inference.kernels import int8_linear
 
+# Logits within this many nats of the best 4-bit score are recomputed from the int8 rows. The largest error of a
+# 4-bit score, over all 262,144 rows at 197 steps of 4 fixed texts, was 5.3 (median of each step's largest 2.8:
+# `bench/head_screen.py`), so a row that could be the best is always recomputed; a row left at its 4-bit score holds
+# under e^-8 (0.03 %) of the best token's probability.
+SCREEN_MARGIN = 8.0
+# At most this many rows are recomputed per step (the best-scored ones): a nearly flat distribution would otherwise
+# send thousands of scattered rows to the int8 table. A median step recomputes about 64 (bench/head_screen.py).
+SCREEN_CAP = 4096
+
 
 def supports(model: Any) -> bool:
     config = getattr(model, "config", None)
@@ -32,7 +41,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class GemmaFastDecoder:
-    def __init__(self, model: Any, *, max_len: int, compile: bool = False, native: Any = None) -> None:
+    def __init__(
+        self, model: Any, *, max_len: int, compile: bool = False, native: Any = None, head_screen: bool = True
+    ) -> None:
         config = model.config
         self.model = model
         self.config = config
@@ -60,7 +71,7 @@ class GemmaFastDecoder:
         self.slots = torch.arange(max_len)
         self.position = 0
         # `native`: the module from inference.native; its GemmaStep runs the whole decode step in one C++ call.
-        self._native = self._native_step(native) if native is not None else None
+        self._native = self._native_step(native, head_screen) if native is not None else None
         self.backend = "native" if self._native is not None else ("compiled" if compile else "eager")
         if self.backend == "compiled" and native is not None:  # the compiled graph reads every slot (masked)
             for cache in (*self.k, *self.v):
@@ -70,7 +81,7 @@ class GemmaFastDecoder:
         else:
             self._step = self._forward
 
-    def _native_step(self, native: Any) -> Any:
+    def _native_step(self, native: Any, head_screen: bool) -> Any:
         inner = self.model.model
         embed, head = inner.embed_tokens, self.model.lm_head
         tied = getattr(head, "weight", None) is not None and head.weight.data_ptr() == embed.weight.data_ptr()
@@ -108,8 +119,9 @@ class GemmaFastDecoder:
                 ]
             )
         windows = [self.window if t == "sliding_attention" else 0 for t in self.layer_types]
+        screen = getattr(self.model, "rigfit_head_screen", None) if head_screen else None
         return native.GemmaStep(
-            [embed.weight, embed.scale, vec(inner.norm.weight)],
+            [embed.weight, embed.scale, vec(inner.norm.weight), *(screen or ())],
             layers,
             windows,
             self.n_heads,
@@ -120,6 +132,8 @@ class GemmaFastDecoder:
             float(self.eps),
             float(self.scaling),
             float(embed.embed_scale),
+            SCREEN_MARGIN,
+            SCREEN_CAP,
         )
 
     @staticmethod
@@ -204,6 +218,8 @@ class GemmaFastDecoder:
             x = mlp.down_proj(F.gelu(gate, approximate="tanh") * up)
             h = h + _rms(x, layer.post_feedforward_layernorm.weight, self.eps)
         h = _rms(h[:, -1:], model.model.norm.weight, self.eps)
+        if self._native is not None:  # the same head as the decode step (screened where a 4-bit copy is given)
+            return self._native.head(h.reshape(-1))
         return model.lm_head(h)[0, -1]
 
     def prefill(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -211,6 +227,11 @@ class GemmaFastDecoder:
         positions = torch.arange(ids.shape[0])
         self.position = int(ids.shape[0])
         return self._forward(ids, positions, positions[-1])
+
+    @property
+    def rescored_rows(self) -> int | None:
+        """Output-head rows computed from the int8 weights at the last native step (None off the native step)."""
+        return None if self._native is None else int(self._native.last_rescored())
 
     def decode(self, token: int) -> torch.Tensor:
         if self._native is not None:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import mmap
 import os
+import weakref
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -26,6 +29,45 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127.0
     q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
     return q.contiguous(), scale.contiguous()
+
+
+SCREEN_BLOCK = 32
+
+
+def quantize_q4_screen(
+    weight: torch.Tensor, scale: torch.Tensor, *, chunk_rows: int = 8192
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4-bit screening copy of an int8 weight (native.cpp's `gemv_q4`): symmetric, one fp16 scale per block of 32
+    (ggml's Q4_0 rounding: the block's largest-magnitude value maps to code 0, so w ~= d * (code - 8)).
+
+    Returns (codes uint8 [N, K / 2], scales float16 [N, K / 32]); codes of blocks 2p and 2p + 1 share 32 bytes, the
+    first in the low nibbles. Works in chunks of rows so that no fp32 copy of a large table is ever whole.
+    """
+    n_rows, k = weight.shape
+    if k % (2 * SCREEN_BLOCK):
+        raise ValueError(f"the screening copy needs a row length divisible by {2 * SCREEN_BLOCK}, not {k}")
+    blocks = k // SCREEN_BLOCK
+    codes = torch.empty(n_rows, k // 2, dtype=torch.uint8)
+    scales = torch.empty(n_rows, blocks, dtype=torch.float16)
+    for start in range(0, n_rows, chunk_rows):
+        stop = min(start + chunk_rows, n_rows)
+        w = (weight[start:stop].float() * scale[start:stop, None].float()).reshape(-1, blocks, SCREEN_BLOCK)
+        extreme = w.gather(-1, w.abs().argmax(-1, keepdim=True))
+        d = (extreme / -8.0).to(torch.float16)
+        d32 = d.float()
+        inverse = torch.where(d32 != 0, 1.0 / d32, torch.zeros_like(d32))
+        q = torch.clamp(torch.floor(w * inverse + 8.5), 0, 15).to(torch.uint8).reshape(-1, blocks // 2, 2, SCREEN_BLOCK)
+        codes[start:stop] = (q[:, :, 0] | (q[:, :, 1] << 4)).reshape(-1, k // 2)
+        scales[start:stop] = d.reshape(-1, blocks)
+    return codes, scales
+
+
+def dequantize_q4_screen(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """fp32 [N, K] from `quantize_q4_screen`'s output (the reference the tests hold the C++ product to)."""
+    n_rows = codes.shape[0]
+    pairs = codes.reshape(n_rows, -1, 1, SCREEN_BLOCK)
+    q = torch.cat([pairs & 0x0F, pairs >> 4], dim=2).reshape(n_rows, -1, SCREEN_BLOCK).float() - 8.0
+    return (q * scales.float()[:, :, None]).reshape(n_rows, -1)
 
 
 def _int8_matvec_eager(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -127,7 +169,62 @@ def quantize_model(model: nn.Module) -> nn.Module:
     return model
 
 
+_sparse_tables: list[weakref.ref[torch.Tensor]] = []
+
+
+def _page_range(tensor: torch.Tensor) -> tuple[int, int]:
+    start = tensor.data_ptr() // mmap.PAGESIZE * mmap.PAGESIZE
+    return start, tensor.data_ptr() + tensor.numel() * tensor.element_size() - start
+
+
+def _mapped_from(start: int, length: int, path: Path) -> bool:
+    """Whether [start, start + length) lies inside one private mapping of `path` (/proc/self/maps)."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return False
+    target = str(path.resolve())
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or fields[5] != target:
+            continue
+        low, high = (int(part, 16) for part in fields[0].split("-"))
+        if low <= start and start + length <= high and fields[1].endswith("p"):
+            return True
+    return False
+
+
+def mark_sparsely_read(tensor: torch.Tensor, path: Path) -> bool:
+    """A read-only tensor memory-mapped from `path`, of which each step reads a few rows: no readahead
+    (MADV_RANDOM), and `release_free_memory` unmaps its pages (MADV_DONTNEED) so they stop counting as resident
+    between generations. Returns False, and does nothing, unless the tensor lies in a private mapping of that file:
+    on anonymous memory MADV_DONTNEED would zero the weights.
+
+    Linux maps the 16 neighbouring pages around every read of a file already in the page cache ("fault-around"), so a
+    few thousand scattered rows make a whole table resident: clean, reclaimable file pages, but resident all the same.
+    Dropping them loses nothing because nothing writes to the table: the next read maps them again from the page cache.
+    """
+    start, length = _page_range(tensor)
+    if not _mapped_from(start, length, path):
+        return False
+    _sparse_tables.append(weakref.ref(tensor))
+    _madvise(start, length, mmap.MADV_RANDOM)
+    return True
+
+
+def _madvise(start: int, length: int, advice: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc / not Linux: only resident memory is at stake
+        ctypes.CDLL("libc.so.6", use_errno=True).madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), advice)
+
+
 def release_free_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise), so resident memory reflects the int8 model."""
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise), so resident memory reflects the int8 model,
+    and unmap the pages of sparsely read tables (`mark_sparsely_read`)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+    for ref in list(_sparse_tables):
+        tensor = ref()  # alive: its file mapping is too
+        if tensor is None:
+            _sparse_tables.remove(ref)
+        else:
+            _madvise(*_page_range(tensor), mmap.MADV_DONTNEED)

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-LITE_VERSION = 1
+LITE_VERSION = 2  # 2: the output head's 4-bit screening copy (kernels.quantize_q4_screen)
 _NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm")
 
 
@@ -42,6 +42,8 @@ def write(model: Any, path: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from inference.kernels import SCREEN_BLOCK, quantize_q4_screen
+
     inner = model.model
     tensors: dict[str, torch.Tensor] = {
         "embed.weight": inner.embed_tokens.weight,
@@ -61,6 +63,9 @@ def write(model: Any, path: Path) -> None:
         tensors[p + "gate_up.weight"] = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
         tensors[p + "gate_up.scale"] = torch.cat([mlp.gate_proj.scale, mlp.up_proj.scale])
         tensors[p + "down.weight"], tensors[p + "down.scale"] = mlp.down_proj.weight, mlp.down_proj.scale
+    if inner.embed_tokens.weight.shape[1] % (2 * SCREEN_BLOCK) == 0:
+        codes, scales = quantize_q4_screen(inner.embed_tokens.weight, inner.embed_tokens.scale)
+        tensors["embed.screen_codes"], tensors["embed.screen_scales"] = codes, scales
     tensors = {name: t.detach().contiguous().clone() for name, t in tensors.items()}
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     metadata = {
@@ -116,6 +121,8 @@ class LiteGemma:
         norm = SimpleNamespace(weight=tensors["norm.weight"])
         self.model = SimpleNamespace(embed_tokens=embed, layers=layers, norm=norm)
         self.lm_head = Int8Linear(embed.weight, embed.scale)  # tied: the same int8 table
+        screen = (tensors.get("embed.screen_codes"), tensors.get("embed.screen_scales"))
+        self.rigfit_head_screen = screen if all(t is not None for t in screen) else None
         self._tensors = tensors
 
     def eval(self) -> LiteGemma:
@@ -132,6 +139,13 @@ def load(path: Path) -> LiteGemma:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    from inference.kernels import mark_sparsely_read
+
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
-    return LiteGemma(load_file(str(path)), metadata)
+    model = LiteGemma(load_file(str(path)), metadata)
+    if model.rigfit_head_screen is not None:
+        # With the 4-bit screening copy, the int8 table (168 MB for Gemma 3) is read only for the rows recomputed at
+        # each step and the tokens looked up.
+        mark_sparsely_read(model.model.embed_tokens.weight, path)
+    return model

@@ -5,6 +5,12 @@
 // int16 and multiplied-accumulated with vpdpwssd (32 products per instruction, int32 lanes). Everything else of the
 // step (norms, RoPE, attention over the static KV cache, GELU) runs here too, so one Python call makes one token.
 // Same arithmetic as inference/fastpath.py (and transformers' Gemma3ForCausalLM).
+//
+// The tied 262k-row output head is two thirds of the bytes. Where a 4-bit copy of it is given (kernels.py's
+// quantize_q4_screen), each step first scores every row from that copy (about 0.56 of the int8 bytes), then recomputes
+// with the int8 rows, exactly as without the copy, every row that scored within `screen_margin` of the best. Only
+// tokens far below the best keep their 4-bit logit (the idea of SVD-softmax, Shim et al., NeurIPS 2017: preview every
+// row cheaply, compute the top candidates exactly).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
@@ -69,6 +75,105 @@ void gemv_q(const int16_t* xq, float xs, const int8_t* w, const float* scale, fl
   });
 }
 
+// The activation for the 4-bit screening product: int8 per block of 32, with each block's scale and the offset that
+// the weights' unsigned codes (q - 8) leave: off[b] = 8 * d[b] * sum(q[b]).
+struct Blocks8 {
+  std::vector<int8_t> q;
+  std::vector<float> d, off;
+
+  void resize(int64_t K) {
+    q.resize(K);
+    d.resize(K / 32);
+    off.resize(K / 32);
+  }
+};
+
+void quantize_blocks8(const float* x, int64_t K, Blocks8& a) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const float* xb = x + b * 32;
+    float m = 0.f;
+    for (int i = 0; i < 32; ++i) m = std::max(m, std::fabs(xb[i]));
+    const float d = m / 127.f;
+    const float inv = d > 0.f ? 1.f / d : 0.f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int v = static_cast<int>(std::nearbyint(xb[i] * inv));
+      a.q[b * 32 + i] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    a.d[b] = d;
+    a.off[b] = 8.f * d * static_cast<float>(sum);
+  }
+}
+
+inline __m512 pair_scale(float lo, float hi) {
+  return _mm512_castpd_ps(
+      _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(lo)), _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+}
+
+constexpr int64_t kMaxScreenBlocks = 512;  // K up to 16384
+
+// y[n] = sum_b scale[n, b] * (d[b] * sum_i q[n, b, i] * a.q[b, i] - a.off[b]), the 4-bit codes q in 0..15 stored
+// two blocks per 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones), one fp16 scale per block.
+void gemv_q4(const Blocks8& a, const uint8_t* nib, const uint16_t* scales, float* y, int64_t N, int64_t K) {
+  const int64_t B = K / 32, P = K / 64;
+  at::parallel_for(0, N, 256, [&](int64_t begin, int64_t end) {
+    alignas(64) float ds[kMaxScreenBlocks];
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t n = begin; n < end; ++n) {
+      const uint16_t* s = scales + n * B;
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t b = 0; b < B; b += 16) {
+        const __mmask16 mask = B - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (B - b)) - 1);
+        const __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, s + b));
+        _mm512_mask_storeu_ps(ds + b, mask, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(mask, a.d.data() + b)));
+        acc = _mm512_fnmadd_ps(dv, _mm512_maskz_loadu_ps(mask, a.off.data() + b), acc);
+      }
+      const uint8_t* row = nib + n * (K / 2);
+      for (int64_t p = 0; p < P; ++p) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + p * 32));
+        const __m256i lo = _mm256_and_si256(v, low);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(a.q.data() + p * 64));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pair_scale(ds[2 * p], ds[2 * p + 1]), acc);
+      }
+      y[n] = _mm512_reduce_add_ps(acc);
+    }
+  });
+}
+
+// Recompute with the int8 rows every logit within `margin` of the best, at most `cap` of them (the best-scored: a
+// nearly flat distribution, as after a lone start token, would otherwise send thousands of scattered rows to the int8
+// table); returns how many were recomputed.
+int64_t rescore(float* logits, int64_t N, float margin, int64_t cap, const int16_t* xq, float xs, const int8_t* w,
+                const float* scale, int64_t K) {
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  int64_t n = 0;
+  for (; n + 16 <= N; n += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(logits + n));
+  float best = _mm512_reduce_max_ps(mv);
+  for (; n < N; ++n) best = std::max(best, logits[n]);
+  float threshold = best - margin;
+  std::vector<int64_t> rows;
+  const __m512 tv = _mm512_set1_ps(threshold);
+  for (n = 0; n + 16 <= N; n += 16) {
+    uint32_t hits = _mm512_cmp_ps_mask(_mm512_loadu_ps(logits + n), tv, _CMP_GE_OQ);
+    while (hits) {
+      rows.push_back(n + __builtin_ctz(hits));
+      hits &= hits - 1;
+    }
+  }
+  for (; n < N; ++n)
+    if (logits[n] >= threshold) rows.push_back(n);
+  if (static_cast<int64_t>(rows.size()) > cap) {
+    std::nth_element(rows.begin(), rows.begin() + (cap - 1), rows.end(),
+                     [logits](int64_t a, int64_t b) { return logits[a] > logits[b]; });
+    rows.resize(cap);
+  }
+  for (const int64_t r : rows) logits[r] = static_cast<float>(row_dot(w + r * K, xq, K)) * xs * scale[r];
+  return static_cast<int64_t>(rows.size());
+}
+
 inline float dot(const float* a, const float* b, int64_t n) {
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
@@ -100,6 +205,15 @@ inline float gelu_tanh(float x) {
   return 0.5f * x * (1.f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
 
+void check_screen(const torch::Tensor& codes, const torch::Tensor& scales, int64_t N, int64_t K) {
+  TORCH_CHECK(K % 64 == 0 && K / 32 <= kMaxScreenBlocks, "4-bit screening needs K a multiple of 64, at most 16384");
+  TORCH_CHECK(codes.scalar_type() == torch::kByte && codes.dim() == 2 && codes.size(0) == N && codes.size(1) == K / 2,
+              "4-bit codes: uint8 [N, K / 2]");
+  TORCH_CHECK(scales.scalar_type() == torch::kHalf && scales.dim() == 2 && scales.size(0) == N &&
+                  scales.size(1) == K / 32,
+              "4-bit scales: float16 [N, K / 32]");
+}
+
 struct Layer {
   torch::Tensor in_ln, qkv_w, qkv_s, q_norm, k_norm, o_w, o_s, post_attn_ln, pre_ff_ln, gu_w, gu_s, down_w, down_s,
       post_ff_ln, k_cache, v_cache, inv_freq;
@@ -108,13 +222,15 @@ struct Layer {
 
 class GemmaStep {
  public:
-  // globals: embedding int8 [V, H], its row scales [V], final norm [H]. Each layer: 17 tensors in Layer's order.
+  // globals: embedding int8 [V, H], its row scales [V], final norm [H], optionally the head's 4-bit screening copy
+  // (codes uint8 [V, H / 2], fp16 scales [V, H / 32]). Each layer: 17 tensors in Layer's order.
   GemmaStep(std::vector<torch::Tensor> globals, std::vector<std::vector<torch::Tensor>> layers,
             std::vector<int64_t> windows, int64_t n_heads, int64_t n_kv, int64_t head_dim, int64_t inter,
-            int64_t max_len, double eps, double scaling, double embed_scale)
+            int64_t max_len, double eps, double scaling, double embed_scale, double screen_margin, int64_t screen_cap)
       : n_heads_(n_heads), n_kv_(n_kv), hd_(head_dim), inter_(inter), max_len_(max_len), eps_(eps),
-        scaling_(scaling), embed_scale_(embed_scale) {
-    TORCH_CHECK(globals.size() == 3, "globals: embedding, scales, final norm");
+        scaling_(scaling), embed_scale_(embed_scale), screen_margin_(screen_margin), screen_cap_(screen_cap) {
+    TORCH_CHECK(screen_cap > 0, "screen_cap: at least one row");
+    TORCH_CHECK(globals.size() == 3 || globals.size() == 5, "globals: embedding, scales, final norm[, 4-bit head]");
     TORCH_CHECK(layers.size() == windows.size(), "one window per layer");
     emb_w_ = globals[0].contiguous();
     emb_s_ = globals[1].contiguous();
@@ -122,6 +238,12 @@ class GemmaStep {
     TORCH_CHECK(emb_w_.scalar_type() == torch::kChar, "int8 embedding");
     vocab_ = emb_w_.size(0);
     hidden_ = emb_w_.size(1);
+    if (globals.size() == 5) {
+      check_screen(globals[3], globals[4], vocab_, hidden_);
+      screen_q_ = globals[3].contiguous();
+      screen_s_ = globals[4].contiguous();
+      screen_x_.resize(hidden_);
+    }
     for (size_t i = 0; i < layers.size(); ++i) {
       auto& t = layers[i];
       TORCH_CHECK(t.size() == 17, "17 tensors per layer");
@@ -226,21 +348,65 @@ class GemmaStep {
       for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
     }
     rms(h_.data(), final_norm_.data_ptr<float>(), x_.data(), H, eps);
+    return logits_of_x();
+  }
+
+  // The output head alone, on a final-normed hidden state [H] (the prefill's last token goes through it too, so the
+  // int8 table is read only for the rows the screening recomputes).
+  torch::Tensor head(torch::Tensor x) {
+    TORCH_CHECK(x.dim() == 1 && x.size(0) == hidden_, "x: the final-normed hidden state [hidden]");
+    auto xc = x.contiguous().to(torch::kFloat);
+    std::memcpy(x_.data(), xc.data_ptr<float>(), hidden_ * sizeof(float));
+    return logits_of_x();
+  }
+
+  // Rows computed with the int8 weights at the last step (every row without a screening copy).
+  int64_t last_rescored() const { return last_rescored_; }
+
+ private:
+  torch::Tensor logits_of_x() {
+    const int64_t H = hidden_;
     const float xs = quantize16(x_.data(), xq_.data(), H);
     auto logits = torch::empty({vocab_}, torch::kFloat);
-    gemv_q(xq_.data(), xs, emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), logits.data_ptr<float>(), vocab_, H);
+    float* out = logits.data_ptr<float>();
+    if (screen_q_.defined()) {
+      quantize_blocks8(x_.data(), H, screen_x_);
+      gemv_q4(screen_x_, screen_q_.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(screen_s_.data_ptr()), out,
+              vocab_, H);
+      last_rescored_ = rescore(out, vocab_, static_cast<float>(screen_margin_), screen_cap_, xq_.data(), xs,
+                               emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), H);
+    } else {
+      gemv_q(xq_.data(), xs, emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), out, vocab_, H);
+      last_rescored_ = vocab_;
+    }
     return logits;
   }
 
- private:
   int64_t n_heads_, n_kv_, hd_, inter_, max_len_;
-  double eps_, scaling_, embed_scale_;
-  int64_t vocab_ = 0, hidden_ = 0;
-  torch::Tensor emb_w_, emb_s_, final_norm_;
+  double eps_, scaling_, embed_scale_, screen_margin_;
+  int64_t screen_cap_, vocab_ = 0, hidden_ = 0, last_rescored_ = 0;
+  torch::Tensor emb_w_, emb_s_, final_norm_, screen_q_, screen_s_;
+  Blocks8 screen_x_;
   std::vector<Layer> layers_;
   std::vector<float> h_, x_, tmp_, qkv_, attn_, gu_, act_, cos_, sin_, scores_;
   std::vector<int16_t> xq_;
 };
+
+// The 4-bit screening product alone (tests and benchmarks): x [K] fp32, codes [N, K / 2], scales [N, K / 32].
+torch::Tensor q4_matvec(torch::Tensor x, torch::Tensor codes, torch::Tensor scales) {
+  TORCH_CHECK(x.dim() == 1, "x [K]");
+  const int64_t K = x.size(0), N = codes.size(0);
+  check_screen(codes, scales, N, K);
+  auto xc = x.contiguous().to(torch::kFloat);
+  auto cc = codes.contiguous();
+  auto sc = scales.contiguous();
+  Blocks8 a;
+  a.resize(K);
+  quantize_blocks8(xc.data_ptr<float>(), K, a);
+  auto y = torch::empty({N}, torch::kFloat);
+  gemv_q4(a, cc.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(sc.data_ptr()), y.data_ptr<float>(), N, K);
+  return y;
+}
 
 // One int8 matrix-vector product (the engine's single-token linear layers outside the fused step).
 torch::Tensor int8_matvec(torch::Tensor x, torch::Tensor w, torch::Tensor scale) {
@@ -262,7 +428,10 @@ torch::Tensor int8_matvec(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<GemmaStep>(m, "GemmaStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<std::vector<torch::Tensor>>, std::vector<int64_t>,
-                          int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double>())
-      .def("forward", &GemmaStep::forward, pybind11::call_guard<pybind11::gil_scoped_release>());
+                          int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t>())
+      .def("forward", &GemmaStep::forward, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("head", &GemmaStep::head, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("last_rescored", &GemmaStep::last_rescored);
   m.def("int8_matvec", &int8_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("q4_matvec", &q4_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -17,7 +17,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("native.cpp")
-_REQUIRED_FLAGS = {"avx512f", "avx512bw", "avx512_vnni"}
+_REQUIRED_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
 _lock = threading.Lock()
 _module: Any = None
 _failed = ""

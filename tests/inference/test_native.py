@@ -1,0 +1,118 @@
+"""The C++ decode step's output-head screening (inference/native.cpp, kernels.quantize_q4_screen)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.kernels import dequantize_q4_screen, quantize_q4_screen, quantize_rows
+
+
+def _int8_table(rows: int, cols: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    # rows of different magnitudes, with a few outliers, as in a real embedding table
+    weight = torch.randn(rows, cols, generator=generator) * torch.rand(rows, 1, generator=generator)
+    weight[:, 7] *= 6.0
+    return quantize_rows(weight)
+
+
+def test_it_keeps_each_4bit_value_within_a_step_of_the_int8_one():
+    q, s = _int8_table(200, 128)
+    codes, scales = quantize_q4_screen(q, s, chunk_rows=64)  # several chunks, the last one short
+    assert codes.shape == (200, 64) and codes.dtype == torch.uint8
+    assert scales.shape == (200, 4) and scales.dtype == torch.float16
+    original = q.float() * s[:, None]
+    restored = dequantize_q4_screen(codes, scales)
+    step = scales.float().abs().repeat_interleave(32, dim=1)
+    error = (restored - original).abs()
+    # half a step, except that the grid is -8..7 steps (ggml's Q4_0): values near +8 steps clamp to +7
+    assert bool((error <= 1.01 * step + 1e-7).all())  # (+ the fp16 rounding of the step)
+    assert float(error.mean()) < float(step.mean()) / 4
+    # the block's largest magnitude is the grid's end (code 0 = -8 steps), so it comes back up to fp16 rounding
+    blocks = original.reshape(200, 4, 32)
+    extreme = blocks.gather(-1, blocks.abs().argmax(-1, keepdim=True)).squeeze(-1)
+    back = restored.reshape(200, 4, 32).gather(-1, blocks.abs().argmax(-1, keepdim=True)).squeeze(-1)
+    assert torch.allclose(back, extreme, rtol=1e-3, atol=1e-6)
+
+
+def test_it_refuses_a_row_length_the_screening_kernel_cannot_take():
+    q, s = _int8_table(4, 96)
+    with pytest.raises(ValueError, match="divisible by 64"):
+        quantize_q4_screen(q, s)
+
+
+@pytest.fixture(scope="module")
+def native_module():
+    from inference import native
+
+    module = native.load()
+    if module is None:
+        pytest.skip(f"the C++ step cannot be built here: {native.failure()}")
+    return module
+
+
+def _blocks8(x: torch.Tensor) -> torch.Tensor:
+    """The activation as the kernel sees it: int8 per block of 32, scale max|x| / 127 (round half to even)."""
+    blocks = x.reshape(-1, 32)
+    d = blocks.abs().amax(-1, keepdim=True) / 127.0
+    inverse = torch.where(d > 0, 1.0 / d, torch.zeros_like(d))
+    return (torch.round(blocks * inverse) * d).reshape(-1)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("inference-real-model")  # one worker builds the extension
+def test_it_scores_rows_from_the_4bit_copy_like_the_dequantized_reference(native_module):
+    q, s = _int8_table(300, 640, seed=1)
+    codes, scales = quantize_q4_screen(q, s)
+    x = torch.randn(640, generator=torch.Generator().manual_seed(2))
+    got = native_module.q4_matvec(x, codes, scales)
+    want = dequantize_q4_screen(codes, scales) @ _blocks8(x)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-4)
+    exact = (q.float() * s[:, None]) @ x
+    assert float((got - exact).abs().max()) < 0.1 * float(exact.abs().max())  # a preview, not noise
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("inference-real-model")
+def test_it_recomputes_every_head_row_near_the_best_from_the_int8_weights(native_module, monkeypatch):
+    from inference import fastpath
+    from inference.fastpath import GemmaFastDecoder
+    from inference.kernels import quantize_model
+    from inference.tiny import make_tiny_causal_lm
+
+    model = quantize_model(make_tiny_causal_lm(259, seed=3))
+    embed = model.model.embed_tokens
+    model.rigfit_head_screen = quantize_q4_screen(embed.weight, embed.scale)
+    # The random model's logits lie within a few tenths of each other: a narrow margin leaves some rows screened out.
+    monkeypatch.setattr(fastpath, "SCREEN_MARGIN", 0.05)
+    plain = GemmaFastDecoder(model, max_len=64, native=native_module, head_screen=False)
+    screened = GemmaFastDecoder(model, max_len=64, native=native_module, head_screen=True)
+    assert plain.rescored_rows is not None
+    partial = 0
+    with torch.inference_mode():
+        a, b = plain.prefill(torch.tensor([[1, 40, 41]])), screened.prefill(torch.tensor([[1, 40, 41]]))
+        for token in (50, 60, 70, 80, 90, 100, 110, 120):
+            a, b = plain.decode(token), screened.decode(token)
+            assert plain.rescored_rows == 259
+            # the int8 rows, same arithmetic: bit for bit (the all-zero padding row scores 0 either way)
+            recomputed = int(((a == b) & (a != 0)).sum())
+            assert recomputed == screened.rescored_rows
+            assert int(torch.argmax(b)) == int(torch.argmax(a))
+            partial += 0 < recomputed < 259
+            assert float((a - b).abs().max()) < 0.1  # the rest: their 4-bit scores, close to the int8 ones
+    assert partial >= 4
+
+
+def test_it_unmaps_a_sparsely_read_table_without_losing_its_values(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from inference.kernels import mark_sparsely_read, release_free_memory
+
+    table = torch.randint(-127, 128, (4096, 640), dtype=torch.int8)
+    path = tmp_path / "table.safetensors"
+    save_file({"table": table}, str(path))
+    mapped = load_file(str(path))["table"]
+    assert mark_sparsely_read(mapped, path)
+    release_free_memory()  # MADV_DONTNEED on the file's pages: the next read maps them again
+    assert torch.equal(mapped, table)
+    assert not mark_sparsely_read(table.clone(), path)  # anonymous memory: dropping it would zero the weights
