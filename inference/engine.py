@@ -392,6 +392,7 @@ class Engine:
             "model_file": source.filename if source else self._configured_file()[0],
             "quant": self.quant_label,
             "weights": "int8 weight-only" if self.settings.quantize else "fp32",
+            "output_head": self.output_head_label,
             "fast_path": self.fast_path,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
             "rss_bytes": psutil.Process().memory_info().rss,
@@ -410,6 +411,14 @@ class Engine:
             "last_stop_reason": self.last_metrics.stop_reason if self.last_metrics else None,
             "last_tokens_generated": self.last_metrics.tokens_generated if self.last_metrics else None,
         }
+
+    @property
+    def output_head_label(self) -> str:
+        if not self.settings.quantize:
+            return "fp32"
+        if self._fast is not None and getattr(self._fast, "head_screened", False):
+            return "int8, screened from a 4-bit copy"
+        return "int8"
 
     @property
     def quant_label(self) -> str:

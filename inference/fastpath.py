@@ -71,6 +71,7 @@ class GemmaFastDecoder:
         self.slots = torch.arange(max_len)
         self.position = 0
         # `native`: the module from inference.native; its GemmaStep runs the whole decode step in one C++ call.
+        self.head_screened = False  # the native step scores the output head from its 4-bit copy
         self._native = self._native_step(native, head_screen) if native is not None else None
         self.backend = "native" if self._native is not None else ("compiled" if compile else "eager")
         if self.backend == "compiled" and native is not None:  # the compiled graph reads every slot (masked)
@@ -120,6 +121,7 @@ class GemmaFastDecoder:
             )
         windows = [self.window if t == "sliding_attention" else 0 for t in self.layer_types]
         screen = getattr(self.model, "rigfit_head_screen", None) if head_screen else None
+        self.head_screened = screen is not None
         return native.GemmaStep(
             [embed.weight, embed.scale, vec(inner.norm.weight), *(screen or ())],
             layers,

@@ -34,6 +34,8 @@ def test_it_loads_the_packaged_model_from_the_cache(real_engine):
     assert status["model_file"] == "gemma-3-270m-q4_k_m.gguf"
     assert status["quant"] == "Q4_K_M"
     assert status["weights"] == "int8 weight-only"
+    if native.load() is not None:
+        assert status["output_head"] == "int8, screened from a 4-bit copy"
     assert real_engine.n_params > 200_000_000
     assert real_engine.model_dir is not None and (real_engine.model_dir / "tokenizer.json").exists()
 
