@@ -326,6 +326,7 @@ class Engine:
                 full = load_int8(self.model_dir)
                 lite.write(full, path)
                 del full
+                lite.remove_older_versions(self.model_dir)
                 gc.collect()
                 release_free_memory()
         return lite.load(path)

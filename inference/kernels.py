@@ -14,6 +14,7 @@ import ctypes
 import logging
 import mmap
 import os
+import threading
 import weakref
 from pathlib import Path
 
@@ -170,6 +171,7 @@ def quantize_model(model: nn.Module) -> nn.Module:
 
 
 _sparse_tables: list[weakref.ref[torch.Tensor]] = []
+_sparse_lock = threading.Lock()
 
 
 def _page_range(tensor: torch.Tensor) -> tuple[int, int]:
@@ -207,7 +209,8 @@ def mark_sparsely_read(tensor: torch.Tensor, path: Path) -> bool:
     start, length = _page_range(tensor)
     if not _mapped_from(start, length, path):
         return False
-    _sparse_tables.append(weakref.ref(tensor))
+    with _sparse_lock:
+        _sparse_tables.append(weakref.ref(tensor))
     _madvise(start, length, mmap.MADV_RANDOM)
     return True
 
@@ -222,9 +225,9 @@ def release_free_memory() -> None:
     and unmap the pages of sparsely read tables (`mark_sparsely_read`)."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    for ref in list(_sparse_tables):
-        tensor = ref()  # alive: its file mapping is too
-        if tensor is None:
-            _sparse_tables.remove(ref)
-        else:
-            _madvise(*_page_range(tensor), mmap.MADV_DONTNEED)
+    with _sparse_lock:
+        _sparse_tables[:] = [ref for ref in _sparse_tables if ref() is not None]
+        for ref in _sparse_tables:
+            tensor = ref()  # alive: its file mapping is too
+            if tensor is not None:
+                _madvise(*_page_range(tensor), mmap.MADV_DONTNEED)

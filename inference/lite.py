@@ -23,6 +23,16 @@ def lite_path(model_dir: Path) -> Path:
     return model_dir / f"rigfit-native-v{LITE_VERSION}.safetensors"
 
 
+def remove_older_versions(model_dir: Path) -> list[Path]:
+    """Delete the lite files an earlier release wrote (hundreds of MB each); returns what was removed."""
+    removed = []
+    for old in model_dir.glob("rigfit-native-v*.safetensors"):
+        if old != lite_path(model_dir):
+            old.unlink(missing_ok=True)
+            removed.append(old)
+    return removed
+
+
 def eligible(model_dir: Path) -> bool:
     """A Gemma 3 text model (the one architecture the lean step implements)."""
     try:

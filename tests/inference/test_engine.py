@@ -93,6 +93,7 @@ def test_it_reports_status_fields(tiny_engine):
     assert status["state"] == "ready"
     assert status["max_concurrent"] == 1 and status["running"] == 0
     assert status["rss_bytes"] > 0
+    assert status["weights"] == "fp32" and status["output_head"] == "fp32"  # the tiny engine is not quantized
 
 
 def test_it_quantizes_linear_layers_to_int8_within_tolerance(tiny_parts):

@@ -116,3 +116,14 @@ def test_it_unmaps_a_sparsely_read_table_without_losing_its_values(tmp_path):
     release_free_memory()  # MADV_DONTNEED on the file's pages: the next read maps them again
     assert torch.equal(mapped, table)
     assert not mark_sparsely_read(table.clone(), path)  # anonymous memory: dropping it would zero the weights
+
+
+def test_it_removes_the_lite_files_of_earlier_versions_only(tmp_path):
+    from inference import lite
+
+    current = lite.lite_path(tmp_path)
+    older = tmp_path / "rigfit-native-v1.safetensors"
+    for path in (current, older, tmp_path / "model.safetensors"):
+        path.write_bytes(b"x")
+    assert lite.remove_older_versions(tmp_path) == [older]
+    assert current.exists() and not older.exists() and (tmp_path / "model.safetensors").exists()
