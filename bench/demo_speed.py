@@ -83,7 +83,11 @@ def main() -> None:
     heavy = [name for name in ("transformers", "torch._inductor") if name in sys.modules]
     print(f"imported for the engine: {', '.join(heavy) or 'neither transformers nor torch._inductor'}")
     rss_mb = psutil.Process().memory_info().rss / 1e6
-    print(f"engine: {engine.status()['weights']}, loaded in {engine.load_seconds:.2f} s, resident {rss_mb:.0f} MB")
+    status = engine.status()
+    print(
+        f"engine: {status['weights']} (output head: {status['output_head']}), loaded in {engine.load_seconds:.2f} s, "
+        f"resident {rss_mb:.0f} MB"
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
     # llama.cpp runs in a child process: its thread pool (and the CPU affinity it may set) must not share a
