@@ -40,6 +40,10 @@ values = st.one_of(
 def test_it_never_answers_500(client, catalog, url, query, htmx):
     headers = {"HX-Request": "true"} if htmx else {}
     response = client.get(url, query, headers=headers)
+    if any("\x00" in value for value in query.values()) and not url.startswith("/api/"):
+        # refused before any view (config.middleware): PostgreSQL cannot store or compare text with NUL in it
+        assert response.status_code == 400 and b"NUL" in response.content, (url, query)
+        return
     assert response.status_code in (200, 404, 422), (url, query, response.status_code)
     if url.startswith("/api/") and response.status_code != 200:
         assert response.json()["message"]
