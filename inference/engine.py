@@ -353,9 +353,11 @@ class Engine:
             time.sleep(0.1)
         return self.fast_path == "ready"
 
-    def new_session(self, max_len: int) -> Any:
-        """A decode session: the compiled static-cache fast path when it fits, transformers' own otherwise."""
+    def new_session(self, max_len: int, *, temperature: float = 0.0) -> Any:
+        """A decode session: the compiled static-cache fast path when it fits, transformers' own otherwise.
+        `temperature`: the sampling temperature the session's logits will be divided by (0: greedy)."""
         if self._fast is not None and max_len <= self._fast.max_len:
+            self._fast.use_temperature(temperature)
             return self._fast  # reused: one compiled graph; callers hold _gen_lock, positions restart at prefill
         if self._fast is not None and self._fast.backend == "native" and not hasattr(self.model, "forward"):
             raise ValueError(f"{max_len} tokens do not fit the {self._fast.max_len}-token KV cache")
@@ -464,7 +466,7 @@ class Engine:
                 raise ValueError(f"The prompt has {metrics.prompt_tokens} tokens; the limit is {limit}.")
             eos = _eos_ids(self.model, self.tokenizer)
             assembler = _TextAssembler(self.tokenizer)
-            step = self.new_session(metrics.prompt_tokens + max_new + 1)
+            step = self.new_session(metrics.prompt_tokens + max_new + 1, temperature=params.temperature)
             logits = step.prefill(input_ids)
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)

@@ -230,6 +230,12 @@ class GemmaFastDecoder:
         self.position = int(ids.shape[0])
         return self._forward(ids, positions, positions[-1])
 
+    def use_temperature(self, temperature: float) -> None:
+        """Widen the head's screening margin for sampling hotter than 1: the logits are divided by the temperature,
+        so a row `SCREEN_MARGIN` below the best in logits is only SCREEN_MARGIN / T below it where tokens are drawn."""
+        if self._native is not None and self.head_screened:
+            self._native.set_screen_margin(SCREEN_MARGIN * max(1.0, temperature))
+
     @property
     def rescored_rows(self) -> int | None:
         """Output-head rows computed from the int8 weights at the last native step (None off the native step)."""

@@ -360,6 +360,11 @@ class GemmaStep {
     return logits_of_x();
   }
 
+  void set_screen_margin(double margin) {
+    TORCH_CHECK(margin >= 0.0, "screen margin: not negative");
+    screen_margin_ = margin;
+  }
+
   // Rows computed with the int8 weights at the last step (every row without a screening copy).
   int64_t last_rescored() const { return last_rescored_; }
 
@@ -431,6 +436,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                           int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t>())
       .def("forward", &GemmaStep::forward, pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("head", &GemmaStep::head, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("set_screen_margin", &GemmaStep::set_screen_margin)
       .def("last_rescored", &GemmaStep::last_rescored);
   m.def("int8_matvec", &int8_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("q4_matvec", &q4_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());

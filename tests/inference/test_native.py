@@ -127,3 +127,32 @@ def test_it_removes_the_lite_files_of_earlier_versions_only(tmp_path):
         path.write_bytes(b"x")
     assert lite.remove_older_versions(tmp_path) == [older]
     assert current.exists() and not older.exists() and (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("inference-real-model")
+def test_it_widens_the_screening_margin_for_hot_sampling(native_module, monkeypatch):
+    from inference import fastpath
+    from inference.fastpath import GemmaFastDecoder
+    from inference.kernels import quantize_model
+    from inference.tiny import make_tiny_causal_lm
+
+    model = quantize_model(make_tiny_causal_lm(259, seed=3))
+    embed = model.model.embed_tokens
+    model.rigfit_head_screen = quantize_q4_screen(embed.weight, embed.scale)
+    monkeypatch.setattr(fastpath, "SCREEN_MARGIN", 0.05)
+    decoder = GemmaFastDecoder(model, max_len=64, native=native_module)
+
+    def rescored_per_step(temperature: float) -> list[int]:
+        decoder.use_temperature(temperature)
+        decoder.prefill(torch.tensor([[1, 40, 41]]))
+        rows = []
+        for token in (50, 60, 70, 80):
+            decoder.decode(token)
+            rows.append(decoder.rescored_rows)
+        return rows
+
+    with torch.inference_mode():
+        greedy, cool, hot, greedy_again = (rescored_per_step(t) for t in (0.0, 0.7, 4.0, 0.0))
+    assert cool == greedy == greedy_again  # up to 1 the margin stays; a later greedy run is back to it
+    assert all(h >= g for h, g in zip(hot, greedy, strict=True)) and sum(hot) > sum(greedy)
