@@ -113,3 +113,54 @@ def test_it_quantizes_linear_layers_to_int8_within_tolerance(tiny_parts):
         ref = model(ids).logits
         got = quantized(ids).logits
     assert torch.allclose(got, ref, atol=0.05 * ref.abs().max().item())
+
+
+def _nucleus_by_full_sort(probs, top_p):
+    import torch
+
+    ordered, order = torch.sort(probs.double(), descending=True)
+    keep = torch.cumsum(ordered, dim=0) - ordered < top_p
+    keep[0] = True
+    return order[keep]
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.99, 0.999999])
+@pytest.mark.parametrize("spread", [0.5, 3.0, 12.0])  # a flat distribution needs k to grow; a peaked one does not
+def test_it_finds_the_same_nucleus_as_sorting_the_whole_vocabulary(top_p, spread):
+    import torch
+
+    from inference.engine import nucleus
+
+    generator = torch.Generator().manual_seed(int(spread * 10) + int(top_p * 1000))
+    probs = torch.softmax(torch.randn(20_000, generator=generator) * spread, dim=0)
+    tokens, kept = nucleus(probs, top_p, first_k=16)
+    # the same tokens (equal probabilities may come in another order)
+    assert sorted(tokens.tolist()) == sorted(_nucleus_by_full_sort(probs, top_p).tolist())
+    assert torch.equal(kept, probs[tokens])
+    mass = kept.double()
+    assert float(mass.sum() - mass.min()) < top_p <= float(mass.sum()) + 1e-9
+
+
+def test_it_samples_only_inside_the_nucleus():
+    import torch
+
+    from inference.engine import sample_next
+
+    logits = torch.tensor([5.0, 4.0, 3.0] + [-5.0] * 1000)
+    seen = {
+        sample_next(logits, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(s)) for s in range(200)
+    }
+    assert seen <= {0, 1, 2} and {0, 1} <= seen
+    assert sample_next(logits, temperature=0.0, top_p=0.9) == 0
+
+
+def test_it_draws_tokens_in_proportion_to_their_probability():
+    import torch
+
+    from inference.engine import _draw
+
+    weights = torch.tensor([0.0, 0.5, 0.0, 0.25, 0.25])
+    generator = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.tensor([_draw(weights, generator) for _ in range(4000)]), minlength=5)
+    assert counts[0] == counts[2] == 0  # never a zero-probability token
+    assert abs(int(counts[1]) - 2000) < 150 and abs(int(counts[3]) - 1000) < 120 and abs(int(counts[4]) - 1000) < 120
