@@ -266,7 +266,9 @@ class GemmaStep {
     scores_.resize(n_heads * max_len);
   }
 
-  torch::Tensor forward(int64_t token, int64_t pos) {
+  // One token at `pos`: fills the KV cache there and returns the next token's logits, or an empty tensor when
+  // `logits` is false (a prompt token that is not the last: the output head is skipped).
+  torch::Tensor forward(int64_t token, int64_t pos, bool logits = true) {
     TORCH_CHECK(token >= 0 && token < vocab_, "token id out of range");
     TORCH_CHECK(pos >= 0 && pos < max_len_, "position beyond the KV cache");
     const int64_t H = hidden_, hd = hd_;
@@ -347,6 +349,7 @@ class GemmaStep {
       rms(tmp_.data(), L.post_ff_ln.data_ptr<float>(), tmp_.data(), H, eps);
       for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
     }
+    if (!logits) return torch::Tensor();
     rms(h_.data(), final_norm_.data_ptr<float>(), x_.data(), H, eps);
     return logits_of_x();
   }
@@ -434,7 +437,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<GemmaStep>(m, "GemmaStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<std::vector<torch::Tensor>>, std::vector<int64_t>,
                           int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t>())
-      .def("forward", &GemmaStep::forward, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("forward", &GemmaStep::forward, pybind11::arg("token"), pybind11::arg("pos"), pybind11::arg("logits") = true,
+           pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("head", &GemmaStep::head, pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("set_screen_margin", &GemmaStep::set_screen_margin)
       .def("last_rescored", &GemmaStep::last_rescored);
