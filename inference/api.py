@@ -21,6 +21,7 @@ class StatusOut(Schema):
     model_file: str
     quant: str
     weights: str
+    output_head: str = Field("", description="How the output head is computed once loaded ('' before).")
     fast_path: str
     load_seconds: float | None
     rss_bytes: int

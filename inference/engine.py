@@ -476,6 +476,8 @@ class Engine:
     def output_head_label(self) -> str:
         if not self.settings.quantize:
             return "fp32"
+        if self.state != READY:
+            return ""  # decided when the model has loaded
         if self._fast is not None and getattr(self._fast, "head_screened", False):
             return "int8, screened from a 4-bit copy"
         return "int8"

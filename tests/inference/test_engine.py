@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from inference.engine import Busy, DoneEvent, GenerationParams, Slots, TokenEvent
+from inference.engine import Busy, DoneEvent, Engine, GenerationParams, Slots, TokenEvent
 
 
 def test_it_streams_tokens_then_one_done_event_with_metrics(tiny_engine):
@@ -86,6 +86,15 @@ def test_it_answers_429_when_the_queue_is_full_and_503_when_the_wait_times_out()
     slots.release()
     slots.acquire(timeout_s=0)
     assert slots.running == 1
+
+
+def test_it_names_the_output_head_only_once_loaded():
+    import dataclasses
+
+    from inference.conf import load_settings
+
+    engine = Engine(dataclasses.replace(load_settings(), quantize=True))
+    assert engine.status()["state"] == "idle" and engine.status()["output_head"] == ""
 
 
 def test_it_reports_status_fields(tiny_engine):

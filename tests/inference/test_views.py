@@ -120,6 +120,7 @@ def test_it_reports_status_on_the_api(client, tiny_engine):
     response = client.get("/api/demo/status")
     assert response.status_code == 200
     assert response.json()["state"] == "ready"
+    assert response.json()["output_head"] == "fp32"  # the tiny engine is not quantized
 
 
 def test_it_generates_on_the_api(client, tiny_engine):
