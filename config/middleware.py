@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.decorators import sync_and_async_middleware
 
 NUL = "\x00"
@@ -57,7 +59,7 @@ def _carries_nul(request: HttpRequest) -> bool:
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         try:
             return any(NUL in key or NUL in value for key, value in _pairs(request.POST))
-        except Exception:  # a malformed body: the view's own parsing reports it
+        except (MultiPartParserError, SuspiciousOperation, UnicodeDecodeError):  # malformed: the view reports it
             return False
     return False
 

@@ -478,7 +478,7 @@ class Engine:
             return "fp32"
         if self.state != READY:
             return ""  # decided when the model has loaded
-        if self._fast is not None and getattr(self._fast, "head_screened", False):
+        if self._fast is not None and self._fast.head_screened:
             return "int8, screened from a 4-bit copy"
         return "int8"
 

@@ -17,8 +17,8 @@ from inference.kernels import int8_linear
 
 # Logits within this many nats of the best 4-bit score are recomputed from the int8 rows. The largest error of a
 # 4-bit score, over all 262,144 rows at 197 steps of 4 fixed texts, was 5.3 (median of each step's largest 2.8:
-# `bench/head_screen.py`), so a row that could be the best is always recomputed; a row left at its 4-bit score holds
-# under e^-8 (0.03 %) of the best token's probability.
+# `bench/head_screen.py`), so a row that could be the best is always recomputed; a row left at its 4-bit score
+# scored more than 8 below the best (e^-8 = 0.03 % of its probability, at that score).
 SCREEN_MARGIN = 8.0
 # At most this many rows are recomputed per step (the best-scored ones): a nearly flat distribution would otherwise
 # send thousands of scattered rows to the int8 table. A median step recomputes about 64 (bench/head_screen.py).

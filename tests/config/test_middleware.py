@@ -31,3 +31,10 @@ def test_it_lets_ordinary_requests_through(client):
     # a backslash-u sequence that is not a NUL once decoded is ordinary text
     response = client.post("/api/fit/estimate", '{"config": {"model_type": "\\\\u0000"}}', "application/json")
     assert "NUL" not in response.content.decode()
+
+
+def test_it_leaves_a_malformed_form_body_to_the_view(client):
+    response = client.generic(
+        "POST", "/benchmarks/submit/", b"--x\r\nnot a part", content_type="multipart/form-data; boundary=x"
+    )
+    assert response.status_code < 500 and b"NUL" not in response.content

@@ -51,6 +51,21 @@ def native_module():
     return module
 
 
+@pytest.fixture
+def screened_tiny_model(monkeypatch):
+    """A tiny random int8 Gemma 3 with the head's 4-bit copy, under a narrow screening margin: its logits lie within
+    a few tenths of each other, and the real 8-nat margin would recompute every row."""
+    from inference import fastpath
+    from inference.kernels import quantize_model
+    from inference.tiny import make_tiny_causal_lm
+
+    model = quantize_model(make_tiny_causal_lm(259, seed=3))
+    embed = model.model.embed_tokens
+    model.rigfit_head_screen = quantize_q4_screen(embed.weight, embed.scale)
+    monkeypatch.setattr(fastpath, "SCREEN_MARGIN", 0.05)
+    return model
+
+
 def _blocks8(x: torch.Tensor) -> torch.Tensor:
     """The activation as the kernel sees it: int8 per block of 32, scale max|x| / 127 (round half to even)."""
     blocks = x.reshape(-1, 32)
@@ -74,17 +89,10 @@ def test_it_scores_rows_from_the_4bit_copy_like_the_dequantized_reference(native
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("inference-real-model")
-def test_it_recomputes_every_head_row_near_the_best_from_the_int8_weights(native_module, monkeypatch):
-    from inference import fastpath
+def test_it_recomputes_every_head_row_near_the_best_from_the_int8_weights(native_module, screened_tiny_model):
     from inference.fastpath import GemmaFastDecoder
-    from inference.kernels import quantize_model
-    from inference.tiny import make_tiny_causal_lm
 
-    model = quantize_model(make_tiny_causal_lm(259, seed=3))
-    embed = model.model.embed_tokens
-    model.rigfit_head_screen = quantize_q4_screen(embed.weight, embed.scale)
-    # The random model's logits lie within a few tenths of each other: a narrow margin leaves some rows screened out.
-    monkeypatch.setattr(fastpath, "SCREEN_MARGIN", 0.05)
+    model = screened_tiny_model
     plain = GemmaFastDecoder(model, max_len=64, native=native_module, head_screen=False)
     screened = GemmaFastDecoder(model, max_len=64, native=native_module, head_screen=True)
     assert plain.rescored_rows is not None
@@ -131,16 +139,10 @@ def test_it_removes_the_lite_files_of_earlier_versions_only(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("inference-real-model")
-def test_it_widens_the_screening_margin_for_hot_sampling(native_module, monkeypatch):
-    from inference import fastpath
+def test_it_widens_the_screening_margin_for_hot_sampling(native_module, screened_tiny_model):
     from inference.fastpath import GemmaFastDecoder
-    from inference.kernels import quantize_model
-    from inference.tiny import make_tiny_causal_lm
 
-    model = quantize_model(make_tiny_causal_lm(259, seed=3))
-    embed = model.model.embed_tokens
-    model.rigfit_head_screen = quantize_q4_screen(embed.weight, embed.scale)
-    monkeypatch.setattr(fastpath, "SCREEN_MARGIN", 0.05)
+    model = screened_tiny_model
     decoder = GemmaFastDecoder(model, max_len=64, native=native_module)
 
     def rescored_per_step(temperature: float) -> list[int]:
