@@ -221,6 +221,22 @@ class Hardware(models.Model):
     memory_bytes = models.BigIntegerField(help_text="GPU memory, or unified/system memory for the other kinds.")
     bandwidth_gbps = models.FloatField(help_text="Memory bandwidth in GB/s (10^9 bytes per second).")
     fp16_tflops = models.FloatField(null=True, blank=True)
+    # What a speed model needs beyond memory and bandwidth; every figure cited in `speed_source`.
+    generation = models.CharField(
+        max_length=40, blank=True, help_text='Architecture or chip generation: "ampere", "ada", "rdna3", "zen4", ...'
+    )
+    matrix_tflops = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Dense matrix TFLOP/s prompt processing runs on: FP16 with FP32 accumulate on tensor/matrix cores, "
+        "the GPU FP16 rate on Apple, cores x SIMD FMA width x clock on a CPU.",
+    )
+    int8_tops = models.FloatField(null=True, blank=True, help_text="Dense INT8 tensor TOPS.")
+    gpu_cores = models.PositiveIntegerField(null=True, blank=True, help_text="Apple GPU cores.")
+    cpu_cores = models.PositiveIntegerField(null=True, blank=True)
+    memory_channels = models.PositiveIntegerField(null=True, blank=True, help_text="64-bit memory channels.")
+    memory_mts = models.PositiveIntegerField(null=True, blank=True, help_text="Memory transfer rate, MT/s.")
+    speed_source = models.TextField(blank=True, help_text="Citations for the figures above.")
     release_year = models.PositiveIntegerField(null=True, blank=True)
     popular = models.BooleanField(default=False, help_text="Shown first in pickers.")
     aliases = models.JSONField(default=list, blank=True, help_text="Other names for matching.")

@@ -69,6 +69,10 @@ def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
         bandwidth_gbps=hardware.bandwidth_gbps,
         fp16_tflops=hardware.fp16_tflops,
         count=count,
+        vendor=hardware.vendor,
+        generation=hardware.generation,
+        matrix_tflops=hardware.matrix_tflops,
+        int8_tops=hardware.int8_tops,
     )
 
 
