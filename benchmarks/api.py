@@ -10,12 +10,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.security import HttpBearer
+from pydantic import field_validator
 
-from benchmarks import llamabench, services
+from benchmarks import forms, llamabench, services
 from benchmarks.models import ApiToken, BenchmarkRun
 
 router = Router(tags=["benchmarks"])
@@ -69,7 +71,9 @@ class RunIn(Schema):
     type_v: str = "f16"
     flash_attn: bool | None = None
     power_watts: float | None = None
-    test_time: datetime | None = None
+    test_time: datetime | None = Field(
+        None, description="When the test ran: not before 2023-01-01, not in the future (5 minutes of clock skew)."
+    )
     os: str = ""
     cpu_info: str = ""
     gpu_info: str = ""
@@ -81,6 +85,15 @@ class RunIn(Schema):
     model_n_params: int | None = None
     notes: str = ""
     channel: Literal["api", "cli"] = Field("api", description="'cli' when sent by a command-line tool.")
+
+    @field_validator("test_time")
+    @classmethod
+    def _bounded_test_time(cls, value: datetime | None) -> datetime | None:
+        try:
+            forms.check_test_time(value)
+        except DjangoValidationError as exc:
+            raise ValueError(exc.messages[0]) from None
+        return value
 
 
 class LlamaBenchIn(Schema):

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import math
 import statistics
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from benchmarks.models import Backend, Runtime
+from benchmarks.models import EARLIEST_TEST_TIME, Backend, Runtime
 from catalog.models import Model
 
 MAX_TPS = 1_000_000.0  # far above any real single-stream figure; anything higher is a typo or junk
 MAX_SAMPLES = 1000
 MAX_TOKENS = 1_048_576
 CLOCK_SKEW = timedelta(minutes=5)
+# llama.cpp, whose llama-bench defines this schema, was first published in March 2023: no run of it can be older.
+# An unbounded date is a stored denial of service: PostgreSQL keeps "0001-01-01T00:00:00+14:00" as a BC timestamp
+# that psycopg cannot read back, and every page listing the run then fails. The model's check constraint holds the
+# same lower bound and a fixed upper one (models.LATEST_TEST_TIME) for rows written around the forms.
 SAMPLE_MEAN_TOLERANCE = 0.01  # samples must average to avg_ts within 1 %
 KV_TYPES = ["f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"]
 
@@ -31,6 +35,18 @@ def _finite_positive(value: float | None, *, allow_zero: bool = False) -> None:
         raise ValidationError("Must be zero or more." if allow_zero else "Must be greater than zero.")
     if value > MAX_TPS:
         raise ValidationError(f"Must be at most {MAX_TPS:,.0f}.")
+
+
+def check_test_time(value: datetime | None, *, now: datetime | None = None) -> None:
+    """Refuse a test time before 2023 or later than now (plus a small clock skew)."""
+    if value is None:
+        return
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value < EARLIEST_TEST_TIME:
+        raise ValidationError("The test time is before 2023-01-01 (llama.cpp did not exist).", code="too_early")
+    if value > (now or timezone.now()) + CLOCK_SKEW:
+        raise ValidationError("The test time is in the future.", code="future")
 
 
 def positive(value: float | None) -> None:
@@ -144,8 +160,7 @@ class RunForm(forms.Form):
 
     def clean_test_time(self) -> Any:
         value = self.cleaned_data.get("test_time")
-        if value is not None and value > timezone.now() + CLOCK_SKEW:
-            raise ValidationError("The test time is in the future.", code="future")
+        check_test_time(value)
         return value
 
     def clean(self) -> dict[str, Any]:

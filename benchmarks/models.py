@@ -13,6 +13,7 @@ aggregates, plots and plausibility checks read.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
@@ -20,6 +21,11 @@ from django.db.models import Q
 from django.urls import reverse
 
 from catalog.models import Hardware, Model, Quantization
+
+# The range a stored test_time may hold (benchmarks.forms refuses the future as well, which a constraint cannot).
+# Outside it PostgreSQL can store dates psycopg cannot read back (BC, or after year 9999).
+EARLIEST_TEST_TIME = datetime(2023, 1, 1, tzinfo=UTC)
+LATEST_TEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Status(models.TextChoices):
@@ -188,6 +194,11 @@ class BenchmarkRun(models.Model):
             models.CheckConstraint(condition=Q(avg_ts__gt=0), name="bench_avg_ts_positive"),
             models.CheckConstraint(condition=Q(stddev_ts__gte=0), name="bench_stddev_ts_nonnegative"),
             models.CheckConstraint(condition=Q(n_prompt__gt=0) | Q(n_gen__gt=0), name="bench_has_tokens"),
+            models.CheckConstraint(
+                condition=Q(test_time__isnull=True)
+                | Q(test_time__gte=EARLIEST_TEST_TIME, test_time__lt=LATEST_TEST_TIME),
+                name="bench_test_time_in_range",
+            ),
         ]
 
     def __str__(self) -> str:
