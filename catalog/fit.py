@@ -9,6 +9,7 @@ overhead and speeds are estimates, and `MemoryBreakdown.estimated` says which fi
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
@@ -122,8 +123,13 @@ class FitResult:
     verdict: Verdict
     gpu_layers: int
     n_layers: int
+    # One basis for the verdict (docs/fit.md, "Verdict and headroom"): usable = capacity - runtime overhead (once per
+    # GPU); needed = everything else the run allocates (weights, KV, compute buffers once per GPU, vision encoder);
+    # headroom = usable - needed, exactly; the model fits entirely when headroom >= 0.
+    needed_bytes: int
     usable_bytes: int
     headroom_bytes: int
+    # Decode tokens/s of one user while `options.users` sequences are batched (the serving plan's per-user figure).
     est_decode_tps: float | None
     est_prefill_tps: float | None
 
@@ -536,16 +542,33 @@ def overhead_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "g
 
 
 def context_tokens(shape: ModelShape, options: FitOptions) -> int:
-    """Tokens each sequence holds: the requested context, plus the image tokens of one image for a VLM."""
-    return options.ctx + (shape.image_tokens if shape.vision_params else 0)
+    """Cells each sequence's KV cache holds: the context is the runtime's `-c` (llama.cpp allocates the KV cache for
+    n_ctx cells, src/llama-context.cpp); a VLM's image tokens are placed inside it, not added to it."""
+    return options.ctx
+
+
+def text_tokens_after_image(shape: ModelShape, ctx: int) -> int | None:
+    """Tokens of a `ctx`-token context left for text once one image is in it (Moondream 2: 2,048 - 729 = 1,319);
+    None for a model without vision, 0 when the image alone does not fit."""
+    if not shape.vision_params or not shape.image_tokens:
+        return None
+    return max(ctx - shape.image_tokens, 0)
+
+
+def clamp_ctx(ctx: int, max_ctx: int | None) -> tuple[int, bool]:
+    """(the context a run uses, whether it was clamped): a context above the model's maximum is cut to it."""
+    _check_positive("ctx", ctx)
+    if max_ctx is not None and max_ctx >= 1 and ctx > max_ctx:
+        return max_ctx, True
+    return ctx, False
 
 
 def memory_breakdown(
     shape: ModelShape, quant: QuantSpec, options: FitOptions, device_kind: str = "gpu"
 ) -> MemoryBreakdown:
     """Everything the model needs in memory with all layers on one device of `device_kind` ("gpu", "unified" or
-    "cpu"). The vision encoder (if any) is counted apart from the text weights, and one image's tokens are added to
-    each sequence's context."""
+    "cpu"). The vision encoder (if any) is counted apart from the text weights; a VLM's image tokens live inside the
+    context (`options.ctx` is the runtime's `-c`)."""
     _check_shape(shape)
     _check_options(options)
     weights, exact = weights_bytes(shape, quant)
@@ -598,6 +621,7 @@ class _Placement:
     gpu_layers: int
     usable_bytes: int
     headroom_bytes: int
+    needed_bytes: int = 0
 
 
 def _place(
@@ -608,13 +632,16 @@ def _place(
     capacity = device_capacity_bytes(device)
     count = device.count if device.kind == "gpu" else 1
     per_device = mem.compute_bytes + mem.overhead_bytes
+    # One basis: the runtime overhead comes off the capacity (usable) and out of what is needed, once per GPU on
+    # both sides; the compute buffer is needed once per GPU too.
     usable = capacity - mem.overhead_bytes * count
-    headroom = capacity - (mem.total_bytes + per_device * (count - 1))
+    needed = mem.total_bytes - mem.overhead_bytes + mem.compute_bytes * (count - 1)
+    headroom = usable - needed
     if device.kind == "cpu":
         verdict = Verdict.CPU_ONLY if headroom >= 0 else Verdict.DOES_NOT_FIT
-        return _Placement(verdict, 0, usable, headroom)
+        return _Placement(verdict, 0, usable, headroom, needed)
     if headroom >= 0:
-        return _Placement(Verdict.FITS_GPU, shape.n_layers, usable, headroom)
+        return _Placement(Verdict.FITS_GPU, shape.n_layers, usable, headroom, needed)
 
     # Partial offload: llama.cpp puts the last n_gpu_layers repeating layers on the GPU with their KV (offload_kqv);
     # the token embeddings and, until every layer is offloaded, the output matrix stay in host memory
@@ -640,10 +667,10 @@ def _place(
     else:
         host_ram = options.system_ram_bytes
     if gpu_layers >= 1 and host_need <= host_ram:
-        return _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, usable, headroom)
+        return _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, usable, headroom, needed)
     cpu_need = mem.total_bytes - mem.overhead_bytes + CPU_OVERHEAD_BYTES
     verdict = Verdict.CPU_ONLY if cpu_need <= host_ram else Verdict.DOES_NOT_FIT
-    return _Placement(verdict, 0, usable, headroom)
+    return _Placement(verdict, 0, usable, headroom, needed)
 
 
 def fit(
@@ -670,7 +697,8 @@ def fit(
         )
     decode = None
     if place.verdict != Verdict.DOES_NOT_FIT:
-        seconds = speed_estimates.step_seconds(shape, quant, device, options, place, 1, speed)
+        # Per-user speed with every user batched into each step, as the serving plan computes it.
+        seconds = speed_estimates.step_seconds(shape, quant, device, options, place, options.users, speed)
         decode = None if seconds is None else 1 / seconds
     prefill = None
     if place.verdict != Verdict.DOES_NOT_FIT:
@@ -680,10 +708,109 @@ def fit(
         verdict=place.verdict,
         gpu_layers=place.gpu_layers,
         n_layers=shape.n_layers,
+        needed_bytes=place.needed_bytes,
         usable_bytes=place.usable_bytes,
         headroom_bytes=place.headroom_bytes,
         est_decode_tps=decode,
         est_prefill_tps=prefill,
+    )
+
+
+def fits_entirely(verdict: Verdict, device_kind: str) -> bool:
+    """The run needs nothing beyond the device: all in GPU (or unified) memory, or, on a CPU, in its RAM."""
+    return verdict == (Verdict.CPU_ONLY if device_kind == "cpu" else Verdict.FITS_GPU)
+
+
+def max_context(
+    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, limit: int
+) -> int | None:
+    """The largest context (<= `limit`, the model's maximum) at which the run fits entirely on `device` with the
+    other `options` unchanged; None when not even 256 tokens do. Memory grows with context only through the
+    256-padded cell count (kv_cells), so a binary search over multiples of 256 finds it."""
+    _check_positive("limit", limit)
+
+    def fits(ctx: int) -> bool:
+        opts = dataclasses.replace(options, ctx=ctx)
+        place = _place(shape, quant, device, opts, memory_breakdown(shape, quant, opts, device_kind=device.kind))
+        return fits_entirely(place.verdict, device.kind)
+
+    if fits(limit):
+        return limit
+    lo, hi = 0, (limit - 1) // 256  # fits(256 x lo) holds (lo = 0 stands for "none"); fits(256 x (hi + 1)) fails
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(256 * mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return 256 * lo if lo else None
+
+
+# --- which quant to pick -------------------------------------------------------------------------------------------
+
+MIN_DECODE_TPS = 10.0  # "usable speed": about reading speed for a chat (docs/fit.md, "Which quant to pick")
+
+
+@dataclass(frozen=True, slots=True)
+class QuantChoice:
+    """One quant of a model with its answer on a device. Quality order: more bits per weight first, then the lower
+    perplexity increase (the reference table's figure) among equal bits."""
+
+    name: str
+    bits_per_weight: float | None
+    perplexity_delta: float | None
+    result: FitResult
+
+    @property
+    def quality_key(self) -> tuple[float, float]:
+        """Sorts best quality first."""
+        bits = self.bits_per_weight if self.bits_per_weight is not None else 0.0
+        delta = self.perplexity_delta if self.perplexity_delta is not None else float("inf")
+        return (-bits, delta)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    recommended: QuantChoice | None  # best quality that fits entirely and keeps min_decode_tps
+    fastest: QuantChoice | None  # highest decode speed among the quants that run at all
+    best_quality: QuantChoice | None  # best quality among the quants that run at all
+    min_decode_tps: float
+
+    @property
+    def rule(self) -> str:
+        return (
+            f"the highest-quality quantization that fits entirely in memory and decodes at least "
+            f"{self.min_decode_tps:g} tok/s at these settings"
+        )
+
+    @property
+    def pick(self) -> QuantChoice | None:
+        """One quant for a list: the recommended one, else (nothing keeps the speed) the fastest that runs."""
+        return self.recommended or self.fastest
+
+
+def recommend(
+    choices: Sequence[QuantChoice], device_kind: str, min_decode_tps: float = MIN_DECODE_TPS
+) -> Recommendation:
+    """Which quant to pick on one device at one setting: `recommended` is the highest-quality quant that fits
+    entirely (fits_entirely) and decodes at least `min_decode_tps` tokens/s per user; `fastest` and `best_quality`
+    are taken over every quant that runs at all (partial offload included)."""
+    runs = [c for c in choices if c.result.verdict != Verdict.DOES_NOT_FIT]
+    by_quality = sorted(runs, key=lambda c: (c.quality_key, c.name))
+    usable = [
+        c
+        for c in by_quality
+        if fits_entirely(c.result.verdict, device_kind)
+        and c.result.est_decode_tps is not None
+        and c.result.est_decode_tps >= min_decode_tps
+    ]
+    with_speed = [c for c in by_quality if c.result.est_decode_tps is not None]
+    fastest = max(with_speed, key=lambda c: c.result.est_decode_tps or 0.0, default=None)  # ties: better quality
+    return Recommendation(
+        recommended=usable[0] if usable else None,
+        fastest=fastest,
+        best_quality=by_quality[0] if by_quality else None,
+        min_decode_tps=min_decode_tps,
     )
 
 
@@ -715,14 +842,21 @@ __all__ = [
     "FitResult",
     "MemoryBreakdown",
     "ModelShape",
+    "QuantChoice",
     "QuantSpec",
+    "Recommendation",
     "Verdict",
+    "clamp_ctx",
     "compute_bytes",
     "fit",
+    "fits_entirely",
     "kv_cache_bytes",
+    "max_context",
     "memory_breakdown",
     "nominal_bits_per_weight",
     "overhead_bytes",
+    "recommend",
     "swa_layers_every",
+    "text_tokens_after_image",
     "weights_bytes",
 ]

@@ -170,7 +170,11 @@ def test_it_adds_vision_encoder_and_image_tokens():
     assert mem.vision_bytes == 800_000_000
     assert "vision_bytes" in mem.estimated
     assert mem.weights_bytes == text.weights_bytes  # the vision share is not counted twice
-    assert mem.kv_cache_bytes == fit.kv_cache_bytes(GEMMA_270M, 2048 + 256)
+    # The context is the runtime's -c: the image's 256 tokens live inside the 2,048 cells, not on top of them.
+    assert mem.kv_cache_bytes == fit.kv_cache_bytes(GEMMA_270M, 2048)
+    assert fit.text_tokens_after_image(vlm, 2048) == 2048 - 256
+    assert fit.text_tokens_after_image(vlm, 200) == 0
+    assert fit.text_tokens_after_image(GEMMA_270M, 2048) is None
     assert mem.total_bytes == sum(
         (mem.weights_bytes, mem.kv_cache_bytes, mem.compute_bytes, mem.overhead_bytes, mem.vision_bytes)
     )
@@ -381,3 +385,77 @@ def test_it_holds_swa_kv_constant_beyond_the_window(shape, users, beyond):
 def test_it_totals_the_kv_cache_as_the_sum_of_its_layers(shape, ctx, users, kv_type):
     by_layer = sum(fit.kv_layer_bytes(shape, il, ctx, kv_type, users) for il in range(shape.n_layers))
     assert fit.kv_cache_bytes(shape, ctx, kv_type, users) == by_layer
+
+
+# --- one basis for the verdict (issue 10, item 6) -----------------------------------------------------------------
+# Llama 3.1 8B Q4_K_M with an exact file size, 4,096 tokens, f16 KV, one user, flash attention, worked out by hand:
+Q4_FILE = QuantSpec("Q4_K_M", file_bytes=4_920_733_696)
+WEIGHTS = 4_920_733_696
+KV_4K = 32 * 2 * 8 * 128 * 4096 * 2  # layers x (K, V) x KV heads x head dim x cells x f16 bytes = 536,870,912
+COMPUTE = 512 * (128_256 + 2 * 4096) * 4  # ubatch x (vocab + 2 x hidden) x f32 = 279,445,504
+OVERHEAD = 400 * MIB + 128_256 * 4  # CUDA context estimate + output buffer (vocab x f32) = 419,943,424
+
+
+def test_it_measures_needs_usable_and_headroom_on_one_basis():
+    device = DeviceSpec("24 GiB", "gpu", 24 * GIB, 1000.0)
+    result = fit.fit(LLAMA_8B, Q4_FILE, device, FitOptions(ctx=4096))
+    assert result.needed_bytes == 5_737_050_112  # weights + KV + compute: the overhead is not "needed" twice
+    assert result.usable_bytes == 25_769_803_776 - 419_943_424
+    assert result.headroom_bytes == 25_769_803_776 - 419_943_424 - 5_737_050_112
+    assert result.memory.total_bytes == WEIGHTS + KV_4K + COMPUTE + OVERHEAD == 6_156_993_536
+
+
+@pytest.mark.parametrize(
+    ("count", "memory_bytes", "headroom", "verdict"),
+    [
+        # One GPU: it fits exactly when capacity >= weights + KV + compute + overhead = 6,156,993,536 bytes.
+        (1, 6_156_993_536, 0, Verdict.FITS_GPU),
+        (1, 6_156_993_535, -1, Verdict.PARTIAL_OFFLOAD),
+        # Two GPUs: compute and overhead once per GPU on both sides: 2 x M >= 4,920,733,696 + 536,870,912
+        # + 2 x 279,445,504 + 2 x 419,943,424 = 6,856,382,464, so M = 3,428,191,232 is the boundary.
+        (2, 3_428_191_232, 0, Verdict.FITS_GPU),
+        (2, 3_428_191_231, -2, Verdict.PARTIAL_OFFLOAD),
+    ],
+)
+def test_it_flips_the_verdict_at_the_byte_where_headroom_turns_negative(count, memory_bytes, headroom, verdict):
+    device = DeviceSpec("boundary", "gpu", memory_bytes, 1000.0, count=count)
+    result = fit.fit(LLAMA_8B, Q4_FILE, device, FitOptions(ctx=4096, system_ram_bytes=64 * GIB))
+    assert result.headroom_bytes == headroom
+    assert result.headroom_bytes == result.usable_bytes - result.needed_bytes
+    assert result.usable_bytes == count * memory_bytes - count * OVERHEAD
+    assert result.needed_bytes == WEIGHTS + KV_4K + count * COMPUTE
+    assert result.verdict == verdict
+
+
+def test_it_gives_the_per_user_speed_of_the_batched_plan():
+    from catalog import speed
+
+    one = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=1))
+    eight = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=8))
+    plan = speed.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=8))
+    assert eight.est_decode_tps == pytest.approx(plan.per_user_decode_tps)
+    assert one.est_decode_tps is not None and eight.est_decode_tps is not None
+    assert eight.est_decode_tps < one.est_decode_tps
+
+
+def test_it_clamps_a_context_above_the_models_maximum():
+    assert fit.clamp_ctx(32768, 2048) == (2048, True)
+    assert fit.clamp_ctx(2048, 2048) == (2048, False)
+    assert fit.clamp_ctx(1000, 2048) == (1000, False)
+    assert fit.clamp_ctx(5000, None) == (5000, False)
+
+
+def test_it_finds_the_largest_context_that_fits():
+    # 8 GiB card, Llama 8B Q4_K_M (exact file), f16 KV: 131,072 bytes of KV per token (32 x 2 x 1024 x 2). Room for
+    # KV = 8,589,934,592 - 4,920,733,696 - 279,445,504 - 419,943,424 = 2,969,811,968 bytes = 22,657.8 tokens, cut
+    # to whole 256-cell pages: 88 x 256 = 22,528 tokens.
+    card = DeviceSpec("8 GiB", "gpu", 8 * GIB, 272.0)
+    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(), limit=131_072) == 22_528
+    at = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=22_528))
+    beyond = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=22_528 + 1))
+    assert (at.verdict, beyond.verdict) == (Verdict.FITS_GPU, Verdict.PARTIAL_OFFLOAD)
+    # The model's own maximum caps it; a device too small for 256 tokens gets None.
+    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(), limit=8192) == 8192
+    assert fit.max_context(LLAMA_8B, Q4_FILE, DeviceSpec("4 GiB", "gpu", 4 * GIB, 200.0), FitOptions(), 8192) is None
+    # q8_0 KV (34 bytes per 32 values) holds 2,969,811,968 / (32 x 2 x 1024 x 34 / 32) = 42,650 tokens: 166 pages.
+    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(kv_type="q8_0"), limit=131_072) == 166 * 256
