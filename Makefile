@@ -22,6 +22,7 @@ migrate: $(STAMP)
 seed: migrate
 	$(BIN)/python manage.py load_seed
 	$(BIN)/python manage.py load_benchmark_seed
+	$(BIN)/python manage.py load_public_runs
 
 run: seed
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
