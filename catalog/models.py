@@ -233,6 +233,9 @@ class Hardware(models.Model):
     )
     int8_tops = models.FloatField(null=True, blank=True, help_text="Dense INT8 tensor TOPS.")
     gpu_cores = models.PositiveIntegerField(null=True, blank=True, help_text="Apple GPU cores.")
+    clock_mhz = models.PositiveIntegerField(
+        null=True, blank=True, help_text="GPU boost clock, MHz: small decode kernels run in clock cycles, not bytes."
+    )
     cpu_cores = models.PositiveIntegerField(null=True, blank=True)
     memory_channels = models.PositiveIntegerField(null=True, blank=True, help_text="64-bit memory channels.")
     memory_mts = models.PositiveIntegerField(null=True, blank=True, help_text="Memory transfer rate, MT/s.")
