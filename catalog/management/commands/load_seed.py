@@ -46,22 +46,71 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise CommandError(f"{path}: {exc}") from exc
 
 
+# Seed-only inputs that load_seed turns into Hardware fields.
+HARDWARE_INPUTS = frozenset({"memory_gb", "gpu_clock_mhz", "cpu_clusters"})
+HARDWARE_SPEED_DEFAULTS: dict[str, Any] = {
+    "generation": "",
+    "matrix_tflops": None,
+    "int8_tops": None,
+    "gpu_cores": None,
+    "cpu_cores": None,
+    "memory_channels": None,
+    "memory_mts": None,
+    "speed_source": "",
+}
+APPLE_ALUS_PER_GPU_CORE = 128
+
+
 def hardware_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
     for entry in read_toml(path).get("hardware", []):
         row = dict(entry)
-        unknown = set(row) - {f.name for f in Hardware._meta.get_fields()} - {"memory_gb"}
+        slug = row.get("slug")
+        unknown = set(row) - {f.name for f in Hardware._meta.get_fields()} - HARDWARE_INPUTS
         if unknown:
-            raise CommandError(f"{path}: {row.get('slug')}: unknown fields {sorted(unknown)}")
+            raise CommandError(f"{path}: {slug}: unknown fields {sorted(unknown)}")
         row["memory_bytes"] = round(row.pop("memory_gb") * 1024**3) if "memory_gb" in row else row["memory_bytes"]
         row.setdefault("aliases", [])
         row.setdefault("popular", False)
         row.setdefault("fp16_tflops", None)
         row.setdefault("release_year", None)
+        for name, default in HARDWARE_SPEED_DEFAULTS.items():
+            row.setdefault(name, default)
         if not row.get("source"):
-            raise CommandError(f"{path}: {row.get('slug')}: no source")
+            raise CommandError(f"{path}: {slug}: no source")
+        try:
+            _derive_speed_fields(row)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CommandError(f"{path}: {slug}: {exc}") from exc
+        cited = ("matrix_tflops", "int8_tops", "gpu_cores", "cpu_cores", "memory_channels", "memory_mts")
+        if any(row[name] is not None for name in cited) and not row["speed_source"]:
+            raise CommandError(f"{path}: {slug}: speed figures without a speed_source")
         rows.append(row)
     return rows
+
+
+def _derive_speed_fields(row: dict[str, Any]) -> None:
+    """Apple GPU throughput from cores x clock, CPU throughput from its core clusters; check channels x rate."""
+    clock = row.pop("gpu_clock_mhz", None)
+    if clock is not None:
+        if not row["gpu_cores"]:
+            raise ValueError("gpu_clock_mhz without gpu_cores")
+        tflops = round(row["gpu_cores"] * APPLE_ALUS_PER_GPU_CORE * 2 * float(clock) / 1e6, 2)
+        row["matrix_tflops"] = tflops
+        row["fp16_tflops"] = tflops
+    clusters = row.pop("cpu_clusters", None)
+    if clusters is not None:
+        gflops = sum(int(c["cores"]) * int(c["flops_per_cycle"]) * float(c["clock_ghz"]) for c in clusters)
+        row["matrix_tflops"] = round(gflops / 1000, 4)
+        cores = sum(int(c["cores"]) for c in clusters)
+        if row["cpu_cores"] is None:
+            row["cpu_cores"] = cores
+        elif row["cpu_cores"] != cores:
+            raise ValueError(f"cpu_cores {row['cpu_cores']} disagrees with cpu_clusters ({cores})")
+    if row["memory_channels"] and row["memory_mts"]:
+        peak = row["memory_channels"] * row["memory_mts"] * 8 / 1000
+        if abs(peak - row["bandwidth_gbps"]) > 0.01 * peak:
+            raise ValueError(f"bandwidth_gbps {row['bandwidth_gbps']} is not channels x MT/s x 8 bytes = {peak:g}")
 
 
 def model_entries(directory: Path, ladder: dict[str, Any]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
