@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from catalog import fit
-from catalog.models import Model
-from catalog.services import QuantRow
-from catalog.templatetags.rigfit import gb
+from catalog.models import Hardware, Model
+from catalog.services import QuantRow, RowRecommendation
+from catalog.templatetags.rigfit import gb, tps
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +24,44 @@ def _largest(rows: list[QuantRow]) -> QuantRow | None:
     return max(rows, key=lambda r: r.gpu.total_bytes, default=None)
 
 
-def _by_name(rows: list[QuantRow], name: str) -> QuantRow | None:
-    return next((r for r in rows if r.quant.name.upper() == name), None)
+def _which_quant(
+    model: Model, rows: list[QuantRow], recommendation: RowRecommendation | None, hardware: Hardware | None, ctx: str
+) -> Answer | None:
+    """The first question, answered by the same rule the page's recommendation uses (fit.recommend)."""
+    question = "Which quantization should I pick?"
+    rule = f"the highest-quality quant that fits entirely in memory and decodes at least {fit.MIN_DECODE_TPS:g} tok/s"
+    if recommendation is None or hardware is None:
+        if not rows:
+            return None
+        return Answer(question, f"Choose your hardware above: rigfit recommends {rule} on it, at a {ctx}.")
+    rec, fastest, best = recommendation.recommended, recommendation.fastest, recommendation.best_quality
+    if rec is not None and rec.result is not None:
+        text = (
+            f"On {hardware.name} at a {ctx}: {rec.quant.name} ({gb(rec.result.needed_bytes)} needed, about "
+            f"{tps(rec.result.est_decode_tps)} tok/s), {rule}."
+        )
+    else:
+        text = f"On {hardware.name} at a {ctx} none fits entirely and keeps {fit.MIN_DECODE_TPS:g} tok/s."
+    if fastest is not None and fastest.result is not None and fastest is not rec:
+        text += f" Fastest: {fastest.quant.name} ({tps(fastest.result.est_decode_tps)} tok/s)."
+    if best is not None and best is not rec:
+        text += f" Best quality that runs at all: {best.quant.name}."
+    return Answer(question, text)
 
 
-def model_faq(model: Model, rows: list[QuantRow], options: fit.FitOptions) -> list[Answer]:
+def model_faq(
+    model: Model,
+    rows: list[QuantRow],
+    options: fit.FitOptions,
+    recommendation: RowRecommendation | None = None,
+    hardware: Hardware | None = None,
+) -> list[Answer]:
     answers: list[Answer] = []
     smallest, largest = _smallest(rows), _largest(rows)
     ctx = f"{options.ctx:,}-token context"
+    first = _which_quant(model, rows, recommendation, hardware, ctx)
+    if first is not None:
+        answers.append(first)
     if smallest and largest:
         estimated = " (estimated)" if smallest.size_estimated or largest.size_estimated else ""
         answers.append(
@@ -41,16 +71,6 @@ def model_faq(model: Model, rows: list[QuantRow], options: fit.FitOptions) -> li
                 f"listed, up to {gb(largest.gpu.total_bytes)} with {largest.quant.name}{estimated}. That is weights, "
                 f"KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), compute buffers and runtime "
                 "overhead; change the context above to see it move.",
-            )
-        )
-    q4, q8 = _by_name(rows, "Q4_K_M"), _by_name(rows, "Q8_0")
-    if q4 and q8:
-        answers.append(
-            Answer(
-                "Which quantization should I pick?",
-                f"Q4_K_M ({gb(q4.size_bytes)} of weights) is the usual balance of quality and memory; Q8_0 "
-                f"({gb(q8.size_bytes)}) is close to lossless when it fits. Below Q4 quality drops faster, more so "
-                "for small models.",
             )
         )
     if smallest:
@@ -89,8 +109,9 @@ def model_faq(model: Model, rows: list[QuantRow], options: fit.FitOptions) -> li
         answers.append(
             Answer(
                 f"What does the vision part of {model.name} add?",
-                f"A vision encoder of {model.vision_params or 0:,} parameters and "
-                f"{model.image_tokens or 0} tokens of context per image, both counted in the figures above.",
+                f"A vision encoder of {model.vision_params or 0:,} parameters, counted in the figures above, and "
+                f"{model.image_tokens or 0} tokens per image, which take their place inside the context: at a {ctx} "
+                f"{max(options.ctx - (model.image_tokens or 0), 0):,} tokens remain for text after one image.",
             )
         )
     if model.is_moe:

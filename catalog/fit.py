@@ -88,6 +88,8 @@ class DeviceSpec:
     matrix_tflops: float | None = None
     # Dense INT8 tensor throughput (TOPS): llama.cpp's MMQ kernels multiply quantized weights as int8.
     int8_tops: float | None = None
+    # GPU boost clock (MHz): the many small kernels of one decode step take a number of cycles, not of bytes.
+    clock_mhz: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,11 @@ class FitResult:
     # Decode tokens/s of one user while `options.users` sequences are batched (the serving plan's per-user figure).
     est_decode_tps: float | None
     est_prefill_tps: float | None
+
+    @property
+    def short_bytes(self) -> int:
+        """How much more usable memory the run needs to fit entirely (0 when it fits)."""
+        return max(-self.headroom_bytes, 0)
 
 
 # --- quantization types ------------------------------------------------------------------------------------------
@@ -785,8 +792,9 @@ class Recommendation:
 
     @property
     def pick(self) -> QuantChoice | None:
-        """One quant for a list: the recommended one, else (nothing keeps the speed) the fastest that runs."""
-        return self.recommended or self.fastest
+        """One quant for a list: the recommended one, else (nothing keeps the speed) the fastest that runs, else
+        (no speed estimate at all) the best quality that runs."""
+        return self.recommended or self.fastest or self.best_quality
 
 
 def recommend(

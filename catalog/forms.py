@@ -51,9 +51,12 @@ class FitForm(forms.Form):
     kv_type = forms.ChoiceField(required=False, choices=KV_TYPE_CHOICES, label="KV cache type")
     users = forms.IntegerField(required=False, min_value=1, label="Concurrent users")
     gpu_count = forms.IntegerField(required=False, min_value=1, max_value=16, label="GPUs")
-    ram_gb = forms.TypedChoiceField(required=False, choices=RAM_CHOICES, coerce=int, label="System RAM")
-
     DEFAULTS = {"kv_type": "f16", "users": 1, "gpu_count": 1, "ram_gb": 32}
+
+    # The dropdown shows the default the figures use (32 GB) before anything is chosen, not its first option.
+    ram_gb = forms.TypedChoiceField(
+        required=False, choices=RAM_CHOICES, coerce=int, label="System RAM", initial=DEFAULTS["ram_gb"]
+    )
 
     def __init__(self, data: Any = None, *args: Any, model: Model | None = None, **kwargs: Any) -> None:
         self.model = model
@@ -90,14 +93,7 @@ class FitForm(forms.Form):
         value = data.get(name)
         if value not in (None, ""):
             return value
-        return {
-            "ctx": self.default_ctx,
-            "kv_type": "f16",
-            "users": 1,
-            "gpu_count": 1,
-            "ram_gb": 32,
-            "hardware": None,
-        }[name]
+        return {**self.DEFAULTS, "ctx": self.default_ctx, "hardware": None}[name]
 
     def options(self) -> fit.FitOptions:
         if self.is_bound:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from catalog.models import Model
+from catalog import fit
+from catalog.models import Hardware, HardwareKind, Model
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +54,66 @@ def _gguf_file_glob(quant_name: str) -> str:
     return f"*{quant_name}*.gguf"
 
 
-def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[Recipe]:
-    """Recipes that apply to this model; each command is filled with the model's own repository and tags."""
+ALL_LAYERS = 99  # llama.cpp's idiom for "every layer and the output on the GPU" (-ngl above n_layer)
+
+
+def gpu_layers_flag(result: fit.FitResult | None) -> int:
+    """llama.cpp's -ngl for the verdict's placement: every layer when the model fits entirely, the verdict's layer
+    count for a partial offload (llama.cpp offloads the last n_gpu_layers repeating layers, as fit._place counts
+    them), 0 for a CPU-only run. Without a verdict (no device chosen): every layer."""
+    if result is None or result.verdict == fit.Verdict.FITS_GPU:
+        return ALL_LAYERS
+    if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
+        return result.gpu_layers
+    return 0
+
+
+def llama_cpp_flags(*, ctx: int, kv_type: str, result: fit.FitResult | None, users: int = 1) -> list[str]:
+    """The flags that make llama.cpp allocate what the verdict counts: -c (KV cells; llama-server's -c is shared
+    by its -np slots, so users x ctx), -ngl from the placement, and -ctk/-ctv for a quantized or non-default KV
+    cache (a quantized V cache needs flash attention: -fa on)."""
+    flags = ["-c", str(ctx * users)]
+    if users > 1:
+        flags += ["-np", str(users)]
+    flags += ["-ngl", str(gpu_layers_flag(result))]
+    if kv_type != "f16":
+        flags += ["-ctk", kv_type, "-ctv", kv_type]
+        if kv_type in ("q8_0", "q4_0"):
+            flags += ["-fa", "on"]
+    return flags
+
+
+def _placement_note(result: fit.FitResult | None) -> str:
+    if result is None:
+        return "Choose your hardware above: the layer count (-ngl) follows its verdict."
+    if result.verdict == fit.Verdict.FITS_GPU:
+        return "Every layer on the GPU (-ngl 99), as the verdict above."
+    if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
+        return (
+            f"{result.gpu_layers} of {result.n_layers} layers on the GPU (-ngl {result.gpu_layers}), the rest in "
+            "system RAM, as the verdict above."
+        )
+    if result.verdict == fit.Verdict.CPU_ONLY:
+        return "On the CPU (-ngl 0), as the verdict above."
+    return "It does not fit this device at these settings: pick a smaller quant or a shorter context."
+
+
+def recipes(
+    model: Model,
+    quant_name: str = "Q4_K_M",
+    ctx: int = 4096,
+    *,
+    kv_type: str = "f16",
+    users: int = 1,
+    result: fit.FitResult | None = None,
+    hardware: Hardware | None = None,
+    gpu_count: int = 1,
+    vllm_result: fit.FitResult | None = None,
+) -> list[Recipe]:
+    """Recipes that apply to this model; each command is filled with the model's own repository and tags, and the
+    llama.cpp flags with the verdict `result` of `quant_name` at `ctx` tokens (the runtime's -c). vLLM, which serves
+    the 16-bit weights on a GPU, is offered only where `vllm_result` (the 16-bit quant's verdict on `hardware`)
+    fits entirely."""
     found: list[Recipe] = []
     repo = shlex.quote(model.source_repo)
     if _is_moondream(model) and model.slug in MOONDREAM_CLIENT_BUNDLES:
@@ -105,14 +164,17 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
         )
     if model.gguf_repo:
         gguf = shlex.quote(f"{model.gguf_repo}:{quant_name}")
+        cli = " ".join(llama_cpp_flags(ctx=ctx, kv_type=kv_type, result=result))
+        server = " ".join(llama_cpp_flags(ctx=ctx, kv_type=kv_type, result=result, users=users))
         found.append(
             Recipe(
                 runtime="llama.cpp",
-                blurb="Most control: pick the quant file, offload layers, serve an OpenAI-compatible API.",
+                blurb="Most control: pick the quant file, offload layers, serve an OpenAI-compatible API. "
+                + _placement_note(result),
                 home="https://github.com/ggml-org/llama.cpp",
                 steps=(
-                    ("Chat in the terminal", f"llama-cli -hf {gguf} -c {ctx} -ngl 99"),
-                    ("Serve an API on :8080", f"llama-server -hf {gguf} -c {ctx} -ngl 99 --port 8080"),
+                    ("Chat in the terminal", f"llama-cli -hf {gguf} {cli}"),
+                    ("Serve an API on :8080", f"llama-server -hf {gguf} {server} --port 8080"),
                     (
                         "Measure your speed",
                         f"huggingface-cli download {shlex.quote(model.gguf_repo)} --include "
@@ -141,15 +203,26 @@ def recipes(model: Model, quant_name: str = "Q4_K_M", ctx: int = 4096) -> list[R
                 ),
             )
         )
-    if model.n_params >= 1_000_000_000 and not _is_moondream(model):
+    vllm_fits = (
+        hardware is not None
+        and hardware.kind == HardwareKind.GPU
+        and vllm_result is not None
+        and vllm_result.verdict == fit.Verdict.FITS_GPU
+    )
+    if vllm_fits and model.n_params >= 1_000_000_000 and not _is_moondream(model):
+        parallel = f" --tensor-parallel-size {gpu_count}" if gpu_count > 1 else ""
         found.append(
             Recipe(
                 runtime="vLLM",
-                blurb="High-throughput serving on NVIDIA/AMD GPUs for many concurrent users.",
+                blurb="High-throughput serving for many concurrent users: its 16-bit weights fit this GPU at "
+                "these settings.",
                 home="https://docs.vllm.ai",
                 steps=(
                     ("Install", "pip install vllm"),
-                    ("Serve on :8000", f"vllm serve {repo} --max-model-len {min(ctx, model.context_length)}"),
+                    (
+                        "Serve on :8000",
+                        f"vllm serve {repo} --max-model-len {min(ctx, model.context_length)}{parallel}",
+                    ),
                 ),
             )
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from django.conf import settings
@@ -18,6 +18,13 @@ from catalog.models import Hardware, HardwareKind, Model, Quantization
 # ask the same few thousand questions again and again.
 cached_fit = lru_cache(maxsize=32768)(fit.fit)
 cached_memory = lru_cache(maxsize=32768)(fit.memory_breakdown)
+cached_max_context = lru_cache(maxsize=8192)(fit.max_context)
+
+
+def options_for(*, model: Model, options: fit.FitOptions) -> tuple[fit.FitOptions, bool]:
+    """The options a run of `model` uses: a context above the model's maximum is clamped to it (and flagged)."""
+    ctx, clamped = fit.clamp_ctx(options.ctx, model.context_length)
+    return (replace(options, ctx=ctx) if clamped else options), clamped
 
 
 def speed_model() -> fit.SpeedModel:
@@ -73,6 +80,7 @@ def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
         generation=hardware.generation,
         matrix_tflops=hardware.matrix_tflops,
         int8_tops=hardware.int8_tops,
+        clock_mhz=hardware.clock_mhz,
     )
 
 
@@ -85,8 +93,31 @@ def fit_for(
     gpu_count: int = 1,
     speed: fit.SpeedModel | None = None,
 ) -> fit.FitResult:
+    """The fit at exactly `options` (callers clamp the context with options_for first)."""
     device = device_spec_of(hardware, gpu_count)
     return cached_fit(shape_of(model), quant_spec_of(quant), device, options, speed or speed_model())
+
+
+def max_context_for(
+    *, model: Model, quant: Quantization, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1
+) -> int | None:
+    """The largest context, up to the model's maximum, at which this quant fits entirely on the device."""
+    device = device_spec_of(hardware, gpu_count)
+    return cached_max_context(shape_of(model), quant_spec_of(quant), device, options, model.context_length)
+
+
+def effective_bits(quant: Quantization) -> float | None:
+    """The quant's own bits per weight, else the nominal bits of its llama.cpp type."""
+    return quant.bits_per_weight if quant.bits_per_weight is not None else fit.nominal_bits_per_weight(quant.name)
+
+
+def quant_choice(quant: Quantization, result: fit.FitResult) -> fit.QuantChoice:
+    return fit.QuantChoice(
+        name=quant.name,
+        bits_per_weight=effective_bits(quant),
+        perplexity_delta=quant.perplexity_delta,
+        result=result,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +130,7 @@ class QuantRow:
     gpu: fit.MemoryBreakdown
     cpu: fit.MemoryBreakdown
     result: fit.FitResult | None
+    max_ctx: int | None = None  # largest context that fits entirely on the chosen device (None: none, or no device)
 
     @property
     def size_bytes(self) -> int:
@@ -119,22 +151,50 @@ def quant_rows(
     rows = []
     for quant in model.quantizations.all():
         spec = quant_spec_of(quant)
-        bits = quant.bits_per_weight
-        bits_estimated = bits is None
-        if bits is None:
-            bits = fit.nominal_bits_per_weight(quant.name)
         rows.append(
             QuantRow(
                 quant=quant,
-                bits_per_weight=bits,
-                bits_estimated=bits_estimated,
+                bits_per_weight=effective_bits(quant),
+                bits_estimated=quant.bits_per_weight is None,
                 gpu=cached_memory(shape, spec, options, "gpu"),
                 cpu=cached_memory(shape, spec, options, "cpu"),
                 result=cached_fit(shape, spec, device, options, speed) if device else None,
+                max_ctx=cached_max_context(shape, spec, device, options, model.context_length) if device else None,
             )
         )
     rows.sort(key=lambda row: (-row.gpu.weights_bytes, row.quant.name))
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecommendation:
+    """fit.recommend's answer over a model's quant table, with the rows it names."""
+
+    rule: str
+    recommended: QuantRow | None
+    fastest: QuantRow | None
+    best_quality: QuantRow | None
+
+
+def recommend_rows(*, rows: Sequence[QuantRow], device_kind: str) -> RowRecommendation | None:
+    """Which quant to pick among the rows of quant_rows (None without a device)."""
+    with_result = [row for row in rows if row.result is not None]
+    if not with_result:
+        return None
+    by_name = {row.quant.name: row for row in with_result}
+    answer = fit.recommend(
+        [quant_choice(row.quant, row.result) for row in with_result if row.result is not None], device_kind
+    )
+
+    def row_of(choice: fit.QuantChoice | None) -> QuantRow | None:
+        return by_name[choice.name] if choice is not None else None
+
+    return RowRecommendation(
+        rule=answer.rule,
+        recommended=row_of(answer.recommended),
+        fastest=row_of(answer.fastest),
+        best_quality=row_of(answer.best_quality),
+    )
 
 
 VERDICT_RANK = {
@@ -147,9 +207,15 @@ VERDICT_RANK = {
 
 @dataclass(frozen=True, slots=True)
 class BestFit:
+    """The quant a list shows for a model on a device: the recommended one (fit.recommend), else the fastest that
+    runs. `ctx` is the context used (the asked one, clamped to the model's maximum when `ctx_clamped`)."""
+
     model: Model
     quant: Quantization
     result: fit.FitResult
+    ctx: int = 0
+    ctx_clamped: bool = False
+    recommended: bool = True
 
     def as_dict(self) -> dict[str, object]:
         """The row /api/fits answers and the probe prints."""
@@ -157,8 +223,13 @@ class BestFit:
             "model": self.model.slug,
             "name": self.model.name,
             "quant": self.quant.name,
+            "recommended": self.recommended,
+            "ctx": self.ctx,
+            "ctx_clamped": self.ctx_clamped,
             "verdict": self.result.verdict.value,
             "total_bytes": self.result.memory.total_bytes,
+            "needed_bytes": self.result.needed_bytes,
+            "usable_bytes": self.result.usable_bytes,
             "headroom_bytes": self.result.headroom_bytes,
             "gpu_layers": self.result.gpu_layers,
             "est_decode_tps": self.result.est_decode_tps,
@@ -168,25 +239,31 @@ class BestFit:
 def best_quant(
     *, model: Model, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool = True
 ) -> BestFit | None:
-    """The highest-precision quantization that runs on the device: all on the GPU if any does, else the best
-    partial offload (or CPU-only run on a CPU device). None when nothing runs."""
+    """Which quant of `model` to pick on the device (fit.recommend: the highest quality that fits entirely and keeps
+    fit.MIN_DECODE_TPS, else the fastest that runs), at the asked context clamped to the model's maximum. Without
+    `allow_offload`, only quants that fit entirely count. None when nothing runs."""
     shape = shape_of(model)
     speed = speed_model()
-    candidates: list[BestFit] = []
-    for quant in model.quantizations.all():
-        result = cached_fit(shape, quant_spec_of(quant), device, options, speed)
-        if result.verdict != fit.Verdict.DOES_NOT_FIT:
-            candidates.append(BestFit(model=model, quant=quant, result=result))
-    if not candidates:
-        return None
+    options, clamped = options_for(model=model, options=options)
+    quants = {quant.name: quant for quant in model.quantizations.all()}
+    choices = [
+        quant_choice(quant, cached_fit(shape, quant_spec_of(quant), device, options, speed))
+        for quant in quants.values()
+    ]
     if not allow_offload:
-        candidates = [c for c in candidates if c.result.verdict == fit.Verdict.FITS_GPU] or (
-            candidates if device.kind == HardwareKind.CPU else []
-        )
-        if not candidates:
-            return None
-    # Prefer the best verdict, then the most precise weights (largest file) within that verdict.
-    return min(candidates, key=lambda c: (VERDICT_RANK[c.result.verdict], -c.result.memory.weights_bytes))
+        choices = [c for c in choices if fit.fits_entirely(c.result.verdict, device.kind)]
+    answer = fit.recommend(choices, device.kind)
+    pick = answer.pick
+    if pick is None:
+        return None
+    return BestFit(
+        model=model,
+        quant=quants[pick.name],
+        result=pick.result,
+        ctx=options.ctx,
+        ctx_clamped=clamped,
+        recommended=answer.recommended is not None,
+    )
 
 
 def best_fits(
@@ -212,7 +289,8 @@ def best_fits(
 def hardware_that_runs(
     *, model: Model, candidates: Sequence[Hardware], options: fit.FitOptions, limit: int = 8
 ) -> list[tuple[Hardware, BestFit]]:
-    """Devices, from `candidates`, that hold the model entirely in GPU (or unified) memory, smallest first."""
+    """Devices, from `candidates`, that hold the model entirely in GPU (or unified) memory at `options` (the page's
+    chosen context, KV type and users), smallest first."""
     found = []
     for hardware in candidates:
         if hardware.kind == HardwareKind.CPU:

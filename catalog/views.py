@@ -28,8 +28,10 @@ from catalog.services import (
     best_quant,
     device_spec_of,
     hardware_that_runs,
+    options_for,
     quant_rows,
     quant_spec_of,
+    recommend_rows,
     shape_of,
     speed_model,
 )
@@ -57,8 +59,19 @@ def _picker_hardware() -> list[Hardware]:
 @cached_page
 def home(request: HttpRequest) -> HttpResponse:
     featured = list(Model.objects.featured().with_quantizations()[:8])
+    # With ?hardware= (a link from a hardware page, or the picker), each card names the quant to pick on it.
+    form = FitForm(request.GET or None)
+    hardware = form.selected_hardware
+    picks = {}
+    if hardware is not None:
+        device = device_spec_of(hardware, form.value("gpu_count"))
+        picks = {m.pk: best_quant(model=m, device=device, options=form.options()) for m in featured}
     context = {
         "featured": featured,
+        "hardware": hardware,
+        "picks": picks,
+        "options": form.options(),
+        "min_decode_tps": fit.MIN_DECODE_TPS,
         "model_count": Model.objects.count(),
         "hardware_count": Hardware.objects.count(),
         "picker": _picker_hardware,
@@ -100,6 +113,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "ctx": ctx,
         "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
         "picker": _picker_hardware(),  # its own "fits on" <select>, not the cached picker fragment: used twice
+        "min_decode_tps": fit.MIN_DECODE_TPS,
     }
     return _render(request, "catalog/model_list.html", "catalog/_model_results.html", context)
 
@@ -129,18 +143,20 @@ def _pick_comparable(model: Model) -> list[Model]:
     return picks
 
 
-def _runs_on(model: Model) -> list:
-    """'Hardware that runs this' at the default context; cached per model version."""
-    key = f"catalog:runs-on:{model.pk}:{data_version()}"
+def _runs_on(model: Model, options: fit.FitOptions) -> list:
+    """'Hardware that runs this' at the page's chosen context, KV type and users; cached per model version and
+    settings."""
+    key = f"catalog:runs-on:{model.pk}:{data_version()}:{options.ctx}:{options.kv_type}:{options.users}"
     cached = cache.get(key)
     if cached is None:
-        cached = hardware_that_runs(model=model, candidates=_picker_hardware(), options=fit.FitOptions(ctx=4096))
+        cached = hardware_that_runs(model=model, candidates=_picker_hardware(), options=options)
         cache.set(key, cached, 600)
     return cached
 
 
 def _fit_panel_context(model: Model, form: FitForm) -> dict:
-    options = form.options()
+    asked = form.options()
+    options, ctx_clamped = options_for(model=model, options=asked)
     hardware = form.selected_hardware
     gpu_count = form.value("gpu_count")
     rows = quant_rows(model=model, hardware=hardware, options=options, gpu_count=gpu_count)
@@ -158,12 +174,48 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "chosen": chosen,
         "plan": plan,
         "hardware": hardware,
+        "gpu_count": gpu_count,
         "options": options,
+        "asked_ctx": asked.ctx,
+        "ctx_clamped": ctx_clamped,
+        "recommendation": recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None,
+        "min_decode_tps": fit.MIN_DECODE_TPS,
         "kv_bytes": fit.kv_cache_bytes(shape, options.ctx, options.kv_type, options.users),
+        "text_after_image": fit.text_tokens_after_image(shape, options.ctx),
         "ctx_ticks": [t for t in CONTEXT_TICKS if t <= max(model.context_length, 512)],
-        "beyond_native": options.ctx > model.context_length,
         "speed": speed_model(),
     }
+
+
+def _model_live_context(model: Model, context: dict) -> dict:
+    """The parts of the model page that follow the settings besides the fit panel: the recipes (from the verdict),
+    'hardware that runs this', the questions and the recommendation chip."""
+    chosen = context["chosen"]
+    options = context["options"]
+    return {
+        "recipes": recipes(
+            model,
+            quant_name=chosen.quant.name if chosen else "Q4_K_M",
+            ctx=options.ctx,
+            kv_type=options.kv_type,
+            users=options.users,
+            result=chosen.result if chosen else None,
+            hardware=context["hardware"],
+            gpu_count=context["gpu_count"],
+            vllm_result=_vllm_result(context["rows"]),
+        ),
+        "faq": model_faq(model, context["rows"], options, context["recommendation"], context["hardware"]),
+        "runs_on": _runs_on(model, options),
+    }
+
+
+def _vllm_result(rows: list[QuantRow]) -> fit.FitResult | None:
+    """vLLM serves the 16-bit weights: the verdict of the BF16 (or F16) row, where the page has one."""
+    for name in ("BF16", "F16"):
+        row = next((r for r in rows if r.quant.name.upper() == name), None)
+        if row is not None:
+            return row.result
+    return None
 
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -192,18 +244,11 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     model = get_object_or_404(Model.objects.with_quantizations(), slug=slug)
     form = FitForm(request.GET or None, model=model)
     context = _fit_panel_context(model, form)
+    context.update(_model_live_context(model, context))
     if request.htmx:
-        return render(request, "catalog/_fit_panel.html", context)
-    chosen_name = context["chosen"].quant.name if context["chosen"] else "Q4_K_M"
-    context.update(
-        {
-            "picker": _picker_hardware,
-            "recipes": recipes(model, quant_name=chosen_name, ctx=context["options"].ctx),
-            "faq": model_faq(model, context["rows"], context["options"]),
-            "runs_on": _runs_on(model),
-            "comparable": _comparable(model),
-        }
-    )
+        # The fit panel, and out of band the other parts that follow the settings.
+        return render(request, "catalog/_model_live.html", context)
+    context.update({"picker": _picker_hardware, "comparable": _comparable(model)})
     return render(request, "catalog/model_detail.html", context)
 
 
@@ -240,6 +285,9 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
         "is_cpu": hardware.kind == HardwareKind.CPU,
         "ctx_ticks": CONTEXT_TICKS[:9],
+        "gpu_count": form.value("gpu_count"),
+        "ram_gb": form.value("ram_gb"),
+        "min_decode_tps": fit.MIN_DECODE_TPS,
     }
     return _render(request, "catalog/hardware_detail.html", "catalog/_hardware_fits.html", context)
 
@@ -259,9 +307,17 @@ def compare(request: HttpRequest) -> HttpResponse:
         model = by_slug.get(slug)
         if model is None:
             continue
-        rows = quant_rows(model=model, hardware=hardware, options=options)
-        best = best_quant(model=model, device=device_spec_of(hardware), options=options) if hardware else None
-        columns.append({"model": model, "rows": rows, "best": best})
+        model_options, clamped = options_for(model=model, options=options)
+        rows = quant_rows(model=model, hardware=hardware, options=model_options)
+        columns.append(
+            {
+                "model": model,
+                "rows": rows,
+                "ctx": model_options.ctx,
+                "ctx_clamped": clamped,
+                "pick": recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None,
+            }
+        )
     context = {
         "form": form,
         "fit_form": fit_form,
@@ -272,6 +328,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         "all_models": Model.objects.only("slug", "name").order_by("name"),
         "picker": _picker_hardware,
         "too_few": form.is_bound and len(columns) < 2,
+        "min_decode_tps": fit.MIN_DECODE_TPS,
     }
     return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)
 
