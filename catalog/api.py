@@ -12,9 +12,10 @@ from ninja.pagination import PageNumberPagination, paginate
 
 from catalog import fit
 from catalog.caching import cached_api
+from catalog.howto import llama_cpp_flags
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
 from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand, Quantization
-from catalog.services import best_fits, device_spec_of, fit_for
+from catalog.services import best_fits, device_spec_of, fit_for, max_context_for, options_for, quant_choice
 
 router = Router(tags=["catalog"])
 
@@ -94,6 +95,17 @@ class HardwareOut(Schema):
     fp16_tflops: float | None
     release_year: int | None
     source: str
+    generation: str = Field(description='Architecture or chip generation ("ada", "rdna3", "apple-m2", "zen4", ...).')
+    matrix_tflops: float | None = Field(
+        description="Dense matrix TFLOP/s prompt processing runs on (FP16 with FP32 accumulate on tensor/matrix cores; "
+        "the GPU FP16 rate on Apple; cores x SIMD FMA width x clock on a CPU)."
+    )
+    int8_tops: float | None = Field(description="Dense INT8 tensor TOPS.")
+    gpu_cores: int | None = Field(description="Apple GPU cores.")
+    cpu_cores: int | None
+    memory_channels: int | None = Field(description="64-bit memory channels (CPUs).")
+    memory_mts: int | None = Field(description="Memory transfer rate in MT/s (CPUs).")
+    speed_source: str = Field(description="Citations for the speed figures.")
     url: str
 
     @staticmethod
@@ -135,11 +147,21 @@ class FitQuery(FitKnobs):
     hardware: str = Field(..., max_length=120, description="Hardware slug.")
 
 
+class RecommendationOut(Schema):
+    rule: str
+    min_decode_tps: float
+    recommended: str | None = Field(description="Highest-quality quant that fits entirely and keeps min_decode_tps.")
+    fastest: str | None = Field(description="Highest decode speed among the quants that run at all.")
+    best_quality: str | None = Field(description="Highest quality among the quants that run at all.")
+
+
 class FitOut(Schema):
     model: str
     quant: str
     hardware: str
-    ctx: int
+    ctx: int = Field(description="Context used (the runtime's -c): the asked one, cut to the model's maximum.")
+    ctx_asked: int
+    ctx_clamped: bool = Field(description="True when the asked context was above the model's maximum.")
     kv_type: str
     users: int
     gpu_count: int
@@ -149,13 +171,17 @@ class FitOut(Schema):
     overhead_bytes: int
     vision_bytes: int
     total_bytes: int
-    usable_bytes: int
-    headroom_bytes: int
+    needed_bytes: int = Field(description="Weights + KV + compute (once per GPU) + vision: total less the overhead.")
+    usable_bytes: int = Field(description="Device capacity less the runtime overhead (once per GPU).")
+    headroom_bytes: int = Field(description="usable_bytes - needed_bytes; the model fits entirely when >= 0.")
     verdict: str
     gpu_layers: int
     n_layers: int
-    est_decode_tps: float | None
+    est_decode_tps: float | None = Field(description="Decode tokens/s per user, with `users` sequences batched.")
     est_prefill_tps: float | None
+    max_ctx: int | None = Field(description="Largest context (<= the model's maximum) at which this quant fits.")
+    llama_cpp_flags: list[str] = Field(description="llama-server flags for this placement (-c, -np, -ngl, -ctk/-ctv).")
+    recommendation: RecommendationOut
     exact: list[str]
     estimated: list[str]
 
@@ -164,8 +190,13 @@ class BestFitOut(Schema):
     model: str
     name: str
     quant: str
+    recommended: bool = Field(description="False when no quant keeps the speed and the fastest is shown instead.")
+    ctx: int
+    ctx_clamped: bool
     verdict: str
     total_bytes: int
+    needed_bytes: int
+    usable_bytes: int
     headroom_bytes: int
     gpu_layers: int
     est_decode_tps: float | None
@@ -190,6 +221,9 @@ class EstimateOut(Schema):
     estimated: list[str]
     hardware: str | None = None
     verdict: str | None = None
+    needed_bytes: int | None = None
+    usable_bytes: int | None = None
+    headroom_bytes: int | None = None
     gpu_layers: int | None = None
     est_decode_tps: float | None = None
     est_prefill_tps: float | None = None
@@ -270,18 +304,27 @@ def get_fit(request: HttpRequest, params: Query[FitQuery]):
         names = ", ".join(q.name for q in model.quantizations.all())
         raise HttpError(404, f"{model.name} has no quantization {params.quant!r}; it has: {names}.")
     hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
-    result = fit_for(model=model, quant=quant, hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
-    memory = _memory_dict(result.memory)
+    options, clamped = options_for(model=model, options=params.options())
+    count = params.gpu_count
+
+    def fit_of(q: Quantization) -> fit.FitResult:
+        return fit_for(model=model, quant=q, hardware=hardware, options=options, gpu_count=count)
+
+    result = fit_of(quant)
+    answer = fit.recommend([quant_choice(q, fit_of(q)) for q in model.quantizations.all()], hardware.kind)
     return {
         "model": model.slug,
         "quant": quant.name,
         "hardware": hardware.slug,
-        "ctx": params.ctx,
+        "ctx": options.ctx,
+        "ctx_asked": params.ctx,
+        "ctx_clamped": clamped,
         "kv_type": params.kv_type,
         "users": params.users,
-        "gpu_count": params.gpu_count,
-        **memory,
+        "gpu_count": count,
+        **_memory_dict(result.memory),
         "exact": exact_fields(result.memory),
+        "needed_bytes": result.needed_bytes,
         "usable_bytes": result.usable_bytes,
         "headroom_bytes": result.headroom_bytes,
         "verdict": result.verdict.value,
@@ -289,6 +332,15 @@ def get_fit(request: HttpRequest, params: Query[FitQuery]):
         "n_layers": result.n_layers,
         "est_decode_tps": result.est_decode_tps,
         "est_prefill_tps": result.est_prefill_tps,
+        "max_ctx": max_context_for(model=model, quant=quant, hardware=hardware, options=options, gpu_count=count),
+        "llama_cpp_flags": llama_cpp_flags(ctx=options.ctx, kv_type=options.kv_type, result=result, users=params.users),
+        "recommendation": {
+            "rule": answer.rule,
+            "min_decode_tps": answer.min_decode_tps,
+            "recommended": answer.recommended.name if answer.recommended else None,
+            "fastest": answer.fastest.name if answer.fastest else None,
+            "best_quality": answer.best_quality.name if answer.best_quality else None,
+        },
     }
 
 
@@ -336,6 +388,9 @@ def estimate_fit(request: HttpRequest, body: EstimateIn):
         answer.update(
             hardware=hardware.slug,
             verdict=result.verdict.value,
+            needed_bytes=result.needed_bytes,
+            usable_bytes=result.usable_bytes,
+            headroom_bytes=result.headroom_bytes,
             gpu_layers=result.gpu_layers,
             est_decode_tps=result.est_decode_tps,
             est_prefill_tps=result.est_prefill_tps,
