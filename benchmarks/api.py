@@ -23,6 +23,7 @@ from benchmarks.models import ApiToken, BenchmarkRun
 router = Router(tags=["benchmarks"])
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_PAGE = settings.RIGFIT_API_MAX_PAGE  # an offset past 2^63 was a 500; config.middleware bounds every API list
 
 
 class TokenAuth(HttpBearer):
@@ -77,12 +78,12 @@ class RunIn(Schema):
     os: str = ""
     cpu_info: str = ""
     gpu_info: str = ""
-    ram_bytes: int | None = None
+    ram_bytes: int | None = Field(None, ge=1, le=forms.MAX_BYTES)
     driver: str = ""
     model_filename: str = ""
     model_type: str = ""
-    model_size: int | None = None
-    model_n_params: int | None = None
+    model_size: int | None = Field(None, ge=1, le=forms.MAX_BYTES)
+    model_n_params: int | None = Field(None, ge=1, le=forms.MAX_PARAMS)
     notes: str = ""
     channel: Literal["api", "cli"] = Field("api", description="'cli' when sent by a command-line tool.")
 
@@ -186,7 +187,7 @@ class RunFilters(Schema):
     runtime: str = ""
     backend: str = ""
     test: str = Field("", pattern="^(|pp|tg|pg)$")
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=MAX_PAGE)
     page_size: int = Field(50, ge=1, le=500)
 
 

@@ -17,6 +17,11 @@ from catalog.models import Model
 MAX_TPS = 1_000_000.0  # far above any real single-stream figure; anything higher is a typo or junk
 MAX_SAMPLES = 1000
 MAX_TOKENS = 1_048_576
+# Byte and parameter counts are stored in 64-bit integers; 2^63 and above failed in the database as a 500. These caps
+# are far above any real figure (8 PiB of RAM or weights, 100 trillion parameters) and far below 2^63.
+MAX_BYTES = 2**53
+MAX_PARAMS = 10**14
+MAX_SAMPLE_NS = 2**62
 CLOCK_SKEW = timedelta(minutes=5)
 # llama.cpp, whose llama-bench defines this schema, was first published in March 2023: no run of it can be older.
 # An unbounded date is a stored denial of service: PostgreSQL keeps "0001-01-01T00:00:00+14:00" as a BC timestamp
@@ -60,10 +65,11 @@ def non_negative(value: float | None) -> None:
 class NumberListField(forms.Field):
     """A list of positive finite numbers, given as a JSON list or a comma/space separated string."""
 
-    def __init__(self, *, integer: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, integer: bool = False, max_value: float = MAX_TPS, **kwargs: Any) -> None:
         kwargs.setdefault("required", False)
         kwargs.setdefault("widget", forms.TextInput)
         self.integer = integer
+        self.max_value = max_value
         super().__init__(**kwargs)
 
     def to_python(self, value: Any) -> list[float] | list[int]:
@@ -87,6 +93,8 @@ class NumberListField(forms.Field):
                 raise ValidationError("Enter a list of numbers.") from exc
             if not math.isfinite(number) or number <= 0:
                 raise ValidationError("Every sample must be a finite number greater than zero.")
+            if number > self.max_value:
+                raise ValidationError(f"Every sample must be at most {self.max_value:,.0f}.")
             numbers.append(number)
         return numbers
 
@@ -112,7 +120,7 @@ class RunForm(forms.Form):
     avg_ts = forms.FloatField(label="Tokens/sec (mean)", validators=[positive])
     stddev_ts = forms.FloatField(label="Tokens/sec (stddev)", required=False, validators=[non_negative])
     samples_ts = NumberListField(label="Samples (tokens/sec)", help_text="One figure per repetition.")
-    samples_ns = NumberListField(integer=True, label="Samples (nanoseconds)")
+    samples_ns = NumberListField(integer=True, max_value=MAX_SAMPLE_NS, label="Samples (nanoseconds)")
     prompt_tps = forms.FloatField(
         label="Prompt tokens/sec",
         required=False,
@@ -133,12 +141,12 @@ class RunForm(forms.Form):
     os = forms.CharField(max_length=120, required=False)
     cpu_info = forms.CharField(max_length=200, required=False)
     gpu_info = forms.CharField(max_length=200, required=False)
-    ram_bytes = forms.IntegerField(min_value=1, required=False)
+    ram_bytes = forms.IntegerField(min_value=1, max_value=MAX_BYTES, required=False)
     driver = forms.CharField(max_length=120, required=False)
     model_filename = forms.CharField(max_length=300, required=False)
     model_type = forms.CharField(max_length=120, required=False)
-    model_size = forms.IntegerField(min_value=1, required=False)
-    model_n_params = forms.IntegerField(min_value=1, required=False)
+    model_size = forms.IntegerField(min_value=1, max_value=MAX_BYTES, required=False)
+    model_n_params = forms.IntegerField(min_value=1, max_value=MAX_PARAMS, required=False)
     source_url = forms.URLField(required=False, max_length=200, assume_scheme="https")
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
+from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
@@ -31,6 +32,42 @@ def reject_nul_characters(get_response: Callable[..., Any]) -> Callable[..., Any
         return _refusal(request) or get_response(request)
 
     return middleware
+
+
+@sync_and_async_middleware
+def refuse_huge_api_pages(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Answer 422 JSON to an API list asked for a page beyond RIGFIT_API_MAX_PAGE.
+
+    The offset (page - 1) x page size past 2^63 failed in the database as an HTML 500. The lists of every router
+    (ninja's PageNumberPagination in the catalog, benchmarks' own filters) are bounded here in one place; the
+    benchmarks list also declares the bound in its schema."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponse:
+            return _page_refusal(request) or await get_response(request)
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        return _page_refusal(request) or get_response(request)
+
+    return middleware
+
+
+def _page_refusal(request: HttpRequest) -> HttpResponse | None:
+    if not request.path.startswith("/api/") or "page" not in request.GET:
+        return None
+    limit = settings.RIGFIT_API_MAX_PAGE
+    for value in request.GET.getlist("page"):
+        try:
+            page = int(value)
+        except ValueError:  # not an integer (or thousands of digits): the API's own validation answers 422
+            continue
+        if page > limit:
+            message = f"Input should be less than or equal to {limit}"
+            error = {"loc": ["query", "page"], "msg": message, "type": "less_than_equal"}
+            return JsonResponse({"message": "Invalid input.", "errors": [error]}, status=422)
+    return None
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:

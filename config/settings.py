@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.reject_nul_characters",
+    "config.middleware.refuse_huge_api_pages",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -164,6 +165,9 @@ RIGFIT_DEFAULT_CTX = env_int("RIGFIT_DEFAULT_CTX", 4096, minimum=1)
 RIGFIT_MAX_CTX = env_int("RIGFIT_MAX_CTX", 1_048_576, minimum=1)
 RIGFIT_MAX_USERS = env_int("RIGFIT_MAX_USERS", 256, minimum=1)
 RIGFIT_API_MAX_PAGE_SIZE = env_int("RIGFIT_API_MAX_PAGE_SIZE", 100, minimum=1)
+# The highest ?page= an API list accepts (config.middleware.refuse_huge_api_pages): far past any real page, and
+# page x page size stays far below the 2^63 offset at which the database query failed as a 500.
+RIGFIT_API_MAX_PAGE = 1_000_000
 
 # Community benchmarks. Behind a reverse proxy, list its address(es) here, or every client shares one rate limit;
 # X-Forwarded-For is believed only when REMOTE_ADDR is one of these.
