@@ -88,6 +88,18 @@ def payload(row: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+class _RunForm(RunForm):
+    """RunForm with the catalog's models looked up once for the whole file, not once per row."""
+
+    def __init__(self, data: dict[str, Any], *, models: dict[str, Model]) -> None:
+        super().__init__(data)
+        self.models = models
+
+    def clean_model_slug(self) -> Model:
+        model = self.models.get(self.cleaned_data["model_slug"])
+        return model if model is not None else super().clean_model_slug()
+
+
 @dataclass
 class LoadResult:
     stored: int = 0
@@ -100,7 +112,7 @@ def load(*, path: Path = PUBLIC_RUNS) -> LoadResult:
     """Store every row not stored before. Rows naming a model or hardware missing from the catalog are skipped and
     listed in `unmapped`; a row the form refuses stops the load (the file is wrong) and nothing is written."""
     rows = read_rows(path)
-    models = set(Model.objects.values_list("slug", flat=True))
+    models = {model.slug: model for model in Model.objects.all()}
     hardware = set(Hardware.objects.values_list("slug", flat=True))
     stored_hashes = set(BenchmarkRun.objects.filter(channel=Channel.SEED).values_list("payload_sha256", flat=True))
     result = LoadResult()
@@ -109,7 +121,7 @@ def load(*, path: Path = PUBLIC_RUNS) -> LoadResult:
             if row["model_slug"] not in models or row["hardware"] not in hardware:
                 result.unmapped.append(f"row {number}: {row['model_slug']} on {row['hardware']}")
                 continue
-            form = RunForm(payload(row))
+            form = _RunForm(payload(row), models=models)
             if not form.is_valid():
                 raise CommandError(f"{path}: row {number} ({row['source_url']}): {dict(form.errors)}")
             if services.payload_sha256(form.cleaned_data) in stored_hashes:
