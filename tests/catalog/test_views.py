@@ -361,7 +361,7 @@ def test_it_lists_hardware_that_runs_it_at_the_chosen_settings(client, catalog):
     assert {d.slug for d, _ in short.context["runs_on"]} >= {"geforce-rtx-4060", "geforce-rtx-4090"}
     long_devices = {d.slug for d, _ in long.context["runs_on"]}
     assert "geforce-rtx-4090" in long_devices and "geforce-rtx-4060" not in long_devices
-    assert 'data-runs-on-ctx="131072"' in long.text and "At a 131,072-token context" in long.text
+    assert 'data-runs-on-ctx="131072"' in long.text and "At 131,072 tokens of context" in long.text
     # A change of settings over htmx swaps the list out of band with the fit panel.
     live = client.get("/models/llama-3-1-8b/", {"ctx": 131072}, headers={"HX-Request": "true"}).text
     assert live.lstrip().startswith('<div id="fit-panel"')
@@ -380,6 +380,8 @@ def test_it_shows_the_system_ram_it_uses(client, catalog):
     small = client.get("/models/llama-3-1-8b/", {**base, "ram_gb": 8}).context["chosen"].result
     assert default == explicit and default.verdict == fit.Verdict.PARTIAL_OFFLOAD
     assert small.verdict == fit.Verdict.DOES_NOT_FIT
+    page = client.get("/models/llama-3-1-8b/", {**base, "ram_gb": 8}).text
+    assert "F16 on GeForce RTX 4060: <b>Does not fit</b>" in page
     # The hardware page's links carry every setting, so following one gives the verdict the list showed.
     listing = client.get("/hardware/geforce-rtx-4060/", {"ram_gb": 64, "kv_type": "q8_0"}).text
     assert re.search(r'ctx=4096&amp;kv_type=q8_0&amp;users=1&amp;gpu_count=1&amp;ram_gb=64&amp;quant=', listing)
@@ -409,6 +411,7 @@ def test_it_writes_the_llama_cpp_flags_from_the_verdict(client, catalog):
     assert " -c 16384 -np 2 -ngl 99 -ctk q8_0 -ctv q8_0 -fa on " in _server_command(fits.text)
     # CPU only: -ngl 0.
     cpu = client.get("/models/llama-3-1-8b/", {"hardware": "ryzen-7-7700x", "quant": "Q4_K_M"})
+    assert "Q4_K_M on Ryzen 7 7700X (DDR5-5200): <b>CPU only</b>" in cpu.text
     assert " -ngl 0 " in _server_command(cpu.text)
     # The API gives the same flags for the same placement.
     body = client.get(
@@ -443,3 +446,32 @@ def test_it_labels_the_quality_column_as_the_reference_models(client, catalog):
     text = client.get("/models/llama-3-1-8b/").text
     assert "Quality <small>(reference model's perplexity table)</small>" in text
     assert "applied to every model, not a measurement of Llama 3.1 8B" in text
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server, catalog):
+    from tests.browser import chromium_page
+    from tests.factories import make_hardware
+
+    _exact_llama()
+    make_hardware(name="Boundary GPU", slug="boundary", memory_bytes=6_156_993_536)
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/models/llama-exact/?hardware=boundary&ctx=4096&quant=Q4_K_M")
+        verdict = page.locator(".verdict").inner_text()
+        assert "Q4_K_M on Boundary GPU: Fits in GPU memory" in verdict
+        assert "Needs 5.74 GB of 5.74 GB usable (0.00 GB headroom)" in " ".join(verdict.split())
+        assert " -c 4096 -ngl 99 " in page.locator("#howto").inner_text()
+        # Twice the context no longer fits the card exactly: the verdict, the recipe's -ngl and the runs-on list
+        # follow without a reload (the recipe and the list are swapped out of band).
+        page.locator("input[name=ctx]").evaluate(
+            "el => { el.value = 8192; el.dispatchEvent(new Event('input', {bubbles: true})); }"
+        )
+        page.wait_for_function("() => document.querySelector('[data-runs-on-ctx=\"8192\"]') !== null")
+        verdict = page.locator(".verdict").inner_text()
+        assert "Partial offload" in verdict
+        layers = re.search(r"(\d+) of 32 layers on the GPU", verdict)
+        assert layers
+        assert f" -c 8192 -ngl {layers.group(1)} " in page.locator("#howto").inner_text()
+        assert "At 8,192 tokens of context" in page.locator("#runs-on").inner_text()
