@@ -267,3 +267,100 @@ def bandwidth_scatter(
             legend, "text", {"x": str(legend_x + 30), "y": str(MARGIN_TOP + 16)}
         ).text = "roofline (physical limit)"
     return ET.tostring(svg, encoding="unicode")
+
+
+# One colour per backend on the accuracy plot (each at least 3:1 against white, as graphics need).
+BACKEND_COLOURS = {
+    "cuda": "#2e7d32",
+    "rocm": "#c62828",
+    "metal": "#1f5fa8",
+    "vulkan": "#8e44ad",
+    "sycl": "#b35c00",
+    "cpu": "#555555",
+}
+
+
+def estimate_scatter(points: Sequence[tuple[Point, str]], *, title: str, band_pct: float = 25.0) -> str:
+    """Estimate (y) against measured (x) tokens/sec on log axes, one dot per held-out run coloured by backend, with
+    the line where they are equal and the +-band_pct corridor around it."""
+    svg = _svg(
+        title,
+        f"Dots: each run's measured tokens/sec (x) and the estimate made without its source (y), log scales. Solid "
+        f"line: estimate equals measured; dashed: {band_pct:g} % either side.",
+    )
+    if not points:
+        return _empty(svg, "No accepted runs to compare with yet.")
+    values = [p.x for p, _ in points] + [p.y for p, _ in points]
+    low = 10 ** math.floor(math.log10(max(min(values), 1e-3)))
+    high = 10 ** math.ceil(math.log10(max(values)))
+    plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
+    plot_h = HEIGHT - MARGIN_TOP - SCATTER_BOTTOM
+    span = math.log10(high) - math.log10(low)
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        fx = (math.log10(min(max(x, low), high)) - math.log10(low)) / span
+        fy = (math.log10(min(max(y, low), high)) - math.log10(low)) / span
+        return MARGIN_LEFT + plot_w * fx, MARGIN_TOP + plot_h - plot_h * fy
+
+    axes = ET.SubElement(svg, "g", {"class": "axis"})
+    decade = low
+    while decade <= high * 1.0001:
+        x, y = xy(decade, decade)
+        ET.SubElement(
+            axes, "text", {"x": _fmt(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16), "text-anchor": "middle"}
+        ).text = f"{decade:g}"
+        ET.SubElement(
+            axes, "text", {"x": str(MARGIN_LEFT - 6), "y": _fmt(y + 4), "text-anchor": "end"}
+        ).text = f"{decade:g}"
+        decade *= 10
+    ET.SubElement(
+        axes,
+        "text",
+        {"x": _fmt(MARGIN_LEFT + plot_w / 2), "y": str(HEIGHT - SCATTER_BOTTOM + 36), "text-anchor": "middle"},
+    ).text = "measured tokens/sec"
+    ET.SubElement(
+        axes,
+        "text",
+        {
+            "x": "14",
+            "y": _fmt(MARGIN_TOP + plot_h / 2),
+            "transform": f"rotate(-90 14 {_fmt(MARGIN_TOP + plot_h / 2)})",
+            "text-anchor": "middle",
+        },
+    ).text = "estimated tokens/sec"
+    lines = ET.SubElement(svg, "g", {"class": "series", "data-series": "equal"})
+    for factor, dash in ((1.0, ""), (1 + band_pct / 100, "5 4"), (1 - band_pct / 100, "5 4")):
+        (x1, y1), (x2, y2) = xy(low, low * factor), xy(high, high * factor)
+        attrs = {"x1": _fmt(x1), "y1": _fmt(y1), "x2": _fmt(x2), "y2": _fmt(y2), "stroke": "#333", "stroke-width": "1"}
+        if dash:
+            attrs["stroke-dasharray"] = dash
+        ET.SubElement(lines, "line", attrs)
+    dots = ET.SubElement(svg, "g", {"class": "series", "data-series": "runs"})
+    for point, backend in points:
+        cx, cy = xy(point.x, point.y)
+        circle = ET.SubElement(
+            dots,
+            "circle",
+            {
+                "cx": _fmt(cx),
+                "cy": _fmt(cy),
+                "r": "3",
+                "fill": BACKEND_COLOURS.get(backend, "#555555"),
+                "fill-opacity": "0.7",
+                "data-backend": backend,
+                "data-x": f"{point.x:.6g}",
+                "data-y": f"{point.y:.6g}",
+            },
+        )
+        ET.SubElement(circle, "title").text = f"{point.label}: measured {point.x:.1f}, estimated {point.y:.1f} t/s"
+    legend = ET.SubElement(svg, "g", {"class": "legend"})
+    shown = sorted({backend for _, backend in points})
+    for i, backend in enumerate(shown):
+        y = MARGIN_TOP + 12 + 16 * i
+        ET.SubElement(
+            legend,
+            "circle",
+            {"cx": str(MARGIN_LEFT + 14), "cy": str(y - 4), "r": "4", "fill": BACKEND_COLOURS.get(backend, "#555555")},
+        )
+        ET.SubElement(legend, "text", {"x": str(MARGIN_LEFT + 24), "y": str(y)}).text = backend
+    return ET.tostring(svg, encoding="unicode")

@@ -11,8 +11,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from benchmarks.models import BenchmarkRun, ModerationDecision, TestKind
+from django.core.cache import cache
+
+from benchmarks.models import BenchmarkRun, ModerationDecision, Runtime, TestKind
 from catalog import fit
+from catalog.caching import data_version
+from catalog.extensions import MeasuredKey, MeasuredSpeed
 from catalog.models import Hardware, Model, Quantization
 from catalog.services import fit_for
 
@@ -134,3 +138,41 @@ def recent_decisions(limit: int = 20) -> list[ModerationDecision]:
 
 
 TEST_KINDS = {TestKind.GENERATION: "decode_tps", TestKind.PROMPT: "prefill_tps"}
+
+
+# llama-bench's standard tests at no depth: what the catalog's estimates (pp512, tg128 at a short context) are.
+_STANDARD_TESTS = ((512, 0), (0, 128))
+
+
+def measured_speeds() -> dict[MeasuredKey, MeasuredSpeed]:
+    """Median decode and prompt speed of accepted llama.cpp runs per (model, quant, hardware), one GPU, depth 0,
+    pp512 / tg128: registered with catalog.extensions so catalog pages can show "measured" beside an estimate.
+    Cached per data version (every accepted run changes the version)."""
+    key = f"rigfit:measured-speeds:{data_version()}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    decode: dict[MeasuredKey, list[float]] = defaultdict(list)
+    prefill: dict[MeasuredKey, list[float]] = defaultdict(list)
+    runs = (
+        BenchmarkRun.objects.accepted()
+        .filter(hardware__isnull=False, runtime=Runtime.LLAMA_CPP, n_depth=0)
+        .exclude(notes__regex=r"GPU count: ([2-9]|[1-9][0-9])")
+        .values_list("model_id", "quant_name", "hardware_id", "n_prompt", "n_gen", "avg_ts")
+    )
+    for model_id, quant_name, hardware_id, n_prompt, n_gen, avg_ts in runs:
+        if (n_prompt, n_gen) not in _STANDARD_TESTS:
+            continue
+        group = (model_id, quant_name.upper(), hardware_id)
+        (prefill if n_prompt else decode)[group].append(avg_ts)
+    result = {
+        group: MeasuredSpeed(
+            decode_tps=statistics.median(decode[group]) if decode.get(group) else None,
+            decode_runs=len(decode.get(group, ())),
+            prefill_tps=statistics.median(prefill[group]) if prefill.get(group) else None,
+            prefill_runs=len(prefill.get(group, ())),
+        )
+        for group in decode.keys() | prefill.keys()
+    }
+    cache.set(key, result, 600)
+    return result

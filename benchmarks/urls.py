@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.views.generic import RedirectView
 
 from benchmarks import views
 
@@ -19,5 +20,7 @@ urlpatterns = [
     path("export.csv", views.export_csv, name="export_csv"),
     path("plots/by-hardware.svg", views.plot_by_hardware, name="plot_by_hardware"),
     path("plots/bandwidth.svg", views.plot_bandwidth, name="plot_bandwidth"),
-    path("calibration/", views.calibration_page, name="calibration"),
+    path("accuracy/", views.accuracy_page, name="accuracy"),
+    path("plots/accuracy.svg", views.plot_accuracy, name="plot_accuracy"),
+    path("calibration/", RedirectView.as_view(pattern_name="benchmarks:accuracy", permanent=True), name="calibration"),
 ]

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,9 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from benchmarks import calibration, llamabench, plots, selectors, services
 from benchmarks.forms import LeaderboardFilterForm, LlamaBenchForm, ModerationForm, RunForm, TokenForm
 from benchmarks.models import ApiToken, BenchmarkRun, Channel, Status
-from catalog import fit
+from catalog import fit, speed_fit
+from catalog.caching import data_version
 from catalog.models import Model, Quantization
-from catalog.services import quant_spec_of, shape_of, speed_model
+from catalog.services import quant_spec_of, shape_of
 
 CSV_FIELDS = [
     "id",
@@ -351,19 +353,40 @@ def plot_bandwidth(request: HttpRequest) -> HttpResponse:
     return _svg(plots.bandwidth_scatter(points, roofline=roofline, title=title))
 
 
+def _accuracy() -> calibration.Accuracy:
+    """Fitting and scoring read every accepted run: once per data version, shared by the page and its plot."""
+    key = f"rigfit:accuracy:{data_version()}"
+    result = cache.get(key)
+    if result is None:
+        result = calibration.accuracy()
+        cache.set(key, result, 600)
+    return result
+
+
 @require_GET
-def calibration_page(request: HttpRequest) -> HttpResponse:
-    points = calibration.points_from_runs()
-    results = calibration.calibrate(points)
+def accuracy_page(request: HttpRequest) -> HttpResponse:
+    result = _accuracy()
     return render(
         request,
-        "benchmarks/calibration.html",
+        "benchmarks/accuracy.html",
         {
-            "results": results,
-            "points": len(points),
-            "defaults": fit.DEFAULT_SPEED,
-            "in_force": speed_model(),
-            "min_runs": calibration.MIN_RUNS_TO_APPLY,
+            "table": result.table,
+            "observations": len(result.observations),
+            "sources": len({obs.source for obs in result.observations}),
+            "model": result.model,
+            "band_percentile": speed_fit.BAND_PERCENTILE,
             "submit_url": reverse("benchmarks:submit"),
         },
     )
+
+
+@require_GET
+def plot_accuracy(request: HttpRequest) -> HttpResponse:
+    """Held-out estimate against measured speed, ?test=tg (decode, the default) or pp (prompt processing)."""
+    test = "pp" if request.GET.get("test") == "pp" else "tg"
+    predictions = [p for p in _accuracy().predictions if p.obs.test == test]
+    points = [
+        (plots.Point(x=p.obs.measured_tps, y=p.estimate_tps, label=p.obs.label), p.obs.backend) for p in predictions
+    ]
+    title = f"{'Prompt processing' if test == 'pp' else 'Decode'}: estimate (without the run's source) vs measured"
+    return _svg(plots.estimate_scatter(points, title=title))

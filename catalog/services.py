@@ -6,13 +6,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from django.conf import settings
 from django.core.cache import cache
-from django.utils.module_loading import import_string
 
-from catalog import fit
+from catalog import extensions, fit
 from catalog.caching import data_version
 from catalog.models import Hardware, HardwareKind, Model, Quantization
+from catalog.speed import DEFAULT_SPEED, SpeedModel
 
 # The engine is pure and its inputs are frozen dataclasses: the same question always has the same answer, and pages
 # ask the same few thousand questions again and again.
@@ -27,16 +26,16 @@ def options_for(*, model: Model, options: fit.FitOptions) -> tuple[fit.FitOption
     return (replace(options, ctx=ctx) if clamped else options), clamped
 
 
-def speed_model() -> fit.SpeedModel:
-    """The speed factors in force: calibrated from accepted community runs where there are enough of them (the
-    provider named by settings.RIGFIT_SPEED_MODEL_PROVIDER), else the engine's defaults. Cached per data version."""
-    provider = getattr(settings, "RIGFIT_SPEED_MODEL_PROVIDER", "")
-    if not provider:
-        return fit.DEFAULT_SPEED
+def speed_model() -> SpeedModel:
+    """The speed model in force: the one an app registered with catalog.extensions (benchmarks fits it to accepted
+    runs), else the engine's starting points. Cached per data version: fitting reads every accepted run."""
+    provider = extensions.speed_model_provider()
+    if provider is None:
+        return DEFAULT_SPEED
     key = f"rigfit:speed-model:{data_version()}"
     speed = cache.get(key)
     if speed is None:
-        speed = import_string(provider)()
+        speed = provider()
         cache.set(key, speed, 600)
     return speed
 
@@ -91,7 +90,7 @@ def fit_for(
     hardware: Hardware,
     options: fit.FitOptions,
     gpu_count: int = 1,
-    speed: fit.SpeedModel | None = None,
+    speed: SpeedModel | None = None,
 ) -> fit.FitResult:
     """The fit at exactly `options` (callers clamp the context with options_for first)."""
     device = device_spec_of(hardware, gpu_count)

@@ -36,11 +36,13 @@ class ClassParams:
     """Speed parameters of one device class (a backend: cuda, rocm, metal, vulkan, sycl, cpu).
 
     Decode, one step of `batch` sequences with every layer on the device:
-        t = overhead_s + per_layer_s x n_layers
-            + quant_read_factor x quantized bytes read / bandwidth + float_read_factor x float bytes read / bandwidth
+        t = overhead_s + per_layer_s x n_layers x (2 GHz / clock) + per_extra_gpu_s x (GPUs - 1)
+            + (quant_read_factor x quantized weight bytes + float_read_factor x float weight bytes
+               + kv_read_factor x KV bytes at the context depth) / bandwidth
     A read factor is 1 / the share of peak bandwidth the runtime's kernels reach (dequantizing matrix-vector kernels
     reach less than plain F16 ones); the fixed terms are what keeps a small model on a big GPU far below its
-    bandwidth bound (kernel launches and synchronisation per layer).
+    bandwidth bound: each layer runs a dozen or more small kernels (norms, RoPE, attention, matrix-vector products)
+    whose time is a number of clock cycles, so a 1.4 GHz A100 spends longer per layer than a 2.5 GHz RTX 4090.
     Prefill of N tokens at depth d:
         t = N x prefill_token_s + FLOPs(N, d) x prefill_flop_factor / matrix throughput
     with FLOPs = 2 x active params x N + the attention's 4 x layers x heads x head_dim x N x (d + N / 2).
@@ -49,9 +51,11 @@ class ClassParams:
     over `decode_runs` / `prefill_runs` measured runs), shown beside every estimate as its band."""
 
     overhead_s: float
-    per_layer_s: float
+    per_layer_s: float  # at a 2 GHz clock; scaled by 2 GHz / the device's clock where it is known
     quant_read_factor: float
     float_read_factor: float
+    kv_read_factor: float  # the KV cache read by attention, which reaches less of the bandwidth at depth
+    per_extra_gpu_s: float  # each further GPU of a layer split: a hand-over of activations and a synchronisation
     prefill_token_s: float
     prefill_flop_factor: float  # F16/BF16/F32 weights, on the device's matrix_tflops
     prefill_quant_flop_factor: float  # quantized weights, on int8_tops where the device states it
@@ -69,6 +73,8 @@ PRIOR_GPU = ClassParams(
     per_layer_s=20e-6,
     quant_read_factor=1 / 0.6,
     float_read_factor=1 / 0.7,
+    kv_read_factor=1 / 0.5,
+    per_extra_gpu_s=0.0003,
     prefill_token_s=2e-6,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
@@ -78,7 +84,9 @@ PRIOR_CPU = ClassParams(
     per_layer_s=5e-6,
     quant_read_factor=1 / 0.6,
     float_read_factor=1 / 0.6,
-    prefill_token_s=0.0,
+    kv_read_factor=1 / 0.5,
+    per_extra_gpu_s=0.0,
+    prefill_token_s=1e-7,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
 )
@@ -198,9 +206,11 @@ class DecodeTerms:
     """What one decode step costs before the class parameters apply: seconds at full bandwidth for the bytes read
     on the device (quantized and float weights apart, the KV cache with the float ones), on the host, and FLOPs."""
 
-    n_layers: int
+    layer_units: float  # layers x 2 GHz / clock (layers alone where the clock is unknown)
+    extra_gpus: int
     device_quant_s: float
     device_float_s: float
+    device_kv_s: float
     host_s: float
     flops: float
 
@@ -226,7 +236,8 @@ def decode_terms(
     kv = batch * _kv_read(shape, ctx, options.kv_type)
     weights = _weights_read(shape, quant, batch)
     if device.kind == "cpu":
-        gpu_share, host_bw = 0.0, device.bandwidth_gbps
+        # The CPU is the device: everything is read from its own RAM at its own (fitted) factors.
+        gpu_share, host_bw = 1.0, device.bandwidth_gbps
     else:
         if place.verdict == Verdict.FITS_GPU:
             gpu_share = 1.0
@@ -243,19 +254,29 @@ def decode_terms(
     device_bw = device.bandwidth_gbps * 1e9
     float_weights = is_float_quant(quant)
     on_device_weights = weights * gpu_share
+    clock_scale = 2000.0 / device.clock_mhz if device.clock_mhz and device.kind != "cpu" else 1.0
     return DecodeTerms(
-        n_layers=shape.n_layers,
+        layer_units=shape.n_layers * clock_scale,
+        extra_gpus=device.count - 1 if device.kind == "gpu" and gpu_share > 0 else 0,
         device_quant_s=0.0 if float_weights else on_device_weights / device_bw,
-        device_float_s=((on_device_weights if float_weights else 0.0) + kv * gpu_share) / device_bw,
+        device_float_s=(on_device_weights if float_weights else 0.0) / device_bw,
+        device_kv_s=kv * gpu_share / device_bw,
         host_s=(weights + kv) * (1 - gpu_share) / (host_bw * 1e9),
         flops=2 * _text_params(shape) * _active_share(shape) * batch,
     )
 
 
-def decode_features(terms: DecodeTerms) -> tuple[float, float, float, float]:
-    """The device part of a step as a linear function of (overhead, per layer, quant factor, float factor): what
-    the calibration fits."""
-    return (1.0, float(terms.n_layers), terms.device_quant_s, terms.device_float_s)
+def decode_features(terms: DecodeTerms) -> tuple[float, float, float, float, float, float]:
+    """The device part of a step as a linear function of (overhead, per layer, quant, float and KV read factors, per
+    extra GPU): what the calibration fits."""
+    return (
+        1.0,
+        terms.layer_units,
+        terms.device_quant_s,
+        terms.device_float_s,
+        terms.device_kv_s,
+        float(terms.extra_gpus),
+    )
 
 
 def _matrix_flops_per_s(device: DeviceSpec, quant: QuantSpec) -> tuple[float | None, bool]:
@@ -274,9 +295,11 @@ def decode_seconds(
 ) -> float:
     seconds = (
         params.overhead_s
-        + params.per_layer_s * terms.n_layers
+        + params.per_layer_s * terms.layer_units
         + params.quant_read_factor * terms.device_quant_s
         + params.float_read_factor * terms.device_float_s
+        + params.kv_read_factor * terms.device_kv_s
+        + params.per_extra_gpu_s * terms.extra_gpus
         + host.quant_read_factor * terms.host_s
     )
     if flops_per_s and terms.host_s == 0:

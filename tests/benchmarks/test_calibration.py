@@ -2,57 +2,91 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.calibration import Point, calibrate
+from benchmarks import calibration
+from benchmarks.models import BenchmarkRun, Status
+from catalog import fit
+from catalog.speed import DEFAULT_SPEED
+from tests.benchmarks.conftest import make_run
+
+pytestmark = pytest.mark.django_db
 
 
-def test_it_fits_the_median_efficiency_per_backend_and_kind():
-    points = [Point("cuda", "gpu", m, 100.0, default_estimate_tps=70.0) for m in (60.0, 70.0, 80.0)]
-    points.append(Point("cpu", "cpu", 30.0, 60.0))
-    cpu, cuda = calibrate(points)
-    assert (cpu.backend, cpu.runs, cpu.efficiency, cpu.loo_mdape) == ("cpu", 1, 0.5, None)
-    assert cuda.efficiency == pytest.approx(0.7)
-    # leave-one-out factors: 0.75, 0.7, 0.65 -> errors 25 %, 0 %, 18.75 %
-    assert cuda.loo_mdape == pytest.approx(18.75)
-    assert cuda.loo_mape == pytest.approx((25 + 0 + 18.75) / 3)
-    assert cuda.default_mdape == pytest.approx(12.5)  # errors 16.7 %, 0 %, 12.5 % against 60, 70, 80
+def _runs(user, values, source_prefix: str = "https://example.org/table"):
+    runs = []
+    for i, tps in enumerate(values):
+        run = make_run(user=user, avg_ts=tps, stddev_ts=0.5, samples_ts=[tps - 0.5, tps, tps + 0.5], n_threads=2 + i)
+        assert run.status == Status.ACCEPTED, run.status_reason
+        # Published runs carry their source; each a source of its own here, so every one can be held out.
+        BenchmarkRun.objects.filter(pk=run.pk).update(source_url=f"{source_prefix}/{i}")
+        runs.append(run)
+    return runs
 
 
-def test_it_ignores_points_without_a_roofline():
-    assert calibrate([Point("cpu", "cpu", 10.0, 0.0)]) == []
-
-
-def test_it_replaces_a_kinds_efficiency_only_with_enough_runs():
-    from benchmarks.calibration import MIN_RUNS_TO_APPLY, speed_model_from
-    from catalog import fit
-
-    # No per-token overhead, so each run's efficiency is exactly measured / roofline.
-    base = fit.SpeedModel(per_token_overhead_s=0.0)
-    gpu_points = [Point("cuda", "gpu", tps, 100.0) for tps in (50.0, 55.0, 60.0)]
-    speed = speed_model_from(gpu_points[: MIN_RUNS_TO_APPLY - 1], base)
-    assert speed == base
-    speed = speed_model_from([*gpu_points, Point("cpu", "cpu", 30.0, 60.0)], base)
-    assert speed.decode_efficiency_gpu == pytest.approx(0.55)
-    assert speed.decode_efficiency_cpu == base.decode_efficiency_cpu  # one CPU run is not enough
-    assert "gpu: 3 runs" in speed.basis
-
-
-@pytest.mark.django_db
 def test_it_calibrates_the_catalog_estimates_from_accepted_runs(gemma, epyc, user):
-    from benchmarks.models import Status
-    from catalog import fit
     from catalog.services import fit_for, speed_model
-    from tests.benchmarks.conftest import make_run
 
     quant = gemma.quantizations.get()
     options = fit.FitOptions(ctx=128)
-    default = fit_for(model=gemma, quant=quant, hardware=epyc, options=options, speed=fit.DEFAULT_SPEED)
-    runs = [
-        make_run(user=user, avg_ts=tps, stddev_ts=0.5, samples_ts=[tps - 0.5, tps, tps + 0.5]) for tps in (30, 31, 32)
-    ]
-    assert {run.status for run in runs} == {Status.ACCEPTED}
+    default = fit_for(model=gemma, quant=quant, hardware=epyc, options=options, speed=DEFAULT_SPEED)
+    _runs(user, (30.0, 31.0, 32.0))
 
-    assert "cpu: 3 runs" in speed_model().basis
+    model = speed_model()
+    assert model.params_for("cpu").decode_runs == 3
+    assert "3 measured runs from 3 sources" in model.basis
     calibrated = fit_for(model=gemma, quant=quant, hardware=epyc, options=options)
-    # The estimate now reproduces the median accepted run instead of the default factor's figure.
-    assert calibrated.est_decode_tps == pytest.approx(31.0, rel=0.03)
+    # The estimate now sits near the accepted runs instead of the starting point's figure.
+    assert calibrated.est_decode_tps == pytest.approx(31.0, rel=0.05)
     assert abs(default.est_decode_tps - 31.0) > abs(calibrated.est_decode_tps - 31.0)
+
+
+def test_it_holds_out_a_whole_source(gemma, epyc, user):
+    run = _runs(user, (30.0,))[0]
+    run.refresh_from_db()
+    assert calibration.source_of(run) == "example.org/table/0"
+    run.source_url = "https://github.com/ggml-org/llama.cpp/discussions/4167#discussioncomment-123"
+    assert calibration.source_of(run) == "github.com/ggml-org/llama.cpp/discussions/4167"
+    run.source_url = "https://github.com/brand-o/normiebench/issues/40"
+    assert calibration.source_of(run) == "github.com/brand-o/normiebench"
+    run.source_url = "https://github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference/blob/aa72e0e/notebook.ipynb"
+    assert calibration.source_of(run) == "github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference"
+    run.source_url = ""
+    assert calibration.source_of(run) == f"submitter:{user.pk}"
+
+
+def test_it_reads_the_gpu_count_the_public_runs_record():
+    run = BenchmarkRun(notes="Published llama.cpp result (x). GPU count: 4 (llama.cpp's layer split across them).")
+    assert calibration.gpu_count_of(run) == 4
+    assert calibration.gpu_count_of(BenchmarkRun(notes="")) == 1
+
+
+def test_it_scores_each_run_without_its_source(gemma, epyc, user):
+    _runs(user, (30.0, 31.0, 45.0))
+    result = calibration.accuracy()
+    assert len(result.observations) == 3
+    held_out = {p.obs.measured_tps: p.estimate_tps for p in result.predictions}
+    # The 45 t/s run is predicted from the two near 30: well below 45.
+    assert held_out[45.0] < 40.0
+    rows = {(row.test, row.backend): row for row in result.table}
+    assert rows[("tg", "cpu")].runs == 3 and rows[("tg", "cpu")].sources == 3
+
+
+def test_it_shows_the_measured_median_to_the_catalog(gemma, epyc, user):
+    from catalog import extensions
+
+    _runs(user, (30.0, 31.0, 35.0))
+    make_run(user=user, n_prompt=512, n_gen=0, avg_ts=400.0, samples_ts=[], n_threads=9)
+    measured = extensions.measured_speeds()[(gemma.pk, "Q4_K_M", epyc.pk)]
+    assert (measured.decode_tps, measured.decode_runs) == (31.0, 3)
+    assert (measured.prefill_tps, measured.prefill_runs) == (400.0, 1)
+
+
+def test_the_accuracy_page_shows_the_held_out_error_and_the_plot(client, gemma, epyc, user):
+    empty = client.get("/benchmarks/accuracy/")
+    assert "nothing to fit or score" in empty.content.decode()
+    _runs(user, (40.0, 50.0, 60.0))
+    page = client.get("/benchmarks/accuracy/").content.decode()
+    assert "leave-one-source-out" in page and "Decode (tg)" in page
+    svg = client.get("/benchmarks/plots/accuracy.svg").content.decode()
+    assert svg.count('data-backend="cpu"') == 3
+    assert client.get("/benchmarks/calibration/").status_code == 301
+    assert client.post("/benchmarks/accuracy/").status_code == 405

@@ -70,16 +70,6 @@ def test_the_csv_export_has_only_accepted_runs(client, gemma, epyc, user, staff)
     assert len(rows) == 2
 
 
-def test_the_calibration_page_reports_the_fitted_factor_and_its_error(client, gemma, epyc, user):
-    assert "nothing to calibrate" in client.get("/benchmarks/calibration/").content.decode()
-    for value in (40.0, 50.0, 60.0):
-        make_run(user=user, avg_ts=value, samples_ts=[])
-    response = client.get("/benchmarks/calibration/")
-    results = response.context["results"]
-    assert [(r.backend, r.hardware_kind, r.runs) for r in results] == [("cpu", "cpu", 3)]
-    assert results[0].loo_mdape is not None and "Fitted efficiency" in response.content.decode()
-
-
 def test_the_web_pages_refuse_state_changes_on_get(client, db):
     assert client.get("/benchmarks/submit/llama-bench/").status_code == 405
     assert client.post("/benchmarks/export.csv").status_code == 405

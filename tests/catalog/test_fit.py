@@ -255,60 +255,6 @@ def test_it_pools_several_identical_gpus():
     assert two.usable_bytes == 48 * GIB - 2 * single.overhead_bytes
 
 
-def test_it_estimates_plausible_decode_speeds():
-    result = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=512))
-    roof = fit.roofline_decode_tps(LLAMA_8B, Q4, 1008.0, ctx=512)
-    assert result.est_decode_tps is not None
-    # Bandwidth / ~4.6 GiB read per token: the bound is ~200 t/s; llama.cpp runs 8B Q4 at 100-150 t/s on a 4090.
-    assert 180 < roof < 230
-    assert 90 < result.est_decode_tps < roof
-    # Longer context reads more KV per token.
-    assert fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=32768)).est_decode_tps < result.est_decode_tps
-    # Prefill is compute bound: 165 TFLOPS x 0.35 / (2 x 8e9) ~ 3600 t/s.
-    assert result.est_prefill_tps == pytest.approx(165.2e12 * 0.35 / (2 * LLAMA_8B.n_params))
-    assert fit.fit(LLAMA_8B, Q4, dataclasses.replace(RTX_4090, fp16_tflops=None), FitOptions()).est_prefill_tps is None
-
-
-def test_it_reads_only_active_experts_of_a_moe():
-    dense = dataclasses.replace(DEEPSEEK_V2_LITE, n_active_params=None, n_experts=None, n_experts_used=None)
-    assert fit.roofline_decode_tps(DEEPSEEK_V2_LITE, Q4, 1000.0) > 4 * fit.roofline_decode_tps(dense, Q4, 1000.0)
-
-
-def test_it_lets_callers_override_the_speed_model():
-    slow = fit.SpeedModel(decode_efficiency_gpu=0.35)
-    fast = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions())
-    half = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(), speed=slow)
-    assert half.est_decode_tps < fast.est_decode_tps * 0.6
-
-
-def test_it_plans_serving_many_users_from_the_same_roofline():
-    one = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=1))
-    eight = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=4096, users=8))
-    assert eight.memory.kv_cache_bytes == 8 * one.memory.kv_cache_bytes
-    assert eight.verdict == Verdict.FITS_GPU
-    assert one.aggregate_decode_tps == pytest.approx(one.per_user_decode_tps)
-    # Weights are read once per step for all users: aggregate grows, each user slows down a little.
-    assert eight.aggregate_decode_tps > 4 * one.aggregate_decode_tps  # 8 x 512 MiB of KV is read per step too
-    assert eight.per_user_decode_tps < one.per_user_decode_tps
-    weights_read = fit.weights_split(LLAMA_8B, Q4)
-    kv_one = fit.kv_cache_bytes(LLAMA_8B, 4096)
-    expected = weights_read.layers_bytes + weights_read.output_bytes + 8 * kv_one
-    assert eight.step_read_bytes == pytest.approx(expected, rel=1e-6)
-    step = fit.DEFAULT_SPEED.per_token_overhead_s + expected / (0.7 * 1008e9)
-    assert eight.per_user_decode_tps == pytest.approx(1 / step)
-    assert eight.bound == "memory"
-    # Hundreds of users turn the step compute bound.
-    many = fit.serving_plan(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=512, users=256))
-    assert many.bound == "compute"
-
-
-def test_it_touches_more_experts_as_a_moe_batch_grows():
-    one = fit.serving_plan(DEEPSEEK_V2_LITE, Q4, RTX_4090, FitOptions(ctx=512, users=1))
-    many = fit.serving_plan(DEEPSEEK_V2_LITE, Q4, RTX_4090, FitOptions(ctx=512, users=32))
-    kv = fit.kv_cache_bytes(DEEPSEEK_V2_LITE, 512)
-    assert many.step_read_bytes - 32 * kv > 3 * (one.step_read_bytes - kv)
-
-
 # --- properties -----------------------------------------------------------------------------------------------
 
 shapes = st.builds(

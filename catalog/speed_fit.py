@@ -1,0 +1,314 @@
+"""Fit the speed model's parameters to measured runs, and say how wrong it is on runs it never saw.
+
+Pure: observations in, a `SpeedModel` and error tables out; no Django import. The model is linear in its parameters
+(see `catalog.speed.ClassParams`), so each backend's parameters come from a weighted least-squares fit of the
+measured seconds, with every row divided by its own measurement (so the fit minimises relative error, the error a
+user feels), shrunk toward a prior: the physical starting points for the pool of all GPU backends, and that pooled
+fit for each backend. A backend with few runs therefore stays close to what the others show, and a parameter no run
+informs (say, the float read factor where only Q4 runs exist) stays at its prior instead of drifting to zero.
+
+The error is measured leave-one-source-out: every run of a source (one published table, one discussion thread) is
+predicted from parameters fitted without any run of that source, so a source never scores itself.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+
+from catalog import fit
+from catalog import speed as speed_model
+from catalog.speed import PRIOR_CPU, PRIOR_GPU, ClassParams, SpeedModel
+
+Test = Literal["tg", "pp"]
+DECODE_FIELDS = (
+    "overhead_s",
+    "per_layer_s",
+    "quant_read_factor",
+    "float_read_factor",
+    "kv_read_factor",
+    "per_extra_gpu_s",
+)
+PREFILL_FIELDS = ("prefill_token_s", "prefill_flop_factor", "prefill_quant_flop_factor")
+# How many observations' worth of weight the prior carries, per parameter.
+PRIOR_WEIGHT = 1e-3
+# The band shown beside an estimate: this share of held-out runs fell within it.
+BAND_PERCENTILE = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One measured run, reduced to what the fit needs. `features` are the linear terms of the test's formula
+    (catalog.speed.decode_features / prefill_features); `offset_s` the part of the time the fit does not own (host
+    RAM reads, weight uploads); `measured_s` the seconds of one decode step (tg) or of the whole prompt (pp)."""
+
+    backend: str
+    kind: str  # the device kind: gpu, unified, cpu
+    source: str
+    test: Test
+    features: tuple[float, ...]
+    offset_s: float
+    measured_s: float
+    label: str = ""
+
+    @property
+    def tokens(self) -> float:
+        return self.features[0] if self.test == "pp" else 1.0
+
+    @property
+    def measured_tps(self) -> float:
+        return self.tokens / self.measured_s
+
+
+def _fields(test: Test) -> tuple[str, ...]:
+    return DECODE_FIELDS if test == "tg" else PREFILL_FIELDS
+
+
+def _vector(params: ClassParams, test: Test) -> np.ndarray:
+    return np.array([getattr(params, name) for name in _fields(test)], dtype=float)
+
+
+def predict_s(obs: Observation, params: ClassParams) -> float:
+    return float(np.dot(obs.features, _vector(params, obs.test))) + obs.offset_s
+
+
+def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.ndarray:
+    """Relative least squares shrunk toward `prior`, with every parameter kept >= 0: minimise
+    sum((x.theta + offset) / t - 1)^2 + PRIOR_WEIGHT x sum((theta_i - prior_i) / scale_i)^2."""
+    n = len(prior)
+    scale = np.where(prior > 0, prior, 1e-6)
+    a_rows, b_rows = [], []
+    # A source with many rows (one table of hundreds) should not drown the others: each row's squared residual
+    # weighs 1 / sqrt(count), so a source's total weight grows as sqrt(count), not count.
+    per_source: dict[str, int] = defaultdict(int)
+    for obs in rows:
+        per_source[obs.source] += 1
+    for obs in rows:
+        weight_row = per_source[obs.source] ** -0.25
+        a_rows.append(weight_row * np.asarray(obs.features, dtype=float) / obs.measured_s)
+        b_rows.append(weight_row * (1.0 - obs.offset_s / obs.measured_s))
+    weight = math.sqrt(PRIOR_WEIGHT)
+    for i in range(n):
+        row = np.zeros(n)
+        row[i] = weight / scale[i]
+        a_rows.append(row)
+        b_rows.append(weight * prior[i] / scale[i])
+    a, b = np.vstack(a_rows), np.asarray(b_rows)
+    free = list(range(n))
+    theta = np.zeros(n)
+    # A parameter that wants to go negative is pinned at zero and the rest refitted (an active-set NNLS, enough
+    # for four unknowns).
+    while free:
+        solution, *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
+        if (solution >= 0).all():
+            theta[:] = 0
+            theta[free] = solution
+            break
+        free.pop(int(np.argmin(solution)))
+    return theta
+
+
+def _with(params: ClassParams, test: Test, theta: np.ndarray) -> ClassParams:
+    return replace(params, **{name: float(value) for name, value in zip(_fields(test), theta, strict=True)})
+
+
+def _prior_for(backend: str) -> ClassParams:
+    return PRIOR_CPU if backend == "cpu" else PRIOR_GPU
+
+
+def _fit_params(rows: Sequence[Observation]) -> tuple[dict[str, ClassParams], ClassParams]:
+    """Per-backend parameters and the pooled GPU parameters they are shrunk toward."""
+    pooled = PRIOR_GPU
+    gpu_rows = [obs for obs in rows if obs.backend != "cpu"]
+    for test in ("tg", "pp"):
+        these = [obs for obs in gpu_rows if obs.test == test]
+        if these:
+            pooled = _with(pooled, test, _solve(these, _vector(PRIOR_GPU, test), test))
+    by_backend: dict[str, list[Observation]] = defaultdict(list)
+    for obs in rows:
+        by_backend[obs.backend].append(obs)
+    fitted: dict[str, ClassParams] = {}
+    for backend, members in by_backend.items():
+        start = PRIOR_CPU if backend == "cpu" else pooled
+        params = start
+        for test in ("tg", "pp"):
+            these = [obs for obs in members if obs.test == test]
+            if these:
+                params = _with(params, test, _solve(these, _vector(start, test), test))
+        fitted[backend] = params
+    return fitted, pooled
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    """Held-out error of one group of runs, in percent of the measured speed (estimate / measured - 1)."""
+
+    test: Test
+    backend: str
+    kind: str
+    runs: int
+    sources: int
+    median_abs_pct: float
+    p90_abs_pct: float
+    band_pct: float  # BAND_PERCENTILE-th percentile of |error|
+    median_signed_pct: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    obs: Observation
+    estimate_tps: float
+
+    @property
+    def error_pct(self) -> float:
+        return (self.estimate_tps / self.obs.measured_tps - 1) * 100
+
+
+def _percentile(values: Sequence[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    rank = (len(ordered) - 1) * pct / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def leave_one_source_out(rows: Sequence[Observation]) -> list[Prediction]:
+    """Each source's runs predicted from parameters fitted on every other source."""
+    by_source: dict[str, list[Observation]] = defaultdict(list)
+    for obs in rows:
+        by_source[obs.source].append(obs)
+    predictions = []
+    for source, held_out in by_source.items():
+        training = [obs for obs in rows if obs.source != source]
+        fitted, pooled = _fit_params(training)
+        for obs in held_out:
+            params = fitted.get(obs.backend) or (PRIOR_CPU if obs.backend == "cpu" else pooled)
+            seconds = predict_s(obs, params)
+            if seconds > 0:
+                predictions.append(Prediction(obs, obs.tokens / seconds))
+    return predictions
+
+
+def error_table(predictions: Iterable[Prediction], *, by_kind: bool = True) -> list[ErrorRow]:
+    groups: dict[tuple[Test, str, str], list[Prediction]] = defaultdict(list)
+    for prediction in predictions:
+        obs = prediction.obs
+        groups[(obs.test, obs.backend, obs.kind if by_kind else "")].append(prediction)
+        groups[(obs.test, "all", "")].append(prediction)
+    rows = []
+    for (test, backend, kind), members in sorted(groups.items()):
+        errors = [p.error_pct for p in members]
+        absolute = [abs(e) for e in errors]
+        rows.append(
+            ErrorRow(
+                test=test,
+                backend=backend,
+                kind=kind,
+                runs=len(members),
+                sources=len({p.obs.source for p in members}),
+                median_abs_pct=statistics.median(absolute),
+                p90_abs_pct=_percentile(absolute, 90),
+                band_pct=_percentile(absolute, BAND_PERCENTILE),
+                median_signed_pct=statistics.median(errors),
+            )
+        )
+    return rows
+
+
+def fit_speed_model(rows: Sequence[Observation], *, basis: str = "") -> tuple[SpeedModel, list[Prediction]]:
+    """The model in force (fitted on every run) with each backend's held-out band and run counts, and the
+    held-out predictions the band comes from."""
+    if not rows:
+        return SpeedModel(), []
+    fitted, pooled = _fit_params(rows)
+    predictions = leave_one_source_out(rows)
+    table = {(r.test, r.backend): r for r in error_table(predictions, by_kind=False) if r.backend != "all"}
+    classes = []
+    for backend, params in sorted(fitted.items()):
+        decode, prefill = table.get(("tg", backend)), table.get(("pp", backend))
+        classes.append(
+            (
+                backend,
+                replace(
+                    params,
+                    decode_runs=decode.runs if decode else 0,
+                    prefill_runs=prefill.runs if prefill else 0,
+                    decode_error_pct=round(decode.band_pct, 1) if decode else None,
+                    prefill_error_pct=round(prefill.band_pct, 1) if prefill else None,
+                ),
+            )
+        )
+    if "cpu" not in fitted:
+        classes.append(("cpu", PRIOR_CPU))
+    n_sources = len({obs.source for obs in rows})
+    basis = basis or f"fitted on {len(rows)} measured runs from {n_sources} sources"
+    return SpeedModel(classes=tuple(classes), default_gpu=pooled, basis=basis), predictions
+
+
+def observe(
+    *,
+    shape: fit.ModelShape,
+    quant: fit.QuantSpec,
+    device: fit.DeviceSpec,
+    backend: str,
+    source: str,
+    n_prompt: int,
+    n_gen: int,
+    n_depth: int,
+    measured_tps: float,
+    kv_type: str = "f16",
+    speed: SpeedModel | None = None,
+    label: str = "",
+) -> Observation | None:
+    """A measured llama-bench test as an observation, or None when the engine cannot model it (it does not fit the
+    device, the device has no figure the formula needs, a pp+tg mixed test). Placement comes from the fit engine at
+    the test's context, so a partial offload is modelled as the site would estimate it."""
+    if measured_tps <= 0 or (n_prompt and n_gen):
+        return None
+    speed = speed or SpeedModel()
+    test: Test = "pp" if n_prompt else "tg"
+    ctx = max(n_depth + n_prompt + n_gen, 1)
+    options = fit.FitOptions(ctx=ctx, kv_type=kv_type if kv_type in fit.KV_TYPES else "f16")  # type: ignore[arg-type]
+    try:
+        result = fit.fit(shape, quant, device, options, speed)
+    except ValueError:
+        return None
+    if result.verdict == fit.Verdict.DOES_NOT_FIT:
+        return None
+    place = fit._Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
+    if test == "tg":
+        # llama-bench's tg<n> at depth d reads, on average, the KV of d + n/2 tokens per step.
+        terms = speed_model.decode_terms(shape, quant, device, options, place, 1, depth=n_depth + n_gen // 2)
+        if terms is None:
+            return None
+        host = speed.params_for("cpu")
+        return Observation(
+            backend=backend,
+            kind=device.kind,
+            source=source,
+            test="tg",
+            features=speed_model.decode_features(terms),
+            offset_s=host.quant_read_factor * terms.host_s,
+            measured_s=1 / measured_tps,
+            label=label,
+        )
+    prefill = speed_model.prefill_terms(shape, quant, device, n_prompt, n_depth, place)
+    if prefill is None:
+        return None
+    return Observation(
+        backend=backend,
+        kind=device.kind,
+        source=source,
+        test="pp",
+        features=speed_model.prefill_features(prefill),
+        offset_s=prefill.upload_s,
+        measured_s=n_prompt / measured_tps,
+        label=label,
+    )
