@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -437,6 +438,9 @@ class WeightsSplit:
         return self.embed_bytes + self.output_bytes + self.layers_bytes
 
 
+# Pure functions of frozen (hashable) inputs: memoized, since placement, speed and the largest-context search ask
+# for the same split and breakdown many times per page.
+@lru_cache(maxsize=4096)
 def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
     """The text model's weights (vision encoder excluded), split as llama.cpp places them.
 
@@ -570,6 +574,7 @@ def clamp_ctx(ctx: int, max_ctx: int | None) -> tuple[int, bool]:
     return ctx, False
 
 
+@lru_cache(maxsize=16384)
 def memory_breakdown(
     shape: ModelShape, quant: QuantSpec, options: FitOptions, device_kind: str = "gpu"
 ) -> MemoryBreakdown:
