@@ -72,9 +72,12 @@ def _time_prompt(engine: Any, n_prompt: int, seed: int) -> int:
 def _time_gen(engine: Any, n_gen: int, seed: int) -> int:
     ids = _random_tokens(engine.model.config.vocab_size, n_gen + 1, seed)[0].tolist()
     session = engine.new_session(n_gen + 2)
+    governor = engine.governor  # the thread count the demo's generations would use now, re-checked as they do
+    governor.start()
     session.prefill(_random_tokens(engine.model.config.vocab_size, 1, seed))
     started = time.perf_counter_ns()
     for token in ids[:n_gen]:
+        governor.tick()
         session.decode(token)
     return time.perf_counter_ns() - started
 
@@ -134,7 +137,7 @@ def run_bench(
                     "model_n_params": engine.n_params,
                     "n_batch": max(n_prompt, 1),
                     "n_ubatch": max(n_prompt, 1),
-                    "n_threads": torch.get_num_threads(),
+                    "n_threads": engine.governor.threads or torch.get_num_threads(),
                     "cpu_mask": "0x0",
                     "n_gpu_layers": 0,
                     "type_k": "f32",

@@ -27,6 +27,7 @@ from inference.loader import (
     load_int8,
     source_for,
 )
+from inference.threads import ThreadGovernor
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,12 @@ class Metrics:
     prompt_tps: float = 0.0  # prompt tokens / prefill seconds
     decode_tps: float = 0.0  # tokens after the first / seconds after the first
     total_s: float = 0.0
+    # The highest resident memory of the process during this generation (VmHWM reset at its start; where the kernel
+    # refuses the reset, the highest RSS sampled at each token). Not the process's lifetime peak.
     peak_rss_bytes: int = 0
+    rss_before_bytes: int = 0  # resident memory when the generation started
     stop_reason: str = ""  # "eos", "max_new_tokens", "wall_time", "cancelled"
+    threads: list[int] = field(default_factory=list)  # decode threads used, in order (inference.threads)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,6 +263,9 @@ class Engine:
         self._configured: tuple[str, str] | None = None  # file name and quant named by the settings
         self.model_dir: Path | None = None
         self.load_seconds: float | None = None
+        # load_seconds split: reading (and on the first start converting) the model files, building the decode step
+        # (the C++ extension, the pool, the 4-bit head), warming it up
+        self.load_split: dict[str, float] = {}
         self.rss_after_load_bytes: int | None = None
         self.rss_before_load_bytes: int | None = None
         self.n_params: int = 0
@@ -267,6 +275,8 @@ class Engine:
         self._gen_lock = threading.Lock()  # one forward pass at a time on this model object
         self._fast: Any = None
         self.fast_path = "off"  # "compiling", "ready", "failed": the compiled static-cache decode step
+        # Chooses the decode threads per generation from what the machine has free (set once the model is loaded).
+        self.governor = ThreadGovernor(self.settings.n_threads, _torch_threads)
 
     @classmethod
     def from_loaded(
@@ -319,6 +329,7 @@ class Engine:
         from inference.tokenizer import FastTokenizer
 
         torch.set_num_threads(self.settings.n_threads)
+        read_started = time.perf_counter()
         cache_dir = self.settings.cache_dir
         path = self.settings.model_path
         self.source = source_for(path) if path else default_source(cache_dir)
@@ -343,6 +354,7 @@ class Engine:
         self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
         release_free_memory()
         self.model = model
+        build_started = time.perf_counter()
         if self.settings.quantize and fast_decode_enabled():
             from inference import native
             from inference.fastpath import GemmaFastDecoder, supports
@@ -350,12 +362,25 @@ class Engine:
             max_len = max(self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1, 640)
             module = native.load() if supports(model) else None
             if module is not None:
-                decoder = GemmaFastDecoder(model, max_len=max_len, native=module, head_screen=self.settings.head_screen)
+                decoder = GemmaFastDecoder(
+                    model,
+                    max_len=max_len,
+                    native=module,
+                    head_screen=self.settings.head_screen,
+                    max_threads=self.settings.n_threads,
+                )
                 if decoder.backend == "native":  # the whole decode step in one C++ call: nothing to compile
                     self._fast = decoder
                     self.fast_path = "ready"
+                    self.governor = ThreadGovernor(self.settings.n_threads, decoder.set_threads)
+        warm_started = time.perf_counter()
         self._warm_up()
         release_free_memory()  # the warm-up prefill's activations, freed but still held by malloc
+        self.load_split = {
+            "read_s": build_started - read_started,
+            "build_s": warm_started - build_started,
+            "warmup_s": time.perf_counter() - warm_started,
+        }
         if self.settings.quantize and fast_decode_enabled() and self._fast is None:
             from inference.fastpath import GemmaFastDecoder, supports
 
@@ -455,6 +480,10 @@ class Engine:
             "output_head": self.output_head_label,
             "fast_path": self.fast_path,
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
+            "load_read_s": _rounded(self.load_split.get("read_s")),
+            "load_build_s": _rounded(self.load_split.get("build_s")),
+            "load_warmup_s": _rounded(self.load_split.get("warmup_s")),
+            "threads": self.governor.threads or None,
             "rss_bytes": psutil.Process().memory_info().rss,
             "model_rss_bytes": (
                 self.rss_after_load_bytes - self.rss_before_load_bytes
@@ -518,6 +547,10 @@ class Engine:
         if params.seed is not None:
             generator = torch.Generator().manual_seed(params.seed)
         with self._gen_lock, torch.inference_mode():
+            peak = PeakRss(proc)
+            metrics.rss_before_bytes = peak.start_bytes
+            governor = self.governor
+            governor.start()
             input_ids = self.tokenizer(params.prompt, return_tensors="pt")["input_ids"]
             metrics.prompt_tokens = int(input_ids.shape[1])
             if metrics.prompt_tokens > settings.max_prompt_tokens:
@@ -554,6 +587,8 @@ class Engine:
                         break
                     if index == max_new:
                         break
+                    peak.sample()
+                    governor.tick()
                     logits = step.decode(token)
             except GeneratorExit:  # the consumer closed the stream (WSGI disconnect)
                 stop = "cancelled"
@@ -564,7 +599,8 @@ class Engine:
                 decode_s = last_at - first_at
                 metrics.decode_tps = decoded_after_first / decode_s if decoded_after_first > 0 and decode_s > 0 else 0.0
                 metrics.total_s = time.perf_counter() - started
-                metrics.peak_rss_bytes = _peak_rss(proc)
+                metrics.peak_rss_bytes = peak.finish()
+                metrics.threads = _distinct_runs(governor.history)
                 self.last_metrics = metrics
                 # A long prompt's prefill activations (tens of MB) would otherwise stay resident between requests.
                 release_free_memory()
@@ -587,12 +623,14 @@ class Engine:
         self.ensure_ready()
         with self._gen_lock, torch.inference_mode():
             input_ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+            self.governor.start()
             step = self.new_session(input_ids.shape[1] + n + 1)
             logits = step.prefill(input_ids)
             out: list[int] = []
             for _ in range(n):
                 token = int(torch.argmax(logits))
                 out.append(token)
+                self.governor.tick()
                 logits = step.decode(token)
         return out
 
@@ -632,13 +670,57 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
-def _peak_rss(proc: psutil.Process) -> int:
-    try:
-        import resource
+class PeakRss:
+    """The highest resident memory from now until `finish()`: Linux's VmHWM, reset here by writing 5 to
+    /proc/self/clear_refs; where that is refused (another OS, a locked-down /proc), the highest RSS `sample()` saw."""
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    except (ImportError, AttributeError):
-        return proc.memory_info().rss
+    def __init__(self, proc: psutil.Process, proc_dir: Path = Path("/proc/self")) -> None:
+        self.proc = proc
+        self.proc_dir = proc_dir
+        self.start_bytes = proc.memory_info().rss
+        self.sampled = self.start_bytes
+        try:
+            (proc_dir / "clear_refs").write_text("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+
+    def sample(self) -> None:
+        if not self.reset:
+            self.sampled = max(self.sampled, self.proc.memory_info().rss)
+
+    def finish(self) -> int:
+        now = self.proc.memory_info().rss
+        if self.reset:
+            hwm = _status_kib(self.proc_dir / "status", "VmHWM")
+            if hwm is not None:
+                return max(hwm * 1024, now)
+        return max(self.sampled, now)
+
+
+def _status_kib(path: Path, key: str) -> int | None:
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _distinct_runs(values: list[int]) -> list[int]:
+    """[2, 2, 1, 1, 2] -> [2, 1, 2]: the thread counts a generation went through."""
+    return [v for i, v in enumerate(values) if i == 0 or values[i - 1] != v]
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def nan_safe(value: float) -> float | None:

@@ -47,7 +47,14 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 class GemmaFastDecoder:
     def __init__(
-        self, model: Any, *, max_len: int, compile: bool = False, native: Any = None, head_screen: bool = True
+        self,
+        model: Any,
+        *,
+        max_len: int,
+        compile: bool = False,
+        native: Any = None,
+        head_screen: bool = True,
+        max_threads: int = 1,
     ) -> None:
         config = model.config
         self.model = model
@@ -77,6 +84,7 @@ class GemmaFastDecoder:
         self.position = 0
         # `native`: the module from inference.native; its GemmaStep runs the whole decode step in one C++ call.
         self.head_screened = False  # the native step scores the output head from its 4-bit copy
+        self.max_threads = max(1, max_threads)  # the native step's pool: the caller and max_threads - 1 helpers
         self._native = self._native_step(native, head_screen) if native is not None else None
         self.backend = "native" if self._native is not None else ("compiled" if compile else "eager")
         if self.backend == "compiled" and native is not None:  # the compiled graph reads every slot (masked)
@@ -141,6 +149,7 @@ class GemmaFastDecoder:
             float(embed.embed_scale),
             SCREEN_MARGIN,
             SCREEN_CAP,
+            self.max_threads,
         )
 
     @staticmethod
@@ -245,6 +254,18 @@ class GemmaFastDecoder:
         so a row `SCREEN_MARGIN` below the best in logits is only SCREEN_MARGIN / T below it where tokens are drawn."""
         if self._native is not None and self.head_screened:
             self._native.set_screen_margin(SCREEN_MARGIN * max(1.0, temperature))
+
+    def set_threads(self, threads: int) -> None:
+        """Threads for the next steps: the native step's pool (at most `max_threads`) and torch's (the eager
+        prefill of a long prompt, sampling)."""
+        threads = max(1, threads)
+        if self._native is not None:
+            self._native.set_threads(min(threads, self.max_threads))
+        torch.set_num_threads(threads)
+
+    @property
+    def threads(self) -> int:
+        return int(self._native.threads()) if self._native is not None else torch.get_num_threads()
 
     @property
     def rescored_rows(self) -> int | None:

@@ -11,16 +11,171 @@
 // with the int8 rows, exactly as without the copy, every row that scored within `screen_margin` of the best. Only
 // tokens far below the best keep their 4-bit logit (the idea of SVD-softmax, Shim et al., NeurIPS 2017: preview every
 // row cheaply, compute the top candidates exactly).
+//
+// Threads: the step runs its matrix-vector products on its own small pool (`Pool`), not torch's OpenMP one. The
+// calling thread works too and hands rows out in chunks from one atomic counter, so a helper thread that another
+// process has pushed off its core costs nothing unless it holds a chunk at that moment: the caller takes every chunk
+// nobody has claimed. Idle helpers spin briefly, then yield, then sleep on a futex. `set_threads` changes how many
+// take part (inference/threads.py chooses it per generation); attention over a short context runs on the caller alone.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <climits>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <thread>
 #include <vector>
 
 namespace {
+
+inline void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+inline void futex_wake_all(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+}
+
+// The caller plus up to `max_threads - 1` helpers. A job is [0, n) in chunks of `grain`, claimed from `claim_`
+// (job number in the high 32 bits, next index in the low 32): a claim succeeds only for the job it was read for, so
+// a helper that wakes late never touches a later job with the earlier job's arguments.
+class Pool {
+ public:
+  using Fn = void (*)(const void*, int64_t, int64_t);
+  static constexpr int kSpins = 4000;  // pause instructions before yielding (tens of microseconds)
+  static constexpr int kYields = 64;   // sched_yield calls before sleeping on the futex
+
+  explicit Pool(int max_threads) : max_threads_(std::max(1, max_threads)), active_(max_threads_ - 1) {
+    for (int i = 0; i + 1 < max_threads_; ++i) helpers_.emplace_back([this, i] { helper(i); });
+  }
+
+  ~Pool() {
+    stop_.store(true);
+    seq_.fetch_add(1);
+    futex_wake_all(&seq_);
+    park_.fetch_add(1);
+    futex_wake_all(&park_);
+    for (auto& t : helpers_) t.join();
+  }
+
+  int max_threads() const { return max_threads_; }
+  int threads() const { return active_.load() + 1; }
+
+  void set_threads(int n) {
+    active_.store(std::clamp(n, 1, max_threads_) - 1);
+    park_.fetch_add(1);
+    futex_wake_all(&park_);
+  }
+
+  template <class F>
+  void run(int64_t n, int64_t grain, const F& f) {
+    grain = std::max<int64_t>(1, grain);
+    if (n <= 0) return;
+    if (active_.load(std::memory_order_relaxed) == 0 || n <= grain) {
+      f(0, n);
+      return;
+    }
+    const uint32_t job = seq_.load(std::memory_order_relaxed) + 1;
+    fn_.store([](const void* c, int64_t b, int64_t e) { (*static_cast<const F*>(c))(b, e); },
+              std::memory_order_relaxed);
+    ctx_.store(&f, std::memory_order_relaxed);
+    n_.store(n, std::memory_order_relaxed);
+    grain_.store(grain, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store(static_cast<uint64_t>(job) << 32, std::memory_order_release);
+    seq_.store(job);
+    if (sleepers_.load() > 0) futex_wake_all(&seq_);
+    work(job);
+    int spins = 0;
+    while (done_.load(std::memory_order_acquire) < n) {  // only chunks a helper holds right now
+      if (++spins < kSpins) {
+        _mm_pause();
+      } else {
+        sched_yield();
+      }
+    }
+  }
+
+ private:
+  // Claim and run chunks of `job` until none is left (or the job is over).
+  void work(uint32_t job) {
+    uint64_t word = claim_.load(std::memory_order_acquire);
+    if ((word >> 32) != job) return;
+    const Fn fn = fn_.load(std::memory_order_relaxed);
+    const void* ctx = ctx_.load(std::memory_order_relaxed);
+    const int64_t n = n_.load(std::memory_order_relaxed), grain = grain_.load(std::memory_order_relaxed);
+    while ((word >> 32) == job) {
+      const int64_t begin = static_cast<int64_t>(word & 0xFFFFFFFFu);
+      if (begin >= n) return;
+      const int64_t end = std::min(n, begin + grain);
+      const uint64_t next = (static_cast<uint64_t>(job) << 32) | static_cast<uint64_t>(end);
+      if (claim_.compare_exchange_weak(word, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        fn(ctx, begin, end);  // the claim succeeded: the job is still open, so fn/ctx/n/grain were its own
+        done_.fetch_add(end - begin, std::memory_order_release);
+        word = next;
+      }
+    }
+  }
+
+  void helper(int index) {
+    uint32_t seen = seq_.load();
+    while (!stop_.load()) {
+      const uint32_t parked = park_.load();
+      if (index >= active_.load()) {  // not taking part at this thread count: sleep until it changes
+        futex_wait(&park_, parked);
+        seen = seq_.load();
+        continue;
+      }
+      uint32_t now;
+      int spins = 0;
+      while ((now = seq_.load()) == seen && !stop_.load() && park_.load() == parked) {
+        if (++spins < kSpins) {
+          _mm_pause();
+        } else if (spins < kSpins + kYields) {
+          sched_yield();
+        } else {
+          sleepers_.fetch_add(1);
+          if (seq_.load() == seen && park_.load() == parked) futex_wait(&seq_, seen);
+          sleepers_.fetch_sub(1);
+          spins = 0;
+        }
+      }
+      if (now == seen) continue;  // stopped, or the thread count changed
+      seen = now;
+      work(now);
+    }
+  }
+
+  const int max_threads_;
+  std::atomic<int> active_;  // helpers taking part: threads - 1
+  std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> seq_{0};   // the latest job's number; helpers sleep on it
+  std::atomic<uint32_t> park_{0};  // bumped when the thread count changes; parked helpers sleep on it
+  std::atomic<int> sleepers_{0};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> done_{0}, n_{0}, grain_{1};
+  std::atomic<Fn> fn_{nullptr};
+  std::atomic<const void*> ctx_{nullptr};
+  std::vector<std::thread> helpers_;
+};
+
+// On the pool when there is one, else torch's (the standalone kernels below).
+template <class F>
+void parallel_rows(Pool* pool, int64_t n, int64_t grain, const F& f) {
+  if (pool != nullptr) {
+    pool->run(n, grain, f);
+  } else {
+    at::parallel_for(0, n, grain, f);
+  }
+}
 
 float quantize16(const float* x, int16_t* q, int64_t K) {
   float m = 0.f;
@@ -47,8 +202,10 @@ inline int32_t row_dot(const int8_t* r, const int16_t* xq, int64_t K) {
 }
 
 // y[n] = scale[n] * xs * sum_k w[n, k] * xq[k]
-void gemv_q(const int16_t* xq, float xs, const int8_t* w, const float* scale, float* y, int64_t N, int64_t K) {
-  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+void gemv_q(Pool* pool, const int16_t* xq, float xs, const int8_t* w, const float* scale, float* y, int64_t N,
+            int64_t K) {
+  const int64_t grain = std::max<int64_t>(64, (N / 256) & ~int64_t{3});  // few chunks per job, 4-row aligned
+  parallel_rows(pool, N, grain, [&](int64_t begin, int64_t end) {
     int64_t n = begin;
     if (K % 32 == 0) {
       for (; n + 4 <= end; n += 4) {
@@ -112,12 +269,14 @@ inline __m512 pair_scale(float lo, float hi) {
 }
 
 constexpr int64_t kMaxScreenBlocks = 512;  // K up to 16384
+constexpr int64_t kParallelAttention = 128;  // positions attended from which the heads are split over the pool
 
 // y[n] = sum_b scale[n, b] * (d[b] * sum_i q[n, b, i] * a.q[b, i] - a.off[b]), the 4-bit codes q in 0..15 stored
 // two blocks per 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones), one fp16 scale per block.
-void gemv_q4(const Blocks8& a, const uint8_t* nib, const uint16_t* scales, float* y, int64_t N, int64_t K) {
+void gemv_q4(Pool* pool, const Blocks8& a, const uint8_t* nib, const uint16_t* scales, float* y, int64_t N,
+             int64_t K) {
   const int64_t B = K / 32, P = K / 64;
-  at::parallel_for(0, N, 256, [&](int64_t begin, int64_t end) {
+  parallel_rows(pool, N, 1024, [&](int64_t begin, int64_t end) {
     alignas(64) float ds[kMaxScreenBlocks];
     const __m256i low = _mm256_set1_epi8(0x0F);
     for (int64_t n = begin; n < end; ++n) {
@@ -226,9 +385,11 @@ class GemmaStep {
   // (codes uint8 [V, H / 2], fp16 scales [V, H / 32]). Each layer: 17 tensors in Layer's order.
   GemmaStep(std::vector<torch::Tensor> globals, std::vector<std::vector<torch::Tensor>> layers,
             std::vector<int64_t> windows, int64_t n_heads, int64_t n_kv, int64_t head_dim, int64_t inter,
-            int64_t max_len, double eps, double scaling, double embed_scale, double screen_margin, int64_t screen_cap)
+            int64_t max_len, double eps, double scaling, double embed_scale, double screen_margin, int64_t screen_cap,
+            int64_t max_threads)
       : n_heads_(n_heads), n_kv_(n_kv), hd_(head_dim), inter_(inter), max_len_(max_len), eps_(eps),
-        scaling_(scaling), embed_scale_(embed_scale), screen_margin_(screen_margin), screen_cap_(screen_cap) {
+        scaling_(scaling), embed_scale_(embed_scale), screen_margin_(screen_margin), screen_cap_(screen_cap),
+        pool_(std::make_unique<Pool>(static_cast<int>(std::clamp<int64_t>(max_threads, 1, 256)))) {
     TORCH_CHECK(screen_cap > 0, "screen_cap: at least one row");
     TORCH_CHECK(globals.size() == 3 || globals.size() == 5, "globals: embedding, scales, final norm[, 4-bit head]");
     TORCH_CHECK(layers.size() == windows.size(), "one window per layer");
@@ -280,7 +441,9 @@ class GemmaStep {
     for (auto& L : layers_) {
       rms(h_.data(), L.in_ln.data_ptr<float>(), x_.data(), H, eps);
       float xs = quantize16(x_.data(), xq_.data(), H);
-      gemv_q(xq_.data(), xs, L.qkv_w.data_ptr<int8_t>(), L.qkv_s.data_ptr<float>(), qkv_.data(), qkv_.size(), H);
+      Pool* pool = pool_.get();
+      gemv_q(pool, xq_.data(), xs, L.qkv_w.data_ptr<int8_t>(), L.qkv_s.data_ptr<float>(), qkv_.data(), qkv_.size(),
+             H);
       float* q = qkv_.data();
       float* k = q + n_heads_ * hd;
       float* v = k + n_kv_ * hd;
@@ -305,7 +468,8 @@ class GemmaStep {
       const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
       const int64_t group = n_heads_ / n_kv_;
       const float scaling = static_cast<float>(scaling_);
-      at::parallel_for(0, n_heads_, 1, [&](int64_t hb, int64_t he) {
+      // Over a short context the heads cost less than handing them out: the caller does them alone.
+      auto heads = [&](int64_t hb, int64_t he) {
         for (int64_t h = hb; h < he; ++h) {
           const int64_t g = h / group;
           const float* qh = q + h * hd;
@@ -334,18 +498,24 @@ class GemmaStep {
             for (; i < hd; ++i) out[i] += sc[s] * inv_sum * vs[i];
           }
         }
-      });
+      };
+      if (pos - start + 1 >= kParallelAttention) {
+        pool->run(n_heads_, 1, heads);
+      } else {
+        heads(0, n_heads_);
+      }
       const int64_t A = n_heads_ * hd;
       xs = quantize16(attn_.data(), xq_.data(), A);
-      gemv_q(xq_.data(), xs, L.o_w.data_ptr<int8_t>(), L.o_s.data_ptr<float>(), tmp_.data(), H, A);
+      gemv_q(pool, xq_.data(), xs, L.o_w.data_ptr<int8_t>(), L.o_s.data_ptr<float>(), tmp_.data(), H, A);
       rms(tmp_.data(), L.post_attn_ln.data_ptr<float>(), tmp_.data(), H, eps);
       for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
       rms(h_.data(), L.pre_ff_ln.data_ptr<float>(), x_.data(), H, eps);
       xs = quantize16(x_.data(), xq_.data(), H);
-      gemv_q(xq_.data(), xs, L.gu_w.data_ptr<int8_t>(), L.gu_s.data_ptr<float>(), gu_.data(), 2 * inter_, H);
+      gemv_q(pool, xq_.data(), xs, L.gu_w.data_ptr<int8_t>(), L.gu_s.data_ptr<float>(), gu_.data(), 2 * inter_, H);
       for (int64_t i = 0; i < inter_; ++i) act_[i] = gelu_tanh(gu_[i]) * gu_[inter_ + i];
       xs = quantize16(act_.data(), xq_.data(), inter_);
-      gemv_q(xq_.data(), xs, L.down_w.data_ptr<int8_t>(), L.down_s.data_ptr<float>(), tmp_.data(), H, inter_);
+      gemv_q(pool, xq_.data(), xs, L.down_w.data_ptr<int8_t>(), L.down_s.data_ptr<float>(), tmp_.data(), H,
+             inter_);
       rms(tmp_.data(), L.post_ff_ln.data_ptr<float>(), tmp_.data(), H, eps);
       for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
     }
@@ -368,6 +538,16 @@ class GemmaStep {
     screen_margin_ = margin;
   }
 
+  // Threads taking part in the next steps (1..max_threads; the caller counts as one).
+  void set_threads(int64_t n) {
+    TORCH_CHECK(n >= 1, "threads: at least 1");
+    pool_->set_threads(static_cast<int>(n));
+  }
+
+  int64_t threads() const { return pool_->threads(); }
+
+  int64_t max_threads() const { return pool_->max_threads(); }
+
   // Rows computed with the int8 weights at the last step (every row without a screening copy).
   int64_t last_rescored() const { return last_rescored_; }
 
@@ -379,12 +559,12 @@ class GemmaStep {
     float* out = logits.data_ptr<float>();
     if (screen_q_.defined()) {
       quantize_blocks8(x_.data(), H, screen_x_);
-      gemv_q4(screen_x_, screen_q_.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(screen_s_.data_ptr()), out,
-              vocab_, H);
+      gemv_q4(pool_.get(), screen_x_, screen_q_.data_ptr<uint8_t>(),
+              reinterpret_cast<const uint16_t*>(screen_s_.data_ptr()), out, vocab_, H);
       last_rescored_ = rescore(out, vocab_, static_cast<float>(screen_margin_), screen_cap_, xq_.data(), xs,
                                emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), H);
     } else {
-      gemv_q(xq_.data(), xs, emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), out, vocab_, H);
+      gemv_q(pool_.get(), xq_.data(), xs, emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), out, vocab_, H);
       last_rescored_ = vocab_;
     }
     return logits;
@@ -398,6 +578,7 @@ class GemmaStep {
   std::vector<Layer> layers_;
   std::vector<float> h_, x_, tmp_, qkv_, attn_, gu_, act_, cos_, sin_, scores_;
   std::vector<int16_t> xq_;
+  std::unique_ptr<Pool> pool_;
 };
 
 // The 4-bit screening product alone (tests and benchmarks): x [K] fp32, codes [N, K / 2], scales [N, K / 32].
@@ -412,7 +593,7 @@ torch::Tensor q4_matvec(torch::Tensor x, torch::Tensor codes, torch::Tensor scal
   a.resize(K);
   quantize_blocks8(xc.data_ptr<float>(), K, a);
   auto y = torch::empty({N}, torch::kFloat);
-  gemv_q4(a, cc.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(sc.data_ptr()), y.data_ptr<float>(), N, K);
+  gemv_q4(nullptr, a, cc.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(sc.data_ptr()), y.data_ptr<float>(), N, K);
   return y;
 }
 
@@ -427,7 +608,7 @@ torch::Tensor int8_matvec(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
   std::vector<int16_t> xq(K);
   const float xs = quantize16(xc.data_ptr<float>(), xq.data(), K);
   auto y = torch::empty({N}, torch::kFloat);
-  gemv_q(xq.data(), xs, wc.data_ptr<int8_t>(), sc.data_ptr<float>(), y.data_ptr<float>(), N, K);
+  gemv_q(nullptr, xq.data(), xs, wc.data_ptr<int8_t>(), sc.data_ptr<float>(), y.data_ptr<float>(), N, K);
   return y;
 }
 
@@ -436,12 +617,16 @@ torch::Tensor int8_matvec(torch::Tensor x, torch::Tensor w, torch::Tensor scale)
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<GemmaStep>(m, "GemmaStep")
       .def(pybind11::init<std::vector<torch::Tensor>, std::vector<std::vector<torch::Tensor>>, std::vector<int64_t>,
-                          int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t>())
+                          int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t,
+                          int64_t>())
       .def("forward", &GemmaStep::forward, pybind11::arg("token"), pybind11::arg("pos"), pybind11::arg("logits") = true,
            pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("head", &GemmaStep::head, pybind11::call_guard<pybind11::gil_scoped_release>())
       .def("set_screen_margin", &GemmaStep::set_screen_margin)
-      .def("last_rescored", &GemmaStep::last_rescored);
+      .def("last_rescored", &GemmaStep::last_rescored)
+      .def("set_threads", &GemmaStep::set_threads)
+      .def("threads", &GemmaStep::threads)
+      .def("max_threads", &GemmaStep::max_threads);
   m.def("int8_matvec", &int8_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("q4_matvec", &q4_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
 }

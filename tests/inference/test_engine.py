@@ -173,3 +173,35 @@ def test_it_draws_tokens_in_proportion_to_their_probability():
     counts = torch.bincount(torch.tensor([_draw(weights, generator) for _ in range(4000)]), minlength=5)
     assert counts[0] == counts[2] == 0  # never a zero-probability token
     assert abs(int(counts[1]) - 2000) < 150 and abs(int(counts[3]) - 1000) < 120 and abs(int(counts[4]) - 1000) < 120
+
+
+def test_it_reports_the_generations_own_peak_memory_not_the_processes_lifetime_peak(tiny_engine):
+    import resource
+
+    ballast = bytearray(64 * 1024 * 1024)  # raise the process's lifetime peak by 64 MiB, then give it back
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    del ballast
+    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _, metrics = tiny_engine.generate_text(GenerationParams(prompt="hello", max_new_tokens=4))
+    assert 0 < metrics.rss_before_bytes <= metrics.peak_rss_bytes
+    assert metrics.peak_rss_bytes < lifetime_peak - 32 * 1024 * 1024
+
+
+def test_it_falls_back_to_sampled_rss_where_the_peak_cannot_be_reset(tmp_path):
+    import psutil
+
+    from inference.engine import PeakRss
+
+    (tmp_path / "clear_refs").mkdir()  # writing to it fails, as on a read-only /proc
+    peak = PeakRss(psutil.Process(), proc_dir=tmp_path)
+    assert not peak.reset
+    peak.sample()
+    assert peak.finish() >= peak.start_bytes > 0
+
+
+def test_it_records_the_threads_each_generation_used_and_the_load_split(tiny_engine):
+    _, metrics = tiny_engine.generate_text(GenerationParams(prompt="hello", max_new_tokens=4))
+    assert metrics.threads and all(1 <= t <= tiny_engine.settings.n_threads for t in metrics.threads)
+    status = tiny_engine.status()
+    assert status["threads"] == metrics.threads[-1]
+    assert status["load_read_s"] is None  # handed a loaded model: nothing was read or built

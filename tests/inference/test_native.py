@@ -183,3 +183,30 @@ def test_it_prefills_a_short_prompt_on_the_native_step_like_the_eager_path(nativ
             assert torch.allclose(a, b, atol=0.02, rtol=0.02)
             assert int(torch.argmax(a)) == int(torch.argmax(b))
             a, b = stepped.decode(token), eager.decode(token)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("inference-real-model")
+def test_it_computes_the_same_logits_on_any_thread_count_of_its_pool(native_module):
+    from inference.fastpath import GemmaFastDecoder
+    from inference.kernels import quantize_model
+    from inference.tiny import make_tiny_causal_lm
+
+    model = quantize_model(make_tiny_causal_lm(259, seed=5))
+    decoder = GemmaFastDecoder(model, max_len=300, native=native_module, head_screen=False, max_threads=3)
+    assert decoder._native.max_threads() == 3
+
+    def run(threads: int) -> list[torch.Tensor]:
+        decoder.set_threads(threads)
+        assert decoder.threads == threads
+        out = [decoder.prefill(torch.tensor([[1, 40, 41]]))]
+        # past 128 positions the attention heads are split over the pool too
+        out += [decoder.decode(token) for token in range(50, 250)]
+        return out
+
+    with torch.inference_mode():
+        one, two, three, one_again = run(1), run(2), run(3), run(1)
+    for logits in (two, three, one_again):  # rows are handed out in chunks, each computed the same way: bit for bit
+        assert all(torch.equal(a, b) for a, b in zip(one, logits, strict=True))
+    decoder.set_threads(99)  # clamped to the pool
+    assert decoder.threads == 3
