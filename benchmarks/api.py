@@ -164,6 +164,7 @@ class SubmitOut(Schema):
     status: str
     reason: str
     roofline_tps: float | None
+    prefill_ceiling_tps: float | None
     z_score: float | None
 
 
@@ -213,6 +214,7 @@ def _submitted(run: BenchmarkRun, verdict: services.Verdict) -> dict[str, Any]:
         "status": run.status,
         "reason": run.status_reason,
         "roofline_tps": verdict.roofline_tps,
+        "prefill_ceiling_tps": verdict.prefill_ceiling_tps,
         "z_score": verdict.z_score,
     }
 

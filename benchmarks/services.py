@@ -25,9 +25,9 @@ from django.utils import timezone
 from benchmarks import llamabench, outliers
 from benchmarks.forms import RunForm
 from benchmarks.models import ApiToken, BenchmarkRun, Channel, ModerationDecision, Status, hash_token
-from catalog import fit
+from catalog import fit, speed
 from catalog.models import Hardware, Model, Quantization
-from catalog.services import quant_spec_of, shape_of
+from catalog.services import device_spec_of, quant_spec_of, shape_of
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 # flagged. The margin absorbs what the roofline cannot know: caches holding part of the weights on small models,
 # a vendor's bandwidth figure rounded down. Setting: RIGFIT_BENCH_ROOFLINE_MARGIN.
 DEFAULT_ROOFLINE_MARGIN = 1.15
+# A prompt speed above the compute ceiling (the device's stated peak matrix rate over the weight FLOPs per token,
+# catalog.speed.roofline_prefill_tps) times this margin is flagged. The margin is wider than decode's: where a device
+# states only a shader FP16 or FP32 SIMD figure, llama.cpp's INT8 kernels can run above it (an H100 SXM's dense INT8
+# tensor rate is about 15x its non-tensor FP16 rate); junk such as 999,999 t/s is still far beyond it.
+# Setting: RIGFIT_BENCH_PREFILL_MARGIN.
+DEFAULT_PREFILL_MARGIN = 2.0
 # Rate limits, sliding windows: (requests, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
 DEFAULT_RATE_IP = (30, 3600)
 DEFAULT_RATE_TOKEN = (300, 3600)
@@ -231,6 +237,7 @@ class Verdict:
     roofline_tps: float | None = None
     z_score: float | None = None
     checks: list[str] = field(default_factory=list)
+    prefill_ceiling_tps: float | None = None
 
 
 def _json_default(value: Any) -> Any:
@@ -268,20 +275,78 @@ def roofline_for(run: BenchmarkRun) -> float | None:
         return None
 
 
+def prefill_ceiling_for(run: BenchmarkRun) -> float | None:
+    """The compute limit of prompt processing for this run's model on its hardware, or None when the device states
+    no compute figure (or the quant is unknown)."""
+    if run.hardware is None or not _quant_known(run):
+        return None
+    quant = quant_spec_of(run.quantization) if run.quantization else fit.QuantSpec(name=run.quant_name)
+    try:
+        return speed.roofline_prefill_tps(
+            shape_of(run.model), quant, device_spec_of(run.hardware), n_prompt=max(1, run.n_prompt)
+        )
+    except ValueError:
+        log.warning("No prefill ceiling for run of %s %s", run.model, run.quant_name, exc_info=True)
+        return None
+
+
+def _quant_known(run: BenchmarkRun) -> bool:
+    return run.quantization is not None or fit.nominal_bits_per_weight(run.quant_name) is not None
+
+
+def _physics(run: BenchmarkRun) -> tuple[Verdict | None, float | None, float | None, list[str]]:
+    """Check the run's speeds against physics: (a verdict when it cannot stand as is, decode roofline, prefill
+    ceiling, the checks passed). Decode is bounded by bandwidth, prompt processing by compute; a speed that cannot be
+    checked (unknown quant, no compute figure, a combined pp+tg rate) holds the run for review."""
+    checks: list[str] = []
+    if not _quant_known(run):
+        reason = f"Quantization '{run.quant_name}' is unknown, so its speed cannot be checked; held for review."
+        return Verdict(Status.PENDING, reason), None, None, checks
+    if run.hardware is None:
+        return None, None, None, checks  # held for review later on, for the hardware
+    roofline = roofline_for(run)
+    ceiling = prefill_ceiling_for(run) if run.prefill_tps is not None else None
+    if run.decode_tps is not None:
+        margin = float(getattr(settings, "RIGFIT_BENCH_ROOFLINE_MARGIN", DEFAULT_ROOFLINE_MARGIN))
+        if roofline is None:
+            reason = "The decode speed cannot be checked against the device's bandwidth; held for review."
+            return Verdict(Status.PENDING, reason), None, ceiling, checks
+        if run.decode_tps > roofline * margin:
+            reason = (
+                f"Decode {run.decode_tps:.1f} t/s is above the physical limit of {roofline:.1f} t/s "
+                f"({run.hardware.bandwidth_gbps:g} GB/s over the bytes read per token) x {margin:g}."
+            )
+            return Verdict(Status.FLAGGED, reason, roofline_tps=roofline), roofline, ceiling, checks
+        checks.append(f"decode within the roofline ({roofline:.1f} t/s)")
+    if run.prefill_tps is not None:
+        margin = float(getattr(settings, "RIGFIT_BENCH_PREFILL_MARGIN", DEFAULT_PREFILL_MARGIN))
+        if ceiling is None:
+            reason = (
+                f"{run.hardware.name} states no compute figure, so the prompt speed cannot be checked; held for review."
+            )
+            return Verdict(Status.PENDING, reason, roofline_tps=roofline), roofline, None, checks
+        if run.prefill_tps > ceiling * margin:
+            reason = (
+                f"Prompt processing {run.prefill_tps:.1f} t/s is above the compute limit of {ceiling:.1f} t/s "
+                f"(the device's peak matrix rate over the FLOPs per token) x {margin:g}."
+            )
+            verdict = Verdict(Status.FLAGGED, reason, roofline_tps=roofline, prefill_ceiling_tps=ceiling)
+            return verdict, roofline, ceiling, checks
+        checks.append(f"prompt speed within the compute limit ({ceiling:.1f} t/s)")
+    if run.decode_tps is None and run.prefill_tps is None:
+        reason = (
+            "A prompt + generation test without prompt_tps reports llama-bench's combined rate, which no limit "
+            "checks; held for review (send prompt_tps, or the pp and tg tests apart)."
+        )
+        return Verdict(Status.PENDING, reason, roofline_tps=roofline), roofline, ceiling, checks
+    return None, roofline, ceiling, checks
+
+
 def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
     """The status a new run starts in, and why: physics first, then the group's outlier rule, then review."""
-    checks: list[str] = []
-    roofline = roofline_for(run)
-    margin = float(getattr(settings, "RIGFIT_BENCH_ROOFLINE_MARGIN", DEFAULT_ROOFLINE_MARGIN))
-    if roofline is not None and run.decode_tps is not None:
-        if run.decode_tps > roofline * margin:
-            return Verdict(
-                Status.FLAGGED,
-                f"Decode {run.decode_tps:.1f} t/s is above the physical limit of {roofline:.1f} t/s "
-                f"({run.hardware.bandwidth_gbps:g} GB/s over the bytes read per token) x {margin:g}.",
-                roofline_tps=roofline,
-            )
-        checks.append(f"decode within the roofline ({roofline:.1f} t/s)")
+    refused, roofline, ceiling, checks = _physics(run)
+    if refused is not None:
+        return refused
     z = None
     if run.hardware_id is not None:
         others = list(
@@ -304,6 +369,7 @@ def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
                 f"±{outliers.THRESHOLD}).",
                 roofline_tps=roofline,
                 z_score=z,
+                prefill_ceiling_tps=ceiling,
             )
         if z is not None:
             checks.append(f"modified z-score {z:+.1f} among {len(others)} runs")
@@ -314,10 +380,13 @@ def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
             roofline,
             z,
             checks,
+            ceiling,
         )
     if not trusted:
-        return Verdict(Status.PENDING, "Anonymous submission; a moderator will review it.", roofline, z, checks)
-    return Verdict(Status.ACCEPTED, "Passed the automatic checks.", roofline, z, checks)
+        return Verdict(
+            Status.PENDING, "Anonymous submission; a moderator will review it.", roofline, z, checks, ceiling
+        )
+    return Verdict(Status.ACCEPTED, "Passed the automatic checks.", roofline, z, checks, ceiling)
 
 
 def build_run(*, cleaned: dict[str, Any]) -> BenchmarkRun:

@@ -177,3 +177,4 @@ RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3
 # Speed estimates use efficiency factors fitted to accepted community runs where enough exist.
 RIGFIT_SPEED_MODEL_PROVIDER = env_str("RIGFIT_SPEED_MODEL_PROVIDER", "benchmarks.calibration.calibrated_speed_model")
 RIGFIT_BENCH_ROOFLINE_MARGIN = env_float("RIGFIT_BENCH_ROOFLINE_MARGIN", 1.15, minimum=1.0)
+RIGFIT_BENCH_PREFILL_MARGIN = env_float("RIGFIT_BENCH_PREFILL_MARGIN", 2.0, minimum=1.0)

@@ -26,7 +26,8 @@ def gemma(db):
 
 @pytest.fixture
 def epyc(db):
-    # Bandwidth is a test figure (2 DDR4-3200 channels = 51.2 GB/s), not a claim about any machine.
+    # Bandwidth and compute are test figures (2 DDR4-3200 channels = 51.2 GB/s; 2 cores x 2 FMA units x 16 FP32
+    # lanes x 2 FLOP x 3.0 GHz = 0.384 TFLOPS), not claims about any machine.
     return make_hardware(
         name="Test EPYC",
         slug="test-epyc",
@@ -35,6 +36,7 @@ def epyc(db):
         bandwidth_gbps=51.2,
         memory_bytes=32 * 1024**3,
         fp16_tflops=None,
+        matrix_tflops=0.384,
         aliases=["AMD EPYC test box"],
     )
 

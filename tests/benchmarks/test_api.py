@@ -188,3 +188,19 @@ def test_a_command_line_tool_says_so(client, gemma, epyc, token):
     assert response.status_code == 201
     assert BenchmarkRun.objects.get().channel == "cli"
     assert post(client, run_data(avg_ts=51.0, samples_ts=[], channel="fax"), token[1]).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"quant": "XQ9", "avg_ts": 999999},
+        {"n_prompt": 512, "n_gen": 0, "avg_ts": 999999},
+        {"n_prompt": 512, "n_gen": 128, "avg_ts": 999999},
+    ],
+)
+def test_junk_sent_with_a_token_is_not_accepted(client, gemma, epyc, token, overrides):
+    # Issue #12, defect 3: each of these was stored as accepted, at the top of the leaderboard.
+    response = post(client, run_data(samples_ts=[], stddev_ts=0, **overrides), token[1])
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] in ("pending", "flagged")
+    assert BenchmarkRun.objects.accepted().count() == 0

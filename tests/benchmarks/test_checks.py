@@ -5,6 +5,7 @@ import pytest
 from benchmarks import selectors, services
 from benchmarks.models import BenchmarkRun, ModerationDecision, Status
 from tests.benchmarks.conftest import make_run
+from tests.factories import make_hardware
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +22,37 @@ def test_decode_above_the_roofline_is_flagged_not_accepted(gemma, epyc, user):
 
 
 def test_prompt_speed_is_not_held_to_the_decode_roofline(gemma, epyc, user):
-    run = make_run(user=user, n_prompt=512, n_gen=0, avg_ts=5000.0, samples_ts=[], stddev_ts=0)
-    assert run.status == Status.ACCEPTED and run.prefill_tps == 5000.0 and run.decode_tps is None
+    # 1000 t/s: five times the decode roofline (195 t/s), within the compute limit (716 t/s) x 2.
+    run = make_run(user=user, n_prompt=512, n_gen=0, avg_ts=1000.0, samples_ts=[], stddev_ts=0)
+    assert run.status == Status.ACCEPTED and run.prefill_tps == 1000.0 and run.decode_tps is None
+
+
+def test_an_unknown_quant_is_held_not_accepted(gemma, epyc, user):
+    run = make_run(user=user, quant="XQ9", avg_ts=999999.0, samples_ts=[], stddev_ts=0)
+    assert run.status == Status.PENDING and "'XQ9' is unknown" in run.status_reason
+
+
+def test_prompt_speed_above_the_compute_limit_is_flagged(gemma, epyc, user):
+    run = make_run(user=user, n_prompt=512, n_gen=0, avg_ts=999999.0, samples_ts=[], stddev_ts=0)
+    assert run.status == Status.FLAGGED and "compute limit" in run.status_reason
+    ceiling = services.prefill_ceiling_for(run)
+    assert ceiling is not None and 500 < ceiling < 1000  # 0.384 TFLOPS over 2 x the weight FLOPs per token
+
+
+def test_prompt_speed_reported_with_a_generation_test_is_checked_too(gemma, epyc, user):
+    run = make_run(user=user, n_prompt=512, n_gen=128, avg_ts=50.0, prompt_tps=999999.0, samples_ts=[])
+    assert run.status == Status.FLAGGED and "compute limit" in run.status_reason
+
+
+def test_prompt_speed_on_a_device_without_a_compute_figure_is_held(gemma, user):
+    make_hardware(name="Mystery box", slug="mystery", fp16_tflops=None, matrix_tflops=None, int8_tops=None)
+    run = make_run(user=user, hardware="mystery", n_prompt=512, n_gen=0, avg_ts=500.0, samples_ts=[], stddev_ts=0)
+    assert run.status == Status.PENDING and "no compute figure" in run.status_reason
+
+
+def test_a_combined_prompt_and_generation_rate_is_held(gemma, epyc, user):
+    run = make_run(user=user, n_prompt=512, n_gen=128, avg_ts=999999.0, samples_ts=[], stddev_ts=0)
+    assert run.status == Status.PENDING and "prompt_tps" in run.status_reason
 
 
 def test_an_outlier_in_its_group_is_flagged_and_kept_out_of_aggregates(gemma, epyc, user, staff):
