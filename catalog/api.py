@@ -150,7 +150,7 @@ class FitQuery(FitKnobs):
 class RecommendationOut(Schema):
     rule: str
     min_decode_tps: float
-    recommended: str | None = Field(description="Highest-quality quant that fits entirely and keeps min_decode_tps.")
+    recommended: str | None = Field(description="The quant the rule (`rule`) picks; None when none keeps the speed.")
     fastest: str | None = Field(description="Highest decode speed among the quants that run at all.")
     best_quality: str | None = Field(description="Highest quality among the quants that run at all.")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from catalog import fit
 from catalog.models import Hardware, Model
 from catalog.services import QuantRow, RowRecommendation
-from catalog.templatetags.rigfit import gb, tps
+from catalog.templatetags.rigfit import gb, tps, verdict_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,10 @@ def _which_quant(
 ) -> Answer | None:
     """The first question, answered by the same rule the page's recommendation uses (fit.recommend)."""
     question = "Which quantization should I pick?"
-    rule = f"the highest-quality quant that fits entirely in memory and decodes at least {fit.MIN_DECODE_TPS:g} tok/s"
+    rule = (
+        f"the highest-quality quant that fits entirely in memory and decodes at least {fit.MIN_DECODE_TPS:g} tok/s "
+        f"(under {fit.MIN_ENTIRE_BITS:g} bits per weight, a better one that keeps the speed partly in system RAM)"
+    )
     if recommendation is None or hardware is None:
         if not rows:
             return None
@@ -37,11 +40,11 @@ def _which_quant(
     rec, fastest, best = recommendation.recommended, recommendation.fastest, recommendation.best_quality
     if rec is not None and rec.result is not None:
         text = (
-            f"On {hardware.name} at a {ctx}: {rec.quant.name} ({gb(rec.result.needed_bytes)} needed, about "
-            f"{tps(rec.result.est_decode_tps)} tok/s), {rule}."
+            f"On {hardware.name} at a {ctx}: {rec.quant.name} ({verdict_label(rec.result.verdict).lower()}, "
+            f"{gb(rec.result.needed_bytes)} needed, about {tps(rec.result.est_decode_tps)} tok/s), {rule}."
         )
     else:
-        text = f"On {hardware.name} at a {ctx} none fits entirely and keeps {fit.MIN_DECODE_TPS:g} tok/s."
+        text = f"On {hardware.name} at a {ctx} no quantization keeps {fit.MIN_DECODE_TPS:g} tok/s."
     if fastest is not None and fastest.result is not None and fastest is not rec:
         text += f" Fastest: {fastest.quant.name} ({tps(fastest.result.est_decode_tps)} tok/s)."
     if best is not None and best is not rec:

@@ -761,6 +761,10 @@ def max_context(
 # --- which quant to pick -------------------------------------------------------------------------------------------
 
 MIN_DECODE_TPS = 10.0  # "usable speed": about reading speed for a chat (docs/fit.md, "Which quant to pick")
+# Below about 4 bits per weight quality falls fast (llama.cpp's quantize table at Llama-3-8B: Q4_K_M +0.18 ppl,
+# Q3_K_M +0.66, Q2_K +3.52), so a partial offload that keeps the speed at 4 bits or more is worth more than a run
+# entirely in memory below 4 bits.
+MIN_ENTIRE_BITS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,7 +787,7 @@ class QuantChoice:
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    recommended: QuantChoice | None  # best quality that fits entirely and keeps min_decode_tps
+    recommended: QuantChoice | None  # see recommend()
     fastest: QuantChoice | None  # highest decode speed among the quants that run at all
     best_quality: QuantChoice | None  # best quality among the quants that run at all
     min_decode_tps: float
@@ -792,7 +796,8 @@ class Recommendation:
     def rule(self) -> str:
         return (
             f"the highest-quality quantization that fits entirely in memory and decodes at least "
-            f"{self.min_decode_tps:g} tok/s at these settings"
+            f"{self.min_decode_tps:g} tok/s at these settings; when that one has under {MIN_ENTIRE_BITS:g} bits per "
+            "weight, the highest-quality one that keeps the speed with part of it in system RAM"
         )
 
     @property
@@ -805,22 +810,25 @@ class Recommendation:
 def recommend(
     choices: Sequence[QuantChoice], device_kind: str, min_decode_tps: float = MIN_DECODE_TPS
 ) -> Recommendation:
-    """Which quant to pick on one device at one setting: `recommended` is the highest-quality quant that fits
-    entirely (fits_entirely) and decodes at least `min_decode_tps` tokens/s per user; `fastest` and `best_quality`
-    are taken over every quant that runs at all (partial offload included)."""
+    """Which quant to pick on one device at one setting (docs/fit.md, "Which quant to pick"):
+
+    `recommended` is the highest-quality quant that fits entirely (fits_entirely) and decodes at least
+    `min_decode_tps` tokens/s per user, unless that quant has fewer than MIN_ENTIRE_BITS bits per weight: then the
+    highest-quality quant that keeps the speed with part of it in system RAM, if it is better. `fastest` and
+    `best_quality` are taken over every quant that runs at all (partial offload included)."""
     runs = [c for c in choices if c.result.verdict != Verdict.DOES_NOT_FIT]
     by_quality = sorted(runs, key=lambda c: (c.quality_key, c.name))
     usable = [
-        c
-        for c in by_quality
-        if fits_entirely(c.result.verdict, device_kind)
-        and c.result.est_decode_tps is not None
-        and c.result.est_decode_tps >= min_decode_tps
+        c for c in by_quality if c.result.est_decode_tps is not None and c.result.est_decode_tps >= min_decode_tps
     ]
+    entirely = [c for c in usable if fits_entirely(c.result.verdict, device_kind)]
+    recommended = entirely[0] if entirely else None
+    if recommended is None or (recommended.bits_per_weight or 0.0) < MIN_ENTIRE_BITS:
+        recommended = usable[0] if usable else None
     with_speed = [c for c in by_quality if c.result.est_decode_tps is not None]
     fastest = max(with_speed, key=lambda c: c.result.est_decode_tps or 0.0, default=None)  # ties: better quality
     return Recommendation(
-        recommended=usable[0] if usable else None,
+        recommended=recommended,
         fastest=fastest,
         best_quality=by_quality[0] if by_quality else None,
         min_decode_tps=min_decode_tps,

@@ -181,9 +181,8 @@ def recommend_rows(*, rows: Sequence[QuantRow], device_kind: str) -> RowRecommen
     if not with_result:
         return None
     by_name = {row.quant.name: row for row in with_result}
-    answer = fit.recommend(
-        [quant_choice(row.quant, row.result) for row in with_result if row.result is not None], device_kind
-    )
+    choices = [quant_choice(row.quant, row.result) for row in with_result if row.result is not None]
+    answer = fit.recommend(choices, device_kind)
 
     def row_of(choice: fit.QuantChoice | None) -> QuantRow | None:
         return by_name[choice.name] if choice is not None else None
@@ -238,9 +237,9 @@ class BestFit:
 def best_quant(
     *, model: Model, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool = True
 ) -> BestFit | None:
-    """Which quant of `model` to pick on the device (fit.recommend: the highest quality that fits entirely and keeps
-    fit.MIN_DECODE_TPS, else the fastest that runs), at the asked context clamped to the model's maximum. Without
-    `allow_offload`, only quants that fit entirely count. None when nothing runs."""
+    """Which quant of `model` to pick on the device (fit.recommend's rule, else the fastest that runs), at the asked
+    context clamped to the model's maximum. Without `allow_offload`, only quants that fit entirely count. None when
+    nothing runs."""
     shape = shape_of(model)
     speed = speed_model()
     options, clamped = options_for(model=model, options=options)

@@ -29,46 +29,71 @@ def _choice(name: str, bits: float, verdict: Verdict, tps: float | None, ppl: fl
     return QuantChoice(name=name, bits_per_weight=bits, perplexity_delta=ppl, result=result)
 
 
-def test_it_recommends_the_best_quality_that_keeps_a_usable_speed():
+def test_it_recommends_the_best_quality_that_fits_and_keeps_a_usable_speed():
     # The M4 Max case from the issue: BF16 fits at 5.9 tok/s; it is the best quality, not the recommendation.
     choices = [
         _choice("BF16", 16.0, Verdict.FITS_GPU, 5.9),
         _choice("Q8_0", 8.5, Verdict.FITS_GPU, 11.0),
         _choice("Q4_K_M", 4.89, Verdict.FITS_GPU, 19.5),
-        _choice("Q2_K", 3.0, Verdict.FITS_GPU, 27.0),
+        _choice("Q2_K", 2.96, Verdict.FITS_GPU, 27.0),
     ]
     answer = fit.recommend(choices, "unified")
     assert answer.recommended is not None and answer.recommended.name == "Q8_0"
     assert answer.fastest is not None and answer.fastest.name == "Q2_K"
     assert answer.best_quality is not None and answer.best_quality.name == "BF16"
     assert answer.rule == (
-        "the highest-quality quantization that fits entirely in memory and decodes at least 10 tok/s at these settings"
+        "the highest-quality quantization that fits entirely in memory and decodes at least 10 tok/s at these "
+        "settings; when that one has under 4 bits per weight, the highest-quality one that keeps the speed with part "
+        "of it in system RAM"
     )
 
 
-def test_it_counts_exactly_ten_tok_s_as_usable_and_partial_offload_as_not_fitting():
+def test_it_prefers_a_run_entirely_in_memory_at_4_bits_or_more_to_a_better_partial_offload():
+    # 4 K tokens on an 8 GB card: Q6_K fits at 23.5 tok/s; Q8_0 offloads a few layers and still makes 16.8.
     choices = [
-        _choice("F16", 16.0, Verdict.PARTIAL_OFFLOAD, 40.0),  # fast, but not entirely on the GPU
-        _choice("Q6_K", 6.56, Verdict.FITS_GPU, 9.99),
-        _choice("Q4_K_M", 4.89, Verdict.FITS_GPU, 10.0),
+        _choice("F16", 16.0, Verdict.PARTIAL_OFFLOAD, 4.0),
+        _choice("Q8_0", 8.5, Verdict.PARTIAL_OFFLOAD, 16.8),
+        _choice("Q6_K", 6.56, Verdict.FITS_GPU, 23.5),
+        _choice("Q4_K_M", 4.0, Verdict.FITS_GPU, 30.1),
     ]
     answer = fit.recommend(choices, "gpu")
-    assert answer.recommended is not None and answer.recommended.name == "Q4_K_M"
-    assert answer.fastest is not None and answer.fastest.name == "F16"  # partial offload still runs
-    assert answer.best_quality is not None and answer.best_quality.name == "F16"
+    assert answer.recommended is not None and answer.recommended.name == "Q6_K"
+    assert answer.best_quality is not None and answer.best_quality.name == "F16"  # partial offload still runs
+    # Exactly 4 bits is not "under 4 bits": Q4_K_M at 4.0 stands when it is the best that fits.
+    assert fit.recommend(choices[:1] + choices[3:], "gpu").recommended.name == "Q4_K_M"
+
+
+def test_it_takes_a_partial_offload_that_keeps_the_speed_over_a_run_below_4_bits():
+    # The RTX 4060 at 32 K case from the issue: only Q2_K fits entirely; Q5_K_M offloads a few layers and keeps
+    # exactly 10 tok/s (the bar is inclusive), Q6_K misses it by a hair.
+    choices = [
+        _choice("Q6_K", 6.56, Verdict.PARTIAL_OFFLOAD, 9.99),
+        _choice("Q5_K_M", 5.7, Verdict.PARTIAL_OFFLOAD, 10.0),
+        _choice("Q4_K_M", 4.89, Verdict.PARTIAL_OFFLOAD, 12.7),
+        _choice("Q2_K", 2.96, Verdict.FITS_GPU, 19.6),
+    ]
+    answer = fit.recommend(choices, "gpu")
+    assert answer.recommended is not None and answer.recommended.name == "Q5_K_M"
+    assert answer.fastest is not None and answer.fastest.name == "Q2_K"
+    assert answer.best_quality is not None and answer.best_quality.name == "Q6_K"
+    # With nothing better that keeps the speed, the sub-4-bit run in memory stands.
+    assert fit.recommend([choices[0], choices[3]], "gpu").recommended.name == "Q2_K"
 
 
 def test_it_recommends_nothing_when_no_quant_keeps_the_speed_and_picks_the_fastest_for_lists():
     choices = [
         _choice("Q8_0", 8.5, Verdict.PARTIAL_OFFLOAD, 2.0),
         _choice("Q4_K_M", 4.89, Verdict.PARTIAL_OFFLOAD, 4.5),
-        _choice("Q2_K", 3.0, Verdict.DOES_NOT_FIT, None),
+        _choice("Q2_K", 2.96, Verdict.DOES_NOT_FIT, None),
     ]
     answer = fit.recommend(choices, "gpu")
     assert answer.recommended is None
     assert answer.pick is not None and answer.pick.name == "Q4_K_M"
     assert answer.best_quality is not None and answer.best_quality.name == "Q8_0"
     assert fit.recommend([], "gpu").pick is None
+    # Without any speed estimate, lists fall back to the best quality that runs.
+    blind = [_choice("Q8_0", 8.5, Verdict.FITS_GPU, None), _choice("Q4_K_M", 4.89, Verdict.FITS_GPU, None)]
+    assert fit.recommend(blind, "gpu").pick.name == "Q8_0"
 
 
 def test_it_takes_a_cpu_run_as_fitting_on_a_cpu_and_breaks_bit_ties_by_perplexity():
@@ -76,9 +101,8 @@ def test_it_takes_a_cpu_run_as_fitting_on_a_cpu_and_breaks_bit_ties_by_perplexit
         _choice("F16", 16.0, Verdict.CPU_ONLY, 12.0, ppl=0.002),
         _choice("BF16", 16.0, Verdict.CPU_ONLY, 12.0, ppl=-0.005),
     ]
-    answer = fit.recommend(choices, "cpu")
-    assert answer.recommended is not None and answer.recommended.name == "BF16"
-    assert fit.recommend(choices, "gpu").recommended is None  # on a GPU, a CPU-only run does not fit entirely
+    assert fit.recommend(choices, "cpu").recommended.name == "BF16"
+    assert fit.fits_entirely(Verdict.CPU_ONLY, "cpu") and not fit.fits_entirely(Verdict.CPU_ONLY, "gpu")
 
 
 def test_it_lets_callers_set_the_speed_bar():
@@ -106,8 +130,10 @@ def test_it_recommends_on_the_model_page_by_the_rule_it_states(client, catalog):
     text = client.get("/models/llama-3-1-8b/", {"hardware": "geforce-rtx-4060", "ctx": 4096}).text
     rows = _rows(text)
     assert [r[0] for r in rows] == ["F16", "Q8_0", "Q6_K", "Q4_K_M", "Q2_K"]  # best quality first
-    # The first row that fits in GPU memory at 10 tok/s or more, read off the page itself.
+    # The first row (best quality first) that fits in GPU memory at 10 tok/s or more, read off the page itself
+    # (Q6_K here: at 4 bits or more, so no partial offload is preferred to it).
     expected = next(name for name, label, tps in rows if label == "Fits in GPU memory" and tps and tps >= 10)
+    assert expected in ("Q6_K", "Q4_K_M")
     assert f'data-recommended="{expected}"' in text
     rule = "The rule: the highest-quality quantization that fits entirely in memory and decodes at least 10 tok/s"
     assert rule in text
