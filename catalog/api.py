@@ -160,7 +160,7 @@ class FitOut(Schema):
     quant: str
     hardware: str
     ctx: int = Field(description="Context used (the runtime's -c): the asked one, cut to the model's maximum.")
-    ctx_asked: int
+    ctx_asked: int = Field(description="The context the request asked for.")
     ctx_clamped: bool = Field(description="True when the asked context was above the model's maximum.")
     kv_type: str
     users: int

@@ -284,7 +284,8 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "on_gpu": [b for b in fits if b.result.verdict == fit.Verdict.FITS_GPU],
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
         "is_cpu": hardware.kind == HardwareKind.CPU,
-        "ctx_ticks": CONTEXT_TICKS[:9],
+        # The context in use is always one of the options, so the <select> shows what the list assumes.
+        "ctx_ticks": sorted({*CONTEXT_TICKS[:9], options.ctx}),
         "gpu_count": form.value("gpu_count"),
         "ram_gb": form.value("ram_gb"),
         "min_decode_tps": fit.MIN_DECODE_TPS,

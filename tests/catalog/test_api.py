@@ -139,3 +139,23 @@ def test_it_publishes_an_openapi_schema(client):
     schema = client.get("/api/openapi.json").json()
     assert "/api/fit" in schema["paths"] and "/api/fit/estimate" in schema["paths"]
     assert client.get("/api/docs").status_code == 200
+
+
+def test_it_answers_fits_on_the_same_basis_as_the_pages(client, catalog):
+    # Llama 8B, 4,096 tokens of f16 KV on the 8 GiB card: usable = 8,589,934,592 - 419,943,424 (400 MiB + vocab
+    # 128,256 x 4 bytes of output buffer) = 8,169,991,168 bytes, whatever quant is picked.
+    rows = {b["model"]: b for b in client.get("/api/fits", {"hardware": "geforce-rtx-4060"}).json()}
+    llama = rows["llama-3-1-8b"]
+    assert llama["usable_bytes"] == 8_169_991_168
+    assert llama["headroom_bytes"] == llama["usable_bytes"] - llama["needed_bytes"]
+    assert llama["needed_bytes"] == llama["total_bytes"] - 419_943_424
+    assert (llama["ctx"], llama["ctx_clamped"]) == (4096, False)
+    assert llama["recommended"] is True
+
+
+def test_it_documents_the_fit_fields_in_the_schema(client):
+    schema = client.get("/api/openapi.json").json()
+    fields = schema["components"]["schemas"]["FitOut"]["properties"]
+    for name in ("ctx", "ctx_asked", "ctx_clamped", "needed_bytes", "usable_bytes", "headroom_bytes", "max_ctx"):
+        assert fields[name].get("description"), name
+    assert "recommendation" in fields and "llama_cpp_flags" in fields

@@ -382,6 +382,9 @@ def test_it_shows_the_system_ram_it_uses(client, catalog):
     assert small.verdict == fit.Verdict.DOES_NOT_FIT
     page = client.get("/models/llama-3-1-8b/", {**base, "ram_gb": 8}).text
     assert "F16 on GeForce RTX 4060: <b>Does not fit</b>" in page
+    # The hardware page's context <select> shows the context in use, even one that is not a round tick.
+    odd = client.get("/hardware/geforce-rtx-4060/", {"ctx": 20000}).text
+    assert '<option value="20000" selected>20,000 tokens</option>' in odd
     # The hardware page's links carry every setting, so following one gives the verdict the list showed.
     listing = client.get("/hardware/geforce-rtx-4060/", {"ram_gb": 64, "kv_type": "q8_0"}).text
     assert re.search(r'ctx=4096&amp;kv_type=q8_0&amp;users=1&amp;gpu_count=1&amp;ram_gb=64&amp;quant=', listing)
