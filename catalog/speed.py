@@ -59,6 +59,8 @@ class ClassParams:
     prefill_token_s: float
     prefill_flop_factor: float  # F16/BF16/F32 weights, on the device's matrix_tflops
     prefill_quant_flop_factor: float  # quantized weights, on int8_tops where the device states it
+    # Each further GPU of a layer split hands every prompt token's activations on and waits for the one before.
+    prefill_extra_gpu_token_s: float
     decode_runs: int = 0
     prefill_runs: int = 0
     decode_error_pct: float | None = None
@@ -78,6 +80,7 @@ PRIOR_GPU = ClassParams(
     prefill_token_s=2e-6,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
+    prefill_extra_gpu_token_s=2e-6,
 )
 PRIOR_CPU = ClassParams(
     overhead_s=0.0005,
@@ -89,6 +92,7 @@ PRIOR_CPU = ClassParams(
     prefill_token_s=1e-7,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
+    prefill_extra_gpu_token_s=0.0,
 )
 BACKENDS = ("cuda", "rocm", "metal", "vulkan", "sycl", "cpu")
 
@@ -287,6 +291,11 @@ def _matrix_flops_per_s(device: DeviceSpec, quant: QuantSpec) -> tuple[float | N
     if quantized and device.int8_tops:
         return device.int8_tops * 1e12, True
     rate = device.matrix_tflops or device.fp16_tflops
+    if rate and not quantized and device.matrix_tflops and "geforce" in device.name.lower():
+        # llama.cpp multiplies F16 weights through cuBLAS with FP16 accumulation (ggml-cuda's
+        # ggml_cuda_op_mul_mat_cublas, CUBLAS_COMPUTE_16F), which GeForce cards run at twice the FP32-accumulate
+        # rate that matrix_tflops states (NVIDIA's Ampere/Ada GA10x/AD10x whitepapers list both).
+        rate *= 2
     return (rate * 1e12 if rate else None), quantized
 
 
@@ -343,6 +352,7 @@ class PrefillTerms:
     device_flops_s: float  # FLOPs / matrix throughput: seconds at factor 1
     quantized: bool
     upload_s: float  # host-resident weights streamed to the GPU
+    extra_gpus: int = 0
 
 
 def prefill_terms(
@@ -365,21 +375,34 @@ def prefill_terms(
         host_layers = shape.n_layers - place.gpu_layers
         per_layer = weights_split(shape, quant).layers_bytes / shape.n_layers
         upload = host_layers * per_layer * -(-n_prompt // ubatch) / PCIE_BYTES_PER_S
-    return PrefillTerms(tokens=n_prompt, device_flops_s=flops / flops_per_s, quantized=quantized, upload_s=upload)
+    on_gpus = device.kind == "gpu" and (place is None or place.verdict == Verdict.FITS_GPU)
+    return PrefillTerms(
+        tokens=n_prompt,
+        device_flops_s=flops / flops_per_s,
+        quantized=quantized,
+        upload_s=upload,
+        extra_gpus=device.count - 1 if on_gpus else 0,
+    )
 
 
-def prefill_features(terms: PrefillTerms) -> tuple[float, float, float]:
-    """(token count, float FLOP seconds, quantized FLOP seconds): linear in (per token, float factor, quant factor)."""
+def prefill_features(terms: PrefillTerms) -> tuple[float, float, float, float]:
+    """(token count, float FLOP seconds, quantized FLOP seconds, tokens x extra GPUs): linear in (per token, float
+    factor, quant factor, per token per extra GPU)."""
     return (
         float(terms.tokens),
         0.0 if terms.quantized else terms.device_flops_s,
         terms.device_flops_s if terms.quantized else 0.0,
+        float(terms.tokens * terms.extra_gpus),
     )
 
 
 def prefill_seconds(terms: PrefillTerms, params: ClassParams) -> float:
     factor = params.prefill_quant_flop_factor if terms.quantized else params.prefill_flop_factor
-    return terms.tokens * params.prefill_token_s + terms.device_flops_s * factor + terms.upload_s
+    return (
+        terms.tokens * (params.prefill_token_s + params.prefill_extra_gpu_token_s * terms.extra_gpus)
+        + terms.device_flops_s * factor
+        + terms.upload_s
+    )
 
 
 def prefill_tps(

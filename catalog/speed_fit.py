@@ -35,7 +35,12 @@ DECODE_FIELDS = (
     "kv_read_factor",
     "per_extra_gpu_s",
 )
-PREFILL_FIELDS = ("prefill_token_s", "prefill_flop_factor", "prefill_quant_flop_factor")
+PREFILL_FIELDS = (
+    "prefill_token_s",
+    "prefill_flop_factor",
+    "prefill_quant_flop_factor",
+    "prefill_extra_gpu_token_s",
+)
 # How many observations' worth of weight the prior carries, per parameter.
 PRIOR_WEIGHT = 1e-3
 # The band shown beside an estimate: this share of held-out runs fell within it.
@@ -299,6 +304,10 @@ def observe(
             measured_s=1 / measured_tps,
             label=label,
         )
+    if not (device.matrix_tflops or device.int8_tops):
+        # The shader FP16 rate an estimate falls back on says little about the matrix units prompts really run
+        # on: fitting to it would teach the model that rate's error, not the runtime's efficiency.
+        return None
     prefill = speed_model.prefill_terms(shape, quant, device, n_prompt, n_depth, place)
     if prefill is None:
         return None

@@ -107,15 +107,21 @@ def test_it_attaches_the_held_out_band_and_run_count_to_each_backend():
 
 
 def test_it_fits_prompt_processing_on_tokens_and_flops():
-    truth = replace(PRIOR_GPU, prefill_token_s=5e-6, prefill_flop_factor=2.0, prefill_quant_flop_factor=3.0)
+    truth = replace(
+        PRIOR_GPU,
+        prefill_token_s=5e-6,
+        prefill_flop_factor=2.0,
+        prefill_quant_flop_factor=3.0,
+        prefill_extra_gpu_token_s=PRIOR_GPU.prefill_extra_gpu_token_s,
+    )
     rows = []
     for source in ("a", "b"):
         for tokens in (128, 512, 2048):
             for flop_s in (0.01, 0.1, 1.0):
                 seconds = tokens * 5e-6 + flop_s * 3.0
-                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), 0.0, flop_s), 0.0, seconds))
+                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), 0.0, flop_s, 0.0), 0.0, seconds))
                 seconds = tokens * 5e-6 + flop_s * 2.0
-                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), flop_s, 0.0), 0.0, seconds))
+                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), flop_s, 0.0, 0.0), 0.0, seconds))
     fitted = speed_fit.fit_speed_model(rows)[0].params_for("cuda")
     for name in speed_fit.PREFILL_FIELDS:
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.05), name

@@ -81,6 +81,7 @@ HARDWARE_FIELDS = (
     "cpu_cores",
     "memory_channels",
     "memory_mts",
+    "clock_mhz",
     "speed_source",
 )
 
@@ -242,6 +243,7 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
                 "memory_bytes": round(spec.memory_size_gb * GIB),
                 "bandwidth_gbps": float(spec.memory_bandwidth_gb_s),
                 "fp16_tflops": round(fp16 / 1000, 3) if fp16 else None,
+                "clock_mhz": round(spec.boost_clock_mhz) if spec.boost_clock_mhz else None,
                 "release_year": spec.release_date.year if spec.release_date else None,
                 "popular": spec.name in POPULAR_GPUS,
                 "source": f"{source}: {spec.tpu_url}" if spec.tpu_url else source,

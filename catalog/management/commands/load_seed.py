@@ -56,6 +56,7 @@ HARDWARE_SPEED_DEFAULTS: dict[str, Any] = {
     "cpu_cores": None,
     "memory_channels": None,
     "memory_mts": None,
+    "clock_mhz": None,
     "speed_source": "",
 }
 APPLE_ALUS_PER_GPU_CORE = 128
@@ -96,6 +97,7 @@ def _derive_speed_fields(row: dict[str, Any]) -> None:
         if not row["gpu_cores"]:
             raise ValueError("gpu_clock_mhz without gpu_cores")
         tflops = round(row["gpu_cores"] * APPLE_ALUS_PER_GPU_CORE * 2 * float(clock) / 1e6, 2)
+        row["clock_mhz"] = round(float(clock))
         row["matrix_tflops"] = tflops
         row["fp16_tflops"] = tflops
     clusters = row.pop("cpu_clusters", None)
