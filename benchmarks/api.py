@@ -259,10 +259,10 @@ def submit(request: HttpRequest, payload: RunIn) -> Any:
 def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
     if len(payload.output.encode()) > llamabench.MAX_OUTPUT_BYTES:
         return Status(413, {"message": f"The output is larger than {llamabench.MAX_OUTPUT_BYTES // 1024} KiB."})
-    try:
-        services.check_submission_rate(request=request, token=request.auth)
-    except services.RateLimited as exc:
-        return _too_many(exc)
+
+    def charge(runs: int) -> None:  # every test is a run against the limits, counted before any is stored
+        services.check_submission_rate(request=request, token=request.auth, runs=runs)
+
     try:
         result = services.submit_llama_bench(
             text=payload.output,
@@ -272,7 +272,10 @@ def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
             extra={"os": payload.os} if payload.os else None,
             channel=payload.channel,
             submitter=request.auth.user,
+            charge=charge,
         )
+    except services.RateLimited as exc:
+        return _too_many(exc)
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
         return _invalid({"output": [str(exc)]})
     body = {

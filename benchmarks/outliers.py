@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 
 THRESHOLD = 3.5
 NORMAL_Q75 = 0.6745
@@ -42,6 +43,20 @@ def modified_z_scores(values: Sequence[float]) -> list[float]:
     if mean_ad <= noise:
         return [0.0 for _ in values]
     return [(x - median) / (MEAN_AD_SCALE * mean_ad) for x in values]
+
+
+def one_vote_each(values: Sequence[tuple[Hashable | None, float]]) -> list[float]:
+    """A baseline one submitter cannot move: each submitter's runs reduced to their median, one value per submitter.
+    Runs without a submitter (seeded from a source, or anonymous and then accepted by a moderator) count one each."""
+    by_submitter: dict[Hashable, list[float]] = defaultdict(list)
+    votes: list[float] = []
+    for submitter, value in values:
+        if submitter is None:
+            votes.append(value)
+        else:
+            by_submitter[submitter].append(value)
+    votes.extend(statistics.median(group) for group in by_submitter.values())
+    return votes
 
 
 def is_outlier(value: float, others: Sequence[float], *, threshold: float = THRESHOLD) -> tuple[bool, float | None]:

@@ -10,6 +10,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,9 +42,11 @@ DEFAULT_ROOFLINE_MARGIN = 1.15
 # tensor rate is about 15x its non-tensor FP16 rate); junk such as 999,999 t/s is still far beyond it.
 # Setting: RIGFIT_BENCH_PREFILL_MARGIN.
 DEFAULT_PREFILL_MARGIN = 2.0
-# Rate limits, sliding windows: (requests, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
+# Rate limits, sliding windows: (runs, seconds). Settings: RIGFIT_BENCH_RATE_IP, RIGFIT_BENCH_RATE_TOKEN.
 DEFAULT_RATE_IP = (30, 3600)
 DEFAULT_RATE_TOKEN = (300, 3600)
+# The most runs (llama-bench tests) one request may carry. Setting: RIGFIT_BENCH_MAX_RUNS_PER_REQUEST.
+DEFAULT_MAX_RUNS_PER_REQUEST = 50
 TOKEN_PREFIX = "rfb_"
 
 
@@ -81,13 +84,14 @@ def _in_networks(address: str, networks: list[ipaddress.IPv4Network | ipaddress.
 
 
 class RateLimited(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"Too many submissions; retry in {retry_after} s.")
+    def __init__(self, retry_after: int, message: str = "") -> None:
+        super().__init__(message or f"Too many submissions; retry in {retry_after} s.")
         self.retry_after = retry_after
 
 
-def check_rate(*, scope: str, key: str, limit: tuple[int, int], now: float | None = None) -> None:
-    """Count one request against `key`; raise RateLimited when it would exceed `limit` (count, seconds).
+def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, now: float | None = None) -> str:
+    """Count `cost` (runs, or one request) against `key`; raise RateLimited when it would exceed `limit` (count,
+    seconds). Returns the cache key charged, for `refund_rate`.
 
     A sliding window, estimated from two fixed ones (the current and the previous, weighted by how much of it still
     lies within the last `seconds`): a fixed window alone lets a client send twice the limit across a boundary.
@@ -95,42 +99,73 @@ def check_rate(*, scope: str, key: str, limit: tuple[int, int], now: float | Non
     """
     count_max, window = limit
     now = time.time() if now is None else now
+    if cost > count_max:
+        raise RateLimited(window, f"This request holds {cost} runs; the limit is {count_max} every {window} s.")
     slot = int(now // window)
     prefix = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
     current_key = f"{prefix}:{slot}"
     cache.add(current_key, 0, timeout=2 * window + 1)  # read again as the previous window
     try:
-        current = cache.incr(current_key)
+        current = cache.incr(current_key, cost)
     except ValueError:  # expired between add and incr
-        cache.set(current_key, 1, timeout=2 * window + 1)
-        current = 1
+        cache.set(current_key, cost, timeout=2 * window + 1)
+        current = cost
     previous = cache.get(f"{prefix}:{slot - 1}", 0)
     elapsed = (now % window) / window
     if current + previous * (1 - elapsed) <= count_max:
-        return
-    with contextlib.suppress(ValueError):  # refused: not counted
-        cache.decr(current_key)
-    raise RateLimited(_seconds_until_admitted(current - 1, previous, count_max, window, now))
+        return current_key
+    refund_rate(current_key, cost)  # refused: not counted
+    raise RateLimited(_seconds_until_admitted(current - cost, previous, count_max, window, now, cost))
 
 
-def _seconds_until_admitted(current: int, previous: int, count_max: int, window: int, now: float) -> int:
-    """When one more request fits the sliding estimate, with no other request in between."""
+def refund_rate(key: str, cost: int) -> None:
+    with contextlib.suppress(ValueError):
+        cache.decr(key, cost)
+
+
+def _seconds_until_admitted(current: int, previous: int, count_max: int, window: int, now: float, cost: int = 1) -> int:
+    """When `cost` more fit the sliding estimate, with nothing else counted in between."""
     start = now - now % window
-    room = count_max - current - 1  # what the previous window's weighted share may still be
+    room = count_max - current - cost  # what the previous window's weighted share may still be
     if room >= 0 and previous > 0:
         at = start + window * (1 - room / previous)  # later in this window, as the previous one fades
-    else:  # in the next window, once this window's count (then the fading share) leaves room for one
-        fade = max(0.0, 1 - (count_max - 1) / current) if current else 0.0
+    else:  # in the next window, once this window's count (then the fading share) leaves room
+        fade = max(0.0, 1 - (count_max - cost) / current) if current else 0.0
         at = start + window * (1 + fade)
     return max(1, math.ceil(at - now))
 
 
-def check_submission_rate(*, request: HttpRequest, token: ApiToken | None = None) -> None:
-    check_rate(scope="ip", key=client_ip(request), limit=getattr(settings, "RIGFIT_BENCH_RATE_IP", DEFAULT_RATE_IP))
-    if token is not None:
+def max_runs_per_request() -> int:
+    return int(getattr(settings, "RIGFIT_BENCH_MAX_RUNS_PER_REQUEST", DEFAULT_MAX_RUNS_PER_REQUEST))
+
+
+def check_submission_rate(
+    *, request: HttpRequest, token: ApiToken | None = None, runs: int = 1, now: float | None = None
+) -> None:
+    """Charge a submission of `runs` runs to its client; raise RateLimited when a limit would be exceeded.
+
+    Limits count runs, not requests (one llama-bench output can hold many tests). A signed-in submitter (API token
+    or session) is charged per user, whatever token it uses, against RIGFIT_BENCH_RATE_TOKEN; their address is
+    charged one per request against RIGFIT_BENCH_RATE_IP. An anonymous submitter's address is charged every run.
+    A request refused by one limit is refunded to the other."""
+    user = token.user if token is not None else getattr(request, "user", None)
+    signed_in = user is not None and user.is_authenticated
+    ip_limit = getattr(settings, "RIGFIT_BENCH_RATE_IP", DEFAULT_RATE_IP)
+    ip_cost = 1 if signed_in else runs
+    ip_key = check_rate(scope="ip", key=client_ip(request), limit=ip_limit, cost=ip_cost, now=now)
+    if not signed_in:
+        return
+    try:
         check_rate(
-            scope="token", key=str(token.pk), limit=getattr(settings, "RIGFIT_BENCH_RATE_TOKEN", DEFAULT_RATE_TOKEN)
+            scope="user",
+            key=str(user.pk),
+            limit=getattr(settings, "RIGFIT_BENCH_RATE_TOKEN", DEFAULT_RATE_TOKEN),
+            cost=runs,
+            now=now,
         )
+    except RateLimited:
+        refund_rate(ip_key, ip_cost)
+        raise
 
 
 def token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
@@ -349,7 +384,7 @@ def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
         return refused
     z = None
     if run.hardware_id is not None:
-        others = list(
+        rows = list(
             BenchmarkRun.objects.accepted()
             .for_group(
                 hardware_id=run.hardware_id,
@@ -359,20 +394,22 @@ def assess(run: BenchmarkRun, *, trusted: bool) -> Verdict:
                 backend=run.backend,
             )
             .filter(n_prompt=run.n_prompt, n_gen=run.n_gen, n_depth=run.n_depth)
-            .values_list("avg_ts", flat=True)
+            .values_list("submitter_id", "avg_ts")
         )
+        # One vote per submitter (their median): a flood from one account cannot move the baseline.
+        others = outliers.one_vote_each(rows)
         flagged, z = outliers.is_outlier(run.avg_ts, others)
         if flagged:
             return Verdict(
                 Status.FLAGGED,
-                f"Outlier among {len(others)} accepted runs of the same setup (modified z-score {z:+.1f}, limit "
+                f"Outlier among {len(others)} submitters' runs of the same setup (modified z-score {z:+.1f}, limit "
                 f"±{outliers.THRESHOLD}).",
                 roofline_tps=roofline,
                 z_score=z,
                 prefill_ceiling_tps=ceiling,
             )
         if z is not None:
-            checks.append(f"modified z-score {z:+.1f} among {len(others)} runs")
+            checks.append(f"modified z-score {z:+.1f} among {len(others)} submitters' runs")
     if run.hardware_id is None:
         return Verdict(
             Status.PENDING,
@@ -476,10 +513,21 @@ def submit_llama_bench(
     model_slug: str = "",
     quant: str = "",
     extra: dict[str, Any] | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> BatchResult:
     """Every test in llama-bench output becomes a run. Raises llamabench.LlamaBenchError or Unrecognised when the
-    output cannot be read; per-test problems are returned in `errors` (with the test number)."""
+    output cannot be read; per-test problems are returned in `errors` (with the test number).
+
+    `charge` is called with the number of tests once the output is read and before anything is stored (the rate
+    limit: it raises RateLimited to refuse). More than RIGFIT_BENCH_MAX_RUNS_PER_REQUEST tests are refused."""
     records = llamabench.parse(text)
+    cap = max_runs_per_request()
+    if len(records) > cap:
+        raise llamabench.LlamaBenchError(
+            f"The output holds {len(records)} tests; at most {cap} per submission (send the rest separately)."
+        )
+    if charge is not None:
+        charge(len(records))
     stored: list[tuple[BenchmarkRun, Verdict]] = []
     duplicates: list[int | None] = []
     errors: list[str] = []

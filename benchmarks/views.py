@@ -73,14 +73,19 @@ CORE_FIELDS = [
 ]
 
 
-def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+def _rate_limited(request: HttpRequest, *, runs: int = 1) -> HttpResponse | None:
     try:
-        services.check_submission_rate(request=request)
+        services.check_submission_rate(request=request, runs=runs)
     except services.RateLimited as exc:
-        response = render(request, "benchmarks/rate_limited.html", {"retry_after": exc.retry_after}, status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return _too_many(request, exc)
     return None
+
+
+def _too_many(request: HttpRequest, exc: services.RateLimited) -> HttpResponse:
+    context = {"retry_after": exc.retry_after, "message": str(exc)}
+    response = render(request, "benchmarks/rate_limited.html", context, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _submit_context(request: HttpRequest, form: RunForm, bench_form: LlamaBenchForm | None = None) -> dict[str, Any]:
@@ -129,9 +134,6 @@ def preview(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def submit_llama_bench(request: HttpRequest) -> HttpResponse:
-    refused = _rate_limited(request)
-    if refused is not None:
-        return refused
     bench_form = LlamaBenchForm(request.POST, request.FILES)
     form = RunForm(initial=request.GET.dict())
     if not bench_form.is_valid():
@@ -146,7 +148,10 @@ def submit_llama_bench(request: HttpRequest) -> HttpResponse:
             extra={"os": data["os"]} if data["os"] else None,
             channel=Channel.WEB,
             submitter=request.user,
+            charge=lambda runs: services.check_submission_rate(request=request, runs=runs),
         )
+    except services.RateLimited as exc:
+        return _too_many(request, exc)
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
         bench_form.add_error("output", str(exc))
         return render(request, "benchmarks/submit.html", _submit_context(request, form, bench_form), status=422)

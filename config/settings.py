@@ -172,8 +172,11 @@ RIGFIT_API_MAX_PAGE = 1_000_000
 # Community benchmarks. Behind a reverse proxy, list its address(es) here, or every client shares one rate limit;
 # X-Forwarded-For is believed only when REMOTE_ADDR is one of these.
 RIGFIT_TRUSTED_PROXIES = env_list("RIGFIT_TRUSTED_PROXIES", [])
-RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)  # submissions per client per hour
-RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3600)  # per API token per hour
+# Limits count runs (a llama-bench output of 20 tests is 20): per anonymous client address per hour, and per signed-in
+# user per hour (all their tokens together; their address is then charged one per request).
+RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)
+RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3600)
+RIGFIT_BENCH_MAX_RUNS_PER_REQUEST = env_int("RIGFIT_BENCH_MAX_RUNS_PER_REQUEST", 50, minimum=1)
 # Speed estimates use efficiency factors fitted to accepted community runs where enough exist.
 RIGFIT_SPEED_MODEL_PROVIDER = env_str("RIGFIT_SPEED_MODEL_PROVIDER", "benchmarks.calibration.calibrated_speed_model")
 RIGFIT_BENCH_ROOFLINE_MARGIN = env_float("RIGFIT_BENCH_ROOFLINE_MARGIN", 1.15, minimum=1.0)
