@@ -152,3 +152,25 @@ def test_it_answers_the_favicon(seeded_site, browser):
         assert "svg" in followed.headers["content-type"]
     finally:
         context.close()
+
+
+def test_it_offers_a_skip_link_first_with_a_visible_focus_ring(seeded_site, browser):
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.goto(f"{seeded_site}/models/llama-3-1-8b/")
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => {
+              const el = document.activeElement, style = getComputedStyle(el), box = el.getBoundingClientRect();
+              return {text: el.textContent.trim(), top: box.top, outline: style.outlineStyle,
+                      width: parseFloat(style.outlineWidth)};
+            }"""
+        )
+        assert focused["text"] == "Skip to content"
+        assert focused["top"] >= 0, "the skip link stays off screen when focused"
+        assert focused["outline"] != "none" and focused["width"] >= 2
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "main"
+    finally:
+        context.close()
