@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.security import HttpBearer
@@ -315,6 +315,11 @@ def list_runs(request: HttpRequest, filters: Query[RunFilters]) -> dict[str, Any
     }
 
 
-@router.get("/{run_id}", response={200: RunOut, 404: Message}, summary="One run (any status)")
+@router.get(
+    "/{run_id}", response={200: RunOut, 404: Message}, summary="One run (rejected ones only to their submitter)"
+)
 def get_run(request: HttpRequest, run_id: int) -> Any:
-    return get_object_or_404(BenchmarkRun.objects.with_relations(), pk=run_id)
+    run = get_object_or_404(BenchmarkRun.objects.with_relations(), pk=run_id)
+    if not services.run_visible_to(run=run, user=request.user):
+        raise Http404("No such run.")
+    return run

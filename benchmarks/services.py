@@ -254,6 +254,8 @@ def recognise_model(record_identity: llamabench.Identity) -> Model:
 
 
 class Duplicate(Exception):
+    """The same payload is stored already. `run_id` names it only to its own submitter (None to anyone else)."""
+
     def __init__(self, run_id: int | None) -> None:
         super().__init__("This run was submitted before.")
         self.run_id = run_id
@@ -490,10 +492,14 @@ def submit_cleaned(
                 run=run, moderator=None, from_status="", to_status=run.status, reason=run.status_reason
             )
     except IntegrityError:
-        existing = BenchmarkRun.objects.filter(payload_sha256=run.payload_sha256).values_list("pk", flat=True).first()
+        existing = (
+            BenchmarkRun.objects.filter(payload_sha256=run.payload_sha256).values_list("pk", "submitter_id").first()
+        )
         if existing is None:
             raise
-        raise Duplicate(existing) from None
+        pk, owner_id = existing
+        # Another user's run is not named: its id would lead to a pending or rejected run they have not published.
+        raise Duplicate(pk if user is not None and owner_id == user.pk else None) from None
     return run, verdict
 
 
@@ -547,6 +553,15 @@ def submit_llama_bench(
         except Duplicate as exc:
             duplicates.append(exc.run_id)
     return BatchResult(stored=stored, duplicates=duplicates, errors=errors)
+
+
+def run_visible_to(*, run: BenchmarkRun, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+    """Rejected runs stay visible to their submitter and to moderators only (on the page and in the API)."""
+    if run.status != Status.REJECTED:
+        return True
+    if user is None or not user.is_authenticated:
+        return False
+    return bool(user.is_staff) or run.submitter_id == user.pk
 
 
 # --- moderation -----------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from benchmarks import calibration, llamabench, plots, selectors, services
 from benchmarks.forms import LeaderboardFilterForm, LlamaBenchForm, ModerationForm, RunForm, TokenForm
-from benchmarks.models import ApiToken, BenchmarkRun, Channel, Status
+from benchmarks.models import ApiToken, BenchmarkRun, Channel
 from catalog import fit, speed_fit
 from catalog.caching import data_version
 from catalog.models import Model, Quantization
@@ -54,6 +54,18 @@ CSV_FIELDS = [
     "channel",
     "source_url",
 ]
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (=HYPERLINK(...), @SUM(...)); OWASP's
+# "CSV Injection" advice: prefix such a cell with a single quote so it is shown as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as it may go into a CSV cell: text that a spreadsheet would run as a formula gets a leading quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # Shown first on the form; the rest sit under "More details".
@@ -168,9 +180,7 @@ def submit_llama_bench(request: HttpRequest) -> HttpResponse:
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(BenchmarkRun.objects.with_relations(), pk=pk)
-    own = request.user.is_authenticated and run.submitter_id == request.user.pk
-    if run.status == Status.REJECTED and not (request.user.is_staff or own):
-        # Rejected runs stay visible to their submitter and to moderators only.
+    if not services.run_visible_to(run=run, user=request.user):
         raise Http404("No such run.")
     decisions = run.decisions.select_related("moderator")
     roofline = services.roofline_for(run)
@@ -230,7 +240,9 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
                 "quant": run.quant_name,
                 "hardware": run.hardware.slug if run.hardware else run.hardware_name,
             }
-            yield writer.writerow([values[name] if name in values else getattr(run, name) for name in CSV_FIELDS])
+            yield writer.writerow(
+                [csv_cell(values[name] if name in values else getattr(run, name)) for name in CSV_FIELDS]
+            )
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="rigfit-benchmarks.csv"'
