@@ -91,6 +91,9 @@ class DeviceSpec:
     int8_tops: float | None = None
     # GPU boost clock (MHz): the many small kernels of one decode step take a number of cycles, not of bytes.
     clock_mhz: float | None = None
+    # Plain FP32 rate (TFLOP/s): decode kernels dequantize and multiply on these ALUs, which caps the bandwidth a
+    # GPU with few or slow ALUs for its memory (an A100) reaches.
+    fp32_tflops: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -733,9 +736,7 @@ def fits_entirely(verdict: Verdict, device_kind: str) -> bool:
     return verdict == (Verdict.CPU_ONLY if device_kind == "cpu" else Verdict.FITS_GPU)
 
 
-def max_context(
-    shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, limit: int
-) -> int | None:
+def max_context(shape: ModelShape, quant: QuantSpec, device: DeviceSpec, options: FitOptions, limit: int) -> int | None:
     """The largest context (<= `limit`, the model's maximum) at which the run fits entirely on `device` with the
     other `options` unchanged; None when not even 256 tokens do. Memory grows with context only through the
     256-padded cell count (kv_cells), so a binary search over multiples of 256 finds it."""

@@ -233,6 +233,11 @@ class Hardware(models.Model):
     )
     int8_tops = models.FloatField(null=True, blank=True, help_text="Dense INT8 tensor TOPS.")
     gpu_cores = models.PositiveIntegerField(null=True, blank=True, help_text="Apple GPU cores.")
+    fp32_tflops = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Plain (non-matrix) FP32 TFLOP/s: the ALU rate the decode kernels dequantize and multiply on.",
+    )
     clock_mhz = models.PositiveIntegerField(
         null=True, blank=True, help_text="GPU boost clock, MHz: small decode kernels run in clock cycles, not bytes."
     )

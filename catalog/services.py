@@ -80,6 +80,7 @@ def device_spec_of(hardware: Hardware, count: int = 1) -> fit.DeviceSpec:
         matrix_tflops=hardware.matrix_tflops,
         int8_tops=hardware.int8_tops,
         clock_mhz=hardware.clock_mhz,
+        fp32_tflops=hardware.fp32_tflops,
     )
 
 

@@ -39,6 +39,7 @@ class ClassParams:
         t = overhead_s + per_layer_s x n_layers x (2 GHz / clock) + per_extra_gpu_s x (GPUs - 1)
             + (quant_read_factor x quantized weight bytes + float_read_factor x float weight bytes
                + kv_read_factor x KV bytes at the context depth) / bandwidth
+            + (quant_alu_factor x quantized bytes + float_alu_factor x (float + KV) bytes) / FP32 rate
     A read factor is 1 / the share of peak bandwidth the runtime's kernels reach (dequantizing matrix-vector kernels
     reach less than plain F16 ones); the fixed terms are what keeps a small model on a big GPU far below its
     bandwidth bound: each layer runs a dozen or more small kernels (norms, RoPE, attention, matrix-vector products)
@@ -56,6 +57,10 @@ class ClassParams:
     float_read_factor: float
     kv_read_factor: float  # the KV cache read by attention, which reaches less of the bandwidth at depth
     per_extra_gpu_s: float  # each further GPU of a layer split: a hand-over of activations and a synchronisation
+    # ALU work per byte read (bytes / FP32 rate): dequantizing and multiplying on the plain FP32 units costs time a
+    # bandwidth bound misses on GPUs with few ALUs for their memory (an A100 has a quarter of an RTX 4090's).
+    quant_alu_factor: float
+    float_alu_factor: float
     prefill_token_s: float
     prefill_flop_factor: float  # F16/BF16/F32 weights, on the device's matrix_tflops
     prefill_quant_flop_factor: float  # quantized weights, on int8_tops where the device states it
@@ -77,6 +82,8 @@ PRIOR_GPU = ClassParams(
     float_read_factor=1 / 0.7,
     kv_read_factor=1 / 0.5,
     per_extra_gpu_s=0.0003,
+    quant_alu_factor=2.0,
+    float_alu_factor=1.0,
     prefill_token_s=2e-6,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
@@ -89,6 +96,8 @@ PRIOR_CPU = ClassParams(
     float_read_factor=1 / 0.6,
     kv_read_factor=1 / 0.5,
     per_extra_gpu_s=0.0,
+    quant_alu_factor=2.0,
+    float_alu_factor=1.0,
     prefill_token_s=1e-7,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,
@@ -215,6 +224,8 @@ class DecodeTerms:
     device_quant_s: float
     device_float_s: float
     device_kv_s: float
+    quant_alu_s: float  # the same bytes over the device's FP32 rate (0 where it is unknown)
+    float_alu_s: float
     host_s: float
     flops: float
 
@@ -256,6 +267,7 @@ def decode_terms(
             else (device.system_bandwidth_gbps or options.system_bandwidth_gbps)
         )
     device_bw = device.bandwidth_gbps * 1e9
+    alu = device.fp32_tflops * 1e12 if device.fp32_tflops else float("inf")
     float_weights = is_float_quant(quant)
     on_device_weights = weights * gpu_share
     clock_scale = 2000.0 / device.clock_mhz if device.clock_mhz and device.kind != "cpu" else 1.0
@@ -265,12 +277,14 @@ def decode_terms(
         device_quant_s=0.0 if float_weights else on_device_weights / device_bw,
         device_float_s=(on_device_weights if float_weights else 0.0) / device_bw,
         device_kv_s=kv * gpu_share / device_bw,
+        quant_alu_s=0.0 if float_weights else on_device_weights / alu,
+        float_alu_s=((on_device_weights if float_weights else 0.0) + kv * gpu_share) / alu,
         host_s=(weights + kv) * (1 - gpu_share) / (host_bw * 1e9),
         flops=2 * _text_params(shape) * _active_share(shape) * batch,
     )
 
 
-def decode_features(terms: DecodeTerms) -> tuple[float, float, float, float, float, float]:
+def decode_features(terms: DecodeTerms) -> tuple[float, ...]:
     """The device part of a step as a linear function of (overhead, per layer, quant, float and KV read factors, per
     extra GPU): what the calibration fits."""
     return (
@@ -280,6 +294,8 @@ def decode_features(terms: DecodeTerms) -> tuple[float, float, float, float, flo
         terms.device_float_s,
         terms.device_kv_s,
         float(terms.extra_gpus),
+        terms.quant_alu_s,
+        terms.float_alu_s,
     )
 
 
@@ -309,6 +325,8 @@ def decode_seconds(
         + params.float_read_factor * terms.device_float_s
         + params.kv_read_factor * terms.device_kv_s
         + params.per_extra_gpu_s * terms.extra_gpus
+        + params.quant_alu_factor * terms.quant_alu_s
+        + params.float_alu_factor * terms.float_alu_s
         + host.quant_read_factor * terms.host_s
     )
     if flops_per_s and terms.host_s == 0:

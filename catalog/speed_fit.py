@@ -34,6 +34,8 @@ DECODE_FIELDS = (
     "float_read_factor",
     "kv_read_factor",
     "per_extra_gpu_s",
+    "quant_alu_factor",
+    "float_alu_factor",
 )
 PREFILL_FIELDS = (
     "prefill_token_s",
@@ -41,6 +43,13 @@ PREFILL_FIELDS = (
     "prefill_quant_flop_factor",
     "prefill_extra_gpu_token_s",
 )
+FLOORS = {
+    "quant_read_factor": 1.0,
+    "float_read_factor": 1.0,
+    "kv_read_factor": 1.0,
+    "prefill_flop_factor": 1.0,
+    "prefill_quant_flop_factor": 1.0,
+}
 # How many observations' worth of weight the prior carries, per parameter.
 PRIOR_WEIGHT = 1e-3
 # The band shown beside an estimate: this share of held-out runs fell within it.
@@ -84,10 +93,15 @@ def predict_s(obs: Observation, params: ClassParams) -> float:
 
 
 def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.ndarray:
-    """Relative least squares shrunk toward `prior`, with every parameter kept >= 0: minimise
-    sum((x.theta + offset) / t - 1)^2 + PRIOR_WEIGHT x sum((theta_i - prior_i) / scale_i)^2."""
+    """Relative least squares shrunk toward `prior`, with every parameter kept at or above its physical floor:
+    minimise sum((x.theta + offset) / t - 1)^2 + PRIOR_WEIGHT x sum((theta_i - prior_i) / scale_i)^2.
+
+    The floors: nothing is negative, and no read or FLOP factor goes below 1 (no kernel beats the device's peak
+    bandwidth or matrix rate). The fit runs on theta - floor >= 0, an active-set NNLS: a parameter that wants to go
+    below its floor is pinned there and the rest refitted (enough for eight unknowns)."""
     n = len(prior)
-    scale = np.where(prior > 0, prior, 1e-6)
+    floor = np.array([FLOORS.get(name, 0.0) for name in _fields(test)])
+    scale = np.where(prior > 0, prior, 1.0)
     a_rows, b_rows = [], []
     # A source with many rows (one table of hundreds) should not drown the others: each row's squared residual
     # weighs 1 / sqrt(count), so a source's total weight grows as sqrt(count), not count.
@@ -96,27 +110,26 @@ def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.nda
         per_source[obs.source] += 1
     for obs in rows:
         weight_row = per_source[obs.source] ** -0.25
-        a_rows.append(weight_row * np.asarray(obs.features, dtype=float) / obs.measured_s)
-        b_rows.append(weight_row * (1.0 - obs.offset_s / obs.measured_s))
+        features = np.asarray(obs.features, dtype=float)
+        a_rows.append(weight_row * features / obs.measured_s)
+        b_rows.append(weight_row * (1.0 - (obs.offset_s + float(features @ floor)) / obs.measured_s))
     weight = math.sqrt(PRIOR_WEIGHT)
     for i in range(n):
         row = np.zeros(n)
         row[i] = weight / scale[i]
         a_rows.append(row)
-        b_rows.append(weight * prior[i] / scale[i])
+        b_rows.append(weight * (prior[i] - floor[i]) / scale[i])
     a, b = np.vstack(a_rows), np.asarray(b_rows)
     free = list(range(n))
-    theta = np.zeros(n)
-    # A parameter that wants to go negative is pinned at zero and the rest refitted (an active-set NNLS, enough
-    # for four unknowns).
+    excess = np.zeros(n)
     while free:
         solution, *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
         if (solution >= 0).all():
-            theta[:] = 0
-            theta[free] = solution
+            excess[:] = 0
+            excess[free] = solution
             break
         free.pop(int(np.argmin(solution)))
-    return theta
+    return floor + excess
 
 
 def _with(params: ClassParams, test: Test, theta: np.ndarray) -> ClassParams:

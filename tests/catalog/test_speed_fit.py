@@ -23,7 +23,7 @@ def _decode_obs(
     backend: str = "cuda",
 ) -> Observation:
     """An observation whose measured time is exactly what `params` predict: synthetic truth."""
-    features = (1.0, layers, quant_s, float_s, kv_s, float(extra))
+    features = (1.0, layers, quant_s, float_s, kv_s, float(extra), 0.0, 0.0)
     seconds = (
         params.overhead_s
         + params.per_layer_s * layers

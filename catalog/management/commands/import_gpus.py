@@ -82,6 +82,7 @@ HARDWARE_FIELDS = (
     "memory_channels",
     "memory_mts",
     "clock_mhz",
+    "fp32_tflops",
     "speed_source",
 )
 
@@ -244,6 +245,11 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
                 "bandwidth_gbps": float(spec.memory_bandwidth_gb_s),
                 "fp16_tflops": round(fp16 / 1000, 3) if fp16 else None,
                 "clock_mhz": round(spec.boost_clock_mhz) if spec.boost_clock_mhz else None,
+                "fp32_tflops": (
+                    round(spec.single_float_performance_gflop_s / 1000, 3)
+                    if spec.single_float_performance_gflop_s
+                    else None
+                ),
                 "release_year": spec.release_date.year if spec.release_date else None,
                 "popular": spec.name in POPULAR_GPUS,
                 "source": f"{source}: {spec.tpu_url}" if spec.tpu_url else source,

@@ -57,6 +57,7 @@ HARDWARE_SPEED_DEFAULTS: dict[str, Any] = {
     "memory_channels": None,
     "memory_mts": None,
     "clock_mhz": None,
+    "fp32_tflops": None,
     "speed_source": "",
 }
 APPLE_ALUS_PER_GPU_CORE = 128
@@ -99,11 +100,13 @@ def _derive_speed_fields(row: dict[str, Any]) -> None:
         tflops = round(row["gpu_cores"] * APPLE_ALUS_PER_GPU_CORE * 2 * float(clock) / 1e6, 2)
         row["clock_mhz"] = round(float(clock))
         row["matrix_tflops"] = tflops
+        row["fp32_tflops"] = tflops  # Apple GPUs run FP16 and FP32 at the same rate
         row["fp16_tflops"] = tflops
     clusters = row.pop("cpu_clusters", None)
     if clusters is not None:
         gflops = sum(int(c["cores"]) * int(c["flops_per_cycle"]) * float(c["clock_ghz"]) for c in clusters)
         row["matrix_tflops"] = round(gflops / 1000, 4)
+        row["fp32_tflops"] = row["matrix_tflops"]  # a CPU's FMA units are its matrix units too
         cores = sum(int(c["cores"]) for c in clusters)
         if row["cpu_cores"] is None:
             row["cpu_cores"] = cores
