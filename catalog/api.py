@@ -346,12 +346,29 @@ def get_fit(request: HttpRequest, params: Query[FitQuery]):
 
 class FitsQuery(FitKnobs):
     hardware: str = Field(..., max_length=120)
+    # What the probe measured on the user's own machine, to estimate with instead of the catalog's peak figures.
+    bandwidth_gbps: float | None = Field(None, gt=0, le=100_000, description="Measured memory bandwidth, GB/s.")
+    clock_mhz: int | None = Field(None, ge=1, le=10_000, description="Measured GPU clock, MHz.")
+    system_bandwidth_gbps: float | None = Field(
+        None, gt=0, le=100_000, description="Measured host RAM bandwidth (partial offload), GB/s."
+    )
+
+    def options(self) -> fit.FitOptions:
+        options = super().options()
+        if self.system_bandwidth_gbps:
+            options = dataclasses.replace(options, system_bandwidth_gbps=self.system_bandwidth_gbps)
+        return options
 
 
 @router.get("/fits", response={200: list[BestFitOut], 404: Message}, summary="Best quant per model on a device")
 @cached_api
 def list_fits(request: HttpRequest, params: Query[FitsQuery]):
     hardware = get_or_404(Hardware.objects, "hardware", params.hardware)
+    # Measured figures replace the catalog's on this request's copy of the row only; nothing is saved.
+    if params.bandwidth_gbps:
+        hardware.bandwidth_gbps = params.bandwidth_gbps
+    if params.clock_mhz:
+        hardware.clock_mhz = params.clock_mhz
     found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
     return [best.as_dict() for best in found]
 

@@ -38,11 +38,14 @@ class MatchOut(Schema):
     vendor: str
     kind: str
     memory_bytes: int
+    bandwidth_gbps: float
     url: str
 
 
 def hardware_candidates() -> Any:
-    return Hardware.objects.only("slug", "name", "aliases", "memory_bytes", "vendor", "popular", "kind")
+    return Hardware.objects.only(
+        "slug", "name", "aliases", "memory_bytes", "bandwidth_gbps", "vendor", "popular", "kind"
+    )
 
 
 @router.get(
@@ -68,5 +71,6 @@ def match(request: HttpRequest, params: Query[MatchQuery]):
         "vendor": hardware.vendor,
         "kind": hardware.kind,
         "memory_bytes": hardware.memory_bytes,
+        "bandwidth_gbps": hardware.bandwidth_gbps,
         "url": hardware.get_absolute_url(),
     }

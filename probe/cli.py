@@ -11,6 +11,7 @@ Exit codes: 0 done, 1 a failure was reported (nothing matched, submission refuse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -172,7 +173,13 @@ def site_hardware(site: str, query: DeviceQuery) -> dict[str, Any]:
 
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
+    try:
+        import django
+    except ImportError as exc:
+        raise ProbeError(
+            "Without --site, fit reads a local rigfit database, which needs the site installed "
+            "(pip install '.[site]' in a checkout). Or ask a running site: --site https://..."
+        ) from exc
 
     django.setup()
 
@@ -195,41 +202,98 @@ def local_hardware(query: DeviceQuery, slug: str | None) -> Any:
 # --- fit ---------------------------------------------------------------------------------------------------------
 
 
-def fits_from_site(*, site: str, query: DeviceQuery, slug: str | None, ctx: int, ram_gb: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Measured:
+    """This machine's own figures, to estimate with instead of the catalog's peak ones."""
+
+    bandwidth_gbps: float | None  # the device the model runs on: the GPU's (NVML clocks) or, CPU-only, the RAM's
+    how: str
+    clock_mhz: int | None = None
+    system_bandwidth_gbps: float | None = None  # host RAM, for layers a GPU cannot hold
+
+    def overrides(self) -> dict[str, Any]:
+        found = {
+            "bandwidth_gbps": round(self.bandwidth_gbps, 1) if self.bandwidth_gbps else None,
+            "clock_mhz": self.clock_mhz,
+            "system_bandwidth_gbps": round(self.system_bandwidth_gbps, 1) if self.system_bandwidth_gbps else None,
+        }
+        return {name: value for name, value in found.items() if value}
+
+
+def measure_machine(report: HostReport, *, seconds: float) -> Measured:
+    """The GPU's bandwidth and clock from NVML where it reports them; the host RAM's read bandwidth, measured."""
+    from probe import detect as detect_module
+
+    host = detect_module.Sources().host_read_bandwidth(report.memory.available_bytes, seconds)
+    host_how = f"read {host.buffer_bytes / GIB:.2f} GiB with {host.threads} thread(s), best of {host.passes} passes"
+    gpu = report.primary_gpu
+    if gpu is None:
+        return Measured(bandwidth_gbps=host.gbps, how=f"measured: {host_how}")
+    if gpu.bandwidth_gbps:
+        how = f"NVML: {gpu.memory_clock_mhz} MHz memory clock x {gpu.memory_bus_bits}-bit bus x 2 (double data rate)"
+        return Measured(gpu.bandwidth_gbps, how, clock_mhz=gpu.sm_clock_mhz, system_bandwidth_gbps=host.gbps)
+    # Apple's GPU, or a GPU whose driver gives no clocks: the CPU cannot saturate the GPU's memory path, so only the
+    # host figure (for offloaded layers) is this machine's own.
+    return Measured(None, f"GPU bandwidth not readable here; host RAM {host_how}", system_bandwidth_gbps=host.gbps)
+
+
+def fits_from_site(
+    *, site: str, query: DeviceQuery, slug: str | None, ctx: int, ram_gb: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     hardware = api_get(site, f"/api/hardware/{slug}", {}) if slug else site_hardware(site, query)
     if hardware is None:
         raise ProbeError(f"{site} has no hardware {slug!r}.")
-    rows = api_get(site, "/api/fits", {"hardware": hardware["slug"], "ctx": ctx, "ram_gb": ram_gb})
-    return {"hardware": {"slug": hardware["slug"], "name": hardware["name"]}, "fits": rows or []}
+    params = {"hardware": hardware["slug"], "ctx": ctx, "ram_gb": ram_gb, **(overrides or {})}
+    rows = api_get(site, "/api/fits", params)
+    summary = {"slug": hardware["slug"], "name": hardware["name"], "bandwidth_gbps": hardware.get("bandwidth_gbps")}
+    return {"hardware": summary, "fits": rows or []}
 
 
-def fits_from_database(*, query: DeviceQuery, slug: str | None, ctx: int, ram_gb: int) -> dict[str, Any]:
+def fits_from_database(
+    *, query: DeviceQuery, slug: str | None, ctx: int, ram_gb: int, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     _setup_django()
     from catalog import fit
     from catalog.services import best_fits
 
     hardware = local_hardware(query, slug)
+    summary = {"slug": hardware.slug, "name": hardware.name, "bandwidth_gbps": hardware.bandwidth_gbps}
+    overrides = overrides or {}
     options = fit.FitOptions(ctx=ctx, system_ram_bytes=ram_gb * GIB)
+    if overrides.get("system_bandwidth_gbps"):
+        options = dataclasses.replace(options, system_bandwidth_gbps=overrides["system_bandwidth_gbps"])
+    # The measured figures replace the catalog's on this in-memory copy only; nothing is saved.
+    hardware.bandwidth_gbps = overrides.get("bandwidth_gbps") or hardware.bandwidth_gbps
+    hardware.clock_mhz = overrides.get("clock_mhz") or hardware.clock_mhz
     rows = [best.as_dict() for best in best_fits(hardware=hardware, options=options)]
-    return {"hardware": {"slug": hardware.slug, "name": hardware.name}, "fits": rows}
+    return {"hardware": summary, "fits": rows}
 
 
 def command_fit(args: argparse.Namespace, report: HostReport, out: TextIO) -> int:
     query = device_query(report)
     ram_gb = max(1, round((report.memory.total_bytes or 32 * GIB) / GIB))
+    measured = None if args.no_measure else measure_machine(report, seconds=args.measure_seconds)
+    overrides = measured.overrides() if measured else {}
+    where = {"query": query, "slug": args.hardware, "ctx": args.ctx, "ram_gb": ram_gb}
     if args.site:
-        result = fits_from_site(site=args.site, query=query, slug=args.hardware, ctx=args.ctx, ram_gb=ram_gb)
+        result = fits_from_site(site=args.site, overrides=overrides, **where)
+        catalog = fits_from_site(site=args.site, **where) if overrides else result
         result["source"] = args.site
     else:
-        result = fits_from_database(query=query, slug=args.hardware, ctx=args.ctx, ram_gb=ram_gb)
+        result = fits_from_database(overrides=overrides, **where)
+        catalog = fits_from_database(**where) if overrides else result
         result["source"] = "local database"
+    catalog_tps = {(row["model"], row["quant"]): row["est_decode_tps"] for row in catalog["fits"]}
     rows = result["fits"]
     if args.model:
         rows = [row for row in rows if row["model"] == args.model]
     for row in rows:
         # Other processes may hold part of the GPU: say whether it fits in what is free right now.
         row["fits_free_memory"] = None if query.free_bytes is None else row["total_bytes"] <= query.free_bytes
+        row["est_decode_tps_catalog"] = catalog_tps.get((row["model"], row["quant"]))
     result.update(fits=rows, ctx=args.ctx, detected=query.name, free_bytes=query.free_bytes)
+    result["hardware"]["bandwidth_gbps"] = catalog["hardware"].get("bandwidth_gbps")
+    result["measured"] = None if measured is None else {**asdict(measured), "used": overrides}
     if args.json:
         _emit_json(result, out)
         return 0 if rows or not args.model else 1
@@ -239,6 +303,14 @@ def command_fit(args: argparse.Namespace, report: HostReport, out: TextIO) -> in
     )
     if query.free_bytes is not None:
         out.write(f"Free memory now: {_gib(query.free_bytes)} (other processes hold the rest)\n")
+    catalog_bw = hardware.get("bandwidth_gbps")
+    if measured is not None:
+        mine = f"{measured.bandwidth_gbps:.0f} GB/s" if measured.bandwidth_gbps else "not measured"
+        out.write(
+            f"Memory bandwidth: catalog {catalog_bw or '?'} GB/s (maker's peak); this machine {mine} ({measured.how})."
+            + (f" Host RAM read: {measured.system_bandwidth_gbps:.0f} GB/s." if measured.system_bandwidth_gbps else "")
+            + (" Estimates use this machine's figures.\n" if overrides else "\n")
+        )
     out.write(f"Context: {args.ctx} tokens. Memory in GB (10^9 bytes); speeds are estimates.\n\n")
     if not rows:
         what = f"{args.model} does not" if args.model else "Nothing in the catalog does"
@@ -252,12 +324,13 @@ def command_fit(args: argparse.Namespace, report: HostReport, out: TextIO) -> in
             _gb(row["total_bytes"]),
             _gb(row["headroom_bytes"]),
             "?" if row["est_decode_tps"] is None else f"{row['est_decode_tps']:.1f}",
+            "?" if row["est_decode_tps_catalog"] is None else f"{row['est_decode_tps_catalog']:.1f}",
             {None: "?", True: "yes", False: "no"}[row["fits_free_memory"]],
         ]
         for row in rows
     ]
-    headers = ["model", "quant", "verdict", "memory", "headroom", "est. t/s", "fits free now"]
-    out.write(format_table(headers, table_rows, right=(3, 4, 5)) + "\n")
+    headers = ["model", "quant", "verdict", "memory", "headroom", "est. t/s", "with catalog figures", "fits free now"]
+    out.write(format_table(headers, table_rows, right=(3, 4, 5, 6)) + "\n")
     return 0
 
 
@@ -585,6 +658,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--ctx", type=int, default=4096, help="context length in tokens (default 4096)")
     fit.add_argument("--model", help="only this model (catalog slug)")
     fit.add_argument("--hardware", help="catalog hardware slug, instead of matching the detected device")
+    fit.add_argument(
+        "--no-measure", action="store_true", help="estimate with the catalog's figures only (skip the ~2 s measurement)"
+    )
+    fit.add_argument("--measure-seconds", type=float, default=2.0, help="time for the bandwidth measurement (s)")
 
     bench = commands.add_parser("bench", parents=[common, site], help="run pp512/tg128 and optionally submit")
     bench.add_argument("--model", default="default", help="a GGUF file or model directory, or 'default'")
@@ -614,6 +691,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     command = args.command or "report"
     if command == "fit" and not 1 <= args.ctx <= 1_048_576:
         parser.error("--ctx must be between 1 and 1048576")
+    if command == "fit" and not 0.05 <= args.measure_seconds <= 60:
+        parser.error("--measure-seconds must be between 0.05 and 60")
     if command == "bench" and not 1 <= args.repetitions <= 100:
         parser.error("--repetitions must be between 1 and 100")
     try:

@@ -15,7 +15,10 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from probe.bandwidth import HostBandwidth
 
 GIB = 1024**3
 
@@ -77,6 +80,12 @@ class Sources:
     def glob(self, pattern: str) -> list[str]:
         return sorted(_glob.glob(pattern))
 
+    def host_read_bandwidth(self, available_bytes: int | None, seconds: float) -> HostBandwidth:
+        """Measure this machine's RAM read bandwidth (probe.bandwidth): a boundary, as it times the hardware."""
+        from probe.bandwidth import measure_host_bandwidth
+
+        return measure_host_bandwidth(available_bytes=available_bytes, seconds=seconds)
+
     def run(self, argv: list[str], timeout: float = 5.0) -> str:
         """Run a command and return its stdout; raises OSError or subprocess errors when it fails."""
         if shutil.which(argv[0]) is None:
@@ -120,6 +129,18 @@ class GPUInfo:
     power_limit_w: float | None = None
     unified_memory: bool = False
     source: str = ""
+    # NVML's maximum memory and SM clocks and the memory bus width: what the GPU's bandwidth really is.
+    memory_clock_mhz: int | None = None
+    memory_bus_bits: int | None = None
+    sm_clock_mhz: int | None = None
+
+    @property
+    def bandwidth_gbps(self) -> float | None:
+        """Peak memory bandwidth from the clocks: double data rate, 2 x clock x bus width / 8 (an RTX 4090 reports
+        10,501 MHz and 384 bits: 1,008 GB/s, its datasheet figure)."""
+        if not self.memory_clock_mhz or not self.memory_bus_bits:
+            return None
+        return 2 * self.memory_clock_mhz * 1e6 * self.memory_bus_bits / 8 / 1e9
 
 
 @dataclass(frozen=True)
@@ -251,6 +272,10 @@ def _nvml_optional(call: Any, *args: Any) -> Any:
         return None
 
 
+def _positive_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def _detect_nvidia(sources: Sources, problems: list[Problem]) -> list[GPUInfo]:
     try:
         nvml = sources.nvml()
@@ -282,6 +307,9 @@ def _detect_nvidia(sources: Sources, problems: list[Problem]) -> list[GPUInfo]:
             except Exception as exc:
                 problems.append(Problem(f"nvidia.gpu{index}.memory", _reason(exc)))
             power_mw = _nvml_optional(nvml.nvmlDeviceGetPowerManagementLimit, handle)
+            mem_clock = _nvml_optional(nvml.nvmlDeviceGetMaxClockInfo, handle, getattr(nvml, "NVML_CLOCK_MEM", 2))
+            sm_clock = _nvml_optional(nvml.nvmlDeviceGetMaxClockInfo, handle, getattr(nvml, "NVML_CLOCK_SM", 1))
+            bus_bits = _nvml_optional(nvml.nvmlDeviceGetMemoryBusWidth, handle)
             gpus.append(
                 GPUInfo(
                     vendor="NVIDIA",
@@ -294,6 +322,9 @@ def _detect_nvidia(sources: Sources, problems: list[Problem]) -> list[GPUInfo]:
                     pcie_width=_nvml_optional(nvml.nvmlDeviceGetCurrPcieLinkWidth, handle),
                     power_limit_w=power_mw / 1000 if isinstance(power_mw, (int, float)) else None,
                     source="NVML",
+                    memory_clock_mhz=_positive_int(mem_clock),
+                    memory_bus_bits=_positive_int(bus_bits),
+                    sm_clock_mhz=_positive_int(sm_clock),
                 )
             )
     except Exception as exc:

@@ -8,6 +8,8 @@ from collections import namedtuple
 from types import SimpleNamespace
 from typing import Any
 
+from probe.bandwidth import HostBandwidth
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -79,6 +81,22 @@ class FakeNVML:
         self._maybe_fail("power")
         return self.gpus[handle].get("power_mw", 450_000)
 
+    NVML_CLOCK_SM = 1
+    NVML_CLOCK_MEM = 2
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: int, clock_type: int) -> int:
+        self._maybe_fail("clocks")
+        key = {self.NVML_CLOCK_SM: "sm_clock", self.NVML_CLOCK_MEM: "mem_clock"}[clock_type]
+        if key not in self.gpus[handle]:
+            raise FakeNVMLError("Not Supported")
+        return self.gpus[handle][key]
+
+    def nvmlDeviceGetMemoryBusWidth(self, handle: int) -> int:
+        self._maybe_fail("clocks")
+        if "bus_bits" not in self.gpus[handle]:
+            raise FakeNVMLError("Not Supported")
+        return self.gpus[handle]["bus_bits"]
+
 
 class FakePsutil:
     def __init__(self, *, cores: int = 8, threads: int = 16, total: int = 64 * GIB, available: int = 48 * GIB):
@@ -105,13 +123,15 @@ class FakeSources:
     """Same methods as probe.detect.Sources. Missing libraries raise ImportError, missing files OSError."""
 
     def __init__(self, *, system: str = "Linux", machine: str = "x86_64", nvml: Any = None, psutil: Any = None,
-                 files: dict[str, str] | None = None, commands: dict[str, str] | None = None) -> None:  # fmt: skip
+                 files: dict[str, str] | None = None, commands: dict[str, str] | None = None,
+                 host_gbps: float = 61.4) -> None:  # fmt: skip
         self._system = system
         self._machine = machine
         self._nvml = nvml
         self._psutil = psutil
         self.files = {"/proc/cpuinfo": X86_CPUINFO} if files is None else files
         self.commands = commands or {}
+        self.host_gbps = host_gbps
 
     def system(self) -> str:
         return self._system
@@ -145,6 +165,9 @@ class FakeSources:
 
     def glob(self, pattern: str) -> list[str]:
         return sorted({p.rsplit("/", 1)[0] for p in self.files if fnmatch.fnmatch(p.rsplit("/", 1)[0], pattern)})
+
+    def host_read_bandwidth(self, available_bytes: int | None, seconds: float) -> HostBandwidth:
+        return HostBandwidth(gbps=self.host_gbps, buffer_bytes=512 * MIB, threads=16, passes=12, seconds=0.0087)
 
     def run(self, argv: list[str], timeout: float = 5.0) -> str:
         key = " ".join(argv)

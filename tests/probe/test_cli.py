@@ -20,7 +20,15 @@ from probe import cli
 from tests.factories import GEMMA3_270M_SHAPE, make_hardware, make_model, make_quantization
 from tests.probe.fakes import GIB, MIB, FakeNVML, FakePsutil, FakeSources
 
-RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "total": 24564 * MIB, "free": 6 * 1024 * MIB}
+RTX_4090 = {
+    "name": "NVIDIA GeForce RTX 4090",
+    "total": 24564 * MIB,
+    "free": 6 * 1024 * MIB,
+    # What NVML reports on an RTX 4090: 10,501 MHz x 384 bits x 2 = 1,008 GB/s; a 2,520 MHz boost clock.
+    "mem_clock": 10501,
+    "bus_bits": 384,
+    "sm_clock": 2520,
+}
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
 
 
@@ -41,7 +49,9 @@ def cpu_machine(monkeypatch):
 
 
 def make_small_catalog():
-    rtx = make_hardware(name="GeForce RTX 4090", slug="geforce-rtx-4090", memory_bytes=24 * GIB, bandwidth_gbps=1008)
+    rtx = make_hardware(
+        name="GeForce RTX 4090", slug="geforce-rtx-4090", memory_bytes=24 * GIB, bandwidth_gbps=1008, clock_mhz=2520
+    )
     small = make_model(name="Gemma 3 270M", slug="gemma-3-270m", family="gemma3", **GEMMA3_270M_SHAPE)
     make_quantization(small, name="Q4_K_M", bits_per_weight=4.89, file_bytes=253_115_520)
     big = make_model(name="Llama 8B", slug="llama-8b")  # the factory's default shape: 8.03B parameters
@@ -129,10 +139,48 @@ def test_it_lists_what_fits_from_a_live_site(gpu_machine, live_server):
     assert code == 0, err
     data = json.loads(out)
     assert data["source"] == live_server.url and data["ctx"] == 8192
-    assert data["hardware"] == {"slug": "geforce-rtx-4090", "name": "GeForce RTX 4090"}
+    assert data["hardware"] == {"slug": "geforce-rtx-4090", "name": "GeForce RTX 4090", "bandwidth_gbps": 1008.0}
     assert {row["model"] for row in data["fits"]} == {"gemma-3-270m", "llama-8b"}
+    # NVML's clocks say 1,008.1 GB/s, the catalog's 1,008 too: the same estimate both ways, through the site's API.
+    assert data["measured"]["used"] == {"bandwidth_gbps": 1008.1, "clock_mhz": 2520, "system_bandwidth_gbps": 61.4}
+    for row in data["fits"]:
+        assert row["est_decode_tps"] == pytest.approx(row["est_decode_tps_catalog"], rel=0.02)
     code, out, err = run(["fit", "--site", live_server.url, "--hardware", "nope"])
     assert code == 1 and "has no hardware 'nope'" in err
+
+
+@pytest.mark.django_db
+def test_it_estimates_with_what_it_measured_on_this_machine(monkeypatch):
+    # A 4090 whose memory runs at half its clock (2 x 5,250 MHz x 384 bits = 504 GB/s): decode is bandwidth-bound,
+    # so the estimate with this machine's figure is slower than the one with the catalog's 1,008 GB/s.
+    slow = {**RTX_4090, "mem_clock": 5250}
+    monkeypatch.setattr("probe.detect.Sources", lambda: FakeSources(nvml=FakeNVML([slow]), psutil=FakePsutil()))
+    make_small_catalog()
+    code, out, err = run(["fit", "--json", "--model", "llama-8b"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["measured"]["bandwidth_gbps"] == pytest.approx(504.0)  # 2 x 5250e6 x 384 / 8 / 1e9
+    assert "5250 MHz memory clock x 384-bit bus" in data["measured"]["how"]
+    (row,) = data["fits"]
+    assert row["est_decode_tps"] < 0.75 * row["est_decode_tps_catalog"]
+    code, out, _ = run(["fit", "--model", "llama-8b"])
+    assert "Memory bandwidth: catalog 1008.0 GB/s (maker's peak); this machine 504 GB/s" in out
+    assert "Host RAM read: 61 GB/s. Estimates use this machine's figures." in out
+    # --no-measure: the catalog's figures only, and no measurement reported.
+    code, out, _ = run(["fit", "--json", "--model", "llama-8b", "--no-measure"])
+    data = json.loads(out)
+    assert data["measured"] is None
+    assert data["fits"][0]["est_decode_tps"] == data["fits"][0]["est_decode_tps_catalog"]
+
+
+@pytest.mark.django_db
+def test_it_measures_the_ram_of_a_cpu_only_machine(cpu_machine):
+    make_hardware(name="Ryzen 9 7950X", slug="ryzen-9-7950x", kind="cpu", memory_bytes=64 * GIB, bandwidth_gbps=83.2)
+    code, out, err = run(["fit", "--json", "--hardware", "ryzen-9-7950x"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["measured"]["used"] == {"bandwidth_gbps": 61.4}
+    assert data["measured"]["how"].startswith("measured: read 0.50 GiB with 16 thread(s)")
 
 
 def test_it_reports_an_unreachable_site(gpu_machine):
