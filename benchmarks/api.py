@@ -38,6 +38,11 @@ class Message(Schema):
     message: str
 
 
+class ValidationErrorOut(Schema):
+    message: str
+    errors: list[dict[str, Any]] = Field(default_factory=list, description="The fields at fault: loc, msg, type.")
+
+
 class DuplicateOut(Schema):
     message: str
     id: int | None
@@ -169,6 +174,7 @@ class SubmitOut(Schema):
 
 
 class BatchOut(Schema):
+    message: str
     stored: list[SubmitOut]
     duplicates: list[int | None]
     errors: list[str]
@@ -232,7 +238,7 @@ def _guard(request: HttpRequest) -> HttpResponse | None:
 @router.post(
     "",
     auth=TokenAuth(),
-    response={201: SubmitOut, 401: Message, 409: DuplicateOut, 413: Message, 422: Any, 429: Message},
+    response={201: SubmitOut, 401: Message, 409: DuplicateOut, 413: Message, 422: ValidationErrorOut, 429: Message},
     summary="Submit one benchmark run",
 )
 def submit(request: HttpRequest, payload: RunIn) -> Any:
@@ -253,7 +259,7 @@ def submit(request: HttpRequest, payload: RunIn) -> Any:
 @router.post(
     "/llama-bench",
     auth=TokenAuth(),
-    response={201: BatchOut, 401: Message, 409: BatchOut, 413: Message, 422: Any, 429: Message},
+    response={201: BatchOut, 401: Message, 409: BatchOut, 413: Message, 422: ValidationErrorOut, 429: Message},
     summary="Submit llama-bench -o json / -o jsonl output; every test becomes a run",
 )
 def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
@@ -278,7 +284,9 @@ def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
         return _too_many(exc)
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
         return _invalid({"output": [str(exc)]})
+    message = f"{len(result.stored)} stored, {len(result.duplicates)} submitted before, {len(result.errors)} refused."
     body = {
+        "message": message,
         "stored": [_submitted(run, verdict) for run, verdict in result.stored],
         "duplicates": result.duplicates,
         "errors": result.errors,

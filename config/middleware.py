@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
 
@@ -34,27 +35,12 @@ def reject_nul_characters(get_response: Callable[..., Any]) -> Callable[..., Any
     return middleware
 
 
-@sync_and_async_middleware
-def refuse_huge_api_pages(get_response: Callable[..., Any]) -> Callable[..., Any]:
+def _page_refusal(request: HttpRequest) -> HttpResponse | None:
     """Answer 422 JSON to an API list asked for a page beyond RIGFIT_API_MAX_PAGE.
 
     The offset (page - 1) x page size past 2^63 failed in the database as an HTML 500. The lists of every router
     (ninja's PageNumberPagination in the catalog, benchmarks' own filters) are bounded here in one place; the
     benchmarks list also declares the bound in its schema."""
-    if iscoroutinefunction(get_response):
-
-        async def async_middleware(request: HttpRequest) -> HttpResponse:
-            return _page_refusal(request) or await get_response(request)
-
-        return async_middleware
-
-    def middleware(request: HttpRequest) -> HttpResponse:
-        return _page_refusal(request) or get_response(request)
-
-    return middleware
-
-
-def _page_refusal(request: HttpRequest) -> HttpResponse | None:
     if not request.path.startswith("/api/") or "page" not in request.GET:
         return None
     limit = settings.RIGFIT_API_MAX_PAGE
@@ -70,6 +56,63 @@ def _page_refusal(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _sync_and_async(check: Callable[[HttpRequest], HttpResponse | None]) -> Callable[..., Any]:
+    """A middleware factory from a check that answers a request itself (a response) or lets it through (None)."""
+
+    @sync_and_async_middleware
+    def factory(get_response: Callable[..., Any]) -> Callable[..., Any]:
+        if iscoroutinefunction(get_response):
+
+            async def async_middleware(request: HttpRequest) -> HttpResponse:
+                return check(request) or await get_response(request)
+
+            return async_middleware
+
+        def middleware(request: HttpRequest) -> HttpResponse:
+            return check(request) or get_response(request)
+
+        return middleware
+
+    factory.__doc__ = check.__doc__
+    return factory
+
+
+def _large_api_body(request: HttpRequest) -> HttpResponse | None:
+    """Answer 413 JSON to an API request whose declared body is over DATA_UPLOAD_MAX_MEMORY_SIZE (2 MiB), before
+    anything reads it; Django's own refusal is an HTML 400. A body sent without a length is caught where it is
+    read (config.api's handler)."""
+    if not request.path.startswith("/api/"):
+        return None
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and length > limit:
+        return JsonResponse({"message": f"The body is larger than {limit // 1024} KiB."}, status=413)
+    return None
+
+
+def _distrust_forwarded(request: HttpRequest) -> None:
+    """Drop X-Forwarded-Proto from a request that did not come from a proxy in RIGFIT_TRUSTED_PROXIES: only those
+    may say the client used HTTPS (SECURE_PROXY_SSL_HEADER)."""
+    if "HTTP_X_FORWARDED_PROTO" not in request.META:
+        return None
+    networks = [ipaddress.ip_network(item, strict=False) for item in settings.RIGFIT_TRUSTED_PROXIES]
+    try:
+        remote = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        remote = None
+    if remote is None or not any(remote in network for network in networks):
+        del request.META["HTTP_X_FORWARDED_PROTO"]
+    return None
+
+
+refuse_large_api_bodies = _sync_and_async(_large_api_body)
+refuse_huge_api_pages = _sync_and_async(_page_refusal)
+distrust_forwarded_headers = _sync_and_async(_distrust_forwarded)
+
+
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     if not _carries_nul(request):
         return None
@@ -83,7 +126,10 @@ def _carries_nul(request: HttpRequest) -> bool:
         return True
     content_type = request.content_type or ""
     if content_type == "application/json":
-        body = request.body
+        try:
+            body = request.body
+        except RequestDataTooBig:  # the view answers that (413 on the API)
+            return False
         if b"\x00" in body:
             return True
         if b"\\u0000" not in body:

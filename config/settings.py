@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -42,8 +43,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.middleware.distrust_forwarded_headers",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.refuse_large_api_bodies",
     "config.middleware.reject_nul_characters",
     "config.middleware.refuse_huge_api_pages",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -151,7 +154,8 @@ if env_bool("RIGFIT_PRODUCTION", False):
     SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers check liveness over plain HTTP: /healthz answers there instead of redirecting to HTTPS.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 LOGGING = {
     "version": 1,
@@ -172,6 +176,15 @@ RIGFIT_API_MAX_PAGE = 1_000_000
 # Community benchmarks. Behind a reverse proxy, list its address(es) here, or every client shares one rate limit;
 # X-Forwarded-For is believed only when REMOTE_ADDR is one of these.
 RIGFIT_TRUSTED_PROXIES = env_list("RIGFIT_TRUSTED_PROXIES", [])
+for _proxy in RIGFIT_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"RIGFIT_TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
+if RIGFIT_TRUSTED_PROXIES:
+    # X-Forwarded-Proto says whether the client used HTTPS. It is believed only behind the listed proxies, and
+    # config.middleware.distrust_forwarded_headers drops it from any request that did not come through one of them.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Limits count runs (a llama-bench output of 20 tests is 20): per anonymous client address per hour, and per signed-in
 # user per hour (all their tokens together; their address is then charged one per request).
 RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)

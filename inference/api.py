@@ -61,11 +61,14 @@ class GenerateOut(Schema):
 
 
 class ErrorOut(Schema):
-    detail: Any
+    """The API's one error shape: a message, and for invalid input (422) the fields at fault."""
+
+    message: str
+    errors: list[dict[str, Any]] | None = Field(None, description="Per-field problems of invalid input.")
 
 
-def _error(status: int, detail: Any, *, retry_after_s: int | None = None) -> JsonResponse:
-    response = JsonResponse({"detail": detail}, status=status)
+def _error(status: int, message: str, *, retry_after_s: int | None = None) -> JsonResponse:
+    response = JsonResponse({"message": message}, status=status)
     if retry_after_s is not None:
         response["Retry-After"] = str(retry_after_s)
     return response

@@ -33,7 +33,9 @@ class DemoSettings:
 
 
 def _default_cache_dir() -> Path:
-    return Path(getattr(settings, "BASE_DIR", Path.cwd())) / "var" / "models"
+    # Under RIGFIT_VAR_DIR (settings.VAR_DIR), as the README says; BASE_DIR/var when that is unset.
+    var_dir = getattr(settings, "VAR_DIR", None) or Path(getattr(settings, "BASE_DIR", Path.cwd())) / "var"
+    return Path(var_dir) / "models"
 
 
 def load_settings() -> DemoSettings:
