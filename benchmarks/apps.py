@@ -14,3 +14,4 @@ class BenchmarksConfig(AppConfig):
 
         extensions.register_speed_model(calibration.calibrated_speed_model)
         extensions.register_measured_speeds(selectors.measured_speeds)
+        extensions.register_link("speed-accuracy", "benchmarks:accuracy")

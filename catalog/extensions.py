@@ -42,6 +42,7 @@ class Section:
 _speed_model: Callable[[], SpeedModel] | None = None
 _measured: Callable[[], Mapping[MeasuredKey, MeasuredSpeed]] | None = None
 _sections: dict[str, list[Section]] = {}
+_links: dict[str, str] = {}
 
 
 def register_speed_model(provider: Callable[[], SpeedModel]) -> None:
@@ -59,6 +60,23 @@ def register_section(page: str, section: Section) -> None:
     sections = _sections.setdefault(page, [])
     if all(existing.template != section.template for existing in sections):
         sections.append(section)
+
+
+def register_link(name: str, url_name: str) -> None:
+    """A page another app serves that catalog pages point to by role ("speed-accuracy"), as a URL name."""
+    _links[name] = url_name
+
+
+def link(name: str) -> str | None:
+    from django.urls import NoReverseMatch, reverse
+
+    url_name = _links.get(name)
+    if url_name is None:
+        return None
+    try:
+        return reverse(url_name)
+    except NoReverseMatch:
+        return None
 
 
 def speed_model_provider() -> Callable[[], SpeedModel] | None:

@@ -12,6 +12,7 @@ from catalog import extensions, fit
 from catalog.caching import data_version
 from catalog.models import Hardware, HardwareKind, Model, Quantization
 from catalog.speed import DEFAULT_SPEED, SpeedModel
+from catalog.speed_fit import BAND_PERCENTILE
 
 # The engine is pure and its inputs are frozen dataclasses: the same question always has the same answer, and pages
 # ask the same few thousand questions again and again.
@@ -299,3 +300,39 @@ def hardware_that_runs(
             found.append((hardware, best))
     found.sort(key=lambda pair: (pair[0].memory_bytes, -pair[1].result.memory.weights_bytes))
     return found[:limit]
+
+
+BACKEND_LABELS = {"cuda": "CUDA", "rocm": "ROCm", "metal": "Metal", "vulkan": "Vulkan", "sycl": "SYCL", "cpu": "CPU"}
+
+
+@dataclass(frozen=True, slots=True)
+class SpeedEvidence:
+    """What backs the speed figures shown for one model on one device: the held-out band of the device's backend
+    (speed model fitted on accepted runs) and, per quant, the median of accepted runs of exactly this model, quant
+    and device where there are any."""
+
+    backend: str
+    band_pct: float | None  # band_percentile-th percentile of held-out |error|, None before any run backs it
+    runs: int
+    measured: dict[str, extensions.MeasuredSpeed]
+    accuracy_url: str | None
+    band_percentile: int = BAND_PERCENTILE
+
+    @property
+    def backend_label(self) -> str:
+        return BACKEND_LABELS.get(self.backend, self.backend)
+
+
+def speed_evidence(*, model: Model, hardware: Hardware, gpu_count: int = 1) -> SpeedEvidence:
+    from catalog.speed import backend_of
+
+    backend = backend_of(device_spec_of(hardware))
+    params = speed_model().params_for(backend)
+    measured: dict[str, extensions.MeasuredSpeed] = {}
+    if gpu_count == 1:
+        for (model_id, quant_name, hardware_id), found in extensions.measured_speeds().items():
+            if model_id == model.pk and hardware_id == hardware.pk:
+                measured[quant_name] = found
+    return SpeedEvidence(
+        backend, params.decode_error_pct, params.decode_runs, measured, extensions.link("speed-accuracy")
+    )

@@ -359,6 +359,25 @@ def step_seconds(
     )
 
 
+def decode_tps_at(
+    shape: ModelShape,
+    quant: QuantSpec,
+    device: DeviceSpec,
+    options: FitOptions,
+    result: fit.FitResult,
+    speed: SpeedModel,
+    *,
+    depth: int,
+) -> float | None:
+    """Per-user decode speed with `depth` tokens already in the context, where `fit` placed the model (its
+    est_decode_tps is the speed with the whole context filled, the slowest a conversation gets)."""
+    if result.verdict == Verdict.DOES_NOT_FIT:
+        return None
+    place = _Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
+    seconds = step_seconds(shape, quant, device, options, place, options.users, speed, depth=depth)
+    return None if seconds is None else 1 / seconds
+
+
 # PCIe 4.0 x16 moves about 25 GB/s in practice: what llama.cpp's prompt processing pays to stream the weights of
 # host-resident layers to the GPU once per ubatch.
 PCIE_BYTES_PER_S = 25e9

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from catalog import fit
+from catalog import fit, speed
 from catalog.caching import cached_page, data_version
 from catalog.faq import model_faq
 from catalog.forms import (
@@ -33,10 +33,13 @@ from catalog.services import (
     quant_spec_of,
     recommend_rows,
     shape_of,
+    speed_evidence,
     speed_model,
 )
 
 PAGE_SIZE = 24
+# "At the start of a conversation": llama-bench's tg128 reads, on average, the KV of 64 tokens.
+START_DEPTH = 64
 
 
 def _render(request: HttpRequest, page: str, fragment: str, context: dict) -> HttpResponse:
@@ -162,10 +165,13 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
     rows = quant_rows(model=model, hardware=hardware, options=options, gpu_count=gpu_count)
     shape = shape_of(model)
     chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or default_row(rows)
-    plan = None
+    plan = decode_start = None
     if chosen is not None and hardware is not None:
-        plan = fit.serving_plan(
-            shape, quant_spec_of(chosen.quant), device_spec_of(hardware, gpu_count), options, speed_model()
+        device = device_spec_of(hardware, gpu_count)
+        plan = fit.serving_plan(shape, quant_spec_of(chosen.quant), device, options, speed_model())
+        # The verdict's speed is with the context full; a conversation starts far faster.
+        decode_start = speed.decode_tps_at(
+            shape, quant_spec_of(chosen.quant), device, options, chosen.result, speed_model(), depth=START_DEPTH
         )
     return {
         "model": model,
@@ -184,6 +190,9 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "text_after_image": fit.text_tokens_after_image(shape, options.ctx),
         "ctx_ticks": [t for t in CONTEXT_TICKS if t <= max(model.context_length, 512)],
         "speed": speed_model(),
+        "decode_start_tps": decode_start,
+        "start_depth": START_DEPTH,
+        "evidence": speed_evidence(model=model, hardware=hardware, gpu_count=gpu_count) if hardware else None,
     }
 
 

@@ -90,3 +90,21 @@ def test_the_accuracy_page_shows_the_held_out_error_and_the_plot(client, gemma, 
     assert svg.count('data-backend="cpu"') == 3
     assert client.get("/benchmarks/calibration/").status_code == 301
     assert client.post("/benchmarks/accuracy/").status_code == 405
+
+
+def test_the_model_page_shows_the_band_and_the_measured_median(client, gemma, epyc, user):
+    url = "/models/gemma-3-270m/?hardware=test-epyc&ctx=4096"
+    before = client.get(url).content.decode()
+    assert "no measured CPU runs back it yet" in before and "Measured:" not in before
+    _runs(user, (30.0, 31.0, 35.0))
+    page = client.get(url).content.decode()
+    band = calibration.accuracy().model.params_for("cpu").decode_error_pct
+    assert band is not None
+    assert f'data-band="{band}"' in page and "of 3 CPU runs fell within it" in page
+    assert '<span class="measured" data-measured="31.0">Measured: <b>31.0 tok/s</b> decode' in page
+    assert "median of 3 accepted runs of this model, quant and device" in page
+    assert 'href="/benchmarks/accuracy/"' in page
+    # The estimate is for a full 4,096-token context; the start of a conversation is faster.
+    start = float(page.split('<span class="decode-start">')[1].split(" tok/s")[0])
+    full = float(page.split('<b class="decode-tps">')[1].split(" tok/s")[0])
+    assert start > full
