@@ -323,13 +323,14 @@ class SpeedEvidence:
         return BACKEND_LABELS.get(self.backend, self.backend)
 
 
-def speed_evidence(*, model: Model, hardware: Hardware, gpu_count: int = 1) -> SpeedEvidence:
+def speed_evidence(*, model: Model | None, hardware: Hardware, gpu_count: int = 1) -> SpeedEvidence:
+    """The band of `hardware`'s backend and, for one model on one GPU, the measured medians per quant."""
     from catalog.speed import backend_of
 
     backend = backend_of(device_spec_of(hardware))
     params = speed_model().params_for(backend)
     measured: dict[str, extensions.MeasuredSpeed] = {}
-    if gpu_count == 1:
+    if model is not None and gpu_count == 1:
         for (model_id, quant_name, hardware_id), found in extensions.measured_speeds().items():
             if model_id == model.pk and hardware_id == hardware.pk:
                 measured[quant_name] = found

@@ -112,6 +112,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "fits_on": fits_on,
+        "evidence": speed_evidence(model=None, hardware=fits_on) if fits_on else None,
         "best_by_model": best_by_model,
         "ctx": ctx,
         "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
@@ -298,6 +299,7 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "gpu_count": form.value("gpu_count"),
         "ram_gb": form.value("ram_gb"),
         "min_decode_tps": fit.MIN_DECODE_TPS,
+        "evidence": speed_evidence(model=None, hardware=hardware),
     }
     return _render(request, "catalog/hardware_detail.html", "catalog/_hardware_fits.html", context)
 
@@ -339,6 +341,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         "picker": _picker_hardware,
         "too_few": form.is_bound and len(columns) < 2,
         "min_decode_tps": fit.MIN_DECODE_TPS,
+        "evidence": speed_evidence(model=None, hardware=hardware) if hardware else None,
     }
     return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)
 

@@ -108,3 +108,17 @@ def test_the_model_page_shows_the_band_and_the_measured_median(client, gemma, ep
     start = float(page.split('<span class="decode-start">')[1].split(" tok/s")[0])
     full = float(page.split('<b class="decode-tps">')[1].split(" tok/s")[0])
     assert start > full
+
+
+def test_every_list_of_speeds_carries_its_band(client, gemma, epyc, user):
+    from tests.factories import make_model, make_quantization
+
+    other = make_model(name="Other 8B", slug="other-8b")
+    make_quantization(other, name="Q4_K_M", bits_per_weight=4.89)
+    assert "no measured CPU runs back them yet" in client.get("/hardware/test-epyc/").content.decode()
+    _runs(user, (30.0, 31.0, 35.0))
+    band = calibration.accuracy().model.params_for("cpu").decode_error_pct
+    for url in ("/hardware/test-epyc/", "/models/?fits=test-epyc", "/compare/?models=gemma-3-270m&models=other-8b&hardware=test-epyc"):
+        page = client.get(url).content.decode()
+        assert f'<span class="band" data-band="{band}">' in page, url
+        assert "of 3 CPU runs fell within it" in page, url
