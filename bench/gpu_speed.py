@@ -128,7 +128,7 @@ def use_more_bits(i_layer: int, n_layers: int) -> bool:
 
 def tensor_list(cfg: dict[str, Any], quant: str) -> list[tuple[str, str, list[int]]]:
     """(name, type, ggml ne) of every tensor llama.cpp loads for a llama / qwen3moe model, types as llama.cpp's
-    quantizer picks them for `quant` (Q4_K_M or F16). Token IDs of the layer counters follow the layer index: the
+    quantizer picks them for `quant` (Q4_K_M or F16). The layer counters follow the layer index: the
     quantizer counts attn_v tensors in file order, which gives the same number of Q6_K layers."""
     h, n_layers = cfg["hidden_size"], cfg["num_hidden_layers"]
     n_heads, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
