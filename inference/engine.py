@@ -323,13 +323,13 @@ class Engine:
             return self
 
     def _load(self) -> None:
+        read_started = time.perf_counter()  # importing torch and the loaders counts as reading
         import torch
 
         from inference.kernels import release_free_memory
         from inference.tokenizer import FastTokenizer
 
         torch.set_num_threads(self.settings.n_threads)
-        read_started = time.perf_counter()
         cache_dir = self.settings.cache_dir
         path = self.settings.model_path
         self.source = source_for(path) if path else default_source(cache_dir)
@@ -372,7 +372,9 @@ class Engine:
                 if decoder.backend == "native":  # the whole decode step in one C++ call: nothing to compile
                     self._fast = decoder
                     self.fast_path = "ready"
-                    self.governor = ThreadGovernor(self.settings.n_threads, decoder.set_threads)
+                    self.governor = ThreadGovernor(
+                        self.settings.n_threads, decoder.set_threads, sampler=_generation_sampler(decoder)
+                    )
         warm_started = time.perf_counter()
         self._warm_up()
         release_free_memory()  # the warm-up prefill's activations, freed but still held by malloc
@@ -715,6 +717,17 @@ def _distinct_runs(values: list[int]) -> list[int]:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
+
+
+def _generation_sampler(decoder: Any) -> Any:
+    """/proc/stat samples whose own CPU time is the generating thread's and the native step's helpers': the web
+    server's other threads in this process count as load like other processes."""
+    from inference.threads import take_sample
+
+    def sample() -> Any:
+        return take_sample(own_cpu=decoder.cpu_seconds, owner=threading.get_native_id())
+
+    return sample
 
 
 def _torch_threads(threads: int) -> None:

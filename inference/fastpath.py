@@ -247,7 +247,13 @@ class GemmaFastDecoder:
                 logits = self._native.forward(token, position, position == last)
             return logits
         positions = torch.arange(ids.shape[0])
-        return self._forward(ids, positions, positions[-1])
+        if self._native is None:
+            return self._forward(ids, positions, positions[-1])
+        torch.set_num_threads(self.threads)  # the eager prefill of a long prompt: torch's pool, at the chosen count
+        try:
+            return self._forward(ids, positions, positions[-1])
+        finally:
+            torch.set_num_threads(1)
 
     def use_temperature(self, temperature: float) -> None:
         """Widen the head's screening margin for sampling hotter than 1: the logits are divided by the temperature,
@@ -256,12 +262,22 @@ class GemmaFastDecoder:
             self._native.set_screen_margin(SCREEN_MARGIN * max(1.0, temperature))
 
     def set_threads(self, threads: int) -> None:
-        """Threads for the next steps: the native step's pool (at most `max_threads`) and torch's (the eager
-        prefill of a long prompt, sampling)."""
+        """Threads for the next steps. On the native step: its own pool (at most `max_threads`), and torch's only
+        for the eager prefill of a long prompt; sampling runs on one torch thread, since OpenMP's idle workers
+        would otherwise spin beside the step's own threads at the start of every step."""
         threads = max(1, threads)
         if self._native is not None:
             self._native.set_threads(min(threads, self.max_threads))
-        torch.set_num_threads(threads)
+            torch.set_num_threads(1)
+        else:
+            torch.set_num_threads(threads)
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the calling thread plus the native step's helper threads (the governor's own share)."""
+        import time
+
+        helpers = float(self._native.helpers_cpu_seconds()) if self._native is not None else 0.0
+        return time.thread_time() + helpers
 
     @property
     def threads(self) -> int:

@@ -21,6 +21,7 @@
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -68,6 +70,19 @@ class Pool {
 
   int max_threads() const { return max_threads_; }
   int threads() const { return active_.load() + 1; }
+
+  // CPU time the helpers have run (spinning included), so that a caller can tell its own use of the cores from
+  // other processes' and threads'.
+  double helpers_cpu_seconds() {
+    double total = 0.0;
+    for (auto& t : helpers_) {
+      clockid_t clock;
+      timespec ts;
+      if (pthread_getcpuclockid(t.native_handle(), &clock) == 0 && clock_gettime(clock, &ts) == 0)
+        total += static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+    }
+    return total;
+  }
 
   void set_threads(int n) {
     active_.store(std::clamp(n, 1, max_threads_) - 1);
@@ -548,6 +563,8 @@ class GemmaStep {
 
   int64_t max_threads() const { return pool_->max_threads(); }
 
+  double helpers_cpu_seconds() { return pool_->helpers_cpu_seconds(); }
+
   // Rows computed with the int8 weights at the last step (every row without a screening copy).
   int64_t last_rescored() const { return last_rescored_; }
 
@@ -626,7 +643,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       .def("last_rescored", &GemmaStep::last_rescored)
       .def("set_threads", &GemmaStep::set_threads)
       .def("threads", &GemmaStep::threads)
-      .def("max_threads", &GemmaStep::max_threads);
+      .def("max_threads", &GemmaStep::max_threads)
+      .def("helpers_cpu_seconds", &GemmaStep::helpers_cpu_seconds);
   m.def("int8_matvec", &int8_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
   m.def("q4_matvec", &q4_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
 }

@@ -46,9 +46,10 @@ class CpuTimes:
 @dataclass(frozen=True)
 class Sample:
     wall_s: float  # time.monotonic() when taken
-    own_cpu_s: float  # this process's CPU time (time.process_time())
+    own_cpu_s: float  # CPU time of the work whose share is ours (the process, or a generation's threads)
     cpus: Mapping[int, CpuTimes]  # per CPU, from /proc/stat
     procs_running: int  # tasks runnable at that instant, this thread included
+    owner: int = 0  # whose CPU time own_cpu_s counts: samples of different owners make no window
 
 
 def parse_proc_stat(text: str) -> tuple[dict[int, CpuTimes], int]:
@@ -137,7 +138,8 @@ def others_busy_cores(
     """Cores' worth of CPU time that other processes took on `cpus` between two samples; None when the window is
     too short or too long to say (or the counters went backwards)."""
     wall = after.wall_s - before.wall_s
-    if not MIN_WINDOW_S <= wall <= max_window_s:
+    own = after.own_cpu_s - before.own_cpu_s
+    if not MIN_WINDOW_S <= wall <= max_window_s or before.owner != after.owner or own < 0:
         return None
     busy = total = 0
     counted = 0
@@ -151,7 +153,7 @@ def others_busy_cores(
     if counted == 0 or total <= 0 or busy < 0:
         return None
     busy_cores = busy / total * counted  # each CPU's ticks are its own clock: no USER_HZ or wall clock needed
-    own_cores = max(0.0, after.own_cpu_s - before.own_cpu_s) / wall
+    own_cores = own / wall
     return max(0.0, busy_cores - own_cores)
 
 
@@ -171,13 +173,18 @@ def choose_threads(
     return max(1, min(ceiling, math.floor(free + slack + 1e-9)))
 
 
-def take_sample(stat_path: Path = Path("/proc/stat")) -> Sample | None:
+def take_sample(
+    stat_path: Path = Path("/proc/stat"), *, own_cpu: Callable[[], float] = time.process_time, owner: int = 0
+) -> Sample | None:
+    """/proc/stat now, with `own_cpu()`: by default the whole process's CPU time; the engine passes its generation's
+    threads' (the calling thread and the native step's helpers), so that other requests served by the same process
+    count as load too, with `owner` naming the calling thread."""
     try:
         text = stat_path.read_text()
     except OSError:
         return None
     cpus, running = parse_proc_stat(text)
-    return Sample(wall_s=time.monotonic(), own_cpu_s=time.process_time(), cpus=cpus, procs_running=running)
+    return Sample(wall_s=time.monotonic(), own_cpu_s=own_cpu(), cpus=cpus, procs_running=running, owner=owner)
 
 
 def allowed_cpus() -> set[int]:

@@ -89,6 +89,14 @@ def test_it_ignores_load_on_cpus_outside_its_affinity():
     assert choose_threads(limit=8, allowed_cpus=1, quota_cores=None, others_cores=0.0) == 1
 
 
+def test_it_makes_no_window_of_two_threads_cpu_times():
+    before = _sample(QUIET_BEFORE, wall_s=10.0, own_cpu_s=1.0)
+    after = _sample(_stat(cpu0=(1020, 100, 5000), cpu1=(1000, 100, 5020)), wall_s=10.2, own_cpu_s=1.2)
+    assert others_busy_cores(before, after, {0, 1}) == pytest.approx(0.0)
+    other_thread = Sample(after.wall_s, 0.1, after.cpus, after.procs_running, owner=42)  # its clock started later
+    assert others_busy_cores(before, other_thread, {0, 1}) is None
+
+
 def test_it_says_nothing_from_a_window_too_short_or_too_long():
     before = _sample(QUIET_BEFORE, wall_s=10.0, own_cpu_s=1.0)
     assert others_busy_cores(before, _sample(QUIET_BEFORE, wall_s=10.001, own_cpu_s=1.0), {0, 1}) is None
