@@ -11,6 +11,9 @@ median |error|, 90th percentile |error| and the median signed error, for
   after:  the fitted speed model (catalog/speed.py, catalog/speed_fit.py), each source predicted from parameters
           fitted on the other sources only.
 
+It then scores the fitted model on runs no source in the database has: rigfit's own llama-bench runs on an NVIDIA H200
+(tests/fixtures/llamacpp_cuda/h200_*.json, bench/gpu_speed.py; no H200 run is in the published set).
+
     .venv/bin/python bench/speed_accuracy.py            # the table
     .venv/bin/python bench/speed_accuracy.py --worst 15 # and the runs it gets most wrong
 """
@@ -60,6 +63,56 @@ def _print_table(title: str, rows) -> None:
         )
 
 
+def _out_of_sample(model) -> None:
+    """The fitted model against rigfit's own H200 runs (flash attention on, as llama-bench was run there)."""
+    import glob
+    import json
+    import statistics
+
+    from catalog import fit, speed
+    from catalog.models import Hardware, Model
+    from catalog.services import device_spec_of, shape_of
+
+    hardware = Hardware.objects.filter(slug="nvidia-h200-sxm-141-gb").first()
+    files = sorted(glob.glob(str(ROOT / "tests" / "fixtures" / "llamacpp_cuda" / "h200_*.json")))
+    if hardware is None or not files:
+        return
+    device = device_spec_of(hardware)
+    print(f"\nOUT OF SAMPLE: rigfit's own llama-bench runs on an {hardware.name} (estimate / measured):")
+    ratios: dict[str, list[float]] = {"tg": [], "pp": []}
+    for path in files:
+        data = json.loads(Path(path).read_text())
+        shape = shape_of(Model.objects.get(slug=data["slug"]))
+        quant = fit.QuantSpec(data["quant"], tensor_bytes=data["gguf"]["tensor_bytes"])
+        for run in data["runs"]:
+            if not run["flash_attn"]:
+                continue
+            options = fit.FitOptions(ctx=max(run["n_depth"] + run["n_prompt"] + run["n_gen"], 1))
+            result = fit.fit(shape, quant, device, options, model)
+            if run["n_gen"]:
+                depth = run["n_depth"] + run["n_gen"] // 2
+                estimate = speed.decode_tps_at(shape, quant, device, options, result, model, depth=depth)
+                test = "tg"
+            else:
+                estimate = speed.prefill_tps(
+                    shape, device, model, quant, n_prompt=run["n_prompt"], depth=run["n_depth"]
+                )
+                test = "pp"
+            ratio = estimate / run["t_s_median"]
+            ratios[test].append(ratio)
+            print(
+                f"  {data['name']:28} {run['test']:6} depth {run['n_depth']:5}  measured {run['t_s_median']:9.1f}"
+                f"  estimate {estimate:9.1f}  {ratio:5.2f}x"
+            )
+    for test, values in ratios.items():
+        if values:
+            errors = [abs(v - 1) * 100 for v in values]
+            print(
+                f"  {test}: median |error| {statistics.median(errors):.1f} % over {len(values)} runs "
+                f"(ratios {min(values):.2f}-{max(values):.2f})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worst", type=int, default=0, help="also list the N runs with the largest held-out error")
@@ -95,8 +148,9 @@ def main() -> None:
         if estimate is not None:
             before.append(speed_fit.Prediction(observation, estimate))
     covered = {(o.test, o.backend) for o in (p.obs for p in before)}
-    _print_table("BEFORE (formulas in force before the fitted model; no estimate = not counted):",
-                 speed_fit.error_table(before))
+    _print_table(
+        "BEFORE (formulas in force before the fitted model; no estimate = not counted):", speed_fit.error_table(before)
+    )
     missing = sorted({(o.test, o.backend) for o in obs} - covered)
     if missing:
         print("  no estimate at all before for: " + ", ".join(f"{t}/{b}" for t, b in missing))
@@ -111,6 +165,7 @@ def main() -> None:
             f"{1 / params.prefill_flop_factor:.0%} (float) / {1 / params.prefill_quant_flop_factor:.0%} (quantized); "
             f"band +-{params.decode_error_pct}% tg, +-{params.prefill_error_pct}% pp"
         )
+    _out_of_sample(result.model)
     if args.worst:
         print(f"\nLargest held-out errors (of {len(result.predictions)}):")
         shown = [p for p in result.predictions if args.test in (None, p.obs.test)]
