@@ -533,8 +533,10 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
     if device_kind not in ("gpu", "unified", "cpu"):
         raise ValueError(f"unknown device kind {device_kind!r}; expected gpu, unified or cpu")
     cells = _max_cells(shape, options.ctx, options.users, options.ubatch, options.swa_full)
-    # n_ubatch is capped by the whole context (llama_context: n_batch = min(n_ctx, n_batch)).
-    ub = min(options.ubatch, kv_cells(options.ctx, options.users) * options.users)
+    # n_ubatch is capped by the whole context as requested, before llama.cpp pads n_ctx to 256 (src/llama-context.cpp:
+    # n_batch = min(n_ctx, n_batch), then n_ctx = GGML_PAD(n_ctx, 256)): a 128-token context reserves a 128-token
+    # graph (measured on an H200: tests/fixtures/llamacpp_cuda, tg128 compute buffers).
+    ub = min(options.ubatch, options.ctx * options.users)
     hidden = shape.hidden_size
     inter = shape.intermediate_size or 4 * hidden
     # MLA keeps the queries and the attention output in the latent space: 2 x heads x kv_lora_rank per token.

@@ -103,9 +103,12 @@ def test_it_cites_every_size_and_quality_figure(seeded):
 
 
 def test_it_gives_every_model_the_quant_ladder(seeded):
-    # A model whose entry names its own ladder (Moondream 0.5B: no GGUF, its own int8/int4) keeps exactly that.
+    # A model whose entry names its own ladder keeps exactly that: Moondream 0.5B (no GGUF, its own int8/int4), and
+    # the models published llama.cpp benchmarks measure, whose ladders include the Q4_0 those tables use.
     own = {m["slug"]: m["quant_ladder"] for m in _seed_entries() if "quant_ladder" in m}
-    assert own == {"moondream-0-5b": ["BF16", "Q8_0", "Q4_0"]}
+    assert own["moondream-0-5b"] == ["BF16", "Q8_0", "Q4_0"]
+    assert set(own) == {"moondream-0-5b", "llama-2-7b", "llama-3-8b", "llama-3-70b"}
+    assert all("Q4_0" in own[slug] for slug in ("llama-2-7b", "llama-3-8b", "llama-3-70b"))
     for model in Model.objects.with_quantizations():
         names = {q.name for q in model.quantizations.all()}
         if model.slug in own:

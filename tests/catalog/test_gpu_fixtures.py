@@ -126,14 +126,11 @@ def test_it_matches_the_cuda_kv_buffer_exactly(data, run):
 
 
 def _compute_case(item: tuple[dict, dict]):
+    # llama.cpp caps n_batch (and so n_ubatch) at the requested n_ctx before padding it to 256
+    # (src/llama-context.cpp: n_batch = min(n_ctx, n_batch), then n_ctx = GGML_PAD(n_ctx, 256)), and so does the
+    # engine: tg128 asks for 128 cells and both reserve a 128-token graph.
     data, run = item
-    opts = options_of(run)
-    if run["n_ubatch_used"] != min(opts.ubatch, fit.kv_cells(opts.ctx)):
-        # llama.cpp caps n_batch (and so n_ubatch) at the requested n_ctx before padding it to 256
-        # (src/llama-context.cpp: n_batch = min(n_ctx, n_batch), then n_ctx = GGML_PAD(n_ctx, 256)); the engine caps
-        # at the padded cell count. tg128 asks for 128 cells: llama.cpp reserves a 128-token graph, the engine 256.
-        mark = pytest.mark.xfail(strict=True, reason="engine caps ubatch at padded cells, llama.cpp at n_ctx")
-        return pytest.param(data, run, marks=mark, id=run_id(item))
+    assert run["n_ubatch_used"] == min(options_of(run).ubatch, options_of(run).ctx)
     return pytest.param(data, run, id=run_id(item))
 
 
