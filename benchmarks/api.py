@@ -2,7 +2,8 @@
 
 POST needs a per-user API token (`Authorization: Bearer rfb_...`, made on /benchmarks/tokens/). Answers:
 201 stored (status accepted, flagged or pending, with the reason), 401 no or bad token, 409 same payload stored
-before, 413 body too large, 422 field errors, 429 rate limited (with Retry-After).
+before, 413 body too large, 422 field errors, 429 rate limited (with Retry-After), 503 the rate limiter's store
+is unreachable (with Retry-After). Every error is {"message": ...}.
 """
 
 # No `from __future__ import annotations`: django-ninja reads the annotations at import time.
@@ -204,6 +205,12 @@ def _too_many(exc: services.RateLimited) -> HttpResponse:
     return response
 
 
+def _unavailable(exc: services.LimiterUnavailable) -> HttpResponse:
+    response = JsonResponse({"message": str(exc)}, status=503)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _invalid(errors: dict[str, list[str]]) -> HttpResponse:
     items = [
         {"loc": ["body", name], "msg": message, "type": "value_error"}
@@ -232,13 +239,23 @@ def _guard(request: HttpRequest) -> HttpResponse | None:
         services.check_submission_rate(request=request, token=request.auth)
     except services.RateLimited as exc:
         return _too_many(exc)
+    except services.LimiterUnavailable as exc:
+        return _unavailable(exc)
     return None
 
 
 @router.post(
     "",
     auth=TokenAuth(),
-    response={201: SubmitOut, 401: Message, 409: DuplicateOut, 413: Message, 422: ValidationErrorOut, 429: Message},
+    response={
+        201: SubmitOut,
+        401: Message,
+        409: DuplicateOut,
+        413: Message,
+        422: ValidationErrorOut,
+        429: Message,
+        503: Message,
+    },
     summary="Submit one benchmark run",
 )
 def submit(request: HttpRequest, payload: RunIn) -> Any:
@@ -259,7 +276,15 @@ def submit(request: HttpRequest, payload: RunIn) -> Any:
 @router.post(
     "/llama-bench",
     auth=TokenAuth(),
-    response={201: BatchOut, 401: Message, 409: BatchOut, 413: Message, 422: ValidationErrorOut, 429: Message},
+    response={
+        201: BatchOut,
+        401: Message,
+        409: BatchOut,
+        413: Message,
+        422: ValidationErrorOut,
+        429: Message,
+        503: Message,
+    },
     summary="Submit llama-bench -o json / -o jsonl output; every test becomes a run",
 )
 def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
@@ -282,6 +307,8 @@ def submit_llama_bench(request: HttpRequest, payload: LlamaBenchIn) -> Any:
         )
     except services.RateLimited as exc:
         return _too_many(exc)
+    except services.LimiterUnavailable as exc:
+        return _unavailable(exc)
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
         return _invalid({"output": [str(exc)]})
     message = f"{len(result.stored)} stored, {len(result.duplicates)} submitted before, {len(result.errors)} refused."

@@ -17,11 +17,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from benchmarks import llamabench, outliers
 from benchmarks.forms import RunForm
@@ -89,9 +90,24 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class LimiterUnavailable(Exception):
+    """The rate limiter's store (Redis) is unreachable: submissions are refused (fail closed) until it is back."""
+
+    retry_after = 30
+
+    def __init__(self) -> None:
+        super().__init__("Submissions are paused: the rate limiter's store is unreachable. Please retry shortly.")
+
+
+def _limits() -> Any:
+    """The cache the counts live in: the "limits" alias, which raises when its store is unreachable."""
+    return caches["limits"] if "limits" in settings.CACHES else caches["default"]
+
+
 def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, now: float | None = None) -> str:
     """Count `cost` (runs, or one request) against `key`; raise RateLimited when it would exceed `limit` (count,
-    seconds). Returns the cache key charged, for `refund_rate`.
+    seconds), LimiterUnavailable when the counts cannot be read or written. Returns the cache key charged, for
+    `refund_rate`.
 
     A sliding window, estimated from two fixed ones (the current and the previous, weighted by how much of it still
     lies within the last `seconds`): a fixed window alone lets a client send twice the limit across a boundary.
@@ -104,13 +120,18 @@ def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, n
     slot = int(now // window)
     prefix = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
     current_key = f"{prefix}:{slot}"
-    cache.add(current_key, 0, timeout=2 * window + 1)  # read again as the previous window
+    store = _limits()
     try:
-        current = cache.incr(current_key, cost)
-    except ValueError:  # expired between add and incr
-        cache.set(current_key, cost, timeout=2 * window + 1)
-        current = cost
-    previous = cache.get(f"{prefix}:{slot - 1}", 0)
+        store.add(current_key, 0, timeout=2 * window + 1)  # read again as the previous window
+        try:
+            current = store.incr(current_key, cost)
+        except ValueError:  # expired between add and incr
+            store.set(current_key, cost, timeout=2 * window + 1)
+            current = cost
+        previous = store.get(f"{prefix}:{slot - 1}", 0)
+    except (RedisError, OSError) as exc:
+        log.error("Rate limiter store unreachable; refusing submissions: %s", exc)
+        raise LimiterUnavailable from exc
     elapsed = (now % window) / window
     if current + previous * (1 - elapsed) <= count_max:
         return current_key
@@ -119,8 +140,8 @@ def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, n
 
 
 def refund_rate(key: str, cost: int) -> None:
-    with contextlib.suppress(ValueError):
-        cache.decr(key, cost)
+    with contextlib.suppress(ValueError, RedisError, OSError):
+        _limits().decr(key, cost)
 
 
 def _seconds_until_admitted(current: int, previous: int, count_max: int, window: int, now: float, cost: int = 1) -> int:

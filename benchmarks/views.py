@@ -90,12 +90,20 @@ def _rate_limited(request: HttpRequest, *, runs: int = 1) -> HttpResponse | None
         services.check_submission_rate(request=request, runs=runs)
     except services.RateLimited as exc:
         return _too_many(request, exc)
+    except services.LimiterUnavailable as exc:
+        return _unavailable(request, exc)
     return None
 
 
 def _too_many(request: HttpRequest, exc: services.RateLimited) -> HttpResponse:
     context = {"retry_after": exc.retry_after, "message": str(exc)}
     response = render(request, "benchmarks/rate_limited.html", context, status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _unavailable(request: HttpRequest, exc: services.LimiterUnavailable) -> HttpResponse:
+    response = render(request, "benchmarks/unavailable.html", {"message": str(exc)}, status=503)
     response["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -164,6 +172,8 @@ def submit_llama_bench(request: HttpRequest) -> HttpResponse:
         )
     except services.RateLimited as exc:
         return _too_many(request, exc)
+    except services.LimiterUnavailable as exc:
+        return _unavailable(request, exc)
     except (llamabench.LlamaBenchError, services.Unrecognised) as exc:
         bench_form.add_error("output", str(exc))
         return render(request, "benchmarks/submit.html", _submit_context(request, form, bench_form), status=422)

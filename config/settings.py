@@ -97,18 +97,39 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # A per-process memory cache by default; RIGFIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0) shares one between
 # processes, so rate limits and page-cache invalidation hold across workers (see docs/operations.md).
+# With Redis unreachable, "default" (pages, API answers) serves uncached (config.cache.FailOpenRedisCache) and
+# "limits" (the submission rate limiter) raises, so submissions are refused with 503 rather than unlimited.
 _redis_url = env_str("RIGFIT_REDIS_URL")
-CACHES = {
-    "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url, "KEY_PREFIX": "rigfit"}
-        if _redis_url
-        else {
+_redis_timeouts = {
+    "socket_connect_timeout": env_float("RIGFIT_REDIS_TIMEOUT_S", 0.5, minimum=0.01),
+    "socket_timeout": env_float("RIGFIT_REDIS_TIMEOUT_S", 0.5, minimum=0.01),
+}
+CACHES = (
+    {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": _redis_url,
+            "KEY_PREFIX": "rigfit",
+            "OPTIONS": _redis_timeouts,
+        },
+        "limits": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url,
+            "KEY_PREFIX": "rigfit",
+            "OPTIONS": _redis_timeouts,
+        },
+    }
+    if _redis_url
+    else {
+        # One LOCATION: the two aliases share one store in each process (clearing one clears both).
+        alias: {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "rigfit",
             "OPTIONS": {"MAX_ENTRIES": 5000},
         }
-    )
-}
+        for alias in ("default", "limits")
+    }
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
