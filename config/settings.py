@@ -193,6 +193,8 @@ RIGFIT_API_MAX_PAGE_SIZE = env_int("RIGFIT_API_MAX_PAGE_SIZE", 100, minimum=1)
 # The highest ?page= an API list accepts (config.middleware.refuse_huge_api_pages): far past any real page, and
 # page x page size stays far below the 2^63 offset at which the database query failed as a 500.
 RIGFIT_API_MAX_PAGE = 1_000_000
+# A Hugging Face access token for `import_hf` / "Add a model" on gated or private repositories (catalog.hf).
+RIGFIT_HF_TOKEN = env_str("RIGFIT_HF_TOKEN")
 
 # Community benchmarks. Behind a reverse proxy, list its address(es) here, or every client shares one rate limit;
 # X-Forwarded-For is believed only when REMOTE_ADDR is one of these.
