@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
+from pathlib import Path
+from typing import Any
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.template.loader import get_template
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
@@ -15,11 +22,25 @@ from catalog.api import router as catalog_router
 from inference.api import router as inference_router
 from probe.api import router as probe_router
 
+
+def _inline_script_hashes(template_name: str) -> list[str]:
+    """CSP sources for the inline scripts of a template that holds no template tags inside them."""
+    source = Path(get_template(template_name).origin.name).read_text()
+    scripts = re.findall(r"<script>(.*?)</script>", source, flags=re.DOTALL)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts]
+
+
+def _docs_csp(view: Any) -> Any:
+    """The Swagger page runs one inline script (templates/ninja/swagger.html): allow exactly that one."""
+    return csp_update({"script-src": _inline_script_hashes("ninja/swagger.html")})(view)
+
+
 api = NinjaAPI(
     title="rigfit API",
     version="1",
     description="Catalog, hardware fit and benchmarks for running open models locally.",
     urls_namespace="api",
+    docs_decorator=_docs_csp,
 )
 
 
