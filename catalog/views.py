@@ -165,7 +165,10 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
     gpu_count = form.value("gpu_count")
     rows = quant_rows(model=model, hardware=hardware, options=options, gpu_count=gpu_count)
     shape = shape_of(model)
-    chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or default_row(rows)
+    recommendation = recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None
+    # With a device chosen and no quant asked for, the verdict speaks of the quant the page recommends.
+    picked = (recommendation.recommended or recommendation.fastest) if recommendation else None
+    chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or picked or default_row(rows)
     plan = decode_start = None
     if chosen is not None and hardware is not None:
         device = device_spec_of(hardware, gpu_count)
@@ -185,7 +188,7 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "options": options,
         "asked_ctx": asked.ctx,
         "ctx_clamped": ctx_clamped,
-        "recommendation": recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None,
+        "recommendation": recommendation,
         "min_decode_tps": fit.MIN_DECODE_TPS,
         "kv_bytes": fit.kv_cache_bytes(shape, options.ctx, options.kv_type, options.users),
         "text_after_image": fit.text_tokens_after_image(shape, options.ctx),

@@ -190,10 +190,22 @@ def test_it_starts_with_the_quant_nearest_q4_k_m_when_a_model_lacks_it(client, c
     model = make_model(slug="no-k-quants")
     for name, bits in (("BF16", 16.0), ("Q8_0", 8.5), ("Q4_0", 4.5)):
         make_quantization(model, name=name, bits_per_weight=bits)
-    page = client.get("/models/no-k-quants/", {"hardware": "geforce-rtx-4060"})
+    page = client.get("/models/no-k-quants/")
     assert page.context["chosen"].quant.name == "Q4_0"
-    with_k = client.get("/models/gemma-3-270m/", {"hardware": "geforce-rtx-4060"})
+    with_k = client.get("/models/gemma-3-270m/")
     assert with_k.context["chosen"].quant.name == "Q4_K_M"
+
+
+def test_it_starts_with_the_recommended_quant_once_a_device_is_chosen(client, catalog):
+    # The verdict speaks of the quant the page recommends, not of Q4_K_M: Gemma 3 270M at F16 (about 0.54 GB of
+    # weights) fits an 8 GB RTX 4060 with room to spare and decodes far above 10 tok/s, so F16 is the pick.
+    page = client.get("/models/gemma-3-270m/", {"hardware": "geforce-rtx-4060"})
+    assert page.context["recommendation"].recommended.quant.name == "F16"
+    assert page.context["chosen"].quant.name == "F16"
+    assert "F16 on GeForce RTX 4060" in page.text
+    # A quant asked for in the URL wins.
+    asked = client.get("/models/gemma-3-270m/", {"hardware": "geforce-rtx-4060", "quant": "Q4_K_M"})
+    assert asked.context["chosen"].quant.name == "Q4_K_M"
 
 
 # --- verdicts that agree with themselves (issue 10, item 6; issue 14, item 2) -----------------------------------
