@@ -291,3 +291,15 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class RateCount(models.Model):
+    """One rate-limit window's count, for the database store (benchmarks.services.check_rate): shared by every worker
+    and host on the one database, where no Redis is configured. `key` names the scope, the client and the window."""
+
+    key = models.CharField(max_length=100, unique=True)
+    count = models.BigIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -12,21 +12,29 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import caches
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q
 from django.http import HttpRequest
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from benchmarks import llamabench, outliers
 from benchmarks.forms import RunForm
-from benchmarks.models import ApiToken, BenchmarkRun, Channel, ModerationDecision, Status, hash_token
+from benchmarks.models import (
+    ApiToken,
+    BenchmarkRun,
+    Channel,
+    ModerationDecision,
+    RateCount,
+    Status,
+    hash_token,
+)
 from catalog import fit, speed
 from catalog.models import Hardware, Model, Quantization
 from catalog.services import device_spec_of, quant_spec_of, shape_of
@@ -104,9 +112,57 @@ def _limits() -> Any:
     return caches["limits"] if "limits" in settings.CACHES else caches["default"]
 
 
+class _CacheCounts:
+    """Counts in the "limits" cache (Redis in production): atomic increments, expiry by the cache."""
+
+    def incr(self, key: str, cost: int, timeout: int) -> int:
+        store = _limits()
+        store.add(key, 0, timeout=timeout)
+        try:
+            return store.incr(key, cost)
+        except ValueError:  # expired between add and incr
+            store.set(key, cost, timeout=timeout)
+            return cost
+
+    def get(self, key: str) -> int:
+        return _limits().get(key, 0)
+
+    def decr(self, key: str, cost: int) -> None:
+        _limits().decr(key, cost)
+
+
+class _DatabaseCounts:
+    """Counts in the database (RateCount rows): shared by every worker and host without Redis. The increment is one
+    UPDATE ... SET count = count + n, atomic under concurrent writers; expired windows are deleted as new ones start."""
+
+    def incr(self, key: str, cost: int, timeout: int) -> int:
+        expires_at = timezone.now() + timedelta(seconds=timeout)
+        with transaction.atomic():
+            _row, created = RateCount.objects.get_or_create(key=key, defaults={"count": 0, "expires_at": expires_at})
+            RateCount.objects.filter(key=key).update(count=F("count") + cost)
+            count = RateCount.objects.filter(key=key).values_list("count", flat=True).get()
+        if created:
+            RateCount.objects.filter(expires_at__lt=timezone.now()).delete()
+        return count
+
+    def get(self, key: str) -> int:
+        found = (
+            RateCount.objects.filter(key=key, expires_at__gte=timezone.now()).values_list("count", flat=True).first()
+        )
+        return found or 0
+
+    def decr(self, key: str, cost: int) -> None:
+        RateCount.objects.filter(key=key).update(count=F("count") - cost)
+
+
+def _counts() -> _CacheCounts | _DatabaseCounts:
+    """RIGFIT_BENCH_RATE_STORE: "cache" (the limits alias) or "database"."""
+    return _DatabaseCounts() if getattr(settings, "RIGFIT_BENCH_RATE_STORE", "cache") == "database" else _CacheCounts()
+
+
 def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, now: float | None = None) -> str:
     """Count `cost` (runs, or one request) against `key`; raise RateLimited when it would exceed `limit` (count,
-    seconds), LimiterUnavailable when the counts cannot be read or written. Returns the cache key charged, for
+    seconds), LimiterUnavailable when the counts cannot be read or written. Returns the key charged, for
     `refund_rate`.
 
     A sliding window, estimated from two fixed ones (the current and the previous, weighted by how much of it still
@@ -120,16 +176,11 @@ def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, n
     slot = int(now // window)
     prefix = f"bench:rate:{scope}:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
     current_key = f"{prefix}:{slot}"
-    store = _limits()
+    counts = _counts()
     try:
-        store.add(current_key, 0, timeout=2 * window + 1)  # read again as the previous window
-        try:
-            current = store.incr(current_key, cost)
-        except ValueError:  # expired between add and incr
-            store.set(current_key, cost, timeout=2 * window + 1)
-            current = cost
-        previous = store.get(f"{prefix}:{slot - 1}", 0)
-    except (RedisError, OSError) as exc:
+        current = counts.incr(current_key, cost, 2 * window + 1)  # read again as the previous window
+        previous = counts.get(f"{prefix}:{slot - 1}")
+    except (RedisError, OSError, DatabaseError) as exc:
         log.error("Rate limiter store unreachable; refusing submissions: %s", exc)
         raise LimiterUnavailable from exc
     elapsed = (now % window) / window
@@ -140,8 +191,8 @@ def check_rate(*, scope: str, key: str, limit: tuple[int, int], cost: int = 1, n
 
 
 def refund_rate(key: str, cost: int) -> None:
-    with contextlib.suppress(ValueError, RedisError, OSError):
-        _limits().decr(key, cost)
+    with contextlib.suppress(ValueError, RedisError, OSError, DatabaseError):
+        _counts().decr(key, cost)
 
 
 def _seconds_until_admitted(current: int, previous: int, count_max: int, window: int, now: float, cost: int = 1) -> int:

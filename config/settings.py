@@ -233,6 +233,16 @@ if RIGFIT_TRUSTED_PROXIES:
 RIGFIT_BENCH_RATE_IP = (env_int("RIGFIT_BENCH_RATE_IP", 30, minimum=1), 3600)
 RIGFIT_BENCH_RATE_TOKEN = (env_int("RIGFIT_BENCH_RATE_TOKEN", 300, minimum=1), 3600)
 RIGFIT_BENCH_MAX_RUNS_PER_REQUEST = env_int("RIGFIT_BENCH_MAX_RUNS_PER_REQUEST", 50, minimum=1)
+# Where the counts live: "cache" (the limits alias: Redis with RIGFIT_REDIS_URL, else per process) or "database"
+# (shared by every worker and host on the one database). Production without Redis counts in the database, so the
+# limits hold across gunicorn workers instead of multiplying by their number.
+RIGFIT_BENCH_RATE_STORE = env_str(
+    "RIGFIT_BENCH_RATE_STORE", "database" if env_bool("RIGFIT_PRODUCTION", False) and not _redis_url else "cache"
+)
+if RIGFIT_BENCH_RATE_STORE not in ("cache", "database"):
+    raise ImproperlyConfigured(
+        f"RIGFIT_BENCH_RATE_STORE must be 'cache' or 'database', got {RIGFIT_BENCH_RATE_STORE!r}"
+    )
 # Speed estimates use efficiency factors fitted to accepted community runs where enough exist.
 RIGFIT_SPEED_MODEL_PROVIDER = env_str("RIGFIT_SPEED_MODEL_PROVIDER", "benchmarks.calibration.calibrated_speed_model")
 RIGFIT_BENCH_ROOFLINE_MARGIN = env_float("RIGFIT_BENCH_ROOFLINE_MARGIN", 1.15, minimum=1.0)
