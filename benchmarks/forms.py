@@ -104,12 +104,79 @@ class NumberListField(forms.Field):
         return value
 
 
-class RunForm(forms.Form):
-    model_slug = forms.SlugField(label="Model", max_length=120, help_text="The catalog slug of the model.")
-    quant = forms.CharField(label="Quantization", max_length=24, help_text="Q4_K_M, Q8_0, F16, ...")
-    hardware = forms.CharField(
-        max_length=200, help_text="A catalog hardware slug or name; other names are held for review."
+MODELS_DATALIST = "catalog-model-names"
+HARDWARE_DATALIST = "catalog-hardware-names"
+
+
+def model_field(*, required: bool = True, help_text: str = "") -> forms.CharField:
+    """A model as people type it: its name ("Llama 3.1 8B Instruct"), repository or slug; the page's
+    <datalist> of catalog names suggests as they type, with no script."""
+    return forms.CharField(
+        label="Model",
+        max_length=200,
+        required=required,
+        help_text=help_text or "Its name as listed (Llama 3.1 8B Instruct), its repository or its slug.",
+        widget=forms.TextInput(attrs={"list": MODELS_DATALIST, "autocomplete": "off"}),
     )
+
+
+def hardware_field(*, required: bool = True, help_text: str = "") -> forms.CharField:
+    return forms.CharField(
+        label="Hardware",
+        max_length=200,
+        required=required,
+        help_text=help_text
+        or "As your system names it (NVIDIA GeForce RTX 4060) or as listed; unknown devices are held for review.",
+        widget=forms.TextInput(attrs={"list": HARDWARE_DATALIST, "autocomplete": "off"}),
+    )
+
+
+def find_model(text: str) -> Model | None:
+    """The catalog model a typed name means: its slug, else its name, repository or a unique part of its name
+    (llamabench.match_model_name, the matching the llama-bench import shares)."""
+    from benchmarks.llamabench import match_model_name
+
+    value = text.strip()
+    if not value:
+        return None
+    model = Model.objects.filter(slug=value).first() or Model.objects.filter(name__iexact=value).first()
+    if model is not None:
+        return model
+    candidates = list(Model.objects.values_list("slug", "name", "source_repo"))
+    slug = match_model_name(value, candidates)
+    return Model.objects.filter(slug=slug).first() if slug else None
+
+
+def model_suggestions(text: str, limit: int = 3) -> list[str]:
+    """Catalog names close to a name that matched none, for the error message."""
+    import difflib
+
+    names = list(Model.objects.values_list("name", flat=True))
+    return difflib.get_close_matches(text.strip(), names, n=limit, cutoff=0.5)
+
+
+def find_hardware_slug(text: str) -> str | None:
+    """The catalog slug for a device as its system names it: the exact slug/name/alias match the services use,
+    else the probe's name matching (probe.matching: "NVIDIA GeForce RTX 4060" is the catalog's RTX 4060)."""
+    from benchmarks.services import match_hardware as exact_match
+    from catalog.models import Hardware
+    from probe.matching import match_hardware as probe_match
+
+    value = text.strip()
+    if not value:
+        return None
+    hardware = exact_match(value)
+    if hardware is not None:
+        return hardware.slug
+    candidates = list(Hardware.objects.only("slug", "name", "aliases", "memory_bytes", "vendor", "popular"))
+    found = probe_match(value, None, candidates)
+    return found.slug if found is not None else None
+
+
+class RunForm(forms.Form):
+    model_slug = model_field()
+    quant = forms.CharField(label="Quantization", max_length=24, help_text="Q4_K_M, Q8_0, F16, ...")
+    hardware = hardware_field()
     runtime = forms.ChoiceField(choices=Runtime.choices)
     runtime_version = forms.CharField(max_length=60, required=False)
     build_commit = forms.CharField(max_length=60, required=False)
@@ -151,20 +218,24 @@ class RunForm(forms.Form):
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, required=False)
 
     def clean_model_slug(self) -> Model:
-        slug = self.cleaned_data["model_slug"]
-        try:
-            return Model.objects.get(slug=slug)
-        except Model.DoesNotExist as exc:
-            raise ValidationError(f"No model '{slug}' in the catalog.", code="unknown_model") from exc
+        text = self.cleaned_data["model_slug"]
+        model = find_model(text)
+        if model is None:
+            close = model_suggestions(text)
+            hint = f" Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+            raise ValidationError(f"No model '{text}' in the catalog.{hint}", code="unknown_model")
+        return model
 
     def clean_quant(self) -> str:
         return self.cleaned_data["quant"].strip().upper()
 
     def clean_hardware(self) -> str:
+        """The catalog slug where the name matches a device (so the run is checked against it), else the name as
+        given (held for review as unknown hardware)."""
         value = self.cleaned_data["hardware"].strip()
         if not value:
             raise ValidationError("This field is required.")
-        return value
+        return find_hardware_slug(value) or value
 
     def clean_test_time(self) -> Any:
         value = self.cleaned_data.get("test_time")
@@ -218,12 +289,28 @@ class LlamaBenchForm(forms.Form):
 
     output = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, label="Paste the output")
     upload = forms.FileField(required=False, label="…or upload the file")
-    model_slug = forms.SlugField(
-        required=False, label="Model", help_text="Leave empty to recognise it from the output."
-    )
+    model_slug = model_field(required=False, help_text="Leave empty to recognise it from the output.")
     quant = forms.CharField(max_length=24, required=False, help_text="Leave empty to recognise it from the output.")
-    hardware = forms.CharField(max_length=200, help_text="A catalog hardware slug or name.")
+    hardware = hardware_field(
+        required=False,
+        help_text="Leave empty to take it from the output's gpu_info (cpu_info for CPU runs); names as your "
+        "system spells them are matched to the catalog.",
+    )
     os = forms.CharField(max_length=120, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Its own element ids: it shares a page with RunForm, whose fields have the same names.
+        kwargs.setdefault("auto_id", "llamabench_%s")
+        super().__init__(*args, **kwargs)
+
+    def clean_model_slug(self) -> str:
+        text = self.cleaned_data.get("model_slug") or ""
+        if not text.strip():
+            return ""
+        model = find_model(text)
+        if model is None:
+            raise ValidationError(f"No model '{text}' in the catalog.", code="unknown_model")
+        return model.slug
 
     def clean_upload(self) -> Any:
         from benchmarks.llamabench import MAX_OUTPUT_BYTES
@@ -251,7 +338,26 @@ class LlamaBenchForm(forms.Form):
         elif not text.strip() and not self.errors.get("upload"):
             self.add_error("output", "Paste llama-bench output or upload a file.")
         data["text"] = text
+        if not (data.get("hardware") or "").strip() and "hardware" not in self.errors and not self.errors:
+            # RunForm matches the name to the catalog, test by test.
+            data["hardware"] = device_named_in(text)
+            if not data["hardware"]:
+                self.add_error("hardware", "The output names no device; enter the hardware.")
         return data
+
+
+def device_named_in(text: str) -> str:
+    """The device a llama-bench output ran on, as it names it: gpu_info for a GPU run, cpu_info for a CPU run."""
+    from benchmarks import llamabench
+
+    try:
+        records = llamabench.parse(text)
+    except llamabench.LlamaBenchError:
+        return ""
+    first = records[0]
+    field = "cpu_info" if llamabench.backend_from(first) == "cpu" else "gpu_info"
+    # Several GPUs are listed comma-separated ("NVIDIA GeForce RTX 4090, NVIDIA GeForce RTX 4090"): the first.
+    return str(first.get(field) or first.get("cpu_info") or "").split(",")[0].strip()[:200]
 
 
 class ModerationForm(forms.Form):
@@ -264,12 +370,54 @@ class TokenForm(forms.Form):
 
 
 class LeaderboardFilterForm(forms.Form):
-    model = forms.SlugField(required=False)
+    SORTS = {"fastest": ("-avg_ts", "-id"), "newest": ("-submitted_at", "-id"), "slowest": ("avg_ts", "id")}
+
+    model = forms.CharField(
+        max_length=200, required=False, widget=forms.TextInput(attrs={"list": MODELS_DATALIST, "autocomplete": "off"})
+    )
     quant = forms.CharField(max_length=24, required=False)
-    hardware = forms.SlugField(required=False)
+    hardware = forms.CharField(
+        max_length=200,
+        required=False,
+        widget=forms.TextInput(attrs={"list": HARDWARE_DATALIST, "autocomplete": "off"}),
+    )
     runtime = forms.ChoiceField(choices=[("", "Any runtime"), *Runtime.choices], required=False)
     backend = forms.ChoiceField(choices=[("", "Any backend"), *Backend.choices], required=False)
     test = forms.ChoiceField(
         choices=[("", "Any test"), ("tg", "Generation (tg)"), ("pp", "Prompt (pp)"), ("pg", "Mixed")],
         required=False,
     )
+    sort = forms.ChoiceField(
+        choices=[("", "Fastest first"), ("newest", "Newest first"), ("slowest", "Slowest first")], required=False
+    )
+
+    def clean_model(self) -> str:
+        """A model's slug, from its name as typed or its slug."""
+        text = self.cleaned_data.get("model") or ""
+        if not text.strip():
+            return ""
+        model = find_model(text)
+        if model is None:
+            raise ValidationError(f"No model '{text}' in the catalog.", code="unknown_model")
+        return model.slug
+
+    def clean_hardware(self) -> str:
+        text = self.cleaned_data.get("hardware") or ""
+        if not text.strip():
+            return ""
+        slug = find_hardware_slug(text)
+        if slug is None:
+            raise ValidationError(f"No hardware '{text}' in the catalog.", code="unknown_hardware")
+        return slug
+
+    def filters(self) -> dict[str, Any]:
+        """The valid run filters (BenchmarkRunQuerySet.filtered's keywords), without the sort order; a filter
+        that did not validate is left out (and its error shown)."""
+        if not self.is_bound:
+            return {}
+        self.is_valid()
+        return {name: value for name, value in self.cleaned_data.items() if name != "sort"}
+
+    def ordering(self) -> tuple[str, ...]:
+        sort = (self.cleaned_data.get("sort") if self.is_bound and self.is_valid() else "") or "fastest"
+        return self.SORTS.get(sort, self.SORTS["fastest"])

@@ -201,3 +201,37 @@ def form_data(record: dict[str, Any]) -> dict[str, Any]:
         if record.get(name):
             data[name] = str(record[name]).lower()
     return data
+
+
+# --- names people type --------------------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def name_words(text: str) -> tuple[str, ...]:
+    """Lower-case words of a model name, slug or repository ("Llama-3.1-8B-Instruct" -> llama, 3, 1, 8b, instruct)."""
+    return tuple(_WORD.findall(text.lower()))
+
+
+def match_model_name(text: str, candidates: list[tuple[str, str, str]]) -> str | None:
+    """The slug of the one catalog model a typed name means, or None.
+
+    `candidates` are (slug, name, source repository) triples. A name matches when its words equal a candidate's
+    slug, name, repository or repository name ("meta-llama/Llama-3.1-8B-Instruct"); failing that, when its words
+    are all among exactly one candidate's name words ("Llama 3.1 8B" -> "Llama 3.1 8B Instruct").
+    """
+    wanted = name_words(text)
+    if not wanted:
+        return None
+    exact = []
+    for slug, name, repo in candidates:
+        spellings = {name_words(slug), name_words(name), name_words(repo), name_words(repo.rsplit("/", 1)[-1])}
+        if wanted in spellings:
+            exact.append(slug)
+    if len(exact) == 1:
+        return exact[0]
+    if exact:
+        return None
+    words = set(wanted)
+    within = [slug for slug, name, _repo in candidates if words <= set(name_words(name))]
+    return within[0] if len(within) == 1 else None

@@ -10,6 +10,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -116,6 +117,7 @@ def _submit_context(request: HttpRequest, form: RunForm, bench_form: LlamaBenchF
         "more_open": any(name not in CORE_FIELDS for name in form.errors),
         "bench_form": bench_form or LlamaBenchForm(initial=request.GET.dict()),
         "anonymous": not request.user.is_authenticated,
+        "catalog_names": _catalog_names,
     }
 
 
@@ -123,7 +125,11 @@ def _submit_context(request: HttpRequest, form: RunForm, bench_form: LlamaBenchF
 def submit(request: HttpRequest) -> HttpResponse:
     """The submission form. GET prefills it from query parameters (model_slug, quant, hardware, avg_ts, ...)."""
     if request.method == "GET":
-        form = RunForm(initial=request.GET.dict())
+        initial = request.GET.dict()
+        if initial.get("runtime") == "rigfit" and not initial.get("hardware"):
+            # A run of this site's own demo, which ran on this server: the probe's match of it.
+            initial["hardware"] = _server_hardware(backend=initial.get("backend") or "cpu")
+        form = RunForm(initial=initial)
         return render(request, "benchmarks/submit.html", _submit_context(request, form))
     refused = _rate_limited(request)
     if refused is not None:
@@ -139,6 +145,27 @@ def submit(request: HttpRequest) -> HttpResponse:
         return render(request, "benchmarks/submit.html", context, status=409)
     messages.success(request, "Thank you: your run is stored.")
     return redirect(run)
+
+
+def _server_hardware(*, backend: str) -> str:
+    """This server, as the probe detects and matches it (probe.matching): the catalog slug of its CPU for a CPU
+    run (the demo's), of its largest GPU otherwise; where nothing in the catalog matches, the detected name (the
+    run is then held for review as unknown hardware)."""
+    from catalog.models import Hardware
+    from probe.detect import detect
+    from probe.matching import match_hardware
+    from probe.views import best_match
+
+    report = detect()
+    candidates = list(Hardware.objects.only("slug", "name", "aliases", "memory_bytes", "vendor", "popular", "kind"))
+    if backend == "cpu":
+        match = match_hardware(report.cpu.model, report.memory.total_bytes, candidates)
+        detected = report.cpu.model
+    else:
+        match = best_match(report, candidates)
+        gpu = report.primary_gpu
+        detected = gpu.name if gpu is not None else report.cpu.model
+    return match.slug if match is not None else (detected or "")[:200]
 
 
 @require_POST
@@ -204,9 +231,12 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def leaderboard(request: HttpRequest) -> HttpResponse:
     form = LeaderboardFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
-    runs = BenchmarkRun.objects.accepted().filtered(**filters).with_relations().order_by("-avg_ts", "-id")
+    filters = form.filters()
+    runs = BenchmarkRun.objects.accepted().filtered(**filters).with_relations().order_by(*form.ordering())
     page = Paginator(runs, 50).get_page(request.GET.get("page"))
+    # The filters and sort order, kept by every link on the page (pages, CSV, JSON); never the page number itself.
+    kept = request.GET.copy()
+    kept.pop("page", None)
     summaries = selectors.summarise(
         BenchmarkRun.objects.accepted()
         .filtered(**{**filters, "test": filters.get("test") or ""})
@@ -216,11 +246,43 @@ def leaderboard(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "summaries": summaries,
-        "query": request.GET.urlencode(),
+        "query": kept.urlencode(),
         "plot_query": _plot_query(filters),
+        "active": {name: value for name, value in filters.items() if value},
+        "loosened": _loosened(filters) if not page.object_list else [],
+        "catalog_names": _catalog_names,
     }
     template = "benchmarks/_leaderboard_results.html" if request.htmx else "benchmarks/leaderboard.html"
     return render(request, template, context)
+
+
+def _loosened(filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """For an empty result: how many accepted runs each filter hides (the same query without it), most first."""
+    from urllib.parse import urlencode
+
+    active = {name: value for name, value in filters.items() if value}
+    found = []
+    for name in active:
+        rest = {k: v for k, v in active.items() if k != name}
+        count = BenchmarkRun.objects.accepted().filtered(**rest).count()
+        if count:
+            found.append({"without": name, "count": count, "query": urlencode(rest)})
+    return sorted(found, key=lambda item: -item["count"])
+
+
+def _catalog_names() -> dict[str, list[str]]:
+    """The <datalist> suggestions of the benchmark forms: every catalog model and device name (called by the
+    template only where it renders the lists)."""
+    from catalog.models import Hardware
+
+    # The popular devices and every device with an accepted run; other names still match when typed.
+    hardware = Hardware.objects.filter(
+        Q(popular=True) | Q(pk__in=BenchmarkRun.objects.accepted().values("hardware_id"))
+    ).order_by("name")
+    return {
+        "models": list(Model.objects.order_by("name").values_list("name", flat=True)),
+        "hardware": list(hardware.values_list("name", flat=True)),
+    }
 
 
 def _plot_query(filters: dict[str, Any]) -> str:
@@ -233,7 +295,7 @@ def _plot_query(filters: dict[str, Any]) -> str:
 def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     """Every accepted run (filters as on the leaderboard), as CSV."""
     form = LeaderboardFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    filters = form.filters()
     runs = BenchmarkRun.objects.accepted().filtered(**filters).with_relations().order_by("id")
 
     class Echo:
@@ -321,7 +383,7 @@ def _svg(content: str) -> HttpResponse:
 def plot_by_hardware(request: HttpRequest) -> HttpResponse:
     """Median tokens/sec per device (decode by default, ?test=pp for prompt) with spread bars."""
     form = LeaderboardFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    filters = form.filters()
     metric = "prefill" if filters.get("test") == "pp" else "decode"
     runs = (
         BenchmarkRun.objects.accepted()
@@ -351,7 +413,7 @@ def plot_by_hardware(request: HttpRequest) -> HttpResponse:
 def plot_bandwidth(request: HttpRequest) -> HttpResponse:
     """Decode tokens/sec against memory bandwidth for one model (and quant), with the roofline drawn."""
     form = LeaderboardFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    filters = form.filters()
     model = Model.objects.filter(slug=filters.get("model") or "").first()
     points_runs = selectors.decode_points(model=model, quant_name=filters.get("quant") or "")
     points = [
