@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog import fit
+
 __all__ = [
     "ConfigError",
     "GgufError",
@@ -145,6 +147,73 @@ def _swa_layers(text: Mapping[str, Any], model_type: str, n_layers: int, window:
     return list(range(n_layers))
 
 
+def _layer_indices(text: Mapping[str, Any], n_layers: int, kinds: set[str]) -> list[int] | None:
+    """Indices whose `layer_types` entry is one of `kinds`; None when the config has no layer_types."""
+    layer_types = text.get("layer_types")
+    if layer_types is None:
+        return None
+    if not isinstance(layer_types, list) or len(layer_types) != n_layers:
+        raise ConfigError(f"layer_types must be a list of {n_layers} entries")
+    return [i for i, kind in enumerate(layer_types) if kind in kinds]
+
+
+def _hybrid_fields(text: Mapping[str, Any], model_type: str, n_layers: int, hidden: int) -> dict[str, Any]:
+    """Attention layers, recurrent layers and recurrent state size of a hybrid model, read as llama.cpp's converter
+    reads them (convert_hf_to_gguf.py / conversion/*.py) and sized as llama.cpp sizes them (catalog.fit,
+    mamba2_state_values, shortconv_state_values). Empty for a plain transformer."""
+    dim = _MAX_DIM * 16
+    if model_type == "qwen3_next":
+        # Gated delta net: ssm_d_conv = linear_conv_kernel_dim, ssm_d_state = linear_key_head_dim, ssm_n_group =
+        # linear_num_key_heads, ssm_d_inner = linear_value_head_dim x linear_num_value_heads (conversion/qwen.py).
+        attn = _layer_indices(text, n_layers, {"full_attention"})
+        if attn is None:
+            interval = _optional(text, ("full_attention_interval",), maximum=_MAX_LAYERS) or 4
+            attn = [i for i in range(n_layers) if (i + 1) % interval == 0]
+        values = fit.mamba2_state_values(
+            _required(text, ("linear_conv_kernel_dim",), maximum=dim),
+            _required(text, ("linear_value_head_dim",), maximum=dim)
+            * _required(text, ("linear_num_value_heads",), maximum=_MAX_HEADS),
+            _required(text, ("linear_num_key_heads",), maximum=_MAX_HEADS),
+            _required(text, ("linear_key_head_dim",), maximum=dim),
+        )
+    elif model_type in ("granitemoehybrid", "falcon_h1"):
+        # Mamba-2 layers: d_inner = mamba_d_ssm (Falcon-H1) or mamba_expand x hidden (Granite 4.0 H), groups
+        # mamba_n_groups, state mamba_d_state, conv mamba_d_conv (conversion/granite.py, conversion/falcon_h1.py).
+        d_inner = _optional(text, ("mamba_d_ssm",), maximum=dim)
+        if d_inner is None:
+            d_inner = (_optional(text, ("mamba_expand",), maximum=64) or 2) * hidden
+        values = fit.mamba2_state_values(
+            _optional(text, ("mamba_d_conv",), maximum=dim) or 4,
+            d_inner,
+            _optional(text, ("mamba_n_groups",), maximum=_MAX_HEADS) or 1,
+            _required(text, ("mamba_d_state",), maximum=dim),
+        )
+        if model_type == "falcon_h1":
+            # Falcon-H1 runs attention and Mamba-2 side by side in every layer (llama.cpp create_memory: both filters
+            # accept every layer).
+            return {
+                "attention_layers": None,
+                "recurrent_layers": list(range(n_layers)),
+                "recurrent_state_values": values,
+            }
+        attn = _layer_indices(text, n_layers, {"attention"})
+        if attn is None:
+            attn = [i for i in (text.get("attn_layer_indices") or []) if isinstance(i, int) and 0 <= i < n_layers]
+    elif model_type == "lfm2":
+        # Short-convolution layers keep n_embd x (conv_L_cache - 1) values (src/llama-hparams.cpp n_embd_r).
+        attn = _layer_indices(text, n_layers, {"full_attention"})
+        if attn is None:
+            attn = [i for i in (text.get("full_attn_idxs") or []) if isinstance(i, int) and 0 <= i < n_layers]
+        values = fit.shortconv_state_values(hidden, _required(text, ("conv_L_cache",), maximum=4096))
+    else:
+        return {}
+    return {
+        "attention_layers": sorted(attn),
+        "recurrent_layers": [i for i in range(n_layers) if i not in set(attn)],
+        "recurrent_state_values": values,
+    }
+
+
 def _vision_params(vision: Mapping[str, Any]) -> int | None:
     """A ViT-style encoder's parameter count (patch embedding, position embedding, blocks); None if not described."""
     try:
@@ -230,7 +299,19 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     window = _optional(text, ("sliding_window",), maximum=_MAX_CONTEXT)
     if window is not None and window >= context:
         window = None  # a window as long as the context bounds nothing (Phi-3.5 ships 262144)
-    swa_layers = _swa_layers(text, model_type, n_layers, window)
+    chunk = _optional(text, ("attention_chunk_size",), maximum=_MAX_CONTEXT)
+    if model_type in ("llama4", "llama4_text") and chunk and window is None:
+        # Llama 4's chunked attention: llama.cpp sizes the chunked layers' KV like sliding-window layers of
+        # n_swa = 8192 (src/models/llama4.cpp: LLAMA_SWA_TYPE_CHUNKED, load_swa_pattern(ml, 4): 3 chunked, 1 full).
+        window = chunk
+        no_rope = text.get("no_rope_layers")
+        if isinstance(no_rope, list) and len(no_rope) == n_layers and any(no_rope):
+            # transformers: no_rope_layers[i] == 0 marks a NoPE layer, which attends globally.
+            swa_layers = [i for i, rope in enumerate(no_rope) if rope]
+        else:
+            swa_layers = [i for i in range(n_layers) if i % 4 < 3]
+    else:
+        swa_layers = _swa_layers(text, model_type, n_layers, window)
     if not swa_layers:
         window = None
 
@@ -258,6 +339,7 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         "n_experts_used": n_experts_used if n_experts else None,
         "context_length": context,
     }
+    fields.update(_hybrid_fields(text, model_type, n_layers, hidden))
 
     shape_extras: dict[str, Any] = {
         "model_type": model_type,
