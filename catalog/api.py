@@ -177,10 +177,15 @@ class FitOut(Schema):
     verdict: str
     gpu_layers: int
     n_layers: int
+    cpu_moe_layers: int = Field(
+        0, description="MoE partial offload: layers whose routed experts stay in system RAM (llama.cpp --n-cpu-moe)."
+    )
     est_decode_tps: float | None = Field(description="Decode tokens/s per user, with `users` sequences batched.")
     est_prefill_tps: float | None
     max_ctx: int | None = Field(description="Largest context (<= the model's maximum) at which this quant fits.")
-    llama_cpp_flags: list[str] = Field(description="llama-server flags for this placement (-c, -np, -ngl, -ctk/-ctv).")
+    llama_cpp_flags: list[str] = Field(
+        description="llama-server flags for this placement (-c, -np, -ngl, --n-cpu-moe, -ctk/-ctv)."
+    )
     recommendation: RecommendationOut
     exact: list[str]
     estimated: list[str]
@@ -330,6 +335,7 @@ def get_fit(request: HttpRequest, params: Query[FitQuery]):
         "verdict": result.verdict.value,
         "gpu_layers": result.gpu_layers,
         "n_layers": result.n_layers,
+        "cpu_moe_layers": result.cpu_moe_layers,
         "est_decode_tps": result.est_decode_tps,
         "est_prefill_tps": result.est_prefill_tps,
         "max_ctx": max_context_for(model=model, quant=quant, hardware=hardware, options=options, gpu_count=count),

@@ -61,7 +61,7 @@ def gpu_layers_flag(result: fit.FitResult | None) -> int:
     """llama.cpp's -ngl for the verdict's placement: every layer when the model fits entirely, the verdict's layer
     count for a partial offload (llama.cpp offloads the last n_gpu_layers repeating layers, as fit._place counts
     them), 0 for a CPU-only run. Without a verdict (no device chosen): every layer."""
-    if result is None or result.verdict == fit.Verdict.FITS_GPU:
+    if result is None or result.verdict == fit.Verdict.FITS_GPU or result.cpu_moe_layers:
         return ALL_LAYERS
     if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
         return result.gpu_layers
@@ -76,6 +76,8 @@ def llama_cpp_flags(*, ctx: int, kv_type: str, result: fit.FitResult | None, use
     if users > 1:
         flags += ["-np", str(users)]
     flags += ["-ngl", str(gpu_layers_flag(result))]
+    if result is not None and result.cpu_moe_layers:
+        flags += ["--n-cpu-moe", str(result.cpu_moe_layers)]
     if kv_type != "f16":
         flags += ["-ctk", kv_type, "-ctv", kv_type]
         if kv_type in ("q8_0", "q4_0"):
@@ -88,6 +90,12 @@ def _placement_note(result: fit.FitResult | None) -> str:
         return "Choose your hardware above: the layer count (-ngl) follows its verdict."
     if result.verdict == fit.Verdict.FITS_GPU:
         return "Every layer on the GPU (-ngl 99), as the verdict above."
+    if result.verdict == fit.Verdict.PARTIAL_OFFLOAD and result.cpu_moe_layers:
+        return (
+            f"Every layer on the GPU (-ngl 99) but the routed experts of {result.cpu_moe_layers} of "
+            f"{result.n_layers} layers, which stay in system RAM (--n-cpu-moe {result.cpu_moe_layers}), as the "
+            "verdict above."
+        )
     if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
         return (
             f"{result.gpu_layers} of {result.n_layers} layers on the GPU (-ngl {result.gpu_layers}), the rest in "

@@ -22,7 +22,9 @@ from catalog.fit import (
     _Placement,
     _text_params,
     context_tokens,
+    expert_bytes,
     fit,
+    placement_of,
     weights_split,
 )
 
@@ -210,6 +212,16 @@ def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
     return dense + experts * (1 - (1 - used) ** batch)
 
 
+def _host_expert_read(shape: ModelShape, quant: QuantSpec, batch: int, cpu_moe_layers: int) -> float:
+    """Routed-expert bytes a step reads from host RAM when the experts of `cpu_moe_layers` layers live there
+    (llama.cpp --n-cpu-moe): the experts the batch selects, in those layers' share."""
+    if not cpu_moe_layers:
+        return 0.0
+    used = shape.n_experts_used / shape.n_experts if shape.n_experts and shape.n_experts_used else 1.0
+    experts = expert_bytes(shape, quant)
+    return experts * (1 - (1 - used) ** batch) * cpu_moe_layers / shape.n_layers
+
+
 def is_float_quant(quant: QuantSpec) -> bool:
     return quant.name.strip().upper() in FLOAT_QUANTS
 
@@ -266,10 +278,15 @@ def decode_terms(
             if device.kind == "unified"
             else (device.system_bandwidth_gbps or options.system_bandwidth_gbps)
         )
+    moe_host = 0.0
+    if device.kind == "gpu" and place.cpu_moe_layers:
+        # Every layer is on the GPU; only the selected experts of the host-resident layers are read from RAM.
+        gpu_share = 1.0
+        moe_host = _host_expert_read(shape, quant, batch, place.cpu_moe_layers)
     device_bw = device.bandwidth_gbps * 1e9
     alu = device.fp32_tflops * 1e12 if device.fp32_tflops else float("inf")
     float_weights = is_float_quant(quant)
-    on_device_weights = weights * gpu_share
+    on_device_weights = weights * gpu_share - moe_host
     clock_scale = 2000.0 / device.clock_mhz if device.clock_mhz and device.kind != "cpu" else 1.0
     return DecodeTerms(
         layer_units=shape.n_layers * clock_scale,
@@ -279,7 +296,7 @@ def decode_terms(
         device_kv_s=kv * gpu_share / device_bw,
         quant_alu_s=0.0 if float_weights else on_device_weights / alu,
         float_alu_s=((on_device_weights if float_weights else 0.0) + kv * gpu_share) / alu,
-        host_s=(weights + kv) * (1 - gpu_share) / (host_bw * 1e9),
+        host_s=((weights + kv) * (1 - gpu_share) + moe_host) / (host_bw * 1e9),
         flops=2 * _text_params(shape) * _active_share(shape) * batch,
     )
 
@@ -373,7 +390,7 @@ def decode_tps_at(
     est_decode_tps is the speed with the whole context filled, the slowest a conversation gets)."""
     if result.verdict == Verdict.DOES_NOT_FIT:
         return None
-    place = _Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
+    place = placement_of(result)
     seconds = step_seconds(shape, quant, device, options, place, options.users, speed, depth=depth)
     return None if seconds is None else 1 / seconds
 
@@ -409,9 +426,12 @@ def prefill_terms(
     flops = 2 * _text_params(shape) * _active_share(shape) * n_prompt + attention
     upload = 0.0
     if place is not None and place.verdict == Verdict.PARTIAL_OFFLOAD and device.kind == "gpu":
-        host_layers = shape.n_layers - place.gpu_layers
-        per_layer = weights_split(shape, quant).layers_bytes / shape.n_layers
-        upload = host_layers * per_layer * -(-n_prompt // ubatch) / PCIE_BYTES_PER_S
+        if place.cpu_moe_layers:
+            host_bytes = expert_bytes(shape, quant) * place.cpu_moe_layers / shape.n_layers
+        else:
+            host_layers = shape.n_layers - place.gpu_layers
+            host_bytes = weights_split(shape, quant).layers_bytes / shape.n_layers * host_layers
+        upload = host_bytes * -(-n_prompt // ubatch) / PCIE_BYTES_PER_S
     on_gpus = device.kind == "gpu" and (place is None or place.verdict == Verdict.FITS_GPU)
     return PrefillTerms(
         tokens=n_prompt,
@@ -507,7 +527,7 @@ def serving_plan(
     aggregate = per_user = None
     bound: Literal["memory", "compute"] | None = None
     if result.verdict != Verdict.DOES_NOT_FIT:
-        place = _Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
+        place = placement_of(result)
         seconds = step_seconds(shape, quant, device, options, place, options.users, speed)
         mem_only = step_seconds(shape, quant, device, options, place, options.users, speed, compute_bound=False)
         if seconds is not None:

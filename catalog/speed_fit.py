@@ -300,7 +300,7 @@ def observe(
         return None
     if result.verdict == fit.Verdict.DOES_NOT_FIT:
         return None
-    place = fit._Placement(result.verdict, result.gpu_layers, result.usable_bytes, result.headroom_bytes)
+    place = fit.placement_of(result)
     if test == "tg":
         # llama-bench's tg<n> at depth d reads, on average, the KV of d + n/2 tokens per step.
         terms = speed_model.decode_terms(shape, quant, device, options, place, 1, depth=n_depth + n_gen // 2)
