@@ -57,6 +57,27 @@ class ModelShape:
     n_experts_used: int | None = None
     vision_params: int = 0
     image_tokens: int = 0
+    # Hybrid and recurrent models (docs/fit.md, "Hybrid models"): `attention_layers` holds the indices of the layers
+    # that keep a KV cache (None: every layer does); `recurrent_layers` the indices of the layers that keep a fixed-size
+    # state per sequence instead, of `recurrent_state_values` f32 values each (llama.cpp's n_embd_r + n_embd_s).
+    attention_layers: frozenset[int] | None = None
+    recurrent_layers: frozenset[int] = frozenset()
+    recurrent_state_values: int = 0
+    # Per-layer KV head counts where an architecture varies them (llama.cpp's n_head_kv_arr); empty: n_kv_heads on
+    # every layer. A 0 marks a layer without KV.
+    kv_heads_per_layer: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Callers pass JSON lists (Model fields, a parsed config.json): keep hashable sets, since the memoized
+        # functions below key on the shape.
+        for name in ("swa_layers", "recurrent_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, frozenset):
+                object.__setattr__(self, name, frozenset(value or ()))
+        if self.attention_layers is not None and not isinstance(self.attention_layers, frozenset):
+            object.__setattr__(self, "attention_layers", frozenset(self.attention_layers))
+        if not isinstance(self.kv_heads_per_layer, tuple):
+            object.__setattr__(self, "kv_heads_per_layer", tuple(self.kv_heads_per_layer or ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +195,13 @@ BLOCK_BITS: dict[str, float] = {
     "IQ2_XXS": 66 * 8 / 256,  # 2.0625
     "IQ1_M": 56 * 8 / 256,  # 1.75
     "IQ1_S": 50 * 8 / 256,  # 1.5625
+    # block_mxfp4: one E8M0 scale byte + 16 bytes of 32 packed 4-bit values = 17 bytes per 32 weights.
+    "MXFP4": 17 * 8 / 32,  # 4.25
 }
 # Block size (values per block) of each type: a row whose length is not a multiple cannot use the type.
 BLOCK_SIZE: dict[str, int] = {
-    n: (1 if n in ("F32", "F16", "BF16") else 32 if n[-2:] in ("_0", "_1", "NL") else 256) for n in BLOCK_BITS
+    n: (1 if n in ("F32", "F16", "BF16") else 32 if n[-2:] in ("_0", "_1", "NL") or n == "MXFP4" else 256)
+    for n in BLOCK_BITS
 }
 # When a row length is not a multiple of 256, llama.cpp's quantizer swaps a K/IQ type for a 32-block type
 # (src/llama-quant.cpp, the "incompatible tensor" fallback): Q2_K/Q3_K/IQ* -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1,
@@ -263,9 +287,13 @@ QUANT_MIXES: dict[str, QuantMix] = {
     "IQ2_XXS": QuantMix("IQ2_XXS", "Q5_K", "Q2_K", stated_bpw=2.06),
     "IQ1_M": QuantMix("IQ1_M", "Q5_K", "Q2_K", stated_bpw=1.75),
     "IQ1_S": QuantMix("IQ1_S", "Q5_K", "Q2_K", stated_bpw=1.56),
+    # MXFP4_MOE (gpt-oss's own format): expert tensors (3-D, ne[2] > 1) MXFP4, every other tensor Q8_0, output and
+    # embeddings included (src/llama-quant.cpp, llama_tensor_get_type). Its layer bits depend on the expert share:
+    # see weights_split.
+    "MXFP4_MOE": QuantMix("MXFP4", "Q8_0", "Q8_0"),
 }
 # Aliases the quantize tool accepts.
-_ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
+_ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M", "MXFP4": "MXFP4_MOE"}
 
 QUANT_NAMES: tuple[str, ...] = tuple(
     sorted(QUANT_MIXES, key=lambda n: (-QUANT_MIXES[n].overall_bits, n))
@@ -312,6 +340,12 @@ def _check_kv_type(kv_type: str) -> None:
 def _check_shape(shape: ModelShape) -> None:
     for name in ("n_params", "n_layers", "hidden_size", "n_heads", "n_kv_heads", "head_dim", "vocab_size"):
         _check_positive(name, getattr(shape, name))
+    if shape.recurrent_state_values < 0:
+        raise ValueError(f"recurrent_state_values must be >= 0, got {shape.recurrent_state_values!r}")
+    if shape.kv_heads_per_layer and (
+        len(shape.kv_heads_per_layer) != shape.n_layers or any(h < 0 for h in shape.kv_heads_per_layer)
+    ):
+        raise ValueError(f"kv_heads_per_layer must list {shape.n_layers} counts >= 0")
 
 
 def _check_options(options: FitOptions) -> None:
@@ -362,20 +396,44 @@ def kv_layer_bytes(
 ) -> int:
     """KV bytes of one layer for `users` sequences of `ctx` tokens each (one stream per sequence)."""
     is_swa = layer in shape.swa_layers and bool(shape.sliding_window)
-    return _kv_bytes_of_kind(shape, is_swa, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full)
+    heads = layer_kv_heads(shape, layer)
+    if not heads:
+        return 0
+    return _kv_bytes_of_kind(shape, is_swa, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full, kv_heads=heads)
+
+
+def layer_kv_heads(shape: ModelShape, layer: int) -> int:
+    """KV heads of one layer: 0 for a layer outside `attention_layers` (a recurrent layer keeps no KV: llama.cpp's
+    hybrid memory gives its KV cache only the layers filter_attn accepts, src/llama-memory-hybrid.cpp), the layer's
+    own count where `kv_heads_per_layer` lists them (llama_hparams::n_head_kv(il)), else n_kv_heads."""
+    if shape.attention_layers is not None and layer not in shape.attention_layers:
+        return 0
+    if shape.kv_heads_per_layer:
+        return shape.kv_heads_per_layer[layer]
+    return shape.n_kv_heads
 
 
 def _kv_bytes_of_kind(
-    shape: ModelShape, is_swa: bool, ctx: int, kv_type: str, users: int, *, ubatch: int, swa_full: bool
+    shape: ModelShape,
+    is_swa: bool,
+    ctx: int,
+    kv_type: str,
+    users: int,
+    *,
+    ubatch: int,
+    swa_full: bool,
+    kv_heads: int | None = None,
 ) -> int:
-    """KV bytes of one sliding-window layer (is_swa) or one full-attention layer: all layers of a kind are alike."""
+    """KV bytes of one sliding-window layer (is_swa) or one full-attention layer of `kv_heads` KV heads (default
+    n_kv_heads): all layers of a kind are alike."""
     _check_kv_type(kv_type)
     cells = swa_cells(shape, ctx, users, ubatch, swa_full) if is_swa else kv_cells(ctx, users)
     if shape.kv_lora_rank:
         # MLA: one latent "head" of kv_lora_rank + qk_rope_head_dim per token in the K cache; V is a view of it.
         per_cell = _row_bytes(kv_type, shape.kv_lora_rank + (shape.qk_rope_head_dim or 0))
     else:
-        per_cell = 2 * _row_bytes(kv_type, shape.n_kv_heads * shape.head_dim)
+        heads = shape.n_kv_heads if kv_heads is None else kv_heads
+        per_cell = 2 * _row_bytes(kv_type, heads * shape.head_dim)
     return per_cell * cells * users
 
 
@@ -390,6 +448,19 @@ def kv_cache_bytes(
     _check_positive("ctx", ctx)
     _check_positive("users", users)
     _check_positive("ubatch", ubatch)
+    if shape.attention_layers is not None or shape.kv_heads_per_layer:
+        # Layers differ in KV heads (or some keep none): group them by (sliding window, heads).
+        kinds: dict[tuple[bool, int], int] = {}
+        for il in range(shape.n_layers):
+            heads = layer_kv_heads(shape, il)
+            if heads:
+                key = (il in shape.swa_layers and bool(shape.sliding_window), heads)
+                kinds[key] = kinds.get(key, 0) + 1
+        return sum(
+            count
+            * _kv_bytes_of_kind(shape, is_swa, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full, kv_heads=heads)
+            for (is_swa, heads), count in kinds.items()
+        )
     # Layers of one kind hold the same bytes, so count them instead of summing layer by layer (this runs for every
     # quant and offload split of every request).
     n_swa = sum(1 for il in shape.swa_layers if 0 <= il < shape.n_layers) if shape.sliding_window else 0
@@ -399,6 +470,44 @@ def kv_cache_bytes(
     if n_swa:
         total += n_swa * _kv_bytes_of_kind(shape, True, ctx, kv_type, users, ubatch=ubatch, swa_full=swa_full)
     return total
+
+
+# Recurrent state (llama.cpp src/llama-memory-recurrent.cpp, llama_memory_recurrent::llama_memory_recurrent): per
+# recurrent layer an R tensor of n_embd_r x n_rows and an S tensor of n_embd_s x n_rows, both F32
+# (src/llama-model.cpp create_memory: recurrent_type_r = recurrent_type_s = GGML_TYPE_F32), n_rows = mem_size x
+# (1 + n_rs_seq) with mem_size = max(1, n_seq_max) and n_rs_seq = 0 by default (llama_context_default_params).
+RECURRENT_STATE_BYTES_PER_VALUE = 4
+
+
+def mamba2_state_values(d_conv: int, d_inner: int, n_group: int, d_state: int) -> int:
+    """n_embd_r + n_embd_s of a Mamba-2 (or gated delta net) layer (src/llama-hparams.cpp): the conv state
+    (d_conv - 1) x (d_inner + 2 x n_group x d_state) and the SSM state d_state x d_inner."""
+    for name, value in (("d_conv", d_conv), ("d_inner", d_inner), ("n_group", n_group), ("d_state", d_state)):
+        _check_positive(name, value)
+    return (d_conv - 1) * (d_inner + 2 * n_group * d_state) + d_state * d_inner
+
+
+def shortconv_state_values(hidden_size: int, l_cache: int) -> int:
+    """n_embd_r + n_embd_s of an LFM2 short-convolution layer (src/llama-hparams.cpp): n_embd x (L_cache - 1) conv
+    values; no SSM state (ssm_d_state = ssm_d_inner = 0)."""
+    _check_positive("hidden_size", hidden_size)
+    _check_positive("l_cache", l_cache)
+    return hidden_size * (l_cache - 1)
+
+
+def layer_state_bytes(shape: ModelShape, layer: int, users: int = 1) -> int:
+    """Recurrent state bytes of one layer for `users` sequences: flat in context."""
+    if layer not in shape.recurrent_layers:
+        return 0
+    return shape.recurrent_state_values * RECURRENT_STATE_BYTES_PER_VALUE * max(1, users)
+
+
+def recurrent_state_bytes(shape: ModelShape, users: int = 1) -> int:
+    """The recurrent state of every recurrent layer for `users` sequences (one state row per sequence): it does not
+    grow with the context."""
+    _check_positive("users", users)
+    n_rec = sum(1 for il in shape.recurrent_layers if 0 <= il < shape.n_layers)
+    return n_rec * shape.recurrent_state_values * RECURRENT_STATE_BYTES_PER_VALUE * users
 
 
 def _text_params(shape: ModelShape) -> int:
@@ -465,6 +574,12 @@ def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
         out_bits = _type_bits(out_type, shape.hidden_size)
         embed_bits = out_bits if shape.tied_embeddings else _type_bits(mix.embed, shape.hidden_size)
         body_bits = mix.body_bits
+        if mix.base == "MXFP4":
+            # Experts (gate, up, down of n_experts per layer) at MXFP4, the rest of the layers at Q8_0.
+            experts = shape.n_layers * (shape.n_experts or 0) * 3 * shape.hidden_size * (shape.intermediate_size or 0)
+            experts = min(experts, body_params)
+            rest = body_params - experts
+            body_bits = (experts * BLOCK_BITS["MXFP4"] + rest * BLOCK_BITS["Q8_0"]) / max(body_params, 1)
         fallback = FALLBACK_TYPE.get(mix.base)
         if fallback and shape.hidden_size % BLOCK_SIZE[mix.base]:
             body_bits += (BLOCK_BITS[fallback] - BLOCK_BITS[mix.base]) * _fallback_share(shape)
@@ -516,7 +631,8 @@ UNIFIED_LARGE_FROM_BYTES = 36 * 10**9
 
 def _max_cells(shape: ModelShape, ctx: int, users: int, ubatch: int, swa_full: bool) -> int:
     """Cells per stream of the largest cache: the attention of each stream spans only its own cells."""
-    full = any(il not in shape.swa_layers for il in range(shape.n_layers)) or not shape.sliding_window
+    kv_layers = [il for il in range(shape.n_layers) if layer_kv_heads(shape, il)] or range(shape.n_layers)
+    full = any(il not in shape.swa_layers for il in kv_layers) or not shape.sliding_window
     return kv_cells(ctx, users) if full else swa_cells(shape, ctx, users, ubatch, swa_full)
 
 
@@ -593,6 +709,8 @@ def memory_breakdown(
     weights, exact = weights_bytes(shape, quant)
     ctx = context_tokens(shape, options)
     kv = kv_cache_bytes(shape, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
+    # A hybrid model's recurrent state lives beside its KV cache: counted with it, flat in context.
+    kv += recurrent_state_bytes(shape, options.users)
     compute = compute_bytes(shape, dataclasses.replace(options, ctx=ctx), device_kind)
     overhead = overhead_bytes(shape, options, device_kind)
     vision = vision_bytes(shape, quant)
@@ -713,8 +831,12 @@ def _place(
     room = capacity - per_device * count - mem.vision_bytes
     gpu_layers, on_gpu = 0, 0.0
     for il in reversed(range(shape.n_layers)):
-        cost = layer_weights + kv_layer_bytes(
-            shape, il, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full
+        cost = (
+            layer_weights
+            + kv_layer_bytes(
+                shape, il, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full
+            )
+            + layer_state_bytes(shape, il, options.users)
         )
         if on_gpu + cost > room or gpu_layers == shape.n_layers - 1:
             break
@@ -917,11 +1039,16 @@ __all__ = [
     "fit",
     "fits_entirely",
     "kv_cache_bytes",
+    "layer_kv_heads",
+    "layer_state_bytes",
+    "mamba2_state_values",
     "max_context",
     "memory_breakdown",
     "nominal_bits_per_weight",
     "overhead_bytes",
     "recommend",
+    "recurrent_state_bytes",
+    "shortconv_state_values",
     "swa_layers_every",
     "text_tokens_after_image",
     "weights_bytes",
