@@ -6,6 +6,7 @@ Figures with no source are left empty and the fit engine estimates them (the pag
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Prefetch, Q
 from django.urls import reverse
@@ -36,7 +37,23 @@ PARAM_BANDS: dict[str, tuple[int, int | None]] = {
 }
 
 
+class ReviewStatus(models.TextChoices):
+    """Where a model's row stands: curated by the project, or imported from a repository and how far reviewed."""
+
+    CURATED = "curated", "Curated"
+    PENDING = "pending", "Imported, awaiting a moderator"
+    UNREVIEWED = "unreviewed", "Imported, not reviewed"
+    REVIEWED = "reviewed", "Imported, reviewed"
+
+
 class ModelQuerySet(models.QuerySet["Model"]):
+    def listed(self) -> ModelQuerySet:
+        """Every model the catalog shows: all but anonymous imports a moderator has not accepted yet."""
+        return self.exclude(review_status=ReviewStatus.PENDING)
+
+    def imported(self) -> ModelQuerySet:
+        return self.exclude(review_status=ReviewStatus.CURATED)
+
     def with_quantizations(self) -> ModelQuerySet:
         return self.prefetch_related(
             Prefetch(
@@ -63,6 +80,16 @@ class ModelQuerySet(models.QuerySet["Model"]):
 
     def in_same_band_as(self, model: Model) -> ModelQuerySet:
         return self.in_param_band(model.param_band).exclude(pk=model.pk)
+
+
+class ListedModelManager(models.Manager.from_queryset(ModelQuerySet)):  # type: ignore[misc]
+    """`Model.objects`: the catalog as pages, the API and the fit engine see it (pending imports left out).
+
+    The admin, moderation and the importers use `Model.all_objects` (the default manager, `Meta.default_manager_name`).
+    """
+
+    def get_queryset(self) -> ModelQuerySet:
+        return super().get_queryset().listed()
 
 
 class Model(models.Model):
@@ -111,10 +138,26 @@ class Model(models.Model):
     sources = models.JSONField(default=dict, blank=True, help_text="Field name -> where the figure comes from.")
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = ModelQuerySet.as_manager()
+    # Provenance of imported models (catalog.hf): the repository is `source_repo`, the commit read `source_revision`.
+    review_status = models.CharField(
+        max_length=12, choices=ReviewStatus.choices, default=ReviewStatus.CURATED, db_index=True
+    )
+    import_ref = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="The revision asked for at import (branch, tag or commit); refresh_hf follows it.",
+    )
+    imported_at = models.DateTimeField(null=True, blank=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="imported_models"
+    )
+
+    objects = ListedModelManager()
+    all_objects = ModelQuerySet.as_manager()
 
     class Meta:
         ordering = ["n_params", "name"]
+        default_manager_name = "all_objects"
         constraints = [
             models.CheckConstraint(condition=Q(n_params__gt=0), name="model_params_positive"),
             models.CheckConstraint(condition=Q(n_kv_heads__lte=models.F("n_heads")), name="model_kv_heads_le_heads"),
@@ -147,6 +190,23 @@ class Model(models.Model):
     @property
     def is_moe(self) -> bool:
         return bool(self.n_experts)
+
+    @property
+    def is_imported(self) -> bool:
+        return self.review_status != ReviewStatus.CURATED
+
+    @property
+    def provenance(self) -> str:
+        """'Curated', or 'Imported from owner/name@abc1234, not reviewed' and the like, for pages to show."""
+        if not self.is_imported:
+            return "Curated"
+        where = f"{self.source_repo}@{self.source_revision[:12]}" if self.source_revision else self.source_repo
+        review = {
+            ReviewStatus.PENDING: "awaiting a moderator",
+            ReviewStatus.UNREVIEWED: "not reviewed",
+            ReviewStatus.REVIEWED: "reviewed",
+        }[ReviewStatus(self.review_status)]
+        return f"Imported from {where}, {review}"
 
 
 class QuantFormat(models.TextChoices):
