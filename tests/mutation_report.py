@@ -1,0 +1,81 @@
+"""Kill rate per module from mutmut's results, for `make mutation` (docs/testing.md).
+
+Reads mutants/<module>.py.meta (mutmut 3 writes one per mutated file) and prints, per module: mutants, killed
+(a test failed or timed out), survived, not reached by any selected test, the kill rate over all mutants, and the
+kill rate once the equivalent mutants listed in docs/testing.md are set aside. Then every surviving mutant, with
+its reason when docs/testing.md lists it as equivalent and "NOT EXPLAINED" when it does not.
+
+    python tests/mutation_report.py [module ...]     # e.g. catalog/fit.py; default: every module with results
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "testing.md"
+MODULES = [
+    "catalog/fit.py",
+    "catalog/speed.py",
+    "catalog/speed_fit.py",
+    "benchmarks/llamabench.py",
+    "benchmarks/outliers.py",
+]
+KILLED = {1, 3, 36, 24, -24, 152, 255}  # mutmut's stats.py: a failing test, pytest's internal error, a timeout
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+# "- `catalog.fit.x_name__mutmut_3`: the reason" in docs/testing.md's list of equivalent mutants.
+EQUIVALENT_LINE = re.compile(r"^\s*[-*]\s+`(?P<name>[\w.ǁ]+__mutmut_\d+)`\s*[:\u2014-]\s*(?P<reason>.+)$")
+
+
+def equivalent_mutants(doc: Path = DOC) -> dict[str, str]:
+    if not doc.exists():
+        return {}
+    found = {}
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        match = EQUIVALENT_LINE.match(line)
+        if match:
+            found[match["name"]] = match["reason"].strip()
+    return found
+
+
+def report(modules: list[str], out=sys.stdout) -> int:
+    equivalent = equivalent_mutants()
+    survivors: list[tuple[str, str]] = []
+    print(
+        f"{'module':28} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'kill %':>6} {'w/o equiv %':>11}",
+        file=out,
+    )
+    for module in modules:
+        meta = ROOT / "mutants" / f"{module}.meta"
+        if not meta.exists():
+            print(f"{module:28} (no results: run `make mutation MODULES={module}`)", file=out)
+            continue
+        codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        checked = {name: code for name, code in codes.items() if code is not None}
+        killed = sum(code in KILLED for code in checked.values())
+        alive = sorted(name for name, code in checked.items() if code not in KILLED)
+        no_test = sum(code in NO_TESTS for code in checked.values())
+        n_equiv = sum(name in equivalent for name in alive)
+        total = len(checked)
+        rate = 100 * killed / total if total else 0.0
+        rate_eq = 100 * killed / (total - n_equiv) if total - n_equiv else 0.0
+        unchecked = len(codes) - total
+        tail = f"  ({unchecked} not run yet)" if unchecked else ""
+        print(
+            f"{module:28} {total:7} {killed:6} {len(alive) - no_test:8} {no_test:7} {rate:6.1f} {rate_eq:11.1f}{tail}",
+            file=out,
+        )
+        survivors += [(name, equivalent.get(name, "NOT EXPLAINED")) for name in alive]
+    if survivors:
+        print("\nsurviving mutants (`.venv/bin/mutmut show NAME` prints the change):", file=out)
+        for name, reason in survivors:
+            print(f"  {name}: {reason}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(report(sys.argv[1:] or MODULES))
