@@ -17,6 +17,7 @@ with a message meant for the person who asked (not found, gated, timed out, malf
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import struct
@@ -49,6 +50,8 @@ __all__ = [
     "store_snapshot",
     "validate_repo_id",
 ]
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -484,7 +487,9 @@ def read_repository(*, repo_id: str, revision: str | None = None, limits: HubLim
 
         if isinstance(exc, errors.HfHubHTTPError | errors.OfflineModeIsEnabled | httpx2.HTTPError | OSError):
             raise _hub_error(exc, repo_id=repo_id, revision=revision, limits=limits) from exc
-        raise
+        # Anything else (an answer that is not the JSON the Hub sends, a header gguf cannot map): a message, not a 500.
+        log.warning("import of %s failed", repo_id, exc_info=True)
+        raise HubImportError(f"Reading {repo_id} failed ({type(exc).__name__}); nothing was imported.") from exc
 
 
 def _read_repository(*, repo_id: str, revision: str | None, deadline: _Deadline) -> RepoSnapshot:

@@ -135,6 +135,8 @@ class FakeHub:
             return self._error(request, 401 if repo else 404, "RepoNotFound", "Repository not found")
         if repo.get("slow"):
             self.release.wait(5)  # longer than the client's timeout
+        if info and repo.get("broken_info"):
+            return self._send(request, 200, b"<html>maintenance</html>", {"Content-Type": "text/html"})
         if info:
             revision = info.group(2)
             if revision not in (None, "main", repo["sha"]):
@@ -310,6 +312,8 @@ def test_it_imports_a_safetensors_repository_from_its_config(hub, safetensors_re
         ),
         ("someone/bad-revision", {"files": {"config.json": b"{}"}, "revision": "nope"}, "has no revision 'nope'"),
         ("someone/bad-config", {"files": {"config.json": b"{\"model_type\": 3"}}, "config.json is not valid JSON"),
+        ("someone/no-layers", {"files": {"config.json": b"{}"}}, "config.json cannot describe a model"),
+        ("someone/html-hub", {"broken_info": True}, "Reading someone/html-hub failed (JSONDecodeError)"),
     ],
 )
 def test_it_refuses_clearly_and_stores_nothing(hub, tmp_path, repo_id, setup, message):
