@@ -306,12 +306,19 @@ def test_it_imports_a_safetensors_repository_from_its_config(hub, safetensors_re
         ("someone/junk-GGUF", {"files": {"junk-Q4_0.gguf": b"PK\x03\x04" + b"\0" * 5000}}, "malformed GGUF header"),
         (
             "someone/bad-type-GGUF",
-            {"files": {"bad-Q4_0.gguf": b"GGUF\x03\0\0\0" + (1).to_bytes(8, "little") * 2 + b"\x01\0\0\0\0\0\0\0k"
-                       + (99).to_bytes(4, "little") + b"\0" * 100}},
+            {
+                "files": {
+                    "bad-Q4_0.gguf": b"GGUF\x03\0\0\0"
+                    + (1).to_bytes(8, "little") * 2
+                    + b"\x01\0\0\0\0\0\0\0k"
+                    + (99).to_bytes(4, "little")
+                    + b"\0" * 100
+                }
+            },
             "malformed GGUF header",
         ),
         ("someone/bad-revision", {"files": {"config.json": b"{}"}, "revision": "nope"}, "has no revision 'nope'"),
-        ("someone/bad-config", {"files": {"config.json": b"{\"model_type\": 3"}}, "config.json is not valid JSON"),
+        ("someone/bad-config", {"files": {"config.json": b'{"model_type": 3'}}, "config.json is not valid JSON"),
         ("someone/no-layers", {"files": {"config.json": b"{}"}}, "config.json cannot describe a model"),
         ("someone/html-hub", {"broken_info": True}, "Reading someone/html-hub failed (JSONDecodeError)"),
     ],
