@@ -3,13 +3,15 @@ include-able fragment, rendered alone for htmx requests and inside the full page
 
 from __future__ import annotations
 
+import math
+
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from catalog import fit, speed
+from catalog import extensions, fit, speed, vision
 from catalog.caching import cached_page, data_version
 from catalog.faq import model_faq
 from catalog.forms import (
@@ -21,11 +23,12 @@ from catalog.forms import (
     hardware_picker_queryset,
 )
 from catalog.howto import recipes
-from catalog.models import PARAM_BANDS, Hardware, HardwareKind, Model, ParamBand
+from catalog.models import PARAM_BANDS, Hardware, HardwareKind, Modality, Model, ParamBand
 from catalog.services import (
     QuantRow,
     best_fits,
     best_quant,
+    cached_fit,
     device_spec_of,
     hardware_that_runs,
     options_for,
@@ -133,9 +136,14 @@ def _comparable(model: Model) -> list[Model]:
 
 
 def _pick_comparable(model: Model) -> list[Model]:
+    if model.is_vision:
+        # Like with like: a vision-language model is compared with the other VLMs, the nearest in size first.
+        vlms = Model.objects.exclude(pk=model.pk).filter(modality=model.modality)
+        return sorted(vlms, key=lambda m: (abs(math.log(m.n_params / model.n_params)), m.n_params))[:5]
     bands = list(PARAM_BANDS)
     here = bands.index(ParamBand(model.param_band))
-    others = list(Model.objects.exclude(pk=model.pk).order_by("n_params"))  # the catalog is small: one query
+    # The catalog is small: one query. Text models are compared with text models.
+    others = list(Model.objects.exclude(pk=model.pk).exclude(modality=Modality.VISION).order_by("n_params"))
     same = sorted((m for m in others if m.param_band == bands[here]), key=lambda m: (not m.featured, m.n_params))
     picks = same[:3]
     if here > 0:
@@ -219,7 +227,48 @@ def _model_live_context(model: Model, context: dict) -> dict:
         ),
         "faq": model_faq(model, context["rows"], options, context["recommendation"], context["hardware"]),
         "runs_on": _runs_on(model, options),
+        "image_times": _image_times(model, context) if model.is_vision else [],
+        "caption_tokens": vision.CAPTION_TOKENS,
     }
+
+
+# Devices a VLM page always times an image on (the small board, a base Mac, a mid GPU, a big GPU), where the catalog
+# lists them; the page's chosen device comes first.
+IMAGE_TIME_DEVICES = ("raspberry-pi-5-8gb", "apple-m2-8gb", "nvidia-geforce-rtx-3080", "nvidia-geforce-rtx-4090")
+
+
+def _image_times(model: Model, context: dict) -> list[dict]:
+    """Estimated seconds per image at the page's quant and settings on the chosen device and IMAGE_TIME_DEVICES,
+    with the time from measured text speeds where accepted runs of this model and quant exist on the device."""
+    chosen = context["chosen"]
+    if chosen is None:
+        return []
+    options = context["options"]
+    devices = list(Hardware.objects.filter(slug__in=IMAGE_TIME_DEVICES))
+    devices.sort(key=lambda h: IMAGE_TIME_DEVICES.index(h.slug))
+    selected = context["hardware"]
+    if selected is not None:
+        devices = [selected, *(h for h in devices if h.pk != selected.pk)]
+    shape, quant = shape_of(model), quant_spec_of(chosen.quant)
+    measured = extensions.measured_speeds()
+    rows = []
+    for hardware in devices:
+        gpu_count = context["gpu_count"] if hardware == selected else 1
+        device = device_spec_of(hardware, gpu_count)
+        result = cached_fit(shape, quant, device, options, speed_model())
+        estimate = vision.image_seconds(shape, quant, device, options, result, speed_model())
+        found = measured.get((model.pk, chosen.quant.name.upper(), hardware.pk)) if gpu_count == 1 else None
+        from_runs = None
+        if estimate is not None and found is not None and found.decode_tps and found.prefill_tps:
+            from_runs = (
+                estimate.encoder_s
+                + (model.image_tokens or 0) / found.prefill_tps
+                + estimate.caption_tokens / found.decode_tps
+            )
+        rows.append(
+            {"hardware": hardware, "result": result, "estimate": estimate, "measured": found, "from_runs": from_runs}
+        )
+    return rows
 
 
 def _vllm_result(rows: list[QuantRow]) -> fit.FitResult | None:
@@ -261,7 +310,13 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if request.htmx:
         # The fit panel, and out of band the other parts that follow the settings.
         return render(request, "catalog/_model_live.html", context)
-    context.update({"picker": _picker_hardware, "comparable": _comparable(model)})
+    context.update(
+        {
+            "picker": _picker_hardware,
+            "comparable": _comparable(model),
+            "task_scores": vision.task_scores(model.slug) if model.is_vision else None,
+        }
+    )
     return render(request, "catalog/model_detail.html", context)
 
 

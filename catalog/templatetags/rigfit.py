@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 from django import template
@@ -103,3 +104,86 @@ def query_with(context: template.Context, **changes: object) -> str:
 @register.filter
 def get_item(mapping: dict, key: object) -> object:
     return mapping.get(key) if mapping else None
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """A duration: 0.042 -> '42 ms', 1.234 -> '1.23 s', 75.4 -> '75.4 s'."""
+    if value is None or value == "":
+        return "–"
+    value = float(value)
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 100:
+        return f"{value:.1f} s"
+    return f"{value:,.0f} s"
+
+
+# Readable names for the figures a model's `sources` cites (the rest fall back to the model field's verbose name).
+FIELD_LABELS = {
+    "n_params": "parameters",
+    "n_active_params": "active parameters",
+    "vision_params": "vision encoder parameters",
+    "image_tokens": "tokens per image",
+    "n_layers": "layers",
+    "hidden_size": "hidden size",
+    "intermediate_size": "feed-forward size",
+    "n_heads": "attention heads",
+    "n_kv_heads": "KV heads",
+    "head_dim": "head dimension",
+    "vocab_size": "vocabulary size",
+    "tied_embeddings": "tied embeddings",
+    "context_length": "context length",
+    "sliding_window": "sliding window",
+    "swa_layers": "sliding-window layers",
+    "kv_lora_rank": "MLA latent size",
+    "qk_rope_head_dim": "MLA rotary dimension",
+    "n_experts": "experts",
+    "n_experts_used": "experts per token",
+    "license": "licence",
+}
+# A source at least this long, quoted inside another, is named instead of repeated.
+_QUOTED_MIN_CHARS = 80
+
+
+def field_label(model: object, name: str) -> str:
+    if name in FIELD_LABELS:
+        return FIELD_LABELS[name]
+    try:
+        return str(model._meta.get_field(name).verbose_name)  # type: ignore[attr-defined]
+    except Exception:  # not a model field (a figure only the sources name): its name, readable
+        return name.replace("_", " ")
+
+
+@register.filter
+def source_rows(model: object) -> list[tuple[str, str]]:
+    """A model's sources as (readable figure names, source text), one row per distinct source; a long source that
+    another one quotes whole is named there ("the source of layers, ... above") instead of printed twice."""
+    groups = list(model.sources_by_origin()) if hasattr(model, "sources_by_origin") else []  # type: ignore[union-attr]
+    labelled = [(", ".join(field_label(model, name) for name in fields), str(source)) for source, fields in groups]
+    rows = []
+    for index, (labels, text) in enumerate(labelled):
+        for other_index, (other_labels, other_text) in enumerate(labelled):
+            if other_index != index and len(other_text) >= _QUOTED_MIN_CHARS and other_text in text:
+                where = "above" if other_index < index else "below"
+                text = text.replace(other_text, f"the source of {other_labels.lower()} {where}")
+        rows.append((labels[:1].upper() + labels[1:], text))
+    return rows
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+@register.filter
+def first_sentence(text: str | None) -> str:
+    """The first sentence of a description: the page's subtitle."""
+    return _SENTENCE_END.split((text or "").strip(), maxsplit=1)[0]
+
+
+@register.filter
+def after_first_sentence(text: str | None) -> str:
+    """What a description says after its first sentence (the About section, so it does not repeat the subtitle)."""
+    parts = _SENTENCE_END.split((text or "").strip(), maxsplit=1)
+    return parts[1] if len(parts) > 1 else ""
