@@ -295,6 +295,28 @@ def test_it_imports_a_safetensors_repository_from_its_config(hub, safetensors_re
 
 
 @pytest.mark.django_db
+def test_it_reads_a_vision_language_config_with_nested_text_and_vision_parts(hub):
+    config = {
+        "model_type": "gemma3",
+        "text_config": {**LLAMA_CONFIG, "model_type": "gemma3_text"},
+        "vision_config": {
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_hidden_layers": 27,
+            "patch_size": 14,
+            "image_size": 896,
+        },
+        "mm_tokens_per_image": 256,
+    }
+    hub.add("someone/small-vlm", {"config.json": json.dumps(config).encode(), "model.safetensors": b"\0" * 999})
+    call_command("import_hf", "someone/small-vlm")
+    model = Model.all_objects.get(source_repo="someone/small-vlm")
+    assert model.modality == "vision-language" and model.family == "gemma3_text"
+    assert (model.n_layers, model.hidden_size, model.image_tokens) == (16, 2048, 256)
+    assert model.vision_params > 400_000_000  # a SigLIP-sized encoder, from vision_config
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("repo_id", "setup", "message"),
     [
