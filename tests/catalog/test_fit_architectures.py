@@ -13,6 +13,8 @@ Architecture figures are the published config.json values, cited per shape.
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -37,7 +39,6 @@ QWEN3_NEXT_CONFIG = {
     "num_experts_per_tok": 10,
     "moe_intermediate_size": 512,
     "shared_expert_intermediate_size": 512,
-    "intermediate_size": 5120,
     "linear_num_key_heads": 16,
     "linear_key_head_dim": 128,
     "linear_num_value_heads": 32,
@@ -69,11 +70,12 @@ GRANITE_HYBRID_CONFIG = {
     "vocab_size": 49152,
 }
 # LFM2-1.2B: https://huggingface.co/LiquidAI/LFM2-1.2B/blob/main/config.json: 16 layers, hidden 2048, 32 heads,
-# 8 KV heads, attention at layers 2, 5, 8, 10, 12, 14, short convolutions (L_cache 3) elsewhere.
+# 8 KV heads, attention at layers 2, 5, 8, 10, 12, 14, short convolutions (L_cache 3) elsewhere. The FFN width here is
+# a placeholder the importer needs (it enters neither the KV nor the state).
 LFM2_CONFIG = {
     "model_type": "lfm2",
     "hidden_size": 2048,
-    "intermediate_size": 12288,
+    "intermediate_size": 8192,
     "num_hidden_layers": 16,
     "num_attention_heads": 32,
     "num_key_value_heads": 8,
@@ -166,7 +168,9 @@ def test_it_counts_the_recurrent_state_in_the_memory_breakdown():
     assert mem.kv_cache_bytes == 96 * MIB + 79_036_416
 
 
-@pytest.mark.parametrize("config", [QWEN3_NEXT_CONFIG, GRANITE_HYBRID_CONFIG, LFM2_CONFIG], ids=lambda c: c["model_type"])
+@pytest.mark.parametrize(
+    "config", [QWEN3_NEXT_CONFIG, GRANITE_HYBRID_CONFIG, LFM2_CONFIG], ids=lambda c: c["model_type"]
+)
 def test_it_keeps_the_recurrent_state_flat_and_the_kv_growing_with_context(config):
     shape = shape_from(config)
     states = {fit.recurrent_state_bytes(shape, users=2) for _ctx in (512, 4096, 65536)}
@@ -232,9 +236,7 @@ def test_it_places_a_recurrent_layers_state_with_its_layer_on_partial_offload():
     assert fit.layer_state_bytes(shape, 3, users=1) == 0  # an attention layer keeps KV, not state
     assert fit.kv_layer_bytes(shape, 0, 4096) == 0
     assert fit.kv_layer_bytes(shape, 3, 4096) == 2048 * 4096
-    total = sum(
-        fit.kv_layer_bytes(shape, il, 4096) + fit.layer_state_bytes(shape, il) for il in range(shape.n_layers)
-    )
+    total = sum(fit.kv_layer_bytes(shape, il, 4096) + fit.layer_state_bytes(shape, il) for il in range(shape.n_layers))
     assert total == fit.kv_cache_bytes(shape, 4096) + fit.recurrent_state_bytes(shape)
 
 
@@ -395,3 +397,73 @@ def test_it_never_needs_less_memory_for_more_context_on_any_new_architecture(use
             kv = fit.kv_cache_bytes(shape, ctx, users=users) + fit.recurrent_state_bytes(shape, users)
             assert kv >= previous, (config["model_type"], ctx)
             previous = kv
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Against llama.cpp's own report (bench/validate_fit_architectures.py, sparse GGUFs, CPU backend)
+# --------------------------------------------------------------------------------------------------------------------
+
+ARCH_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "llamacpp_arch"
+PRINT_ROUNDING_MIB = 0.005  # llama.cpp prints MiB with two decimals
+COMPUTE_TOLERANCE = 0.08  # as tests/catalog/test_fit_validation.py: the compute buffer is an estimate
+ARCH_DATA = [json.loads(path.read_text()) for path in sorted(ARCH_FIXTURES.glob("*.json"))]
+ARCH_RUNS = [(data, run) for data in ARCH_DATA for run in data["runs"]]
+
+
+def fixture_shape(data: dict) -> fit.ModelShape:
+    s = data["shape"]
+    return fit.ModelShape(
+        n_params=1,
+        n_layers=s["n_layers"],
+        hidden_size=s["hidden_size"],
+        n_heads=s["n_heads"],
+        n_kv_heads=s["n_kv_heads"],
+        head_dim=s["head_dim"],
+        vocab_size=s["vocab_size"],
+        intermediate_size=s["intermediate_size"],
+        tied_embeddings=s["tied_embeddings"],
+        sliding_window=s["sliding_window"],
+        swa_layers=frozenset(s["swa_layers"]),
+        n_experts=s["n_experts"],
+        n_experts_used=s["n_experts_used"],
+        attention_layers=None if s["attention_layers"] is None else frozenset(s["attention_layers"]),
+        recurrent_layers=frozenset(s["recurrent_layers"]),
+        recurrent_state_values=s["recurrent_state_values"],
+    )
+
+
+def arch_run_id(item: tuple[dict, dict]) -> str:
+    data, run = item
+    return f"{data['name']}-{run['n_ctx']}-{'fa' if run['flash_attn'] else 'nofa'}-x{run['n_seq']}-{run['kv_type']}"
+
+
+def test_it_has_llama_cpp_fixtures_for_the_new_architectures():
+    names = {data["name"] for data in ARCH_DATA}
+    assert {"gpt-oss-20b", "lfm2-1.2b"} <= names
+    for data in ARCH_DATA:
+        assert data["provenance"]["llama_cpp_python"] and data["provenance"]["date_utc"]
+        assert data["shape_source"]
+
+
+@pytest.mark.parametrize(("data", "run"), ARCH_RUNS, ids=[arch_run_id(item) for item in ARCH_RUNS])
+def test_it_matches_llama_cpp_kv_and_recurrent_state(data, run):
+    shape = fixture_shape(data)
+    ctx, users, kv_type = run["n_ctx"], run["n_seq"], run["kv_type"]
+    kv = fit.kv_cache_bytes(shape, ctx, kv_type, users)
+    assert abs(kv / MIB - run["kv_buffer_mib"]) <= PRINT_ROUNDING_MIB * max(len(run["kv_caches"]), 1) + 1e-9
+    state = fit.recurrent_state_bytes(shape, users)
+    assert abs(state / MIB - run["rs_buffer_mib"]) <= PRINT_ROUNDING_MIB + 1e-9  # 0.625 prints as 0.62
+    expected_cells = [fit.kv_cells(ctx, users)]
+    if shape.swa_layers:
+        expected_cells.append(fit.swa_cells(shape, ctx, users))
+    assert [c["cells"] for c in run["kv_caches"]] == expected_cells
+
+
+@pytest.mark.parametrize(("data", "run"), ARCH_RUNS, ids=[arch_run_id(item) for item in ARCH_RUNS])
+def test_it_estimates_the_new_architectures_compute_buffer_within_tolerance(data, run):
+    shape = fixture_shape(data)
+    opts = fit.FitOptions(
+        ctx=run["n_ctx"], users=run["n_seq"], kv_type=run["kv_type"], flash_attention=run["flash_attn"]
+    )
+    engine = fit.compute_bytes(shape, opts, device_kind="cpu") / MIB
+    assert engine == pytest.approx(run["compute_buffer_mib"], rel=COMPUTE_TOLERANCE)
