@@ -386,6 +386,8 @@ def compare(request: HttpRequest) -> HttpResponse:
                 "ctx": model_options.ctx,
                 "ctx_clamped": clamped,
                 "pick": recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None,
+                "common": next((r for r in rows if r.quant.name == DEFAULT_QUANT), None),
+                "community": _community_runs(model, hardware),
             }
         )
     context = {
@@ -396,12 +398,34 @@ def compare(request: HttpRequest) -> HttpResponse:
         "hardware": hardware,
         "options": options,
         "all_models": Model.objects.only("slug", "name").order_by("name"),
+        "common_quant": DEFAULT_QUANT,
         "picker": _picker_hardware,
         "too_few": form.is_bound and len(columns) < 2,
         "min_decode_tps": fit.MIN_DECODE_TPS,
         "evidence": speed_evidence(model=None, hardware=hardware) if hardware else None,
     }
     return _render(request, "catalog/compare.html", "catalog/_compare_table.html", context)
+
+
+def _community_runs(model: Model, hardware: Hardware | None, limit: int = 3) -> dict:
+    """What accepted community runs measured for a model (catalog.extensions.measured_speeds: llama.cpp, one GPU,
+    pp512/tg128 medians): how many runs on how many devices, the fastest devices at the common quant, and the median
+    on the chosen device at that quant."""
+    mine = {key: found for key, found in extensions.measured_speeds().items() if key[0] == model.pk}
+    runs = sum(found.decode_runs + found.prefill_runs for found in mine.values())
+    at_common = [
+        (hardware_id, found)
+        for (_model_id, quant_name, hardware_id), found in mine.items()
+        if quant_name == DEFAULT_QUANT and found.decode_tps
+    ]
+    at_common.sort(key=lambda pair: -(pair[1].decode_tps or 0))
+    names = Hardware.objects.in_bulk([hardware_id for hardware_id, _found in at_common[:limit]]) if at_common else {}
+    return {
+        "runs": runs,
+        "devices": len({key[2] for key in mine}),
+        "fastest": [(names[h], found) for h, found in at_common[:limit] if h in names],
+        "here": mine.get((model.pk, DEFAULT_QUANT, hardware.pk)) if hardware is not None else None,
+    }
 
 
 @require_GET
