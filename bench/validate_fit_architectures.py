@@ -220,6 +220,63 @@ def write_granite_hybrid(w: gguf.GGUFWriter) -> None:
         _mat(w, p + "ffn_down_shexp.weight", shexp, h)
 
 
+# --- Qwen3-Next-80B-A3B: https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json, 8 of 48 layers
+QWEN3_NEXT_LAYERS = 8
+
+
+def write_qwen3_next(w: gguf.GGUFWriter) -> None:
+    a, h, heads, kv, hd, e, ff_exp, vocab = "qwen3next", 2048, 16, 2, 256, 512, 512, 151936
+    layers = QWEN3_NEXT_LAYERS
+    d_conv, d_state, n_group, n_v_heads = 4, 128, 16, 32
+    key_dim, value_dim = d_state * n_group, d_state * n_v_heads
+    _header(w, a, layers=layers, hidden=h, ff=5120, heads=heads, kv=kv)
+    w.add_uint32(f"{a}.attention.key_length", hd)
+    w.add_uint32(f"{a}.attention.value_length", hd)
+    w.add_uint32(f"{a}.rope.dimension_count", 64)
+    w.add_uint32(f"{a}.expert_count", e)
+    w.add_uint32(f"{a}.expert_used_count", 10)
+    w.add_uint32(f"{a}.expert_feed_forward_length", ff_exp)
+    w.add_uint32(f"{a}.expert_shared_feed_forward_length", ff_exp)
+    w.add_uint32(f"{a}.ssm.conv_kernel", d_conv)
+    w.add_uint32(f"{a}.ssm.inner_size", value_dim)
+    w.add_uint32(f"{a}.ssm.state_size", d_state)
+    w.add_uint32(f"{a}.ssm.time_step_rank", n_v_heads)
+    w.add_uint32(f"{a}.ssm.group_count", n_group)
+    w.add_uint32(f"{a}.full_attention_interval", 4)
+    _tokenizer(w, vocab)
+    _mat(w, "token_embd.weight", h, vocab)
+    _vec(w, "output_norm.weight", h)
+    _mat(w, "output.weight", h, vocab)
+    for il in range(layers):
+        p = f"blk.{il}."
+        _vec(w, p + "attn_norm.weight", h)
+        _vec(w, p + "post_attention_norm.weight", h)
+        if (il + 1) % 4 == 0:
+            _mat(w, p + "attn_q.weight", h, hd * heads * 2)  # queries and their output gate
+            _mat(w, p + "attn_k.weight", h, kv * hd)
+            _mat(w, p + "attn_v.weight", h, kv * hd)
+            _mat(w, p + "attn_output.weight", hd * heads, h)
+            _vec(w, p + "attn_q_norm.weight", hd)
+            _vec(w, p + "attn_k_norm.weight", hd)
+        else:
+            _mat(w, p + "attn_qkv.weight", h, 2 * key_dim + value_dim)
+            _mat(w, p + "attn_gate.weight", h, value_dim)
+            _f32(w, p + "ssm_conv1d.weight", d_conv, 2 * key_dim + value_dim)
+            _vec(w, p + "ssm_dt.bias", n_v_heads)
+            _vec(w, p + "ssm_a", n_v_heads)
+            _mat(w, p + "ssm_ba.weight", h, 2 * n_v_heads)
+            _vec(w, p + "ssm_norm.weight", d_state)
+            _mat(w, p + "ssm_out.weight", value_dim, h)
+        _mat(w, p + "ffn_gate_inp.weight", h, e)
+        _mat(w, p + "ffn_gate_exps.weight", h, ff_exp, e)
+        _mat(w, p + "ffn_up_exps.weight", h, ff_exp, e)
+        _mat(w, p + "ffn_down_exps.weight", ff_exp, h, e)
+        _vec(w, p + "ffn_gate_inp_shexp.weight", h)
+        _mat(w, p + "ffn_gate_shexp.weight", h, ff_exp)
+        _mat(w, p + "ffn_up_shexp.weight", h, ff_exp)
+        _mat(w, p + "ffn_down_shexp.weight", ff_exp, h)
+
+
 def _shape(**kw: object) -> dict[str, object]:
     base: dict[str, object] = {
         "tied_embeddings": False,
@@ -317,6 +374,27 @@ SPECS = [
             recurrent_state_values=3 * (1024 + 2 * 128) + 128 * 1024,
         ),
         write_granite_hybrid,
+    ),
+    ArchSpec(
+        "qwen3-next-8-layers",
+        "qwen3next",
+        "https://huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct/blob/main/config.json, 8 of its 48 layers (full "
+        "attention every 4th, gated delta net elsewhere)",
+        _shape(
+            n_layers=QWEN3_NEXT_LAYERS,
+            hidden_size=2048,
+            n_heads=16,
+            n_kv_heads=2,
+            head_dim=256,
+            vocab_size=151936,
+            intermediate_size=512,
+            n_experts=512,
+            n_experts_used=10,
+            attention_layers=[il for il in range(QWEN3_NEXT_LAYERS) if (il + 1) % 4 == 0],
+            recurrent_layers=[il for il in range(QWEN3_NEXT_LAYERS) if (il + 1) % 4],
+            recurrent_state_values=3 * (4096 + 2 * 16 * 128) + 128 * 4096,
+        ),
+        write_qwen3_next,
     ),
 ]
 

@@ -439,7 +439,7 @@ def arch_run_id(item: tuple[dict, dict]) -> str:
 
 def test_it_has_llama_cpp_fixtures_for_the_new_architectures():
     names = {data["name"] for data in ARCH_DATA}
-    assert {"gpt-oss-20b", "lfm2-1.2b"} <= names
+    assert {"gpt-oss-20b", "lfm2-1.2b", "llama-4-scout-8-layers", "granite-hybrid-tiny", "qwen3-next-8-layers"} <= names
     for data in ARCH_DATA:
         assert data["provenance"]["llama_cpp_python"] and data["provenance"]["date_utc"]
         assert data["shape_source"]
