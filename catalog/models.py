@@ -130,6 +130,19 @@ class Model(models.Model):
     n_experts_used = models.PositiveIntegerField(null=True, blank=True)
     vision_params = models.BigIntegerField(null=True, blank=True)
     image_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Hybrid models (catalog.fit.ModelShape): layers with a KV cache, layers with a fixed-size recurrent state.
+    attention_layers = models.JSONField(
+        null=True, blank=True, help_text="Indices of the layers that keep a KV cache (null: every layer)."
+    )
+    recurrent_layers = models.JSONField(
+        default=list, blank=True, help_text="Indices of the layers that keep a recurrent state instead of a KV cache."
+    )
+    recurrent_state_values = models.PositiveIntegerField(
+        null=True, blank=True, help_text="F32 values of recurrent state per recurrent layer and sequence."
+    )
+    kv_heads_per_layer = models.JSONField(
+        default=list, blank=True, help_text="KV heads of each layer where the architecture varies them."
+    )
 
     # How people run it.
     ollama_tag = models.CharField(max_length=80, blank=True)

@@ -61,6 +61,10 @@ def shape_of(model: Model) -> fit.ModelShape:
         n_experts_used=model.n_experts_used,
         vision_params=model.vision_params or 0,
         image_tokens=model.image_tokens or 0,
+        attention_layers=None if model.attention_layers is None else frozenset(model.attention_layers),
+        recurrent_layers=frozenset(model.recurrent_layers or ()),
+        recurrent_state_values=model.recurrent_state_values or 0,
+        kv_heads_per_layer=tuple(model.kv_heads_per_layer or ()),
     )
 
 
