@@ -21,6 +21,28 @@ KV_TYPE_CHOICES = [
 ]
 RAM_CHOICES = [(str(gb), f"{gb} GB") for gb in (8, 16, 32, 64, 128, 192, 256, 512)]
 CONTEXT_TICKS = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
+# The context control's range where no model sets it: 512 ... 128K.
+CONTEXT_CONTROL_MAX = 131072
+
+
+def context_label(tokens: int) -> str:
+    """A context as people say it: 512, 4K, 128K (K = 1,024 tokens); other counts written out (5,000)."""
+    if tokens >= 1024 and tokens % 1024 == 0:
+        return f"{tokens // 1024}K"
+    return f"{tokens:,}"
+
+
+def context_choices(*, current: int | None, maximum: int | None = None) -> list[tuple[int, str]]:
+    """The one context control's options: powers of two from 512 up to `maximum` (a model's own maximum, else 128K),
+    a logarithmic scale; the maximum itself where it is no power of two; and the context in use, wherever it lies
+    (a link or the API may ask for any count), so the control always shows what the figures assume."""
+    top = maximum or CONTEXT_CONTROL_MAX
+    values = {tick for tick in CONTEXT_TICKS if tick <= top}
+    if top >= CONTEXT_TICKS[0]:
+        values.add(top)
+    if current:
+        values.add(current)
+    return [(value, context_label(value)) for value in sorted(values)]
 
 
 def hardware_picker_queryset():

@@ -187,3 +187,11 @@ def after_first_sentence(text: str | None) -> str:
     """What a description says after its first sentence (the About section, so it does not repeat the subtitle)."""
     parts = _SENTENCE_END.split((text or "").strip(), maxsplit=1)
     return parts[1] if len(parts) > 1 else ""
+
+
+@register.simple_tag
+def context_options(current: int | None, maximum: int | None = None) -> list[tuple[int, str]]:
+    """The context control's (tokens, label) options; see catalog.forms.context_choices."""
+    from catalog.forms import context_choices
+
+    return context_choices(current=int(current) if current else None, maximum=int(maximum) if maximum else None)

@@ -480,9 +480,7 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         assert " -c 4096 -ngl 99 " in page.locator("#howto").inner_text()
         # Twice the context no longer fits the card exactly: the verdict, the recipe's -ngl and the runs-on list
         # follow without a reload (the recipe and the list are swapped out of band).
-        page.locator("input[name=ctx]").evaluate(
-            "el => { el.value = 8192; el.dispatchEvent(new Event('input', {bubbles: true})); }"
-        )
+        page.select_option("select[name=ctx]", "8192")
         page.wait_for_function("() => document.querySelector('[data-runs-on-ctx=\"8192\"]') !== null")
         verdict = page.locator(".verdict").inner_text()
         assert "Partial offload" in verdict
