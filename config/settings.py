@@ -198,12 +198,38 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Logs go to stderr: plain text, or one JSON object per line with RIGFIT_LOG_FORMAT=json (config/logs.py). Every 500
+# is logged at ERROR by django.request (the API's too, config/api.py) with its traceback, method, path and status.
+_log_format = env_str("RIGFIT_LOG_FORMAT", "text")
+if _log_format not in ("text", "json"):
+    raise ImproperlyConfigured(f"RIGFIT_LOG_FORMAT must be 'text' or 'json', got {_log_format!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format}},
     "root": {"handlers": ["console"], "level": env_str("RIGFIT_LOG_LEVEL", "WARNING")},
 }
+
+# Optional error reporting: with SENTRY_DSN set, unhandled exceptions and ERROR logs go to Sentry as well
+# (sentry-sdk, the "sentry" extra). No personal data is sent.
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    try:
+        import sentry_sdk
+    except ImportError as _exc:
+        raise ImproperlyConfigured(
+            "SENTRY_DSN is set but sentry-sdk is not installed (pip install .[sentry])"
+        ) from _exc
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=env_str("SENTRY_ENVIRONMENT", "production" if env_bool("RIGFIT_PRODUCTION", False) else "local"),
+        send_default_pii=False,
+        traces_sample_rate=env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0),
+    )
 
 # rigfit's own settings.
 RIGFIT_DEFAULT_CTX = env_int("RIGFIT_DEFAULT_CTX", 4096, minimum=1)
