@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -106,6 +106,81 @@ def _distrust_forwarded(request: HttpRequest) -> None:
     if remote is None or not any(remote in network for network in networks):
         del request.META["HTTP_X_FORWARDED_PROTO"]
     return None
+
+
+@sync_and_async_middleware
+def throttle_logins(get_response: Callable[..., Any]) -> Callable[..., Any]:
+    """Limit sign-in attempts: RIGFIT_LOGIN_RATE (10 per 15 minutes) per client address and per username, counted
+    in the rate limiter's store (shared across workers); an attempt that signs in (a redirect) is refunded, so only
+    failures count. Over the limit: 429 with Retry-After before the password is even checked. With the store
+    unreachable, sign-in fails closed (503), as submissions do."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponse:
+            if not _is_login(request):
+                return await get_response(request)
+            refused, charged = await sync_to_async(_login_charge)(request)
+            if refused is not None:
+                return refused
+            response = await get_response(request)
+            await sync_to_async(_login_settle)(response, charged)
+            return response
+
+        return async_middleware
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        if not _is_login(request):
+            return get_response(request)
+        refused, charged = _login_charge(request)
+        if refused is not None:
+            return refused
+        response = get_response(request)
+        _login_settle(response, charged)
+        return response
+
+    return middleware
+
+
+def _is_login(request: HttpRequest) -> bool:
+    return request.method == "POST" and request.path in _login_paths()
+
+
+def _login_charge(request: HttpRequest) -> tuple[HttpResponse | None, list[str]]:
+    from benchmarks import services  # the limiter; imported late, config.middleware loads before the apps
+
+    limit = settings.RIGFIT_LOGIN_RATE
+    username = str(request.POST.get("username", "")).strip().lower()[:150]
+    charged: list[str] = []
+    try:
+        charged.append(services.check_rate(scope="login-ip", key=services.client_ip(request), limit=limit))
+        if username:
+            charged.append(services.check_rate(scope="login-user", key=username, limit=limit))
+    except services.RateLimited as exc:
+        for key in charged:
+            services.refund_rate(key, 1)
+        text = "Too many sign-in attempts. Try again later."
+        response = HttpResponse(text, status=429, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(exc.retry_after)
+        return response, []
+    except services.LimiterUnavailable as exc:
+        response = HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(exc.retry_after)
+        return response, []
+    return None, charged
+
+
+def _login_settle(response: HttpResponse, charged: list[str]) -> None:
+    from benchmarks import services
+
+    if response.status_code in (301, 302, 303):  # signed in: not a failure
+        for key in charged:
+            services.refund_rate(key, 1)
+
+
+def _login_paths() -> set[str]:
+    from django.urls import reverse
+
+    return {reverse("admin:login"), reverse(settings.LOGIN_URL) if ":" in settings.LOGIN_URL else settings.LOGIN_URL}
 
 
 refuse_large_api_bodies = _sync_and_async(_large_api_body)

@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.throttle_logins",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -161,6 +162,8 @@ STORAGES = {
 }
 
 LOGIN_URL = "admin:login"
+# Sign-in attempts per client address and per username (config.middleware.throttle_logins): (failures, seconds).
+RIGFIT_LOGIN_RATE = (env_int("RIGFIT_LOGIN_RATE", 10, minimum=1), 900)
 
 # Uploads: hard caps so no request can exhaust memory (see docs/operations.md).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("RIGFIT_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
