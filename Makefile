@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-fast lint fmt migrate seed serve serve-prod browser bench bench-deps clean
+.PHONY: run test test-fast lint fmt migrate seed serve serve-prod browser bench bench-deps clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,25 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Mutation testing (docs/testing.md): mutmut mutates the modules whose mistakes users read as wrong answers, one
+# module at a time, each mutant checked by the selected tests that reach the mutated function ([tool.mutmut] in
+# pyproject.toml). Each module's run is capped (MUTATION_TIMEOUT seconds) and niced; its results are kept in
+# var/mutation/ and the kill rate per module and the surviving mutants (with the reason docs/testing.md gives) printed.
+# `make mutation MODULES=benchmarks/outliers.py` runs one module. Not part of `make test` (fit.py alone takes ~20 min).
+MODULES ?= catalog/fit.py catalog/speed.py catalog/speed_fit.py benchmarks/llamabench.py benchmarks/outliers.py
+MUTATION_TIMEOUT ?= 2400
+MUTATION_JOBS ?= 1
+mutation: $(STAMP)
+	@mkdir -p var/mutation
+	@for module in $(MODULES); do \
+	  name=$$(echo $$module | sed 's|/|.|g; s|\.py$$||'); \
+	  echo "== $$module"; \
+	  timeout $(MUTATION_TIMEOUT) nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) "$$name.*" >var/mutation/$$name.log 2>&1 \
+	    || echo "   mutmut exited $$? (log: var/mutation/$$name.log)"; \
+	  mkdir -p var/mutation/$$(dirname $$module) && cp mutants/$$module.meta var/mutation/$$module.meta 2>/dev/null || true; \
+	done
+	@$(BIN)/python tests/mutation_report.py $(MODULES)
 
 bench: seed
 	$(BIN)/python bench/load.py

@@ -1,9 +1,10 @@
 """Kill rate per module from mutmut's results, for `make mutation` (docs/testing.md).
 
-Reads mutants/<module>.py.meta (mutmut 3 writes one per mutated file) and prints, per module: mutants, killed
-(a test failed or timed out), survived, not reached by any selected test, the kill rate over all mutants, and the
-kill rate once the equivalent mutants listed in docs/testing.md are set aside. Then every surviving mutant, with
-its reason when docs/testing.md lists it as equivalent and "NOT EXPLAINED" when it does not.
+Reads var/mutation/<module>.py.meta, else mutants/<module>.py.meta (mutmut 3 writes one per mutated file), and
+prints, per module: mutants, killed (a test failed or timed out), survived, not reached by any selected test, the
+kill rate over all mutants, and the kill rate once the equivalent mutants listed in docs/testing.md are set aside.
+Then every surviving mutant, with its reason when docs/testing.md lists it as equivalent and "NOT EXPLAINED" when
+it does not.
 
     python tests/mutation_report.py [module ...]     # e.g. catalog/fit.py; default: every module with results
 """
@@ -50,7 +51,10 @@ def report(modules: list[str], out=sys.stdout) -> int:
         file=out,
     )
     for module in modules:
-        meta = ROOT / "mutants" / f"{module}.meta"
+        # `make mutation` keeps each module's results in var/mutation/ (a later run's setup may reset mutants/).
+        meta = ROOT / "var" / "mutation" / f"{module}.meta"
+        if not meta.exists():
+            meta = ROOT / "mutants" / f"{module}.meta"
         if not meta.exists():
             print(f"{module:28} (no results: run `make mutation MODULES={module}`)", file=out)
             continue
