@@ -467,3 +467,18 @@ def test_it_estimates_the_new_architectures_compute_buffer_within_tolerance(data
     )
     engine = fit.compute_bytes(shape, opts, device_kind="cpu") / MIB
     assert engine == pytest.approx(run["compute_buffer_mib"], rel=COMPUTE_TOLERANCE)
+
+
+def test_it_places_and_times_a_hybrid_model_end_to_end():
+    shape = dataclasses.replace(shape_from(QWEN3_NEXT_CONFIG), n_params=80 * 10**9, n_active_params=3 * 10**9)
+    small = fit.DeviceSpec("24 GB GPU", "gpu", 24 * 1024**3, 1000.0, fp16_tflops=80.0)
+    big = fit.DeviceSpec("141 GB GPU", "gpu", 141 * 1024**3, 4800.0, fp16_tflops=240.0)
+    opts = fit.FitOptions(ctx=32768, system_ram_bytes=128 * 1024**3)
+    partial = fit.fit(shape, fit.QuantSpec("Q4_K_M"), small, opts)
+    whole = fit.fit(shape, fit.QuantSpec("Q4_K_M"), big, opts)
+    assert partial.verdict == fit.Verdict.PARTIAL_OFFLOAD and partial.gpu_layers >= 1
+    assert whole.verdict == fit.Verdict.FITS_GPU
+    assert whole.est_decode_tps and whole.est_decode_tps > 0
+    # The context memory: 12 attention layers' KV at 32,768 tokens plus one sequence's delta-net state.
+    assert whole.memory.kv_cache_bytes == 12 * 2048 * 32768 + 79_036_416
+    assert fit.max_context(shape, fit.QuantSpec("Q4_K_M"), big, opts, limit=262144) == 262144
