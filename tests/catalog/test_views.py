@@ -488,3 +488,22 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         assert layers
         assert f" -c 8192 -ngl {layers.group(1)} " in page.locator("#howto").inner_text()
         assert "At 8,192 tokens of context" in page.locator("#runs-on").inner_text()
+
+
+def test_it_says_where_an_imported_model_came_from_and_links_to_adding_one(client, db):
+    from catalog.models import ReviewStatus
+    from tests.factories import make_model, make_quantization
+
+    model = make_model(
+        slug="owner-imported",
+        review_status=ReviewStatus.UNREVIEWED,
+        source_repo="owner/imported",
+        source_revision="0123456789abcdef0123",
+    )
+    make_quantization(model, name="Q4_K_M", bits_per_weight=4.89)
+    page = client.get("/models/owner-imported/").text
+    assert "Imported from owner/imported@0123456789ab, not reviewed" in page
+    curated = make_model(slug="curated-one")
+    make_quantization(curated, name="Q4_K_M", bits_per_weight=4.89)
+    assert "Imported from" not in client.get("/models/curated-one/").text
+    assert 'href="/models/add/"' in client.get("/models/").text
