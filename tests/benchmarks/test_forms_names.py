@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -266,3 +267,24 @@ def test_it_prefills_the_detected_name_when_the_catalog_lacks_the_server(client,
     response = client.get(reverse("benchmarks:submit"), {"runtime": "rigfit", "backend": "cpu"})
     page = parse_page(response.content.decode())
     assert page.inputs["id_hardware"]["value"] == "AMD Ryzen 9 7950X 16-Core Processor"
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_filters_and_sort_through_htmx_and_the_page_links(live_server, gemma, epyc, user):
+    from tests.browser import chromium_page
+
+    for index in range(51):
+        make_run(user=user, avg_ts=40.0 + index * 0.1, samples_ts=[], stddev_ts=0.0)
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/benchmarks/?model=Gemma+3+270M")
+        page.select_option("select[name=sort]", "slowest")  # htmx swaps the results and pushes the URL
+        page.wait_for_function("() => location.search.includes('sort=slowest')")
+        assert parse_qs(urlsplit(page.url).query) == {"model": ["Gemma 3 270M"], "sort": ["slowest"]}
+        following = page.locator("#bench-results a", has_text="Next").get_attribute("href")
+        assert parse_qs(following.lstrip("?")) == {"model": ["Gemma 3 270M"], "sort": ["slowest"], "page": ["2"]}
+        page.click("#bench-results a:has-text('Next')")
+        page.wait_for_load_state()
+        assert "Page 2 of 2 (51 runs)" in page.locator("#bench-results").inner_text()
+        assert page.locator("select[name=sort]").input_value() == "slowest"
