@@ -195,3 +195,20 @@ def context_options(current: int | None, maximum: int | None = None) -> list[tup
     from catalog.forms import context_choices
 
     return context_choices(current=int(current) if current else None, maximum=int(maximum) if maximum else None)
+
+
+@register.simple_tag(takes_context=True)
+def extension_sections(context: template.Context, page: str, obj: object) -> str:
+    """The sections other apps registered for this page with catalog.extensions (the community benchmarks of a model
+    or a device), rendered with the page's context: the catalog names no app above it, not even in a template."""
+    from django.template.loader import render_to_string
+    from django.utils.safestring import mark_safe
+
+    from catalog import extensions
+
+    request = context.get("request")
+    parts = [
+        render_to_string(section.template, {**context.flatten(), **section.context(obj)}, request=request)
+        for section in extensions.sections(page)
+    ]
+    return mark_safe("".join(parts))  # each part is a rendered, auto-escaped template
