@@ -288,6 +288,16 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     moe_inter = _optional(text, ("moe_intermediate_size",), maximum=_MAX_DIM)
     if dense_inter is None and model_type in _PLAIN_MLP_TYPES:
         dense_inter = 4 * hidden  # GPT-2/Phi convention: n_inner defaults to 4 * n_embd
+    if model_type == "lfm2" and dense_inter and text.get("block_auto_adjust_ff_dim"):
+        # LFM2's MLP shrinks the configured width as LLaMA's does (transformers Lfm2MLP): 2/3 of it, times
+        # block_ffn_dim_multiplier, rounded up to block_multiple_of; 6656 -> 4608 for LFM2-350M and 12288 -> 8192 for
+        # LFM2-1.2B, the n_ff llama.cpp's src/models/lfm2.cpp names those sizes by.
+        width = int(2 * dense_inter / 3)
+        multiplier = text.get("block_ffn_dim_multiplier")
+        if isinstance(multiplier, int | float) and not isinstance(multiplier, bool) and multiplier > 0:
+            width = int(multiplier * width)
+        step = _optional(text, ("block_multiple_of",), maximum=_MAX_DIM) or 1
+        dense_inter = -(-width // step) * step
     # For MoE models the Model field holds the expert FFN width (what runs per token).
     intermediate = (moe_inter or dense_inter) if n_experts else dense_inter
     if intermediate is None:
@@ -316,6 +326,8 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         window = None
 
     tied = text.get("tie_word_embeddings")
+    if tied is None and model_type == "lfm2":
+        tied = text.get("tie_embedding")  # LFM2's own key; llama.cpp falls back to the token embeddings (lfm2.cpp)
     if tied is None:
         # transformers' per-architecture default: Gemma ties input and output embeddings, the others here do not.
         tied = model_type.startswith("gemma") or model_type in ("moondream1",)

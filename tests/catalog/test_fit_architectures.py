@@ -482,3 +482,31 @@ def test_it_places_and_times_a_hybrid_model_end_to_end():
     # The context memory: 12 attention layers' KV at 32,768 tokens plus one sequence's delta-net state.
     assert whole.memory.kv_cache_bytes == 12 * 2048 * 32768 + 79_036_416
     assert fit.max_context(shape, fit.QuantSpec("Q4_K_M"), big, opts, limit=262144) == 262144
+
+
+def test_it_reads_lfm2s_own_ffn_width_and_tied_embeddings():
+    # LFM2-350M's config.json (as copied in Thorge-AI/lfm2-web-runtime-weights, Models/350M/config.json): width 6656
+    # with block_auto_adjust_ff_dim, which transformers shrinks to 2/3 rounded up to 256 = 4608, llama.cpp's n_ff for
+    # LLM_TYPE_350M; tie_embedding is LFM2's own key.
+    config = {
+        "model_type": "lfm2",
+        "hidden_size": 1024,
+        "intermediate_size": 6656,
+        "block_auto_adjust_ff_dim": True,
+        "block_ffn_dim_multiplier": 1.0,
+        "block_multiple_of": 256,
+        "conv_L_cache": 3,
+        "layer_types": ["full_attention" if il in LFM2_CONFIG["full_attn_idxs"] else "conv" for il in range(16)],
+        "max_position_embeddings": 128000,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 16,
+        "num_key_value_heads": 8,
+        "vocab_size": 65536,
+        "tie_embedding": True,
+    }
+    fields = model_fields_from_hf_config(config)
+    assert fields["intermediate_size"] == 4608
+    assert fields["tied_embeddings"] is True
+    assert fields["attention_layers"] == [2, 5, 8, 10, 12, 14]
+    assert fields["recurrent_state_values"] == 1024 * 2
+    assert model_fields_from_hf_config({**config, "block_auto_adjust_ff_dim": False})["intermediate_size"] == 6656
