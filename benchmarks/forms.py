@@ -157,14 +157,32 @@ def model_suggestions(text: str, limit: int = 3) -> list[str]:
 
 def find_hardware_slug(text: str) -> str | None:
     """The catalog slug for a device as its system names it: the exact slug/name/alias match the services use,
-    else the probe's name matching (probe.matching: "NVIDIA GeForce RTX 4060" is the catalog's RTX 4060)."""
-    from benchmarks.services import match_hardware as exact_match
-    from catalog.models import Hardware
-    from probe.matching import match_hardware as probe_match
+    else the probe's name matching (probe.matching: "NVIDIA GeForce RTX 4060" is the catalog's RTX 4060).
+
+    Remembered per catalog version: a name that matches nothing reads the whole hardware table (~0.2 s on the
+    seeded catalog), and every test of a pasted llama-bench output asks again for the same name."""
+    import hashlib
+
+    from django.core.cache import cache
+
+    from catalog.caching import data_version
 
     value = text.strip()
     if not value:
         return None
+    key = f"rigfit:hardware-name:{data_version()}:{hashlib.sha256(value.encode()).hexdigest()}"
+    found = cache.get(key)
+    if found is None:
+        found = _match_hardware_slug(value) or ""
+        cache.set(key, found, 600)
+    return found or None
+
+
+def _match_hardware_slug(value: str) -> str | None:
+    from benchmarks.services import match_hardware as exact_match
+    from catalog.models import Hardware
+    from probe.matching import match_hardware as probe_match
+
     hardware = exact_match(value)
     if hardware is not None:
         return hardware.slug

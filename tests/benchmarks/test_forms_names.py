@@ -90,6 +90,16 @@ def test_it_keeps_an_unknown_device_name_as_given(gemma, rtx4060):
     assert form.cleaned_data["hardware"] == "NVIDIA GeForce RTX 4060 Ti"
 
 
+def test_it_remembers_a_device_name_until_the_catalog_changes(gemma, rtx4060, django_assert_num_queries):
+    from benchmarks.forms import find_hardware_slug
+
+    assert find_hardware_slug("NVIDIA GeForce RTX 4060 Ti") is None
+    with django_assert_num_queries(0):  # every test of a pasted output asks for the same name
+        assert find_hardware_slug("NVIDIA GeForce RTX 4060 Ti") is None
+    make_hardware(name="RTX 4060 Ti", slug="rtx-4060-ti", vendor="NVIDIA", memory_bytes=8 * 1024**3)
+    assert find_hardware_slug("NVIDIA GeForce RTX 4060 Ti") == "rtx-4060-ti"
+
+
 def test_it_matches_the_typed_device_of_pasted_llama_bench_output(client, gemma, rtx4060):
     response = client.post(
         reverse("benchmarks:submit_llama_bench"),
