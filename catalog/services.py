@@ -320,6 +320,7 @@ class SpeedEvidence:
     runs: int
     measured: dict[str, extensions.MeasuredSpeed]
     accuracy_url: str | None
+    prefill_band_pct: float | None = None
     band_percentile: int = BAND_PERCENTILE
 
     @property
@@ -339,5 +340,10 @@ def speed_evidence(*, model: Model | None, hardware: Hardware, gpu_count: int = 
             if model_id == model.pk and hardware_id == hardware.pk:
                 measured[quant_name] = found
     return SpeedEvidence(
-        backend, params.decode_error_pct, params.decode_runs, measured, extensions.link("speed-accuracy")
+        backend,
+        params.decode_error_pct,
+        params.decode_runs,
+        measured,
+        extensions.link("speed-accuracy"),
+        prefill_band_pct=params.prefill_error_pct,
     )

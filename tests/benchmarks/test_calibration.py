@@ -100,7 +100,7 @@ def test_the_model_page_shows_the_band_and_the_measured_median(client, gemma, ep
     page = client.get(url).content.decode()
     band = calibration.accuracy().model.params_for("cpu").decode_error_pct
     assert band is not None
-    assert f'data-band="{band}"' in page and "of 3 CPU runs fell within it" in page
+    assert f'data-band="{band}"' in page and "80 % of 3 CPU runs fell within it" in page
     assert '<span class="measured" data-measured="31.0">Measured: <b>31.0 tok/s</b> decode' in page
     assert "median of 3 accepted runs of this model, quant and device" in page
     assert 'href="/benchmarks/accuracy/"' in page
