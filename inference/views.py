@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from inference.engine import READY, GenerationParams, get_engine
 from inference.forms import GenerateForm, VisionForm
+from inference.hosts import this_host
 from inference.vision import MAX_UPLOAD_BYTES
 
 SIGNING_SALT = "inference.stream"
@@ -29,12 +30,7 @@ def safe_reverse(name: str, *args: Any) -> str | None:
 
 
 def host_description() -> str:
-    try:
-        from probe.detect import describe_host
-
-        return describe_host()
-    except Exception:  # the probe is optional for the demo; never break the page over it
-        return "unknown hardware"
+    return this_host().description
 
 
 def submit_url(metrics: dict[str, Any]) -> str | None:
@@ -57,6 +53,8 @@ def submit_url(metrics: dict[str, Any]) -> str | None:
         "n_threads": engine.settings.n_threads,
         "model_filename": source.filename if source else "",
         "cpu_info": host_description(),
+        # The catalog device the probe matched to this server: the one-click submission needs no typing.
+        "hardware": this_host().hardware_slug,
     }
     if not params["avg_ts"]:
         return None
