@@ -186,6 +186,7 @@ class BenchmarkRun(models.Model):
 
     class Meta:
         ordering = ["-submitted_at", "-id"]
+        permissions = [("moderate_benchmarkrun", "Can accept or reject benchmark runs")]
         indexes = [
             models.Index(fields=["model", "status"], name="bench_model_status"),
             models.Index(fields=["hardware", "status"], name="bench_hardware_status"),

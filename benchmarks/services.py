@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.core.cache import caches
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
@@ -627,13 +627,26 @@ def submit_llama_bench(
     return BatchResult(stored=stored, duplicates=duplicates, errors=errors)
 
 
+MODERATORS_GROUP = "Benchmark moderators"
+MODERATE_PERMISSION = "benchmarks.moderate_benchmarkrun"
+
+
+def moderators_group() -> Group:
+    """The group that holds the moderate permission (made by migration 0004; made again here if it was removed)."""
+    group, _ = Group.objects.get_or_create(name=MODERATORS_GROUP)
+    app_label, codename = MODERATE_PERMISSION.split(".")
+    group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 def run_visible_to(*, run: BenchmarkRun, user: AbstractBaseUser | AnonymousUser | None) -> bool:
-    """Rejected runs stay visible to their submitter and to moderators only (on the page and in the API)."""
+    """Rejected runs stay visible to their submitter and to moderators (the moderate permission) only, on the page
+    and in the API."""
     if run.status != Status.REJECTED:
         return True
     if user is None or not user.is_authenticated:
         return False
-    return bool(user.is_staff) or run.submitter_id == user.pk
+    return run.submitter_id == user.pk or user.has_perm(MODERATE_PERMISSION)
 
 
 # --- moderation -----------------------------------------------------------------------------------------------------

@@ -6,8 +6,7 @@ import csv
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -68,6 +67,9 @@ def csv_cell(value: Any) -> Any:
         return "'" + value
     return value
 
+
+# Moderating is a permission of its own (the "Benchmark moderators" group holds it), not every staff member's.
+MODERATE = services.MODERATE_PERMISSION
 
 # Shown first on the form; the rest sit under "More details".
 CORE_FIELDS = [
@@ -321,7 +323,8 @@ def export_csv(request: HttpRequest) -> StreamingHttpResponse:
     return response
 
 
-@staff_member_required
+@login_required
+@permission_required(MODERATE, raise_exception=True)
 @require_GET
 def moderation(request: HttpRequest) -> HttpResponse:
     runs = BenchmarkRun.objects.awaiting_review().with_relations().order_by("submitted_at", "id")[:200]
@@ -331,7 +334,8 @@ def moderation(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_member_required
+@login_required
+@permission_required(MODERATE, raise_exception=True)
 @require_POST
 def moderate(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(BenchmarkRun, pk=pk)

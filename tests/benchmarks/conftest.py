@@ -53,7 +53,10 @@ def user(django_user_model):
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user(username="mod", password="s3cret-pass-42", is_staff=True)
+    """A moderator: in the "Benchmark moderators" group, which holds the moderate permission."""
+    user = django_user_model.objects.create_user(username="mod", password="s3cret-pass-42", is_staff=True)
+    user.groups.add(services.moderators_group())
+    return user
 
 
 @pytest.fixture

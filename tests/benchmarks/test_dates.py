@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
+from benchmarks import services
 from benchmarks.models import BenchmarkRun, ModerationDecision, Status
 from tests.benchmarks.conftest import make_run, read_fixture, run_data
 
@@ -117,8 +118,9 @@ def test_the_migration_repairs_a_bad_row_and_every_page_reads_again(client, gemm
     assert (pending.test_time, pending.status) == (None, Status.PENDING)
     assert "test_time was outside" in run.status_reason
     assert ModerationDecision.objects.filter(run=run, to_status=Status.FLAGGED, moderator=None).exists()
-    staff = type(user).objects.create_user(username="mod", password="x", is_staff=True)
-    client.force_login(staff)
+    moderator = type(user).objects.create_user(username="mod", password="x")
+    moderator.groups.add(services.moderators_group())
+    client.force_login(moderator)
     for url in [
         "/benchmarks/",
         "/api/benchmarks",

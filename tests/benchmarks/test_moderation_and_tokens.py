@@ -10,10 +10,10 @@ from tests.benchmarks.conftest import make_run, run_data
 pytestmark = pytest.mark.django_db
 
 
-def test_the_moderation_page_is_for_staff_only(client, user, gemma, epyc):
+def test_the_moderation_page_is_for_moderators_only(client, user, gemma, epyc):
     assert client.get("/benchmarks/moderation/").status_code == 302  # to the admin login
     client.force_login(user)
-    assert client.get("/benchmarks/moderation/").status_code == 302
+    assert client.get("/benchmarks/moderation/").status_code == 403
 
 
 def test_staff_see_pending_and_flagged_runs_and_decide_with_a_reason(client, staff, gemma, epyc):
