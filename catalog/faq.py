@@ -24,6 +24,12 @@ def _largest(rows: list[QuantRow]) -> QuantRow | None:
     return max(rows, key=lambda r: r.gpu.total_bytes, default=None)
 
 
+def _lead_row(rows: list[QuantRow], recommendation: RowRecommendation | None) -> QuantRow | None:
+    if recommendation is not None and recommendation.recommended is not None:
+        return recommendation.recommended
+    return next((r for r in rows if r.quant.name == "Q4_K_M"), None)
+
+
 def _which_quant(
     model: Model, rows: list[QuantRow], recommendation: RowRecommendation | None, hardware: Hardware | None, ctx: str
 ) -> Answer | None:
@@ -67,13 +73,23 @@ def model_faq(
         answers.append(first)
     if smallest and largest:
         estimated = " (estimated)" if smallest.size_estimated or largest.size_estimated else ""
+        # Lead with the quant the page speaks of (the recommended one on a device, else the usual Q4_K_M), then the
+        # range: the smallest quant is rarely the one to run.
+        lead = _lead_row(rows, recommendation)
+        lead_text = ""
+        if lead is not None and lead not in (smallest, largest):
+            lead_text = f"{gb(lead.gpu.total_bytes)} with {lead.quant.name}" + (
+                " (the recommended quant on your device); "
+                if recommendation and lead is recommendation.recommended
+                else " (the usual choice); "
+            )
         answers.append(
             Answer(
                 f"How much VRAM does {model.name} need?",
-                f"At a {ctx}: {gb(smallest.gpu.total_bytes)} with {smallest.quant.name}, the smallest quantization "
-                f"listed, up to {gb(largest.gpu.total_bytes)} with {largest.quant.name}{estimated}. That is weights, "
-                f"KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), compute buffers and runtime "
-                "overhead; change the context above to see it move.",
+                f"At a {ctx}: {lead_text}from {gb(smallest.gpu.total_bytes)} with {smallest.quant.name}, the smallest "
+                f"quantization listed, up to {gb(largest.gpu.total_bytes)} with {largest.quant.name}{estimated}. That "
+                f"is weights, KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), compute buffers and "
+                "runtime overhead; change the context above to see it move.",
             )
         )
     if smallest:

@@ -507,3 +507,14 @@ def test_it_says_where_an_imported_model_came_from_and_links_to_adding_one(clien
     make_quantization(curated, name="Q4_K_M", bits_per_weight=4.89)
     assert "Imported from" not in client.get("/models/curated-one/").text
     assert 'href="/models/add/"' in client.get("/models/").text
+
+
+def test_the_vram_answer_leads_with_the_quant_the_page_speaks_of(client, catalog):
+    import re
+
+    page = client.get("/models/llama-3-1-8b/").text
+    faq = page[page.index('id="faq"') :]
+    vram = re.search(r"<summary>How much VRAM does [^<]*</summary><p>(.*?)</p>", faq, re.S).group(1)
+    # Without a device: the usual Q4_K_M first, then the range from the smallest quant listed.
+    assert re.search(r"At a 4,096-token context: [\d.]+ GB with Q4_K_M \(the usual choice\); from [\d.]+ GB with", vram)
+    assert vram.index("Q4_K_M") < vram.index("the smallest")
