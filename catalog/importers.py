@@ -284,7 +284,9 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     if n_experts is not None and n_experts_used is None:
         raise ConfigError("config has experts but no num_experts_per_tok")
 
-    dense_inter = _optional(text, ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size"), maximum=_MAX_DIM)
+    dense_inter = _optional(
+        text, ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "block_ff_dim"), maximum=_MAX_DIM
+    )
     moe_inter = _optional(text, ("moe_intermediate_size",), maximum=_MAX_DIM)
     if dense_inter is None and model_type in _PLAIN_MLP_TYPES:
         dense_inter = 4 * hidden  # GPT-2/Phi convention: n_inner defaults to 4 * n_embd
