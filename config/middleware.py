@@ -178,9 +178,10 @@ def _login_settle(response: HttpResponse, charged: list[str]) -> None:
 
 
 def _login_paths() -> set[str]:
+    from django.shortcuts import resolve_url
     from django.urls import reverse
 
-    return {reverse("admin:login"), reverse(settings.LOGIN_URL) if ":" in settings.LOGIN_URL else settings.LOGIN_URL}
+    return {reverse("admin:login"), resolve_url(settings.LOGIN_URL)}
 
 
 refuse_large_api_bodies = _sync_and_async(_large_api_body)

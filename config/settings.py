@@ -161,8 +161,11 @@ STORAGES = {
     },
 }
 
-LOGIN_URL = "admin:login"
-# Sign-in attempts per client address and per username (config.middleware.throttle_logins): (failures, seconds).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "benchmarks:tokens"
+LOGOUT_REDIRECT_URL = "catalog:home"
+# Sign-in attempts per client address and per username, on the contributors' and the admin's sign-in forms
+# (config.middleware.throttle_logins): (failures, seconds).
 RIGFIT_LOGIN_RATE = (env_int("RIGFIT_LOGIN_RATE", 10, minimum=1), 900)
 
 # Uploads: hard caps so no request can exhaust memory (see docs/operations.md).

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_moderation_page_is_for_moderators_only(client, user, gemma, epyc):
-    assert client.get("/benchmarks/moderation/").status_code == 302  # to the admin login
+    assert client.get("/benchmarks/moderation/").status_code == 302  # to the sign-in page
     client.force_login(user)
     assert client.get("/benchmarks/moderation/").status_code == 403
 
