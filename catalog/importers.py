@@ -312,16 +312,21 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     if window is not None and window >= context:
         window = None  # a window as long as the context bounds nothing (Phi-3.5 ships 262144)
     chunk = _optional(text, ("attention_chunk_size",), maximum=_MAX_CONTEXT)
-    if model_type in ("llama4", "llama4_text") and chunk and window is None:
+    if model_type in ("llama4", "llama4_text") and chunk and chunk < context and window is None:
         # Llama 4's chunked attention: llama.cpp sizes the chunked layers' KV like sliding-window layers of
         # n_swa = 8192 (src/models/llama4.cpp: LLAMA_SWA_TYPE_CHUNKED, load_swa_pattern(ml, 4): 3 chunked, 1 full).
         window = chunk
         no_rope = text.get("no_rope_layers")
-        if isinstance(no_rope, list) and len(no_rope) == n_layers and any(no_rope):
+        chunked = _layer_indices(text, n_layers, {"chunked_attention"})
+        if chunked is not None:
+            swa_layers = chunked  # newer configs name each layer's attention (MobileLLM-R1: all full)
+        elif isinstance(no_rope, list) and len(no_rope) == n_layers and any(no_rope):
             # transformers: no_rope_layers[i] == 0 marks a NoPE layer, which attends globally.
             swa_layers = [i for i, rope in enumerate(no_rope) if rope]
         else:
             swa_layers = [i for i in range(n_layers) if i % 4 < 3]
+        if not swa_layers:
+            window = None
     else:
         swa_layers = _swa_layers(text, model_type, n_layers, window)
     if not swa_layers:

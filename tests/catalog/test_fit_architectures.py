@@ -510,3 +510,15 @@ def test_it_reads_lfm2s_own_ffn_width_and_tied_embeddings():
     assert fields["attention_layers"] == [2, 5, 8, 10, 12, 14]
     assert fields["recurrent_state_values"] == 1024 * 2
     assert model_fields_from_hf_config({**config, "block_auto_adjust_ff_dim": False})["intermediate_size"] == 6656
+
+
+def test_it_follows_a_llama4_configs_own_layer_types():
+    # Later llama4_text configs (MobileLLM-R1) list every layer as full_attention: no chunked window then.
+    text = {**LLAMA4_SCOUT_CONFIG["text_config"], "layer_types": ["full_attention"] * 48}
+    shape = shape_from({**LLAMA4_SCOUT_CONFIG, "text_config": text})
+    assert shape.sliding_window is None and not shape.swa_layers
+    text = {**LLAMA4_SCOUT_CONFIG["text_config"], "layer_types": ["chunked_attention"] * 3 + ["full_attention"] * 45}
+    assert shape_from({**LLAMA4_SCOUT_CONFIG, "text_config": text}).swa_layers == frozenset({0, 1, 2})
+    # A chunk as long as the context bounds nothing.
+    text = {**LLAMA4_SCOUT_CONFIG["text_config"], "attention_chunk_size": 32768, "max_position_embeddings": 32768}
+    assert shape_from({**LLAMA4_SCOUT_CONFIG, "text_config": text}).sliding_window is None
