@@ -1,12 +1,17 @@
-"""Decode speed of the demo engine against llama.cpp, side by side in one run, on the same GGUF file.
+"""The demo engine against llama.cpp on the same GGUF, quiet and with one core kept busy, side by side in one run.
 
-    .venv/bin/python bench/demo_speed.py [--threads 2] [--reps 5] [--n-gen 128] [--gguf PATH]
+    .venv/bin/python bench/demo_speed.py [--threads N] [--reps 5] [--n-gen 128] [--gguf PATH] [--ttft-reps 3]
 
-Both run llama-bench's tg test: one start token, then N single-token decode steps fed random token ids, timed
-wall-clock. Repetitions alternate engine / llama.cpp so that load from other processes hits both alike. llama.cpp
-runs through llama-cpp-python (`Llama.eval`, one llama_decode per token) with the same thread count. Prints each
-side's tokens/sec, the ratio engine / llama.cpp, the engine's resident memory once loaded (before llama.cpp is
-loaded into the same process) and its warm-start time (from the converted cache, measured in this run).
+Each repetition runs, in this order: the engine and llama.cpp on a quiet machine, then the same two while a process
+this script starts keeps one core busy (a Python busy loop, stopped after the pair). Both sides generate greedily
+from the same story prompt, up to N new tokens: the engine through `Engine.stream` (what the demo page runs: its
+thread choice, sampling, detokenizing, the wall-time cap), llama.cpp through llama-cpp-python's `Llama.generate`
+(one `llama_decode` per token, its own greedy sampler) in a child process with the same thread count. Decode speed
+is (tokens after the first) / (time after the first), as the demo reports it; time to first token includes the
+prompt. Prints medians, the ratios engine / llama.cpp quiet and busy, the engine's busy / quiet, whether any answer
+was cut short by the wall-time cap, the threads the engine chose, then time to first token at 6, 48, 200 and 500
+prompt tokens (quiet), warm start (split into read, build, warm-up) and resident memory. Other processes on the
+machine hit both sides alike: the ratios are the figures to compare, not the absolute speeds.
 """
 
 from __future__ import annotations
@@ -24,23 +29,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 WORKER_TIMEOUT_S = 300
+PROMPT = "Write a long story about a lighthouse keeper who finds a message in a bottle. Describe every day in detail."
+TTFT_LENGTHS = (6, 48, 200, 500)
+FILLER = (
+    "The committee met on a grey morning to review the harbour accounts, the repairs to the north pier, the "
+    "timetable of the ferries and the letters that residents had written about noise, lighting and parking. "
+)
 
 
-def _llama_worker(conn, gguf: str, threads: int, n_gen: int) -> None:
-    import random
+def _busy_loop() -> None:  # the other process: one core's worth of work until terminated
+    while True:
+        pass
 
+
+def _llama_worker(conn, gguf: str, threads: int) -> None:
     from llama_cpp import Llama
 
-    llama = Llama(model_path=gguf, n_threads=threads, n_threads_batch=threads, n_ctx=512, verbose=False)
-    vocab = llama.n_vocab()
-    while (seed := conn.recv()) is not None:
-        rng = random.Random(seed)
-        llama.reset()
-        llama.eval([llama.token_bos()])
-        started = time.perf_counter_ns()
-        for _ in range(n_gen):
-            llama.eval([rng.randrange(10, vocab)])
-        conn.send(time.perf_counter_ns() - started)
+    llama = Llama(model_path=gguf, n_threads=threads, n_threads_batch=threads, n_ctx=1024, verbose=False)
+    eos = llama.token_eos()
+    while (job := conn.recv()) is not None:
+        prompt, n_new = job
+        tokens = llama.tokenize(prompt.encode(), add_bos=True, special=False)
+        started = time.perf_counter()
+        first_at = last_at = started
+        count = 0
+        for token in llama.generate(tokens, temp=0.0, top_k=1, reset=True):
+            now = time.perf_counter()
+            if token == eos:
+                break
+            count += 1
+            if count == 1:
+                first_at = now
+            last_at = now
+            if count >= n_new:
+                break
+        decode_s = last_at - first_at
+        conn.send(
+            {
+                "prompt_tokens": len(tokens),
+                "tokens": count,
+                "ttft_ms": (first_at - started) * 1000,
+                "decode_tps": (count - 1) / decode_s if count > 1 and decode_s > 0 else 0.0,
+            }
+        )
+
+
+def _prompt_of(tokenizer, n_tokens: int) -> str:
+    """A prompt of about n_tokens tokens (BOS included) cut from repeated prose."""
+    start = len(list(tokenizer("")["input_ids"]))  # the special tokens the tokenizer adds (Gemma: BOS)
+    ids = list(tokenizer(FILLER * (n_tokens // 20 + 2))["input_ids"])
+    return tokenizer.decode(ids[start : start + n_tokens - start])
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
@@ -49,7 +91,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--n-gen", type=int, default=128)
     parser.add_argument("--gguf", type=Path, default=None, help="default: the packaged Gemma 3 270M Q4_K_M")
-    parser.add_argument("--fp32", action="store_true", help="the engine's plain fp32 path instead of int8")
+    parser.add_argument("--ttft-reps", type=int, default=3, help="repetitions per prompt length (0: skip)")
+    parser.add_argument("--busy-settle-s", type=float, default=0.5, help="how long the busy process runs first")
     args = parser.parse_args()
 
     import importlib.util
@@ -61,68 +104,113 @@ def main() -> None:
         )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["RIGFIT_DEMO_THREADS"] = str(args.threads)
-    os.environ["RIGFIT_DEMO_INT8"] = "0" if args.fp32 else "1"
+    os.environ.setdefault("RIGFIT_DEMO_MAX_NEW_TOKENS", str(max(256, args.n_gen)))
     if args.gguf:
         os.environ["RIGFIT_DEMO_MODEL_PATH"] = str(args.gguf)
     import django
 
     django.setup()
     import psutil
-    import torch
 
-    from inference.bench import _time_gen
-    from inference.engine import Engine
+    from inference.engine import Engine, GenerationParams
 
     engine = Engine()
-    engine.load()  # converts into var/models on the very first run; warm start afterwards
-    compile_started = time.perf_counter()
-    fast = engine.wait_fast_path()
-    backend = getattr(engine._fast, "backend", "transformers")
-    waited = time.perf_counter() - compile_started
-    print(f"decode step: {engine.fast_path} ({backend}) after {waited:.1f} s more")
-    heavy = [name for name in ("transformers", "torch._inductor") if name in sys.modules]
-    print(f"imported for the engine: {', '.join(heavy) or 'neither transformers nor torch._inductor'}")
-    rss_mb = psutil.Process().memory_info().rss / 1e6
+    engine.load()  # converts into var/models on the very first run; a warm start afterwards
     status = engine.status()
-    print(
-        f"engine: {status['weights']} (output head: {status['output_head']}), loaded in {engine.load_seconds:.2f} s, "
-        f"resident {rss_mb:.0f} MB"
-    )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    split = getattr(engine, "load_split", {}) or {}
+    split_text = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in split.items()) or "not split"
+    heavy = [name for name in ("transformers", "torch._inductor") if name in sys.modules]
+    print(f"decode step: {getattr(engine._fast, 'backend', 'transformers')}; imported: {', '.join(heavy) or 'neither'}")
+    rss_mb = psutil.Process().memory_info().rss / 1e6
+    print(f"warm start {engine.load_seconds:.2f} s ({split_text}); resident {rss_mb:.0f} MB")
+    print(f"engine: {status['weights']} (output head: {status['output_head']}); at most {args.threads} threads")
 
-    # llama.cpp runs in a child process: its thread pool (and the CPU affinity it may set) must not share a
-    # process with torch's OpenMP threads, which on 2 cores slows both sides several-fold.
+    # llama.cpp runs in a child process: its thread pool must not share a process with the engine's threads.
     gguf = engine.source.path
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    worker = ctx.Process(target=_llama_worker, args=(child, str(gguf), args.threads, args.n_gen), daemon=True)
+    worker = ctx.Process(target=_llama_worker, args=(child, str(gguf), args.threads), daemon=True)
     worker.start()
 
-    def llama_tg(seed: int) -> int:
-        parent.send(seed)
-        # A worker that died (a failed load, a crash) never answers: wait with a bound, and say so.
+    def llama(prompt: str, n_new: int) -> dict:
+        parent.send((prompt, n_new))
         waited = 0.0
-        while not parent.poll(1.0):
+        while not parent.poll(1.0):  # a worker that died never answers: wait with a bound, and say so
             waited += 1.0
             if not worker.is_alive() or waited > WORKER_TIMEOUT_S:
                 sys.exit(f"the llama.cpp worker stopped answering (exit code {worker.exitcode}); see its output above")
         return parent.recv()
 
-    del fast
-    with torch.inference_mode():
-        _time_gen(engine, args.n_gen, 0)  # warm-up (compiles the fused kernels on the first run)
-        llama_tg(0)
-        ours, theirs = [], []
-        for rep in range(1, args.reps + 1):
-            ours.append(args.n_gen * 1e9 / _time_gen(engine, args.n_gen, rep))
-            theirs.append(args.n_gen * 1e9 / llama_tg(rep))
-            print(f"rep {rep}: engine {ours[-1]:.1f} tok/s, llama.cpp {theirs[-1]:.1f} tok/s", flush=True)
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    ours_m, theirs_m = statistics.median(ours), statistics.median(theirs)
-    print(f"tg{args.n_gen} median: engine {ours_m:.1f} tok/s, llama.cpp {theirs_m:.1f} tok/s")
+    def ours(prompt: str, n_new: int) -> dict:
+        _, metrics = engine.generate_text(GenerationParams(prompt=prompt, max_new_tokens=n_new))
+        return {
+            "prompt_tokens": metrics.prompt_tokens,
+            "tokens": metrics.tokens_generated,
+            "ttft_ms": metrics.ttft_ms,
+            "decode_tps": metrics.decode_tps,
+            "stop": metrics.stop_reason,
+            "threads": getattr(metrics, "threads", []),
+        }
+
+    results: dict[tuple[str, str], list[dict]] = {(w, s): [] for w in ("engine", "llama") for s in ("quiet", "busy")}
+    ours(PROMPT, 8)  # warm-up, both sides
+    llama(PROMPT, 8)
+    for rep in range(1, args.reps + 1):
+        for state in ("quiet", "busy"):
+            hog = None
+            if state == "busy":
+                hog = ctx.Process(target=_busy_loop, daemon=True)
+                hog.start()
+                time.sleep(args.busy_settle_s)
+            try:
+                a, b = ours(PROMPT, args.n_gen), llama(PROMPT, args.n_gen)
+            finally:
+                if hog is not None:
+                    hog.terminate()
+                    hog.join(timeout=5)
+            results[("engine", state)].append(a)
+            results[("llama", state)].append(b)
+            print(
+                f"rep {rep} {state}: engine {a['decode_tps']:.1f} tok/s ({a['tokens']} tokens, {a['stop']}, "
+                f"threads {a['threads']}, ttft {a['ttft_ms']:.0f} ms), llama.cpp {b['decode_tps']:.1f} tok/s "
+                f"({b['tokens']} tokens, ttft {b['ttft_ms']:.0f} ms)",
+                flush=True,
+            )
+
+    def med(who: str, state: str, key: str) -> float:
+        return _median([r[key] for r in results[(who, state)]])
+
+    print(f"\ndecode, {args.n_gen} new tokens at most, {args.threads} threads, {args.reps} reps (medians):")
+    for state in ("quiet", "busy"):
+        e, l_ = med("engine", state, "decode_tps"), med("llama", state, "decode_tps")
+        print(
+            f"  {state}: engine {e:.1f} tok/s, llama.cpp {l_:.1f} tok/s: {e / l_:.2f}x;  time to first token "
+            f"{med('engine', state, 'ttft_ms'):.0f} vs {med('llama', state, 'ttft_ms'):.0f} ms"
+        )
+    quiet, busy = med("engine", "quiet", "decode_tps"), med("engine", "busy", "decode_tps")
+    print(f"  engine busy / quiet: {busy / quiet:.2f}x")
+    cut = [r for s in ("quiet", "busy") for r in results[("engine", s)] if r["stop"] == "wall_time"]
+    print(f"  answers cut short by the wall-time cap: {len(cut)} of {2 * args.reps}")
+
+    if args.ttft_reps > 0:
+        print(f"\ntime to first token, quiet, median of {args.ttft_reps} (engine vs llama.cpp):")
+        for n in TTFT_LENGTHS:
+            prompt = _prompt_of(engine.tokenizer, n)
+            mine, theirs = [], []
+            for _ in range(args.ttft_reps):
+                mine.append(ours(prompt, 1))
+                theirs.append(llama(prompt, 1))
+            e, l_ = _median([r["ttft_ms"] for r in mine]), _median([r["ttft_ms"] for r in theirs])
+            print(
+                f"  {mine[0]['prompt_tokens']:>3} / {theirs[0]['prompt_tokens']:>3} prompt tokens: "
+                f"{e:.0f} vs {l_:.0f} ms ({e / l_:.2f}x the time)"
+            )
     parent.send(None)
     worker.join(timeout=10)
-    print(f"ratio engine / llama.cpp: {ratio:.2f}x  (file {gguf.name}, {args.threads} threads)")
+    peak = engine.last_metrics.peak_rss_bytes if engine.last_metrics else 0
+    print(
+        f"\nresident {psutil.Process().memory_info().rss / 1e6:.0f} MB; the last generation's peak {peak / 1e6:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
