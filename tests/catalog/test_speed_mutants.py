@@ -1,0 +1,155 @@
+"""Speed figures against hand calculations (issue 14: mutants of catalog/speed.py that no test killed). The expected
+numbers are worked in the comments from the formulas docs/fit.md states (bytes over bandwidth, FLOPs over a rate),
+never by calling the function under test for the answer."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog import fit, speed
+
+# A plain 1B-parameter shape whose bytes are easy to count: hidden 1000, vocabulary 1000 (1,000,000 embedding
+# parameters), 10 layers of 8 KV heads x 125 (1,000 KV values per token per layer for K, as many for V).
+SHAPE = fit.ModelShape(
+    n_params=1_000_000_000, n_layers=10, hidden_size=1000, n_heads=8, n_kv_heads=8, head_dim=125, vocab_size=1000
+)
+# No figure and no known mix: every weight at 16 bits. Layers (1e9 - 2 x 1e6) x 2 bytes = 1,996,000,000; the
+# output matrix 1e6 x 2 = 2,000,000; the embeddings (looked up, not read) 2,000,000.
+RAW16 = fit.QuantSpec(name="NOT_A_QUANT")
+MOE = fit.ModelShape(
+    n_params=1_000_000_000, n_layers=10, hidden_size=1000, n_heads=8, n_kv_heads=8, head_dim=125, vocab_size=1000,
+    n_active_params=400_000_000, n_experts=8, n_experts_used=2,
+)  # fmt: skip
+
+
+def test_the_decode_roofline_is_bandwidth_over_the_bytes_of_one_token():
+    # Weights read per token: layers + output = 1,998,000,000. KV at 100 tokens, f16: 10 layers x 2 x 1,000 x 2 bytes
+    # x 100 = 4,000,000. 1,000 GB/s / 2,002,000,000 bytes = 499.5005 t/s.
+    assert speed.roofline_decode_tps(SHAPE, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / 2_002_000_000)
+    # q8_0 KV: 34 bytes per 32 values: 10 x 2 x 1,000 x 34 / 32 x 100 = 2,125,000.
+    assert speed.roofline_decode_tps(SHAPE, RAW16, 1000.0, ctx=100, kv_type="q8_0") == pytest.approx(
+        1e12 / 2_000_125_000
+    )
+    # Tied embeddings: the output is the embedding matrix, read once: layers (1e9 - 1e6) x 2 + 2e6 = 2,000,000,000.
+    tied = fit.ModelShape(**{**_fields(SHAPE), "tied_embeddings": True})
+    assert speed.roofline_decode_tps(tied, RAW16, 1000.0, ctx=1) == pytest.approx(1e12 / (2_000_000_000 + 40_000))
+    for bad in ({"bandwidth_gbps": 0.0}, {"ctx": 0}, {"kv_type": "q5_1"}):
+        with pytest.raises(ValueError):
+            speed.roofline_decode_tps(**{"shape": SHAPE, "quant": RAW16, "bandwidth_gbps": 1000.0, **bad})
+
+
+def test_sliding_window_layers_read_at_most_their_window():
+    # 5 of 10 layers with a 64-token window at ctx 1000: KV = (5 x 1000 + 5 x 64) x 2 x 1,000 x 2 = 21,280,000.
+    swa = fit.ModelShape(**{**_fields(SHAPE), "sliding_window": 64, "swa_layers": frozenset({0, 2, 4, 6, 8})})
+    assert speed.roofline_decode_tps(swa, RAW16, 1000.0, ctx=1000) == pytest.approx(1e12 / (1_998_000_000 + 21_280_000))
+    # MLA (DeepSeek): kv_lora_rank 512 + rope 64 = 576 values per token per layer, f16: 10 x 576 x 2 x 100 = 1,152,000.
+    mla = fit.ModelShape(**{**_fields(SHAPE), "kv_lora_rank": 512, "qk_rope_head_dim": 64})
+    assert speed.roofline_decode_tps(mla, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / (1_998_000_000 + 1_152_000))
+
+
+def test_a_moe_reads_its_active_share_and_a_batch_reads_the_experts_it_selects():
+    # Active share 0.4: 1,998,000,000 x 0.4 = 799,200,000 bytes per token, + 4,000,000 of KV at 100 tokens.
+    assert speed.roofline_decode_tps(MOE, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / 803_200_000)
+    # Experts = W x (1 - a) / (1 - k/E) = 1,998,000,000 x 0.6 / 0.75 = 1,598,400,000; dense 399,600,000. A batch of 2
+    # touches 1 - (1 - 2/8)^2 = 0.4375 of the experts: 399,600,000 + 1,598,400,000 x 0.4375 = 1,098,900,000.
+    assert speed._weights_read(MOE, RAW16, 1) == pytest.approx(799_200_000)
+    assert speed._weights_read(MOE, RAW16, 2) == pytest.approx(1_098_900_000)
+    assert speed._weights_read(SHAPE, RAW16, 4) == pytest.approx(1_998_000_000)  # dense: the same bytes for any batch
+    # --n-cpu-moe 5 of 10 layers, batch 1: expert bytes of the 16-bit layers (1,996,000,000 x 0.6 / 0.75 =
+    # 1,596,800,000) x 0.25 selected x 5/10 = 199,600,000 read from host RAM.
+    assert speed._host_expert_read(MOE, RAW16, 1, 5) == pytest.approx(199_600_000)
+    assert speed._host_expert_read(MOE, RAW16, 1, 0) == 0.0
+
+
+def test_the_prefill_roofline_is_the_peak_rate_over_two_flops_per_parameter():
+    # 2 x 1e9 FLOPs per token; the larger stated rate (100 TOPS INT8 over 50 TFLOPS matrix): 1e14 / 2e9 = 50,000 t/s.
+    device = fit.DeviceSpec(
+        name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, int8_tops=100.0, matrix_tflops=50.0, fp16_tflops=20.0
+    )
+    assert speed.roofline_prefill_tps(SHAPE, RAW16, device) == pytest.approx(50_000)
+    assert speed.roofline_prefill_tps(SHAPE, RAW16, device, n_prompt=7) == pytest.approx(50_000)
+    assert speed.roofline_prefill_tps(MOE, RAW16, device) == pytest.approx(1e14 / 8e8)  # active share 0.4
+    fp16_only = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, fp16_tflops=20.0)
+    assert speed.roofline_prefill_tps(SHAPE, RAW16, fp16_only) == pytest.approx(10_000)
+    assert speed.roofline_prefill_tps(SHAPE, RAW16, fit.DeviceSpec("x", "gpu", 1, 1.0)) is None
+
+
+def test_prefill_flops_count_the_attention_over_the_depth():
+    # FLOPs = 2 x params x N + 4 x layers x heads x head_dim x N x (depth + N / 2)
+    #       = 2e9 x 512 + 4 x 10 x 8 x 125 x 512 x (1000 + 256) = 1.024e12 + 25,722,880,000.
+    device = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0)
+    terms = speed.prefill_terms(SHAPE, RAW16, device, n_prompt=512, depth=1000)
+    assert terms.device_flops_s == pytest.approx((1.024e12 + 25_722_880_000) / 1e13)
+    assert (terms.tokens, terms.quantized, terms.upload_s, terms.extra_gpus) == (512, True, 0.0, 0)
+    f16 = speed.prefill_terms(SHAPE, fit.QuantSpec("F16"), device, n_prompt=512, depth=0)
+    assert f16.quantized is False
+    assert f16.device_flops_s == pytest.approx((1.024e12 + 4 * 10 * 8 * 125 * 512 * 256) / 1e13)
+    two = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0, count=2)
+    assert speed.prefill_terms(SHAPE, RAW16, two).extra_gpus == 1
+    with pytest.raises(ValueError):
+        speed.prefill_terms(SHAPE, RAW16, device, n_prompt=0)
+
+
+def test_prefill_seconds_add_the_per_token_cost_the_flops_and_the_upload():
+    terms = speed.PrefillTerms(tokens=100, device_flops_s=0.5, quantized=True, upload_s=0.25, extra_gpus=2)
+    params = speed.PRIOR_GPU
+    # 100 x (2e-6 + 2e-6 x 2) + 0.5 / 0.35 + 0.25
+    assert speed.prefill_seconds(terms, params) == pytest.approx(100 * 6e-6 + 0.5 / 0.35 + 0.25)
+    assert speed.prefill_features(terms) == (100.0, 0.0, 0.5, 200.0)
+    floats = speed.PrefillTerms(tokens=10, device_flops_s=0.5, quantized=False, upload_s=0.0)
+    assert speed.prefill_features(floats) == (10.0, 0.5, 0.0, 0.0)
+
+
+def test_a_decode_step_adds_every_term_at_its_factor():
+    terms = speed.DecodeTerms(
+        layer_units=10.0, extra_gpus=1, device_quant_s=0.01, device_float_s=0.002, device_kv_s=0.003,
+        quant_alu_s=0.0005, float_alu_s=0.0001, host_s=0.0, flops=1e9,
+    )  # fmt: skip
+    gpu, cpu = speed.PRIOR_GPU, speed.PRIOR_CPU
+    # 0.0003 + 20e-6 x 10 + 0.01 / 0.6 + 0.002 / 0.7 + 0.003 / 0.5 + 0.0003 x 1 + 2 x 0.0005 + 1 x 0.0001
+    expected = 0.0003 + 0.0002 + 0.01 / 0.6 + 0.002 / 0.7 + 0.006 + 0.0003 + 0.001 + 0.0001
+    assert speed.decode_seconds(terms, gpu, cpu, flops_per_s=None, flop_factor=1.0) == pytest.approx(expected)
+    # Compute bound: 1e9 FLOPs x 2 / 1e10 FLOP/s = 0.2 s beats the memory time.
+    assert speed.decode_seconds(terms, gpu, cpu, flops_per_s=1e10, flop_factor=2.0) == pytest.approx(0.2)
+    # Host reads at the CPU class's quant read factor (1 / 0.6); with a host share the compute floor does not apply.
+    host = speed.DecodeTerms(**{**_fields(terms), "host_s": 0.06})
+    assert speed.decode_seconds(host, gpu, cpu, flops_per_s=1e10, flop_factor=2.0) == pytest.approx(expected + 0.1)
+    assert speed.decode_features(terms) == (1.0, 10.0, 0.01, 0.002, 0.003, 1.0, 0.0005, 0.0001)
+
+
+@pytest.mark.parametrize(
+    ("kind", "vendor", "name", "backend"),
+    [
+        ("cpu", "AMD", "Ryzen 9 7950X", "cpu"),
+        ("unified", "Apple", "M2 Max", "metal"),
+        ("unified", "", "Apple M3", "metal"),
+        ("unified", "AMD", "Ryzen AI Max+ 395", "rocm"),
+        ("gpu", "NVIDIA", "H200", "cuda"),
+        ("gpu", "AMD", "Radeon RX 7900 XTX", "rocm"),
+        ("gpu", "ATI", "Radeon HD", "rocm"),
+        ("gpu", "Intel", "Arc A770", "sycl"),
+        ("gpu", "", "GeForce RTX 4090", "cuda"),
+        ("gpu", "", "Tesla V100", "cuda"),
+        ("gpu", "", "Quadro RTX 6000", "cuda"),
+        ("gpu", "", "Radeon Pro W7900", "rocm"),
+        ("gpu", "", "Instinct MI300X", "rocm"),
+        ("gpu", "", "Moore Threads MTT S80", "vulkan"),
+    ],
+)
+def test_it_picks_llama_cpps_default_backend_per_device(kind, vendor, name, backend):
+    device = fit.DeviceSpec(name=name, kind=kind, memory_bytes=1, bandwidth_gbps=1.0, vendor=vendor)
+    assert speed.backend_of(device) == backend
+
+
+def test_the_speed_model_looks_up_its_classes():
+    measured = speed.ClassParams(**{**_fields(speed.PRIOR_GPU), "decode_runs": 3})
+    model = speed.SpeedModel(classes=(("cpu", speed.PRIOR_CPU), ("cuda", measured)))
+    assert model.params_for("cuda") is measured
+    assert model.params_for("cpu") is speed.PRIOR_CPU
+    assert model.params_for("rocm") is speed.PRIOR_GPU  # no class: the GPU prior
+    assert speed.SpeedModel(classes=()).params_for("cpu") is speed.PRIOR_CPU
+    assert model.is_measured("cuda") and not model.is_measured("cpu") and not model.is_measured("metal")
+
+
+def _fields(obj) -> dict:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
