@@ -153,3 +153,25 @@ def test_the_speed_model_looks_up_its_classes():
 
 def _fields(obj) -> dict:
     return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def test_decode_speed_at_a_depth_on_a_cpu_by_hand():
+    # CPU prior (PRIOR_CPU): 0.0005 s + 5e-6 s x 10 layers + weights 1,998,000,000 B / (0.6 x 100 GB/s)
+    # + KV at depth 100 (4,000,000 B) / (0.5 x 100 GB/s) = 0.0005 + 0.00005 + 0.0333 + 0.00008 = 0.03393 s per token.
+    cpu = fit.DeviceSpec(name="cpu", kind="cpu", memory_bytes=64 * 1024**3, bandwidth_gbps=100.0)
+    options = fit.FitOptions(ctx=4096)
+    result = fit.fit(SHAPE, RAW16, cpu, options)
+    assert result.verdict == fit.Verdict.CPU_ONLY
+    tps = speed.decode_tps_at(SHAPE, RAW16, cpu, options, result, speed.SpeedModel(), depth=100)
+    assert tps == pytest.approx(1 / 0.03393)
+
+
+def test_time_to_first_token_is_the_prompt_over_the_prefill_rate():
+    # 100 tokens on 10 TFLOPS, GPU prior: FLOPs 2e9 x 100 + 4 x 10 x 8 x 125 x 100 x 50 = 2.002e11 -> 0.02002 s at
+    # factor 1; 100 x 2e-6 + 0.02002 / 0.35 = 0.0574 s.
+    device = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0)
+    ttft = speed.time_to_first_token_s(SHAPE, RAW16, device, speed.SpeedModel(), n_prompt=100)
+    assert ttft == pytest.approx(0.0002 + 0.02002 / 0.35)
+    assert (
+        speed.time_to_first_token_s(SHAPE, RAW16, fit.DeviceSpec("x", "gpu", 1, 1.0), speed.SpeedModel(), 100) is None
+    )
