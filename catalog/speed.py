@@ -24,6 +24,8 @@ from catalog.fit import (
     context_tokens,
     expert_bytes,
     fit,
+    layer_kv_heads,
+    layer_state_bytes,
     placement_of,
     weights_split,
 )
@@ -168,17 +170,19 @@ def _read_per_token(shape: ModelShape, quant: QuantSpec) -> float:
 
 def _kv_read(shape: ModelShape, ctx: int, kv_type: str) -> float:
     """KV bytes one sequence's decode step reads at `ctx` tokens: every full-attention layer reads ctx tokens, a
-    sliding-window layer at most its window (no padding: a lower bound on what llama.cpp touches)."""
+    sliding-window (or chunked) layer at most its window, a layer without KV (a hybrid's recurrent layer) none but its
+    fixed-size state, read and written once per step (no padding: a lower bound on what llama.cpp touches)."""
     _check_kv_type(kv_type)
     block_bytes, block = KV_TYPE_BLOCK[kv_type]
-    if shape.kv_lora_rank:
-        per_token = (shape.kv_lora_rank + (shape.qk_rope_head_dim or 0)) * block_bytes / block
-    else:
-        per_token = 2 * shape.n_kv_heads * shape.head_dim * block_bytes / block
     total = 0.0
     for il in range(shape.n_layers):
+        if shape.kv_lora_rank:
+            per_token = (shape.kv_lora_rank + (shape.qk_rope_head_dim or 0)) * block_bytes / block
+        else:
+            per_token = 2 * layer_kv_heads(shape, il) * shape.head_dim * block_bytes / block
         window = shape.sliding_window if il in shape.swa_layers and shape.sliding_window else None
         total += per_token * (min(ctx, window) if window else ctx)
+        total += 2 * layer_state_bytes(shape, il)
     return total
 
 

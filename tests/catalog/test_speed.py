@@ -193,3 +193,21 @@ def test_more_users_are_never_faster_per_user(users, more, ctx):
     many = speed.serving_plan(LLAMA_8B, Q4, device, FitOptions(ctx=ctx, users=users + more))
     assert many.per_user_decode_tps <= few.per_user_decode_tps
     assert many.aggregate_decode_tps >= few.aggregate_decode_tps * 0.999 or many.bound == "compute"
+
+
+def test_a_hybrids_recurrent_layers_read_their_state_not_a_growing_cache():
+    # Half the layers keep a KV cache, half a fixed 1 MiB state (262,144 f32 values): at 32K tokens the hybrid reads
+    # half the dense model's KV, plus 2 x 1 MiB per recurrent layer (the state is read and written each step).
+    layers = frozenset(range(0, 32, 2))
+    hybrid = dataclasses.replace(
+        LLAMA_8B,
+        attention_layers=layers,
+        recurrent_layers=frozenset(range(1, 32, 2)),
+        recurrent_state_values=262_144,
+    )
+    dense_kv = speed._kv_read(LLAMA_8B, 32768, "f16")
+    assert dense_kv == 32 * 2 * 8 * 128 * 2 * 32768
+    assert speed._kv_read(hybrid, 32768, "f16") == dense_kv / 2 + 16 * 2 * 262_144 * 4
+    # Flat in context on the recurrent layers: doubling the context adds only the attention layers' KV.
+    grown = speed._kv_read(hybrid, 65536, "f16") - speed._kv_read(hybrid, 32768, "f16")
+    assert grown == dense_kv / 2
