@@ -321,7 +321,9 @@ class Hardware(models.Model):
     release_year = models.PositiveIntegerField(null=True, blank=True)
     popular = models.BooleanField(default=False, help_text="Shown first in pickers.")
     aliases = models.JSONField(default=list, blank=True, help_text="Other names for matching.")
-    source = models.CharField(max_length=300, blank=True)
+    # Text, not a bounded char field: a row citing two documents (bandwidth and base memory) runs past 300 characters,
+    # which PostgreSQL refuses where SQLite does not.
+    source = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = HardwareQuerySet.as_manager()
