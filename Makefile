@@ -31,7 +31,7 @@ run: seed
 # times faster than uvicorn workers for these sync views, and WSGI streams the demo's tokens from a plain generator.
 serve-prod: seed
 	$(BIN)/python manage.py collectstatic --noinput
-	$(BIN)/gunicorn config.wsgi:application -k gthread --threads 8 -w 2 -b $(HOST):$(PORT)
+	GUNICORN_BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c config/gunicorn.py config.wsgi:application
 
 # Debian's chromium for the browser tests; installed only when missing and we may install packages.
 browser:
