@@ -175,3 +175,55 @@ def test_time_to_first_token_is_the_prompt_over_the_prefill_rate():
     assert (
         speed.time_to_first_token_s(SHAPE, RAW16, fit.DeviceSpec("x", "gpu", 1, 1.0), speed.SpeedModel(), 100) is None
     )
+
+
+F16 = fit.QuantSpec(name="F16")
+FAST = fit.DeviceSpec(
+    name="gpu", kind="gpu", memory_bytes=8 * 1024**3, bandwidth_gbps=1000.0, fp32_tflops=10.0, clock_mhz=1000.0, count=2
+)
+
+
+def test_a_float_model_on_the_gpu_costs_float_reads_and_alu_work_by_hand():
+    # F16 weights: 1,998,000,000 bytes read at 1,000 GB/s = 0.001998 s; KV at depth 100: 4,000,000 B = 4e-6 s;
+    # ALU: (1,998,000,000 + 4,000,000) / 10 TFLOPS = 2.002e-4 s, none of it "quantized"; 10 layers at 1 GHz count
+    # as 20 two-GHz layer units; 2 GPUs: 1 extra; 2 x 1e9 FLOPs.
+    place = fit._Placement(fit.Verdict.FITS_GPU, 10, 0, 0)
+    terms = speed.decode_terms(SHAPE, F16, FAST, fit.FitOptions(ctx=4096), place, depth=100)
+    assert terms.layer_units == 20.0 and terms.extra_gpus == 1
+    assert (terms.device_quant_s, terms.quant_alu_s, terms.host_s) == (0.0, 0.0, 0.0)
+    assert terms.device_float_s == pytest.approx(0.001998)
+    assert terms.device_kv_s == pytest.approx(4e-6)
+    assert terms.float_alu_s == pytest.approx(2.002e-4)
+    assert terms.flops == pytest.approx(2e9)
+
+
+def test_a_model_left_in_host_ram_reads_at_the_systems_bandwidth():
+    # Nothing on the GPU: weights + KV (2,002,000,000 B) from host RAM at the default 60 GB/s; no GPU term, and the
+    # second GPU hands nothing over.
+    place = fit._Placement(fit.Verdict.CPU_ONLY, 0, 0, 0)
+    terms = speed.decode_terms(SHAPE, RAW16, FAST, fit.FitOptions(ctx=4096), place, depth=100)
+    assert terms.extra_gpus == 0
+    assert (terms.device_quant_s, terms.device_kv_s, terms.quant_alu_s) == (0.0, 0.0, 0.0)
+    assert terms.host_s == pytest.approx(2_002_000_000 / 60e9)
+
+
+def test_host_reads_use_the_cpu_class_of_the_speed_model():
+    # 6 of 10 layers on the GPU: 40 % of 2,002,000,000 B from RAM at 60 GB/s = 0.0133467 s, read at the CPU class's
+    # quant_read_factor: 3.0 in this model against the prior's 1 / 0.6.
+    place = fit._Placement(fit.Verdict.PARTIAL_OFFLOAD, 6, 0, 0)
+    slow_host = speed.ClassParams(**{**_fields(speed.PRIOR_CPU), "quant_read_factor": 3.0})
+    options = fit.FitOptions(ctx=4096)
+    prior = speed.step_seconds(SHAPE, RAW16, FAST, options, place, 1, speed.SpeedModel(), depth=100)
+    fitted = speed.step_seconds(
+        SHAPE, RAW16, FAST, options, place, 1, speed.SpeedModel(classes=(("cpu", slow_host),)), depth=100
+    )
+    assert fitted - prior == pytest.approx((3.0 - 1 / 0.6) * 0.4 * 2_002_000_000 / 60e9)
+
+
+def test_a_partial_offload_uploads_the_host_layers_once_per_ubatch():
+    # 4 of 10 layers in RAM: 1,996,000,000 / 10 x 4 = 798,400,000 B, sent over PCIe (25 GB/s) for each of the
+    # ceil(1000 / 512) = 2 ubatches: 0.063872 s.
+    place = fit._Placement(fit.Verdict.PARTIAL_OFFLOAD, 6, 0, 0)
+    gpu = fit.DeviceSpec(name="gpu", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0)
+    terms = speed.prefill_terms(SHAPE, RAW16, gpu, n_prompt=1000, place=place)
+    assert terms.upload_s == pytest.approx(0.063872)
