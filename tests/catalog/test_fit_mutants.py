@@ -314,3 +314,13 @@ def test_mla_adds_its_latent_queries_to_the_compute_buffer():
         kv_lora_rank=512, qk_rope_head_dim=64,
     )  # fmt: skip
     assert fit.compute_bytes(mla, fit.FitOptions(ctx=4096), "gpu") == 6_144_000 + 16_777_216
+
+
+def test_on_unified_memory_the_host_share_lives_in_the_same_memory():
+    # An 8 GiB Mac lends the GPU 2/3: 5,726,623,061 B, less than the 5,729,214,720 B needed beside the Metal
+    # overhead, so some layers stay on the CPU side, in the same 8 GiB (about 6.3 GB in all): a partial offload,
+    # whatever the separate system RAM option says (a Mac has none).
+    mac = fit.DeviceSpec(name="mac", kind="unified", memory_bytes=8 * GIB, bandwidth_gbps=100.0)
+    result = fit.fit(LLAMA_8B, Q4_K_M, mac, fit.FitOptions(ctx=4096, system_ram_bytes=GIB))
+    assert result.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < result.gpu_layers < 32
+    assert result.usable_bytes == 5_726_623_061 - (200 * MIB + 128_256 * 4)
