@@ -1,4 +1,4 @@
-"""The catalog is the ground the other apps build on: it never names them, and they plug in through catalog.extensions."""
+"""The catalog is the ground the other apps build on: it never names them; they plug in through catalog.extensions."""
 
 from __future__ import annotations
 
