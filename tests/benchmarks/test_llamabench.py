@@ -328,3 +328,32 @@ def test_it_says_exactly_what_is_wrong(text, message):
 def test_a_json_document_that_is_not_a_list_is_read_as_jsonl():
     # '{"a": 1}' starts with "{", so it is one -o jsonl line; "[" output must be a list.
     assert llamabench.parse(line()) == [json.loads(line())]
+
+
+def test_it_reads_the_quant_from_the_file_name_not_its_folder():
+    # A folder named for a quant says nothing about the file in it: model_type decides.
+    assert llamabench.quant_from({"model_filename": "/models/Q8_0/model.gguf", "model_type": "llama 8B Q6_K"}) == "Q6_K"
+    assert llamabench.quant_from({"model_filename": "C:\\Q8_0\\model.gguf", "model_type": "llama 8B Q6_K"}) == "Q6_K"
+    assert (
+        llamabench.quant_from({"model_filename": "C:\\models\\Q5_K_S.gguf", "model_type": "llama 8B Q6_K"}) == "Q5_K_S"
+    )
+    assert llamabench.form_data({"build_number": "7" * 70})["runtime_version"] == "7" * 60
+
+
+CANDIDATES = [
+    ("llama-3-1-8b", "Llama 3.1 8B Instruct", "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF"),
+    ("qwen3-30b-a3b", "Qwen3 30B A3B", "Qwen/Qwen3-30B-A3B"),
+    ("local-model", "Local Model", ""),  # added by hand: no repository
+]
+
+
+def test_it_matches_a_model_by_its_repositorys_name_alone():
+    assert llamabench.name_words("Llama-3.1-8B-Instruct") == ("llama", "3", "1", "8b", "instruct")
+    assert llamabench.match_model_name("Meta-Llama-3.1-8B-Instruct-GGUF", CANDIDATES) == "llama-3-1-8b"
+    assert llamabench.match_model_name("bartowski", CANDIDATES) is None  # the owner is no model's name
+    assert llamabench.match_model_name("local model", CANDIDATES) == "local-model"
+
+
+def test_it_matches_a_unique_part_of_a_name_in_any_order():
+    assert llamabench.match_model_name("Qwen3 30B", CANDIDATES) == "qwen3-30b-a3b"  # words within one name only
+    assert llamabench.match_model_name("8B Llama 3.1 Instruct", CANDIDATES) == "llama-3-1-8b"  # all its words
