@@ -90,3 +90,15 @@ def test_the_error_table_by_hand():
         assert row.median_signed_pct == pytest.approx(20.0)
     flat = speed_fit.error_table(predictions, by_kind=False)
     assert [(r.backend, r.kind) for r in flat] == [("all", ""), ("cuda", "")]
+
+
+def test_a_model_fitted_on_decode_runs_alone_claims_no_prefill_band():
+    from tests.catalog.test_speed_fit import _grid
+
+    model, _ = speed_fit.fit_speed_model(_grid("a") + _grid("b"))
+    cuda = model.params_for("cuda")
+    assert (cuda.decode_runs, cuda.prefill_runs, cuda.prefill_error_pct) == (72, 0, None)  # 2 sources x 36 runs
+    # A GPU backend without runs of its own gets the pooled GPU fit, not nothing; the CPU keeps its prior.
+    assert isinstance(model.default_gpu, speed_fit.ClassParams) and model.params_for("rocm") is model.default_gpu
+    assert model.params_for("cpu") == speed_fit.PRIOR_CPU
+    assert model.basis == "fitted on 72 measured runs from 2 sources"
