@@ -102,3 +102,15 @@ def test_a_model_fitted_on_decode_runs_alone_claims_no_prefill_band():
     assert isinstance(model.default_gpu, speed_fit.ClassParams) and model.params_for("rocm") is model.default_gpu
     assert model.params_for("cpu") == speed_fit.PRIOR_CPU
     assert model.basis == "fitted on 72 measured runs from 2 sources"
+
+
+def test_a_prompt_run_on_a_partly_offloaded_gpu_carries_its_weight_upload():
+    # 2 GB of 16-bit weights on a 1.5 GiB GPU: some layers stay in RAM and are sent over PCIe (25 GB/s) once for the
+    # one 512-token ubatch: 1,996,000,000 / 10 bytes per layer x the host's layers / 25e9 s, outside the fitted terms.
+    small = fit.DeviceSpec(
+        name="gpu", kind="gpu", memory_bytes=3 * 1024**3 // 2, bandwidth_gbps=1000.0, matrix_tflops=10.0
+    )
+    placed = fit.fit(SHAPE, RAW16, small, fit.FitOptions(ctx=512))
+    assert placed.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < placed.gpu_layers < 10
+    obs = observe(device=small, backend="cuda", n_prompt=512, n_gen=0, measured_tps=1000.0)
+    assert obs.offset_s == pytest.approx(199_600_000 * (10 - placed.gpu_layers) / 25e9)
