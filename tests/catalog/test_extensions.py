@@ -17,7 +17,7 @@ def test_no_catalog_module_or_template_names_an_app_above_it():
     for path in (ROOT / "catalog").rglob("*.py"):
         if python.search(path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))
-    named = re.compile(rf"""['"]({'|'.join(UPPER_APPS)})[/:]""")
+    named = re.compile(rf"""['"]({"|".join(UPPER_APPS)})[/:]""")
     for path in (ROOT / "templates" / "catalog").rglob("*.html"):
         if named.search(path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))

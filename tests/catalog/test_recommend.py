@@ -114,6 +114,7 @@ def test_it_lets_callers_set_the_speed_bar():
 
 # --- on the pages ----------------------------------------------------------------------------------------------
 
+
 def _rows(text: str) -> list[tuple[str, str, float | None]]:
     """(quant, verdict label, tok/s) of each row of the model page's quant table, as rendered."""
     found = []
@@ -155,10 +156,8 @@ def test_it_shows_the_same_pick_on_the_hardware_compare_home_pages_and_the_api(c
     pick = expected.group(1)
     hardware = client.get("/hardware/geforce-rtx-4060/").text
     row = re.search(r'<tr data-model="llama-3-1-8b">.*?</tr>', hardware, re.S)
-    assert row and f"<td>{pick} <small class=\"muted\">recommended</small></td>" in row.group(0)
-    compare = client.get(
-        "/compare/", {"models": ["gemma-3-270m", "llama-3-1-8b"], "hardware": "geforce-rtx-4060"}
-    ).text
+    assert row and f'<td>{pick} <small class="muted">recommended</small></td>' in row.group(0)
+    compare = client.get("/compare/", {"models": ["gemma-3-270m", "llama-3-1-8b"], "hardware": "geforce-rtx-4060"}).text
     assert f'data-recommended="{pick}"' in compare and "Best quality that runs" in compare
     home = client.get("/", {"hardware": "geforce-rtx-4060"}).text
     assert f'data-pick="{pick}"' in home

@@ -399,7 +399,7 @@ def test_it_shows_the_system_ram_it_uses(client, catalog):
     assert '<option value="20000" selected>20,000 tokens</option>' in odd
     # The hardware page's links carry every setting, so following one gives the verdict the list showed.
     listing = client.get("/hardware/geforce-rtx-4060/", {"ram_gb": 64, "kv_type": "q8_0"}).text
-    assert re.search(r'ctx=4096&amp;kv_type=q8_0&amp;users=1&amp;gpu_count=1&amp;ram_gb=64&amp;quant=', listing)
+    assert re.search(r"ctx=4096&amp;kv_type=q8_0&amp;users=1&amp;gpu_count=1&amp;ram_gb=64&amp;quant=", listing)
 
 
 def _server_command(text: str) -> str:
