@@ -21,6 +21,7 @@ PAGES = {
     "hardware": ("/hardware/nvidia-geforce-rtx-4060/", None),
     "compare": ("/compare/?models=llama-3-1-8b&models=qwen2-5-7b&models=gemma-3-12b", None),
     "benchmarks": ("/benchmarks/", None),
+    "accuracy": ("/benchmarks/accuracy/", None),
     "demo": ("/demo/", None),
 }
 
