@@ -7,35 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from catalog import fit, speed
-from catalog.fit import DeviceSpec, FitOptions, ModelShape, QuantSpec, Verdict
+from catalog.fit import DeviceSpec, FitOptions, QuantSpec, Verdict
 from catalog.speed import PRIOR_CPU, PRIOR_GPU, SpeedModel
+from tests.catalog.test_fit import DEEPSEEK_V2_LITE, LLAMA_8B
 
 GIB = 1024**3
-LLAMA_8B = ModelShape(
-    n_params=8_030_261_248,
-    n_layers=32,
-    hidden_size=4096,
-    n_heads=32,
-    n_kv_heads=8,
-    head_dim=128,
-    vocab_size=128_256,
-    intermediate_size=14_336,
-)
-DEEPSEEK_V2_LITE = ModelShape(
-    n_params=15_706_484_224,
-    n_layers=27,
-    hidden_size=2048,
-    n_heads=16,
-    n_kv_heads=16,
-    head_dim=192,
-    vocab_size=102_400,
-    intermediate_size=10_944,
-    kv_lora_rank=512,
-    qk_rope_head_dim=64,
-    n_active_params=2_660_000_000,
-    n_experts=64,
-    n_experts_used=6,
-)
+# The shapes the fit tests use, each cited there.
 Q4 = QuantSpec("Q4_K_M")
 # Test devices: figures chosen for the arithmetic, not claims about a product.
 GPU = DeviceSpec("Test GPU", "gpu", 24 * GIB, 1000.0, vendor="NVIDIA", matrix_tflops=100.0, clock_mhz=2000)
