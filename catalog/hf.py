@@ -34,7 +34,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from catalog.importers import ConfigError, GgufError, model_fields_from_gguf, model_fields_from_hf_config
+from catalog.importers import (
+    ARCHITECTURE_FIELDS,
+    ConfigError,
+    GgufError,
+    model_fields_from_gguf,
+    model_fields_from_hf_config,
+)
 from catalog.models import Modality, Model, QuantFormat, Quantization, ReviewStatus
 
 __all__ = [
@@ -647,28 +653,6 @@ def _read_repository(*, repo_id: str, revision: str | None, deadline: _Deadline)
 # Storing
 # --------------------------------------------------------------------------------------------------------------------
 
-_ARCHITECTURE_FIELDS = (
-    "n_params",
-    "n_active_params",
-    "n_layers",
-    "hidden_size",
-    "intermediate_size",
-    "n_heads",
-    "n_kv_heads",
-    "head_dim",
-    "vocab_size",
-    "tied_embeddings",
-    "sliding_window",
-    "swa_layers",
-    "kv_lora_rank",
-    "qk_rope_head_dim",
-    "n_experts",
-    "n_experts_used",
-    "vision_params",
-    "image_tokens",
-    "context_length",
-)
-
 
 def _free_slug(base: str, *, exclude_pk: int | None) -> str:
     base = (slugify(base) or "model")[:110]
@@ -708,12 +692,12 @@ def store_snapshot(snapshot: RepoSnapshot, *, status: str, user: Any = None) -> 
                 imported_at=timezone.now(),
                 imported_by=user if getattr(user, "is_authenticated", False) else None,
             )
-        before = {name: getattr(model, name) for name in _ARCHITECTURE_FIELDS} if not created else {}
-        for name in _ARCHITECTURE_FIELDS:
+        before = {name: getattr(model, name) for name in ARCHITECTURE_FIELDS} if not created else {}
+        for name in ARCHITECTURE_FIELDS:
             setattr(model, name, snapshot.fields.get(name, Model._meta.get_field(name).get_default()))
         if model.swa_layers is None:
             model.swa_layers = []
-        changed = created or before != {name: getattr(model, name) for name in _ARCHITECTURE_FIELDS}
+        changed = created or before != {name: getattr(model, name) for name in ARCHITECTURE_FIELDS}
         changed = changed or model.source_revision != snapshot.sha
         model.family = snapshot.family
         model.modality = snapshot.modality
@@ -722,7 +706,7 @@ def store_snapshot(snapshot: RepoSnapshot, *, status: str, user: Any = None) -> 
         if snapshot.has_gguf:
             model.gguf_repo = snapshot.repo_id
         model.sources = {
-            name: snapshot.citation for name in _ARCHITECTURE_FIELDS if snapshot.fields.get(name) is not None
+            name: snapshot.citation for name in ARCHITECTURE_FIELDS if snapshot.fields.get(name) is not None
         }
         vouched = model.review_status == ReviewStatus.PENDING and status != ReviewStatus.PENDING
         if not created and (vouched or (model.review_status == ReviewStatus.REVIEWED and changed)):

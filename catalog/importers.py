@@ -29,6 +29,33 @@ __all__ = [
 ]
 
 # Sanity bounds: far above any published model, low enough to reject garbage before it reaches the fit engine.
+# The Model fields an importer derives from a config.json or a GGUF header (import_hf_config, import_hf): an import may
+# set these on an existing model; name, description and the like stay as the catalog has them.
+ARCHITECTURE_FIELDS = (
+    "n_params",
+    "n_active_params",
+    "n_layers",
+    "hidden_size",
+    "intermediate_size",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "vocab_size",
+    "tied_embeddings",
+    "sliding_window",
+    "swa_layers",
+    "kv_lora_rank",
+    "qk_rope_head_dim",
+    "n_experts",
+    "n_experts_used",
+    "vision_params",
+    "image_tokens",
+    "context_length",
+    "attention_layers",
+    "recurrent_layers",
+    "recurrent_state_values",
+    "kv_heads_per_layer",
+)
 _MAX_DIM = 1 << 20  # hidden/intermediate/head sizes
 _MAX_LAYERS = 4096
 _MAX_HEADS = 16_384

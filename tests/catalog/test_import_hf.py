@@ -513,3 +513,17 @@ def test_imports_are_rate_limited_per_client(client, hub, fast_limits):
     assert "Too many imports" in response.content.decode()
     other = client.post(reverse("catalog:add_model"), {"repo_id": "someone/missing"}, REMOTE_ADDR="10.0.0.9")
     assert other.status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_stores_a_hybrids_attention_and_recurrent_layers(hub):
+    from tests.catalog.test_fit_architectures import LFM2_CONFIG
+
+    hub.add("someone/small-hybrid", {"config.json": json.dumps(LFM2_CONFIG).encode(), "model.safetensors": b"\0" * 99})
+    call_command("import_hf", "someone/small-hybrid")
+    model = Model.all_objects.get(source_repo="someone/small-hybrid")
+    # LFM2-1.2B's config: attention on layers 2, 5, 8, 10, 12, 14; a short-convolution state of 2048 x (3 - 1) values
+    # on the other ten (llama.cpp's n_embd_r).
+    assert model.attention_layers == [2, 5, 8, 10, 12, 14]
+    assert len(model.recurrent_layers) == 10 and 2 not in model.recurrent_layers
+    assert model.recurrent_state_values == 4096

@@ -11,31 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils.text import slugify
 
-from catalog.importers import ConfigError, model_fields_from_hf_config, sha256_file
+from catalog.importers import ARCHITECTURE_FIELDS, ConfigError, model_fields_from_hf_config, sha256_file
 from catalog.models import Modality, Model
-
-# Fields an import may set on an existing model; name, description and the like stay as the catalog has them.
-ARCHITECTURE_FIELDS = (
-    "n_params",
-    "n_active_params",
-    "n_layers",
-    "hidden_size",
-    "intermediate_size",
-    "n_heads",
-    "n_kv_heads",
-    "head_dim",
-    "vocab_size",
-    "tied_embeddings",
-    "sliding_window",
-    "swa_layers",
-    "kv_lora_rank",
-    "qk_rope_head_dim",
-    "n_experts",
-    "n_experts_used",
-    "vision_params",
-    "image_tokens",
-    "context_length",
-)
 
 
 def upsert_model(*, slug: str, fields: dict[str, Any], citation: str, new_model: dict[str, Any]) -> tuple[Model, bool]:
