@@ -147,6 +147,16 @@ def find_model(text: str) -> Model | None:
     return Model.objects.filter(slug=slug).first() if slug else None
 
 
+def optional_model_slug(text: str) -> str:
+    """The catalog slug of a model typed by name or slug, "" for a blank field; a field error for an unknown one."""
+    if not text.strip():
+        return ""
+    model = find_model(text)
+    if model is None:
+        raise ValidationError(f"No model '{text}' in the catalog.", code="unknown_model")
+    return model.slug
+
+
 def model_suggestions(text: str, limit: int = 3) -> list[str]:
     """Catalog names close to a name that matched none, for the error message."""
     import difflib
@@ -322,13 +332,7 @@ class LlamaBenchForm(forms.Form):
         super().__init__(*args, **kwargs)
 
     def clean_model_slug(self) -> str:
-        text = self.cleaned_data.get("model_slug") or ""
-        if not text.strip():
-            return ""
-        model = find_model(text)
-        if model is None:
-            raise ValidationError(f"No model '{text}' in the catalog.", code="unknown_model")
-        return model.slug
+        return optional_model_slug(self.cleaned_data.get("model_slug") or "")
 
     def clean_upload(self) -> Any:
         from benchmarks.llamabench import MAX_OUTPUT_BYTES
@@ -411,13 +415,7 @@ class LeaderboardFilterForm(forms.Form):
 
     def clean_model(self) -> str:
         """A model's slug, from its name as typed or its slug."""
-        text = self.cleaned_data.get("model") or ""
-        if not text.strip():
-            return ""
-        model = find_model(text)
-        if model is None:
-            raise ValidationError(f"No model '{text}' in the catalog.", code="unknown_model")
-        return model.slug
+        return optional_model_slug(self.cleaned_data.get("model") or "")
 
     def clean_hardware(self) -> str:
         text = self.cleaned_data.get("hardware") or ""
