@@ -20,6 +20,7 @@ import pytest
 
 from catalog import fit
 from catalog.importers import model_fields_from_hf_config
+from tests.catalog.test_fit_validation import shape_of
 
 MIB = 1024**2
 
@@ -410,28 +411,6 @@ ARCH_DATA = [json.loads(path.read_text()) for path in sorted(ARCH_FIXTURES.glob(
 ARCH_RUNS = [(data, run) for data in ARCH_DATA for run in data["runs"]]
 
 
-def fixture_shape(data: dict) -> fit.ModelShape:
-    s = data["shape"]
-    return fit.ModelShape(
-        n_params=1,
-        n_layers=s["n_layers"],
-        hidden_size=s["hidden_size"],
-        n_heads=s["n_heads"],
-        n_kv_heads=s["n_kv_heads"],
-        head_dim=s["head_dim"],
-        vocab_size=s["vocab_size"],
-        intermediate_size=s["intermediate_size"],
-        tied_embeddings=s["tied_embeddings"],
-        sliding_window=s["sliding_window"],
-        swa_layers=frozenset(s["swa_layers"]),
-        n_experts=s["n_experts"],
-        n_experts_used=s["n_experts_used"],
-        attention_layers=None if s["attention_layers"] is None else frozenset(s["attention_layers"]),
-        recurrent_layers=frozenset(s["recurrent_layers"]),
-        recurrent_state_values=s["recurrent_state_values"],
-    )
-
-
 def arch_run_id(item: tuple[dict, dict]) -> str:
     data, run = item
     return f"{data['name']}-{run['n_ctx']}-{'fa' if run['flash_attn'] else 'nofa'}-x{run['n_seq']}-{run['kv_type']}"
@@ -447,7 +426,7 @@ def test_it_has_llama_cpp_fixtures_for_the_new_architectures():
 
 @pytest.mark.parametrize(("data", "run"), ARCH_RUNS, ids=[arch_run_id(item) for item in ARCH_RUNS])
 def test_it_matches_llama_cpp_kv_and_recurrent_state(data, run):
-    shape = fixture_shape(data)
+    shape = shape_of(data)
     ctx, users, kv_type = run["n_ctx"], run["n_seq"], run["kv_type"]
     kv = fit.kv_cache_bytes(shape, ctx, kv_type, users)
     assert abs(kv / MIB - run["kv_buffer_mib"]) <= PRINT_ROUNDING_MIB * max(len(run["kv_caches"]), 1) + 1e-9
@@ -461,7 +440,7 @@ def test_it_matches_llama_cpp_kv_and_recurrent_state(data, run):
 
 @pytest.mark.parametrize(("data", "run"), ARCH_RUNS, ids=[arch_run_id(item) for item in ARCH_RUNS])
 def test_it_estimates_the_new_architectures_compute_buffer_within_tolerance(data, run):
-    shape = fixture_shape(data)
+    shape = shape_of(data)
     opts = fit.FitOptions(
         ctx=run["n_ctx"], users=run["n_seq"], kv_type=run["kv_type"], flash_attention=run["flash_attn"]
     )
