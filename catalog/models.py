@@ -148,6 +148,11 @@ class Model(models.Model):
     ollama_tag = models.CharField(max_length=80, blank=True)
     gguf_repo = models.CharField(max_length=200, blank=True, help_text="A repository of GGUF files.")
 
+    # When the weights came out and when their repository last changed, where known: cited in `sources` ("released",
+    # "repo_updated") for curated rows, read from the hub for imported ones. Lists sort by it and mark new models.
+    released = models.DateField(null=True, blank=True, db_index=True, help_text="First public release of the weights.")
+    repo_updated = models.DateField(null=True, blank=True, help_text="Last change to the upstream repository.")
+
     sources = models.JSONField(default=dict, blank=True, help_text="Field name -> where the figure comes from.")
     updated_at = models.DateTimeField(auto_now=True)
 

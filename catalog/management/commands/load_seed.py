@@ -6,6 +6,7 @@ are written, in bulk, and a second run changes nothing.
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ def model_entries(directory: Path, ladder: dict[str, Any]) -> list[tuple[dict[st
             entry = {**derived, **entry, "sources": derived["sources"]}
             entry.pop("config", None)
             entry.pop("config_source", None)
+            release_dates(entry, path=path)
             unknown = set(entry) - set(MODEL_FIELDS) - {"slug"}
             if unknown:
                 raise CommandError(f"{path}: {slug}: unknown fields {sorted(unknown)}")
@@ -147,6 +149,35 @@ def model_entries(directory: Path, ladder: dict[str, Any]) -> list[tuple[dict[st
                 raise CommandError(f"{path}: {slug}: no source for {missing}")
             entries.append((entry, ladder_rows(quant_names, quants, ladder, path=path, slug=slug)))
     return entries
+
+
+# Seed keys for dates -> the Model field each fills; each needs a citation in [sources] under the seed key's field.
+DATE_KEYS = {"released": "released", "updated": "repo_updated"}
+
+
+def release_dates(entry: dict[str, Any], *, path: Path) -> None:
+    """`released = 2025-08-05` (a TOML date, or the same as an ISO string) and `updated = ...` (the upstream
+    repository's last change), each cited: `[sources] released = "..."` / `repo_updated = "..."` (or `updated`)."""
+    slug = entry.get("slug", "?")
+    sources = entry["sources"]
+    for key, field in DATE_KEYS.items():
+        if key not in entry:
+            continue
+        value = entry.pop(key)
+        if isinstance(value, datetime.datetime):
+            value = value.date()
+        elif isinstance(value, str):
+            try:
+                value = datetime.date.fromisoformat(value)
+            except ValueError as exc:
+                raise CommandError(f"{path}: {slug}: {key} {value!r} is not a date (YYYY-MM-DD)") from exc
+        if not isinstance(value, datetime.date):
+            raise CommandError(f"{path}: {slug}: {key} must be a date (YYYY-MM-DD), not {value!r}")
+        if key != field and key in sources:
+            sources.setdefault(field, sources.pop(key))
+        if not sources.get(field):
+            raise CommandError(f"{path}: {slug}: {key} without a source ([sources] {field} = ...)")
+        entry[field] = value
 
 
 def derived_fields(entry: dict[str, Any], *, path: Path) -> dict[str, Any]:
