@@ -27,6 +27,7 @@ from inference.loader import (
     load_int8,
     source_for,
 )
+from inference.slots import Busy, Slots  # noqa: F401 (moved to inference.slots; re-exported)
 from inference.threads import ThreadGovernor
 
 logger = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ LOADING, READY, FAILED, IDLE = "loading", "ready", "failed", "idle"
 
 class EngineNotReady(Exception):
     pass
-
-
-class Busy(Exception):
-    """No slot free and the queue is full (429) or the wait timed out (503)."""
-
-    def __init__(self, message: str, *, status: int, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -85,79 +77,6 @@ class TokenEvent:
 @dataclass(frozen=True)
 class DoneEvent:
     metrics: Metrics
-
-
-@dataclass
-class Slots:
-    """At most `limit` holders and `max_queue` waiters; waits poll, so a cancelled waiter leaves nothing behind."""
-
-    limit: int
-    max_queue: int
-    poll_s: float = 0.02
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    running: int = 0
-    waiting: int = 0
-
-    def try_acquire(self) -> bool:
-        with self._lock:
-            if self.running < self.limit:
-                self.running += 1
-                return True
-            return False
-
-    def enqueue(self) -> None:
-        """Register a waiter or refuse with 429 when the queue is full."""
-        with self._lock:
-            if self.waiting >= self.max_queue:
-                raise Busy(
-                    "The demo is busy: every slot and the queue are taken. Try again in a few seconds.",
-                    status=429,
-                    retry_after_s=10,
-                )
-            self.waiting += 1
-
-    def dequeue(self) -> None:
-        with self._lock:
-            self.waiting -= 1
-
-    def release(self) -> None:
-        with self._lock:
-            self.running = max(0, self.running - 1)
-
-    def acquire(self, timeout_s: float) -> None:
-        """Blocking acquire for sync callers."""
-        if self.try_acquire():
-            return
-        self.enqueue()
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.try_acquire():
-                    return
-                time.sleep(self.poll_s)
-        finally:
-            self.dequeue()
-        raise _timed_out()
-
-    async def acquire_async(self, timeout_s: float) -> None:
-        import asyncio
-
-        if self.try_acquire():
-            return
-        self.enqueue()
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.try_acquire():
-                    return
-                await asyncio.sleep(self.poll_s)
-        finally:
-            self.dequeue()
-        raise _timed_out()
-
-
-def _timed_out() -> Busy:
-    return Busy("The demo is busy and the wait timed out. Try again shortly.", status=503, retry_after_s=15)
 
 
 class _TextAssembler:
