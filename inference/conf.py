@@ -30,6 +30,11 @@ class DemoSettings:
     head_screen: bool  # native step: score the output head from its 4-bit copy, recompute the leaders in int8
     vlm_path: Path | None  # a local vision-language model directory (Moondream 2 style); None: vision disabled
     image_cache_entries: int
+    # Per client address, counted in the shared "limits" store (inference.slots.DemoGate): generation and vision
+    # requests per window, each client at most one generation at a time. enabled=False: this host serves no demo.
+    rate: int = 20
+    rate_window_s: int = 600
+    enabled: bool = True
 
 
 def _default_cache_dir() -> Path:
@@ -55,4 +60,7 @@ def load_settings() -> DemoSettings:
         head_screen=env_bool("RIGFIT_DEMO_HEAD_SCREEN", True),
         vlm_path=env_path("RIGFIT_DEMO_VLM_PATH", None),
         image_cache_entries=env_int("RIGFIT_DEMO_IMAGE_CACHE_ENTRIES", 32, minimum=1),
+        rate=env_int("RIGFIT_DEMO_RATE", 20, minimum=1),
+        rate_window_s=env_int("RIGFIT_DEMO_RATE_WINDOW_S", 600, minimum=1),
+        enabled=env_bool("RIGFIT_DEMO_ENABLED", True),
     )
