@@ -103,6 +103,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # With Redis unreachable, "default" (pages, API answers) serves uncached (config.cache.FailOpenRedisCache) and
 # "limits" (the submission rate limiter) raises, so submissions are refused with 503 rather than unlimited.
 _redis_url = env_str("RIGFIT_REDIS_URL")
+# Every key carries this prefix: sites (or test runs) that share one Redis database keep apart by it.
+_cache_prefix = env_str("RIGFIT_CACHE_KEY_PREFIX", "rigfit") or "rigfit"
 _redis_timeouts = {
     "socket_connect_timeout": env_float("RIGFIT_REDIS_TIMEOUT_S", 0.5, minimum=0.01),
     "socket_timeout": env_float("RIGFIT_REDIS_TIMEOUT_S", 0.5, minimum=0.01),
@@ -112,13 +114,13 @@ CACHES = (
         "default": {
             "BACKEND": "config.cache.FailOpenRedisCache",
             "LOCATION": _redis_url,
-            "KEY_PREFIX": "rigfit",
+            "KEY_PREFIX": _cache_prefix,
             "OPTIONS": _redis_timeouts,
         },
         "limits": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _redis_url,
-            "KEY_PREFIX": "rigfit",
+            "KEY_PREFIX": _cache_prefix,
             "OPTIONS": _redis_timeouts,
         },
     }
