@@ -133,7 +133,9 @@ def test_it_keeps_attention_shapes_consistent(seeded):
         assert model.n_kv_heads <= model.n_heads, model.slug
         assert model.n_heads % model.n_kv_heads == 0, model.slug
         text = configs[model.slug].get("text_config", configs[model.slug])
-        if "head_dim" not in text:  # derived: it must be hidden / heads
+        if "kv_lora_rank" in text:  # MLA: a query/key head is its no-rope part plus its rope part
+            assert model.head_dim == text["qk_nope_head_dim"] + text["qk_rope_head_dim"], model.slug
+        elif "head_dim" not in text:  # derived: it must be hidden / heads
             assert model.head_dim * model.n_heads == model.hidden_size, model.slug
         for layer in model.swa_layers:
             assert 0 <= layer < model.n_layers, model.slug
