@@ -8,8 +8,9 @@ from django.http import HttpRequest, JsonResponse
 from ninja import Router, Schema
 from pydantic import Field
 
-from inference.engine import READY, Busy, GenerationParams, get_engine
+from inference.engine import READY, GenerationParams, get_engine
 from inference.forms import MAX_PROMPT_CHARS, TEMPERATURE_MAX
+from inference.slots import Busy, client_address
 
 router = Router(tags=["inference"])
 
@@ -23,11 +24,15 @@ class StatusOut(Schema):
     weights: str
     output_head: str = Field("", description="How the output head is computed once loaded ('' before).")
     fast_path: str
-    load_seconds: float | None
-    rss_bytes: int
-    model_rss_bytes: int | None
-    running: int
-    waiting: int
+    load_seconds: float | None = Field(None, description="Seconds from the start of the load to ready.")
+    load_read_s: float | None = Field(None, description="Of load_seconds: reading the model files.")
+    load_build_s: float | None = Field(None, description="Of load_seconds: building the decode step.")
+    load_warmup_s: float | None = Field(None, description="Of load_seconds: the warm-up generation.")
+    threads: int | None = Field(None, description="Decode threads chosen for the latest generation.")
+    rss_bytes: int = Field(description="This process's resident memory now.")
+    model_rss_bytes: int | None = Field(None, description="Resident memory the load added to this process.")
+    running: int = Field(description="Generations running in this process.")
+    waiting: int = Field(description="Requests of this process waiting for a slot.")
     max_concurrent: int
     max_queue: int
     max_prompt_tokens: int
@@ -47,12 +52,14 @@ class GenerateIn(Schema):
 class MetricsOut(Schema):
     prompt_tokens: int
     tokens_generated: int
-    ttft_ms: float
-    prompt_tps: float
-    decode_tps: float
+    ttft_ms: float = Field(description="From the start (after admission) to the first generated token.")
+    prompt_tps: float = Field(description="Prompt tokens per second of prefill.")
+    decode_tps: float = Field(description="Tokens after the first per second after the first.")
     total_s: float
-    peak_rss_bytes: int
-    stop_reason: str
+    peak_rss_bytes: int = Field(description="The process's highest resident memory during this generation.")
+    rss_before_bytes: int = Field(description="The process's resident memory when this generation started.")
+    stop_reason: str = Field(description="eos, max_new_tokens, wall_time or cancelled.")
+    threads: list[int] = Field(default_factory=list, description="Decode thread counts used, in order.")
 
 
 class GenerateOut(Schema):
@@ -67,8 +74,11 @@ class ErrorOut(Schema):
     errors: list[dict[str, Any]] | None = Field(None, description="Per-field problems of invalid input.")
 
 
-def _error(status: int, message: str, *, retry_after_s: int | None = None) -> JsonResponse:
-    response = JsonResponse({"message": message}, status=status)
+def _error(status: int, message: str, *, retry_after_s: int | None = None, field: str | None = None) -> JsonResponse:
+    body: dict[str, Any] = {"message": message}
+    if field is not None:  # the same per-field shape as the API's validation errors
+        body["errors"] = [{"loc": ["body", "payload", field], "msg": message, "type": "value_error"}]
+    response = JsonResponse(body, status=status)
     if retry_after_s is not None:
         response["Retry-After"] = str(retry_after_s)
     return response
@@ -79,24 +89,39 @@ def status(request: HttpRequest) -> dict[str, Any]:
     return get_engine().status()
 
 
-@router.post("/generate", response={200: GenerateOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut})
+@router.post("/generate", response={200: GenerateOut, 404: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut})
 def generate(request: HttpRequest, payload: GenerateIn) -> Any:
-    """Generate (not streamed). 422 on bad parameters or too long a prompt, 429/503 with Retry-After when busy."""
+    """Generate (not streamed). 422 on bad parameters or too long a prompt; 429 with Retry-After over the client's
+    limits (RIGFIT_DEMO_RATE per RIGFIT_DEMO_RATE_WINDOW_S, one run at a time) or when the queue is full; 503 with
+    Retry-After while the model loads, when the wait for a slot times out or when the limit store is unreachable;
+    404 on a host that does not serve the demo."""
+    from inference.views import demo_gate
+
     engine = get_engine()
+    if not engine.settings.enabled:
+        return _error(404, "The live demo does not run on this host.")
     if engine.state != READY:
         engine.start_loading()
         return _error(503, engine.status_text(), retry_after_s=15)
     if payload.max_new_tokens > engine.settings.max_new_tokens:
-        return _error(422, f"max_new_tokens must be at most {engine.settings.max_new_tokens}")
+        limit = engine.settings.max_new_tokens
+        return _error(422, f"max_new_tokens must be at most {limit}", field="max_new_tokens")
     n_tokens = engine.count_tokens(payload.prompt)
     if n_tokens > engine.settings.max_prompt_tokens:
-        return _error(422, f"the prompt has {n_tokens} tokens; the limit is {engine.settings.max_prompt_tokens}")
+        limit = engine.settings.max_prompt_tokens
+        return _error(422, f"the prompt has {n_tokens} tokens; the limit is {limit}", field="prompt")
+    gate = demo_gate(engine)
+    client = client_address(request)
     try:
-        engine.slots.acquire(engine.settings.queue_timeout_s)
+        refusal = gate.would_refuse(client)
+        if refusal is not None:
+            raise refusal
+        gate.charge(client)
+        admission = gate.admit(client)
     except Busy as exc:
         return _error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     try:
         text, metrics = engine.generate_text(GenerationParams(**payload.dict()))
     finally:
-        engine.slots.release()
+        admission.release()
     return {"text": text, "metrics": metrics.as_dict()}

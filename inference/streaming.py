@@ -4,8 +4,10 @@ Under ASGI the response gets an async iterator (a sync one would be buffered who
 runs in a worker thread and hands events over through an asyncio queue; when the client goes away the ASGI server
 cancels the response task and the cancel event stops the generation at the next token. Under WSGI the response gets
 a plain generator; the server's close() on disconnect raises GeneratorExit inside it, which sets the same event.
-The `done` event is always the last one, also for errors and a busy demo, so the page's `sse-close="done"` closes
-the EventSource and htmx's SSE extension does not reconnect (and generate again).
+The `done` event is always the last one, also for errors, so the page's `sse-close="done"` closes the EventSource
+and htmx's SSE extension does not reconnect. A busy demo never reaches this module: the view admits the run
+(inference.slots.DemoGate) before the stream starts and answers 429/503 otherwise; the stream releases the admission
+when it ends, however it ends (`Releasing` covers a stream closed before its first event).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from inference.engine import Busy, DoneEvent, Engine, EngineNotReady, GenerationParams, TokenEvent
+from inference.engine import DoneEvent, Engine, EngineNotReady, GenerationParams, TokenEvent
+from inference.slots import Admission
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def token_message(event: TokenEvent) -> str:
 
 
 def stats_message(event: TokenEvent) -> str:
-    return sse("stats", f"{event.index} tokens · {event.tps:.1f} tok/s")
+    return sse("stats", f"{event.index} token{'' if event.index == 1 else 's'} · {event.tps:.1f} tok/s")
 
 
 def done_message(*, metrics: dict[str, Any] | None = None, error: str = "", extra: dict[str, Any] | None = None) -> str:
@@ -50,7 +53,56 @@ class _End:
     pass
 
 
-def _run(engine: Engine, params: GenerationParams, cancel: threading.Event, emit: Callable[[Any], None]) -> None:
+class Releasing:
+    """A sync event stream as the response body: when the server closes the response (the stream ended or the
+    client left), the generator is closed, which cancels the generation, and the run's admission is released, also
+    when the stream was closed before its first event (a generator that never started runs no `finally`)."""
+
+    def __init__(self, body: Iterator[str], admission: Admission) -> None:
+        self.body = body
+        self.admission = admission
+
+    def __iter__(self) -> Iterator[str]:
+        return self.body
+
+    def close(self) -> None:
+        try:
+            self.body.close()  # type: ignore[attr-defined]
+        finally:
+            self.admission.release()
+
+
+class AsyncReleasing:
+    """The ASGI twin: the generation thread releases the admission when it ends; if the stream never started it,
+    the response's close() does."""
+
+    def __init__(self, body: AsyncIterator[str], admission: Admission) -> None:
+        self.body = body
+        self.admission = admission
+        self.started = False
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        self.started = True
+        return self.body.__aiter__()
+
+    def close(self) -> None:
+        if not self.started:
+            self.admission.release()
+
+
+def releasing(body: Iterator[str] | AsyncIterator[str], admission: Admission) -> Releasing | AsyncReleasing:
+    if isinstance(body, AsyncIterator):
+        return AsyncReleasing(body, admission)
+    return Releasing(body, admission)
+
+
+def _run(
+    engine: Engine,
+    params: GenerationParams,
+    cancel: threading.Event,
+    emit: Callable[[Any], None],
+    admission: Admission,
+) -> None:
     try:
         for event in engine.stream(params, cancel=cancel):
             emit(event)
@@ -59,7 +111,7 @@ def _run(engine: Engine, params: GenerationParams, cancel: threading.Event, emit
             logger.exception("generation failed")
         emit(exc)
     finally:
-        engine.slots.release()
+        admission.release()  # after the last token: the next run does not wait on this one's forward pass
         emit(_End())
 
 
@@ -81,29 +133,32 @@ async def _wait_ready_async(engine: Engine) -> None:
 
 
 async def async_events(
-    engine: Engine, params: GenerationParams, *, extra_for: Callable[[dict[str, Any]], dict[str, Any]]
+    engine: Engine,
+    params: GenerationParams,
+    *,
+    admission: Admission,
+    extra_for: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> AsyncIterator[str]:
-    yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
-    await _wait_ready_async(engine)
-    if engine.state != "ready":
-        yield done_message(error=engine.status_text())
-        return
-    try:
-        await engine.slots.acquire_async(engine.settings.queue_timeout_s)
-    except Busy as exc:
-        yield done_message(error=str(exc), extra={"retry_after_s": exc.retry_after_s})
-        return
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
+    """Events of one admitted run; the generation thread releases the admission, or this does if none started."""
+    handed_over = False
     cancel = threading.Event()
-
-    def emit(item: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: the client left and nobody listens
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    threading.Thread(target=_run, args=(engine, params, cancel, emit), daemon=True, name="rigfit-generate").start()
-    yield sse("status", "Generating…")
     try:
+        yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
+        await _wait_ready_async(engine)
+        if engine.state != "ready":
+            yield done_message(error=engine.status_text())
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def emit(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the client left and nobody listens
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        args = (engine, params, cancel, emit, admission)
+        threading.Thread(target=_run, args=args, daemon=True, name="rigfit-generate").start()
+        handed_over = True
+        yield sse("status", "Generating…")
         while True:
             item = await queue.get()
             if isinstance(item, _End):
@@ -114,38 +169,41 @@ async def async_events(
                 yield _done_for(item, extra_for)
     finally:
         cancel.set()  # disconnect (task cancelled) or normal end: either way the worker stops
+        if not handed_over:
+            admission.release()
 
 
 def sync_events(
-    engine: Engine, params: GenerationParams, *, extra_for: Callable[[dict[str, Any]], dict[str, Any]]
+    engine: Engine,
+    params: GenerationParams,
+    *,
+    admission: Admission,
+    extra_for: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Iterator[str]:
+    """Events of one admitted run, generated in the serving thread; the admission is released when it ends."""
     import time
 
-    yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
-    engine.start_loading()
-    deadline = time.monotonic() + READY_WAIT_S
-    while engine.state not in ("ready", "failed") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if engine.state != "ready":
-        yield done_message(error=engine.status_text())
-        return
-    try:
-        engine.slots.acquire(engine.settings.queue_timeout_s)
-    except Busy as exc:
-        yield done_message(error=str(exc), extra={"retry_after_s": exc.retry_after_s})
-        return
     cancel = threading.Event()
     try:
-        for event in engine.stream(params, cancel=cancel):
-            if isinstance(event, TokenEvent):
-                yield token_message(event) + stats_message(event)
-            else:
-                yield _done_for(event, extra_for)
-    except (ValueError, EngineNotReady) as exc:
-        yield done_message(error=str(exc))
+        yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
+        engine.start_loading()
+        deadline = time.monotonic() + READY_WAIT_S
+        while engine.state not in ("ready", "failed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if engine.state != "ready":
+            yield done_message(error=engine.status_text())
+            return
+        try:
+            for event in engine.stream(params, cancel=cancel):
+                if isinstance(event, TokenEvent):
+                    yield token_message(event) + stats_message(event)
+                else:
+                    yield _done_for(event, extra_for)
+        except (ValueError, EngineNotReady) as exc:
+            yield done_message(error=str(exc))
     finally:  # GeneratorExit on client disconnect lands here too
         cancel.set()
-        engine.slots.release()
+        admission.release()
 
 
 def json_line(data: dict[str, Any]) -> str:

@@ -5,20 +5,27 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core import signing
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from inference.engine import READY, GenerationParams, get_engine
+from inference.engine import READY, Engine, GenerationParams, get_engine
 from inference.forms import GenerateForm, VisionForm
 from inference.hosts import this_host
+from inference.slots import (
+    SIGNING_SALT,  # noqa: F401 (tests and tools sign tickets with it)
+    TICKET_MAX_AGE_S,  # noqa: F401
+    Busy,
+    DemoGate,
+    Slots,
+    TicketRefused,
+    client_address,
+    issue_ticket,
+    redeem_ticket,
+)
 from inference.vision import MAX_UPLOAD_BYTES
-
-SIGNING_SALT = "inference.stream"
-TICKET_MAX_AGE_S = 300
 
 
 def safe_reverse(name: str, *args: Any) -> str | None:
@@ -92,22 +99,72 @@ def vision_context() -> dict[str, Any]:
     return vision_status()
 
 
+def demo_gate(engine: Engine) -> DemoGate:
+    """The text demo's admission (inference.slots): this process's slots, the shared limits of every process."""
+    from inference.streaming import READY_WAIT_S
+
+    settings = engine.settings
+    return DemoGate(
+        slots=engine.slots,
+        rate=settings.rate,
+        rate_window_s=settings.rate_window_s,
+        lease_s=READY_WAIT_S + settings.max_wall_s,  # the longest a run holds its slot: the model's load, then the run
+        queue_timeout_s=settings.queue_timeout_s,
+    )
+
+
+_vision_slots: Slots | None = None
+
+
+def vision_gate(engine: Engine) -> DemoGate:
+    """The vision endpoint's admission: the same per-client rate (one count shared with the text demo) and one run
+    per client at a time; its own slots, as many as the text demo's."""
+    global _vision_slots
+    settings = engine.settings
+    if _vision_slots is None or _vision_slots.limit != settings.max_concurrent:
+        _vision_slots = Slots(settings.max_concurrent, settings.max_queue)
+    return DemoGate(
+        slots=_vision_slots,
+        rate=settings.rate,
+        rate_window_s=settings.rate_window_s,
+        lease_s=settings.max_wall_s,
+        queue_timeout_s=settings.queue_timeout_s,
+        scope="vision",
+    )
+
+
+def busy_response(request: HttpRequest, exc: Busy) -> HttpResponse:
+    """The busy fragment (429 or 503) with Retry-After: the page swaps it in place of the run."""
+    response = render(request, "inference/_busy.html", {"message": str(exc)}, status=exc.status)
+    response["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
+def _demo_enabled(engine: Engine) -> None:
+    if not engine.settings.enabled:  # RIGFIT_DEMO_ENABLED=0: another host serves the demo (docs/operations.md)
+        raise Http404("The live demo does not run on this host.")
+
+
 @require_GET
 def demo(request: HttpRequest) -> HttpResponse:
     engine = get_engine()
+    _demo_enabled(engine)
     form = GenerateForm(max_new_tokens_limit=engine.settings.max_new_tokens)
     return render(request, "inference/demo.html", _page_context(form))
 
 
 @require_GET
 def status(request: HttpRequest) -> HttpResponse:
+    _demo_enabled(get_engine())
     return render(request, "inference/_status.html", {"status": get_engine().status()})
 
 
 @require_POST
 def generate(request: HttpRequest) -> HttpResponse:
-    """Validate the settings, then answer the fragment that opens the stream (or the form with its errors, 422)."""
+    """Validate the settings, then answer the fragment that opens the stream (or the form with its errors, 422, or
+    the busy message with Retry-After, 429/503, when the run could not start now)."""
     engine = get_engine()
+    _demo_enabled(engine)
     form = GenerateForm(request.POST, max_new_tokens_limit=engine.settings.max_new_tokens)
     if form.is_valid() and engine.state == READY:
         n_tokens = engine.count_tokens(form.cleaned_data["prompt"])
@@ -119,35 +176,52 @@ def generate(request: HttpRequest) -> HttpResponse:
         response["HX-Retarget"] = "#demo-form"  # the form comes back with its errors, in place
         response["HX-Reswap"] = "innerHTML"
         return response
-    slots = engine.slots
-    if slots.running >= slots.limit and slots.waiting >= slots.max_queue:
-        response = render(
-            request,
-            "inference/_busy.html",
-            {"message": "The demo is busy: every slot and the queue are taken. Try again in a few seconds."},
-            status=429,
-        )
-        response["Retry-After"] = "10"
-        return response
+    gate = demo_gate(engine)
+    client = client_address(request)
+    try:
+        refusal = gate.would_refuse(client)  # a refusal the stream would meet: said now, before any stream opens
+        if refusal is not None:
+            raise refusal
+        gate.charge(client)
+    except Busy as exc:
+        return busy_response(request, exc)
     if engine.state not in (READY,):
         engine.start_loading()
-    ticket = signing.dumps(form.cleaned_data, salt=SIGNING_SALT)
-    stream_url = f"{reverse('inference:stream')}?{urlencode({'t': ticket})}"
+    stream_url = f"{reverse('inference:stream')}?{urlencode({'t': issue_ticket(form.cleaned_data)})}"
     return render(request, "inference/_run.html", {"stream_url": stream_url, "form": form})
+
+
+def _text_refusal(message: str, status: int, retry_after_s: int | None = None) -> HttpResponse:
+    response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+    if retry_after_s is not None:
+        response["Retry-After"] = str(retry_after_s)
+    return response
 
 
 @require_GET
 def stream(request: HttpRequest) -> HttpResponse:
-    """The event stream for one validated, signed set of settings (reading it changes no stored state)."""
-    try:
-        data = signing.loads(request.GET.get("t", ""), salt=SIGNING_SALT, max_age=TICKET_MAX_AGE_S)
-    except signing.BadSignature:
-        return HttpResponse("This run link is invalid or has expired; start a new run.", status=400)
+    """The event stream of one run, for a ticket `generate` signed; each ticket opens one stream, once.
+
+    Everything that can refuse the run is decided before the stream starts, so a refusal is a status code with
+    Retry-After (429 busy or over the client's limits, 503 the wait timed out or the limit store is down, 410 the
+    ticket was used, 400 it is forged or expired), never a 200 with an error inside the stream.
+    """
     engine = get_engine()
+    _demo_enabled(engine)
+    try:
+        data = redeem_ticket(request.GET.get("t", ""))
+    except TicketRefused as exc:
+        return _text_refusal(str(exc), exc.status)
+    except Busy as exc:
+        return _text_refusal(str(exc), exc.status, exc.retry_after_s)
     form = GenerateForm(data, max_new_tokens_limit=engine.settings.max_new_tokens)
     if not form.is_valid():
-        return HttpResponse("Invalid settings.", status=422)
+        return _text_refusal("Invalid settings.", 422)
     params = GenerationParams(**form.cleaned_data)
+    try:
+        admission = demo_gate(engine).admit(client_address(request))
+    except Busy as exc:
+        return _text_refusal(str(exc), exc.status, exc.retry_after_s)
 
     def extra_for(metrics: dict[str, Any]) -> dict[str, Any]:
         return {"submit_url": submit_url(metrics)}
@@ -155,10 +229,10 @@ def stream(request: HttpRequest) -> HttpResponse:
     from inference import streaming
 
     if hasattr(request, "scope"):  # ASGI: an async iterator, or the body is buffered
-        body: Any = streaming.async_events(engine, params, extra_for=extra_for)
+        body: Any = streaming.async_events(engine, params, admission=admission, extra_for=extra_for)
     else:  # WSGI
-        body = streaming.sync_events(engine, params, extra_for=extra_for)
-    response = StreamingHttpResponse(body, content_type="text/event-stream")
+        body = streaming.sync_events(engine, params, admission=admission, extra_for=extra_for)
+    response = StreamingHttpResponse(streaming.releasing(body, admission), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response
@@ -169,6 +243,8 @@ def vision(request: HttpRequest) -> HttpResponse:
     """Caption / query / detect / point on an uploaded image (422 for a bad upload, 503 when no VLM is set up)."""
     from inference.vision import ImageError, check_image, get_vision, vision_status
 
+    engine = get_engine()
+    _demo_enabled(engine)
     vlm = get_vision()
     if vlm is None:
         context = {"vision": vision_status()}
@@ -192,5 +268,18 @@ def vision(request: HttpRequest) -> HttpResponse:
                 form.add_error("image", str(exc))
     if checked is None:
         return render(request, "inference/_vision_result.html", {"form": form}, status=422)
-    answer = vlm.ask(checked, form.cleaned_data["task"], form.cleaned_data["text"])
+    gate = vision_gate(engine)
+    client = client_address(request)
+    try:
+        refusal = gate.would_refuse(client)
+        if refusal is not None:
+            raise refusal
+        gate.charge(client)
+        admission = gate.admit(client)
+    except Busy as exc:
+        return busy_response(request, exc)
+    try:
+        answer = vlm.ask(checked, form.cleaned_data["task"], form.cleaned_data["text"])
+    finally:
+        admission.release()
     return render(request, "inference/_vision_result.html", {"answer": answer, "image": checked})

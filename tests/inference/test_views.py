@@ -5,10 +5,10 @@ import json
 import re
 
 import pytest
-from django.core import signing
 from django.urls import reverse
 
-from inference.views import SIGNING_SALT
+from inference.slots import issue_ticket
+from inference.views import demo_gate
 
 
 def _events(body: str) -> list[tuple[str, str]]:
@@ -23,7 +23,7 @@ def _events(body: str) -> list[tuple[str, str]]:
 
 def _ticket(**data) -> str:
     params = {"prompt": "hello", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 6, **data}
-    return signing.dumps(params, salt=SIGNING_SALT)
+    return issue_ticket(params)
 
 
 @pytest.mark.django_db
@@ -78,12 +78,15 @@ def test_it_answers_the_run_fragment_with_a_closing_sse_connection(client, tiny_
 
 
 @pytest.mark.django_db
-def test_it_answers_429_with_retry_after_when_busy(client, tiny_engine):
-    tiny_engine.slots.running = 1
-    tiny_engine.slots.waiting = 1
-    response = client.post(
-        reverse("inference:generate"), {"prompt": "hi", "temperature": "0", "top_p": "1", "max_new_tokens": "4"}
-    )
+def test_it_answers_429_with_retry_after_when_busy(client, make_tiny_engine):
+    engine = make_tiny_engine(max_concurrent=1, max_queue=0)
+    held = demo_gate(engine).admit("192.0.2.7")  # another visitor's run holds the one slot; nobody may queue
+    try:
+        response = client.post(
+            reverse("inference:generate"), {"prompt": "hi", "temperature": "0", "top_p": "1", "max_new_tokens": "4"}
+        )
+    finally:
+        held.release()
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
     assert "busy" in response.content.decode()
@@ -99,17 +102,34 @@ def test_it_streams_tokens_in_order_and_ends_with_done_under_wsgi(client, tiny_e
     assert names[-1] == "done"
     assert names.count("token") == 6 and names.count("stats") == 6
     stats = [data for name, data in events if name == "stats"]
-    assert stats[0].startswith("1 tokens") and stats[-1].startswith("6 tokens")
+    assert stats[0].startswith("1 token ·") and stats[1].startswith("2 tokens ·") and stats[-1].startswith("6 tokens")
     assert "Decode" in events[-1][1] and "max_new_tokens" in events[-1][1]
     assert tiny_engine.slots.running == 0
 
 
-def test_it_sends_a_busy_done_event_when_no_slot_frees_up(client, make_tiny_engine):
-    engine = make_tiny_engine(queue_timeout_s=0.05)
-    engine.slots.running = 1
-    events = _events(b"".join(client.get(reverse("inference:stream"), {"t": _ticket()}).streaming_content).decode())
-    assert events[-1][0] == "done"
-    assert "busy" in events[-1][1]
+def test_it_answers_503_before_the_stream_when_no_slot_frees_up(client, make_tiny_engine):
+    engine = make_tiny_engine(queue_timeout_s=0.05, max_queue=1)
+    held = demo_gate(engine).admit("192.0.2.7")
+    try:
+        response = client.get(reverse("inference:stream"), {"t": _ticket()})
+    finally:
+        held.release()
+    assert response.status_code == 503  # a status before any event, not a 200 with the refusal inside the stream
+    assert not response.streaming
+    assert int(response["Retry-After"]) > 0
+    assert "busy" in response.content.decode()
+    assert engine.slots.running == 0 and engine.slots.waiting == 0
+
+
+def test_it_answers_429_before_the_stream_when_the_queue_is_full(client, make_tiny_engine):
+    engine = make_tiny_engine(max_queue=0)
+    held = demo_gate(engine).admit("192.0.2.7")
+    try:
+        response = client.get(reverse("inference:stream"), {"t": _ticket()})
+    finally:
+        held.release()
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert not response.streaming
 
 
 def test_it_rejects_a_tampered_ticket(client, tiny_engine):
@@ -156,12 +176,20 @@ def test_it_answers_422_on_the_api_over_the_configured_caps(client, make_tiny_en
 
 def test_it_answers_429_and_503_on_the_api_with_retry_after(client, make_tiny_engine):
     engine = make_tiny_engine(queue_timeout_s=0.05, max_queue=1)
-    engine.slots.running = 1
-    timed_out = client.post("/api/demo/generate", json.dumps({"prompt": "x"}), content_type="application/json")
+    held = demo_gate(engine).admit("192.0.2.7")
+    try:
+        timed_out = client.post("/api/demo/generate", json.dumps({"prompt": "x"}), content_type="application/json")
+        engine.slots.enqueue()  # a real waiter of this process takes the one place in the queue
+        try:
+            full = client.post("/api/demo/generate", json.dumps({"prompt": "x"}), content_type="application/json")
+        finally:
+            engine.slots.dequeue()
+    finally:
+        held.release()
     assert timed_out.status_code == 503 and int(timed_out["Retry-After"]) > 0
-    engine.slots.waiting = 1
-    full = client.post("/api/demo/generate", json.dumps({"prompt": "x"}), content_type="application/json")
+    assert set(timed_out.json()) == {"message"} and "timed out" in timed_out.json()["message"]
     assert full.status_code == 429 and int(full["Retry-After"]) > 0
+    assert "busy" in full.json()["message"]
 
 
 @pytest.mark.django_db
