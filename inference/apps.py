@@ -9,7 +9,8 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from inference.conf import load_settings
 
-        if load_settings().warm_start:  # RIGFIT_DEMO_WARM_START=1: load in the background when the process starts
+        settings = load_settings()
+        if settings.enabled and settings.warm_start:  # RIGFIT_DEMO_WARM_START=1: load in the background at start
             from inference.engine import get_engine
 
             get_engine().start_loading()
