@@ -120,6 +120,7 @@ def test_it_shares_the_slots_between_processes_through_the_store(tiny_engine):
     assert gates[0].slots.running == 0 and gates[1].slots.running == 0
 
 
+@pytest.mark.django_db  # closing a response sends request_finished, which checks the database connection
 def test_it_releases_the_run_when_the_stream_is_closed_before_its_first_event(client, tiny_engine):
     url = _stream_url(client.post(reverse("inference:generate"), FORM))
     response = client.get(url)
