@@ -6,9 +6,10 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.db.models import F
 
 from catalog import fit
-from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand
+from catalog.models import NEW_MODEL_DAYS, Hardware, HardwareKind, Modality, Model, ParamBand
 
 GIB = 1024**3
 
@@ -138,13 +139,27 @@ class ModelFilterForm(forms.Form):
     SORT_CHOICES = [
         ("params", "Size (small first)"),
         ("-params", "Size (large first)"),
+        ("released", "Newest release"),
         ("name", "Name"),
         ("-context", "Longest context"),
-        ("newest", "Recently updated"),
+        ("newest", "Recently updated here"),
     ]
+    # Architecture features a visitor filters by (catalog.models.ModelQuerySet.with_feature); several narrow the list.
+    FEATURE_CHOICES = [
+        ("moe", "Mixture of experts"),
+        ("vision", "Vision"),
+        ("hybrid", "Hybrid (recurrent state)"),
+        ("swa", "Sliding window"),
+        ("mla", "Latent attention (MLA)"),
+    ]
+    RELEASED_CHOICES = [("", "Any time"), ("new", "New (last 90 days)"), ("year", "Last 12 months")]
     q = forms.CharField(required=False, max_length=100, label="Search")
     modality = forms.ChoiceField(required=False, choices=[("", "Any modality"), *Modality.choices])
     band = forms.ChoiceField(required=False, choices=[("", "Any size"), *ParamBand.choices], label="Parameters")
+    feature = forms.MultipleChoiceField(
+        required=False, choices=FEATURE_CHOICES, widget=forms.CheckboxSelectMultiple, label="Architecture"
+    )
+    released = forms.ChoiceField(required=False, choices=RELEASED_CHOICES, label="Released")
     license = forms.CharField(required=False, max_length=80)
     fits = HardwareSlugField(required=False, max_length=120, label="Fits on")
     # The shared hardware picker (home page) names its field "hardware": the same filter.
@@ -160,10 +175,12 @@ class ModelFilterForm(forms.Form):
     ORDERING = {
         "params": ("n_params", "name"),
         "-params": ("-n_params", "name"),
+        "released": (F("released").desc(nulls_last=True), "name"),
         "name": ("name",),
         "-context": ("-context_length", "n_params"),
         "newest": ("-updated_at",),
     }
+    RELEASED_DAYS = {"new": NEW_MODEL_DAYS, "year": 365}
 
 
 class HardwareFilterForm(forms.Form):

@@ -6,6 +6,8 @@ Figures with no source are left empty and the fit engine estimates them (the pag
 
 from __future__ import annotations
 
+import datetime
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Prefetch, Q
@@ -35,6 +37,10 @@ PARAM_BANDS: dict[str, tuple[int, int | None]] = {
     ParamBand.LARGE: (10 * GB, 40 * GB),
     ParamBand.HUGE: (40 * GB, None),
 }
+
+
+# A model released this many days ago or fewer is "new" on the lists (a badge, and the "new" release filter).
+NEW_MODEL_DAYS = 90
 
 
 class ReviewStatus(models.TextChoices):
@@ -72,6 +78,24 @@ class ModelQuerySet(models.QuerySet["Model"]):
         return self.filter(
             Q(name__icontains=text) | Q(family__icontains=text) | Q(publisher__icontains=text) | Q(slug__icontains=text)
         )
+
+    def with_feature(self, feature: str) -> ModelQuerySet:
+        """Models with an architecture feature: "moe", "vision", "hybrid" (layers with a recurrent state), "swa"
+        (sliding-window layers) or "mla" (multi-head latent attention)."""
+        if feature == "moe":
+            return self.filter(n_experts__gt=1)
+        if feature == "vision":
+            return self.filter(modality=Modality.VISION)
+        if feature == "hybrid":
+            return self.filter(recurrent_state_values__gt=0).exclude(recurrent_layers=[])
+        if feature == "swa":
+            return self.filter(sliding_window__gt=0).exclude(swa_layers=[])
+        if feature == "mla":
+            return self.filter(kv_lora_rank__gt=0)
+        raise ValueError(f"unknown feature {feature!r}")
+
+    def released_since(self, day: datetime.date) -> ModelQuerySet:
+        return self.filter(released__gte=day)
 
     def in_param_band(self, band: str) -> ModelQuerySet:
         low, high = PARAM_BANDS[band]
@@ -208,6 +232,15 @@ class Model(models.Model):
     @property
     def is_moe(self) -> bool:
         return bool(self.n_experts)
+
+    def is_new(self, today: datetime.date) -> bool:
+        """Released NEW_MODEL_DAYS days before `today` or later (never for a model without a release date)."""
+        return self.released is not None and self.released >= today - datetime.timedelta(days=NEW_MODEL_DAYS)
+
+    @property
+    def architecture_source(self) -> str:
+        """Where the architecture figures come from (the config.json citation most fields share), or ""."""
+        return str((self.sources or {}).get("n_layers", ""))
 
     @property
     def is_imported(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -288,6 +289,73 @@ def best_fits(
         if (best := best_quant(model=model, device=device, options=options, allow_offload=allow_offload))
     ]
     return sorted(found, key=lambda b: (VERDICT_RANK[b.result.verdict], -b.model.n_params, b.model.name))
+
+
+FIT_TABLE_TTL_S = 600
+
+
+@dataclass(frozen=True, slots=True)
+class FitEntry:
+    """One row of a fit table: what best_quant picks for one model on one device, without the ORM rows (a table of
+    the whole catalog pickles small and loads fast). best_fits_of turns a page of them back into BestFit."""
+
+    model_id: int
+    quant_id: int
+    n_params: int
+    name: str
+    result: fit.FitResult
+    ctx: int
+    ctx_clamped: bool
+    recommended: bool
+
+    @classmethod
+    def of(cls, best: BestFit) -> FitEntry:
+        return cls(
+            model_id=best.model.pk,
+            quant_id=best.quant.pk,
+            n_params=best.model.n_params,
+            name=best.model.name,
+            result=best.result,
+            ctx=best.ctx,
+            ctx_clamped=best.ctx_clamped,
+            recommended=best.recommended,
+        )
+
+
+def fit_table(
+    *, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1, allow_offload: bool = True
+) -> list[FitEntry]:
+    """best_fits over the whole listed catalog, ranked the same way, as plain rows: built once per data version,
+    device and options, then shared by every page that lists fits on that device (any filter, sort, page, htmx or
+    not). A catalog or benchmark change bumps the data version (catalog.caching), so a stale table is never read."""
+    settings = (hardware.pk, gpu_count, allow_offload, options)
+    digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:32]
+    key = f"catalog:fit-table:{data_version()}:{digest}"
+    table = cache.get(key)
+    if table is None:
+        found = best_fits(hardware=hardware, options=options, gpu_count=gpu_count, allow_offload=allow_offload)
+        table = [FitEntry.of(best) for best in found]
+        cache.set(key, table, FIT_TABLE_TTL_S)
+    return table
+
+
+def best_fits_of(entries: Sequence[FitEntry]) -> list[BestFit]:
+    """The BestFit rows of a page of a fit table, in its order: two queries whatever the catalog's size. A model
+    deleted since the table was built drops out."""
+    models = Model.objects.in_bulk([entry.model_id for entry in entries])
+    quants = Quantization.objects.in_bulk([entry.quant_id for entry in entries])
+    return [
+        BestFit(
+            model=models[entry.model_id],
+            quant=quants[entry.quant_id],
+            result=entry.result,
+            ctx=entry.ctx,
+            ctx_clamped=entry.ctx_clamped,
+            recommended=entry.recommended,
+        )
+        for entry in entries
+        if entry.model_id in models and entry.quant_id in quants
+    ]
 
 
 def hardware_that_runs(

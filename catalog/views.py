@@ -4,11 +4,14 @@ include-able fragment, rendered alone for htmx requests and inside the full page
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from catalog import extensions, fit, speed, vision
@@ -23,13 +26,15 @@ from catalog.forms import (
     hardware_picker_queryset,
 )
 from catalog.howto import recipes
-from catalog.models import PARAM_BANDS, Hardware, HardwareKind, Modality, Model, ParamBand
+from catalog.models import NEW_MODEL_DAYS, PARAM_BANDS, Hardware, HardwareKind, Modality, Model, ParamBand
 from catalog.services import (
+    BestFit,
     QuantRow,
-    best_fits,
+    best_fits_of,
     best_quant,
     cached_fit,
     device_spec_of,
+    fit_table,
     hardware_that_runs,
     options_for,
     quant_rows,
@@ -41,6 +46,8 @@ from catalog.services import (
 )
 
 PAGE_SIZE = 24
+# Rows per page of a hardware page's ranked list (fits entirely first, then with offload).
+FITS_PAGE_SIZE = 50
 # "At the start of a conversation": llama-bench's tg128 reads, on average, the KV of 64 tokens.
 START_DEPTH = 64
 
@@ -89,9 +96,11 @@ def home(request: HttpRequest) -> HttpResponse:
 @cached_page
 def model_list(request: HttpRequest) -> HttpResponse:
     form = ModelFilterForm(request.GET or None)
-    models = Model.objects.with_quantizations()
+    models = Model.objects.all()
+    today = timezone.now().date()
     fits_on: Hardware | None = None
     ctx = 4096
+    sort = ""
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         models = models.search(data["q"])
@@ -99,18 +108,31 @@ def model_list(request: HttpRequest) -> HttpResponse:
             models = models.filter(modality=data["modality"])
         if data["band"]:
             models = models.in_param_band(data["band"])
+        for feature in data["feature"]:
+            models = models.with_feature(feature)
+        if data["released"]:
+            models = models.released_since(today - timedelta(days=ModelFilterForm.RELEASED_DAYS[data["released"]]))
         if data["license"]:
             models = models.filter(license__iexact=data["license"])
-        models = models.order_by(*ModelFilterForm.ORDERING[data["sort"] or "params"])
+        sort = data["sort"]
         fits_on = data["fits"]
         ctx = data["ctx"] or ctx
-    best_by_model = {}
+    models = models.order_by(*ModelFilterForm.ORDERING[sort or "params"])
+    best_by_model: dict[int, BestFit] = {}
     if fits_on is not None:
-        found = best_fits(hardware=fits_on, options=fit.FitOptions(ctx=ctx), models=models)
-        best_by_model = {b.model.pk: b for b in found}
-        models = [b.model for b in found]
-    paginator = Paginator(models, PAGE_SIZE)
-    page = paginator.get_page(request.GET.get("page"))
+        # The device's fit table (whole catalog, cached per data version and context) narrowed to the filtered models:
+        # ranked by fit unless a sort was asked for. Only the page shown becomes model rows.
+        table = fit_table(hardware=fits_on, options=fit.FitOptions(ctx=ctx))
+        order = {pk: i for i, pk in enumerate(models.values_list("pk", flat=True))}
+        entries = [entry for entry in table if entry.model_id in order]
+        if sort:
+            entries.sort(key=lambda entry: order[entry.model_id])
+        page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+        found = best_fits_of(page.object_list)
+        best_by_model = {best.model.pk: best for best in found}
+        page.object_list = [best.model for best in found]
+    else:
+        page = Paginator(models.annotate(n_quants=Count("quantizations")), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "form": form,
         "page": page,
@@ -118,11 +140,23 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "evidence": speed_evidence(model=None, hardware=fits_on) if fits_on else None,
         "best_by_model": best_by_model,
         "ctx": ctx,
-        "licenses": Model.objects.order_by("license").values_list("license", flat=True).distinct(),
+        "licenses": _licenses(),
         "picker": _picker_hardware(),  # its own "fits on" <select>, not the cached picker fragment: used twice
         "min_decode_tps": fit.MIN_DECODE_TPS,
+        "new_since": today - timedelta(days=NEW_MODEL_DAYS),
+        "new_days": NEW_MODEL_DAYS,
     }
     return _render(request, "catalog/model_list.html", "catalog/_model_results.html", context)
+
+
+def _licenses() -> list[str]:
+    """The licence <select>'s options, per data version."""
+    key = f"catalog:licenses:{data_version()}"
+    found = cache.get(key)
+    if found is None:
+        found = list(Model.objects.order_by("license").values_list("license", flat=True).distinct())
+        cache.set(key, found, 600)
+    return found
 
 
 def _comparable(model: Model) -> list[Model]:
@@ -315,6 +349,7 @@ def model_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "picker": _picker_hardware,
             "comparable": _comparable(model),
             "task_scores": vision.task_scores(model.slug) if model.is_vision else None,
+            "is_new": model.is_new(timezone.now().date()),
         }
     )
     return render(request, "catalog/model_detail.html", context)
@@ -343,14 +378,22 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
     hardware = get_object_or_404(Hardware, slug=slug)
     form = FitForm(request.GET or None)
     options = form.options()
-    fits = best_fits(hardware=hardware, options=options, gpu_count=form.value("gpu_count"))
+    # The device's fit table (one row per model, ranked, cached per data version and settings); only the page shown
+    # becomes model rows, so the cost of a page does not grow with the catalog.
+    table = fit_table(hardware=hardware, options=options, gpu_count=form.value("gpu_count"))
+    page = Paginator(table, FITS_PAGE_SIZE).get_page(request.GET.get("page"))
+    fits = best_fits_of(page.object_list)
     context = {
         "hardware": hardware,
         "form": form,
         "options": options,
+        "page": page,
         "fits": fits,
         "on_gpu": [b for b in fits if b.result.verdict == fit.Verdict.FITS_GPU],
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
+        "on_gpu_count": sum(1 for entry in table if entry.result.verdict == fit.Verdict.FITS_GPU),
+        "fits_count": len(table),
+        "offloaded_count": sum(1 for entry in table if entry.result.verdict != fit.Verdict.FITS_GPU),
         "is_cpu": hardware.kind == HardwareKind.CPU,
         # The context in use is always one of the options, so the <select> shows what the list assumes.
         "ctx_ticks": sorted({*CONTEXT_TICKS[:9], options.ctx}),
