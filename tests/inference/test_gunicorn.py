@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.core import signing
 
-from inference.views import SIGNING_SALT
+from inference.slots import issue_ticket
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("inference-real-model")]
 
@@ -59,9 +58,8 @@ def gunicorn_url(real_engine):  # real_engine: the converted-model cache exists,
 
 
 def test_it_streams_tokens_as_they_come_under_the_production_server(gunicorn_url):
-    ticket = signing.dumps(
-        {"prompt": "The capital of France is", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 12},
-        salt=SIGNING_SALT,
+    ticket = issue_ticket(
+        {"prompt": "The capital of France is", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 12}
     )
     arrivals: list[tuple[float, str]] = []
     with httpx.stream("GET", f"{gunicorn_url}/demo/stream/", params={"t": ticket}, timeout=60) as response:
@@ -77,10 +75,9 @@ def test_it_streams_tokens_as_they_come_under_the_production_server(gunicorn_url
 
 
 def test_it_cancels_the_generation_when_the_client_goes_away(gunicorn_url):
-    ticket = signing.dumps(
+    ticket = issue_ticket(
         # A counting prompt: the model keeps counting instead of ending early, so only the disconnect can stop it.
         {"prompt": "Count from 1 to 1000: 1, 2, 3, 4, 5,", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 250},
-        salt=SIGNING_SALT,
     )
     with (
         httpx.Client(timeout=60) as client,

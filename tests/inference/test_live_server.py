@@ -6,9 +6,8 @@ import time
 
 import httpx
 import pytest
-from django.core import signing
 
-from inference.views import SIGNING_SALT
+from inference.slots import issue_ticket
 
 
 def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
@@ -23,9 +22,7 @@ def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
 @pytest.mark.slow
 def test_it_streams_unbuffered_under_asgi_and_cancels_on_disconnect(live_asgi_url, make_tiny_engine):
     engine = make_tiny_engine(max_new_tokens=3000, max_wall_s=60.0)
-    ticket = signing.dumps(
-        {"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 3000}, salt=SIGNING_SALT
-    )
+    ticket = issue_ticket({"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 3000})
     url = f"{live_asgi_url}/demo/stream/"
     with httpx.Client(timeout=30) as client, client.stream("GET", url, params={"t": ticket}) as response:
         assert response.status_code == 200
@@ -47,7 +44,7 @@ def test_it_streams_unbuffered_under_asgi_and_cancels_on_disconnect(live_asgi_ur
 @pytest.mark.slow
 def test_it_ends_the_stream_with_done_under_asgi(live_asgi_url, make_tiny_engine):
     make_tiny_engine(max_new_tokens=10)
-    ticket = signing.dumps({"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 5}, salt=SIGNING_SALT)
+    ticket = issue_ticket({"prompt": "hi", "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 5})
     response = httpx.get(f"{live_asgi_url}/demo/stream/", params={"t": ticket}, timeout=30)
     body = response.text
     assert body.count("event: token") == 5
