@@ -87,5 +87,21 @@ def test_it_gives_the_vision_models_their_encoders_and_image_tokens(seeded):
     assert 0.30e9 < phi.vision_params < 0.31e9  # CLIP ViT-L/14 at 336 px
 
 
+def test_it_keeps_a_flat_state_for_the_hybrid_layers(seeded):
+    granite = services.shape_of(Model.objects.get(slug="granite-4-0-h-350m"))
+    assert sorted(granite.attention_layers) == [10, 13, 17, 27]
+    # Mamba-2 state per layer and sequence (llama.cpp src/llama-hparams.cpp): n_embd_r = (d_conv - 1) x (d_inner +
+    # 2 x n_group x d_state) = 3 x (1536 + 2 x 1 x 128) = 5,376 and n_embd_s = d_state x d_inner = 128 x 1536 =
+    # 196,608 F32 values: 28 Mamba layers x 201,984 x 4 bytes = 22,622,208 bytes, whatever the context.
+    assert fit.recurrent_state_bytes(granite) == 22_622_208
+    # KV only on the 4 attention layers: 4 x 4,096 cells x 2 x 4 KV heads x 64 x 2 bytes = 16,777,216 bytes (16 MiB).
+    assert fit.kv_cache_bytes(granite, 4096) == 16 * MIB
+    lfm2 = services.shape_of(Model.objects.get(slug="lfm2-1-2b"))
+    # Short convolutions keep n_embd x (L_cache - 1) = 2048 x 2 = 4,096 values: 10 layers x 4,096 x 4 bytes.
+    assert fit.recurrent_state_bytes(lfm2) == 163_840
+    # 6 attention layers x 4,096 cells x 2 x 8 KV heads x 64 x 2 bytes = 50,331,648 bytes (48 MiB).
+    assert fit.kv_cache_bytes(lfm2, 4096) == 48 * MIB
+
+
 def _shape_fields(shape: fit.ModelShape) -> dict[str, object]:
     return {name: getattr(shape, name) for name in fit.ModelShape.__dataclass_fields__}
