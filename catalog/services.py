@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -242,13 +243,18 @@ class BestFit:
 
 
 def best_quant(
-    *, model: Model, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool = True
+    *,
+    model: Model,
+    device: fit.DeviceSpec,
+    options: fit.FitOptions,
+    allow_offload: bool = True,
+    speed: SpeedModel | None = None,
 ) -> BestFit | None:
     """Which quant of `model` to pick on the device (fit.recommend's rule, else the fastest that runs), at the asked
     context clamped to the model's maximum. Without `allow_offload`, only quants that fit entirely count. None when
-    nothing runs."""
+    nothing runs. Callers asking for many models or devices pass `speed` (speed_model()) once."""
     shape = shape_of(model)
-    speed = speed_model()
+    speed = speed or speed_model()
     options, clamped = options_for(model=model, options=options)
     quants = {quant.name: quant for quant in model.quantizations.all()}
     choices = [
@@ -283,10 +289,11 @@ def best_fits(
     if models is None:
         models = Model.objects.with_quantizations()
     device = device_spec_of(hardware, gpu_count)
+    speed = speed_model()
     found = [
         best
         for model in models
-        if (best := best_quant(model=model, device=device, options=options, allow_offload=allow_offload))
+        if (best := best_quant(model=model, device=device, options=options, allow_offload=allow_offload, speed=speed))
     ]
     return sorted(found, key=lambda b: (VERDICT_RANK[b.result.verdict], -b.model.n_params, b.model.name))
 
@@ -322,10 +329,15 @@ class FitEntry:
         )
 
 
+# A fit table's row: (model id, verdict value, the pickled FitEntry). Filtering and counting read the first two; only
+# the rows a page shows are unpickled (a table of 1,000 dataclass rows took ~25 ms to unpickle, its bytes ~1 ms).
+FitRow = tuple[int, str, bytes]
+
+
 def fit_table(
     *, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1, allow_offload: bool = True
-) -> list[FitEntry]:
-    """best_fits over the whole listed catalog, ranked the same way, as plain rows: built once per data version,
+) -> list[FitRow]:
+    """best_fits over the whole listed catalog, ranked the same way, as compact rows: built once per data version,
     device and options, then shared by every page that lists fits on that device (any filter, sort, page, htmx or
     not). A catalog or benchmark change bumps the data version (catalog.caching), so a stale table is never read."""
     settings = (hardware.pk, gpu_count, allow_offload, options)
@@ -334,14 +346,23 @@ def fit_table(
     table = cache.get(key)
     if table is None:
         found = best_fits(hardware=hardware, options=options, gpu_count=gpu_count, allow_offload=allow_offload)
-        table = [FitEntry.of(best) for best in found]
+        table = [
+            (best.model.pk, best.result.verdict.value, pickle.dumps(FitEntry.of(best), pickle.HIGHEST_PROTOCOL))
+            for best in found
+        ]
         cache.set(key, table, FIT_TABLE_TTL_S)
     return table
 
 
-def best_fits_of(entries: Sequence[FitEntry]) -> list[BestFit]:
+def fit_entries(rows: Iterable[FitRow]) -> list[FitEntry]:
+    # Our own rows from our own cache, which pickles every value anyway.
+    return [pickle.loads(blob) for _model_id, _verdict, blob in rows]
+
+
+def best_fits_of(rows: Sequence[FitRow]) -> list[BestFit]:
     """The BestFit rows of a page of a fit table, in its order: two queries whatever the catalog's size. A model
     deleted since the table was built drops out."""
+    entries = fit_entries(rows)
     models = Model.objects.in_bulk([entry.model_id for entry in entries])
     quants = Quantization.objects.in_bulk([entry.quant_id for entry in entries])
     return [
@@ -362,15 +383,20 @@ def hardware_that_runs(
     *, model: Model, candidates: Sequence[Hardware], options: fit.FitOptions, limit: int = 8
 ) -> list[tuple[Hardware, BestFit]]:
     """Devices, from `candidates`, that hold the model entirely in GPU (or unified) memory at `options` (the page's
-    chosen context, KV type and users), smallest first."""
-    found = []
-    for hardware in candidates:
-        if hardware.kind == HardwareKind.CPU:
-            continue
-        best = best_quant(model=model, device=device_spec_of(hardware), options=options, allow_offload=False)
+    chosen context, KV type and users), smallest first.
+
+    Devices are tried smallest memory first, and the search stops once `limit` have been found and the next device
+    has more memory than the last of them: no larger device can enter the list (ties in memory are all tried)."""
+    speed = speed_model()
+    found: list[tuple[Hardware, BestFit]] = []
+    for hardware in sorted((h for h in candidates if h.kind != HardwareKind.CPU), key=lambda h: h.memory_bytes):
+        if len(found) >= limit and hardware.memory_bytes > found[limit - 1][0].memory_bytes:
+            break
+        device = device_spec_of(hardware)
+        best = best_quant(model=model, device=device, options=options, allow_offload=False, speed=speed)
         if best is not None:
             found.append((hardware, best))
-    found.sort(key=lambda pair: (pair[0].memory_bytes, -pair[1].result.memory.weights_bytes))
+            found.sort(key=lambda pair: (pair[0].memory_bytes, -pair[1].result.memory.weights_bytes))
     return found[:limit]
 
 

@@ -26,7 +26,16 @@ from catalog.forms import (
     hardware_picker_queryset,
 )
 from catalog.howto import recipes
-from catalog.models import NEW_MODEL_DAYS, PARAM_BANDS, Hardware, HardwareKind, Modality, Model, ParamBand
+from catalog.models import (
+    NEW_MODEL_DAYS,
+    PARAM_BANDS,
+    Hardware,
+    HardwareKind,
+    Modality,
+    Model,
+    ParamBand,
+    Quantization,
+)
 from catalog.services import (
     BestFit,
     QuantRow,
@@ -124,15 +133,24 @@ def model_list(request: HttpRequest) -> HttpResponse:
         # ranked by fit unless a sort was asked for. Only the page shown becomes model rows.
         table = fit_table(hardware=fits_on, options=fit.FitOptions(ctx=ctx))
         order = {pk: i for i, pk in enumerate(models.values_list("pk", flat=True))}
-        entries = [entry for entry in table if entry.model_id in order]
+        rows = [row for row in table if row[0] in order]
         if sort:
-            entries.sort(key=lambda entry: order[entry.model_id])
-        page = Paginator(entries, PAGE_SIZE).get_page(request.GET.get("page"))
+            rows.sort(key=lambda row: order[row[0]])
+        page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
         found = best_fits_of(page.object_list)
         best_by_model = {best.model.pk: best for best in found}
         page.object_list = [best.model for best in found]
     else:
-        page = Paginator(models.annotate(n_quants=Count("quantizations")), PAGE_SIZE).get_page(request.GET.get("page"))
+        page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
+        page.object_list = list(page.object_list)
+        counts = dict(
+            Quantization.objects.filter(model__in=page.object_list)
+            .values("model")
+            .annotate(n=Count("pk"))
+            .values_list("model", "n")
+        )
+        for model in page.object_list:
+            model.n_quants = counts.get(model.pk, 0)
     context = {
         "form": form,
         "page": page,
@@ -170,22 +188,26 @@ def _comparable(model: Model) -> list[Model]:
 
 
 def _pick_comparable(model: Model) -> list[Model]:
+    """A few bounded queries, whatever the catalog's size: only the neighbours in size are read."""
+    others = Model.objects.exclude(pk=model.pk)
     if model.is_vision:
-        # Like with like: a vision-language model is compared with the other VLMs, the nearest in size first.
-        vlms = Model.objects.exclude(pk=model.pk).filter(modality=model.modality)
-        return sorted(vlms, key=lambda m: (abs(math.log(m.n_params / model.n_params)), m.n_params))[:5]
+        # Like with like: a vision-language model is compared with the other VLMs, the nearest in size first. The
+        # five nearest in log-size are among the five next smaller and the five next larger.
+        vlms = others.filter(modality=model.modality)
+        smaller = list(vlms.filter(n_params__lte=model.n_params).order_by("-n_params", "pk")[:5])
+        larger = list(vlms.filter(n_params__gt=model.n_params).order_by("n_params", "pk")[:5])
+        near = sorted(smaller + larger, key=lambda m: m.n_params)
+        return sorted(near, key=lambda m: (abs(math.log(m.n_params / model.n_params)), m.n_params))[:5]
     bands = list(PARAM_BANDS)
     here = bands.index(ParamBand(model.param_band))
-    # The catalog is small: one query. Text models are compared with text models.
-    others = list(Model.objects.exclude(pk=model.pk).exclude(modality=Modality.VISION).order_by("n_params"))
-    same = sorted((m for m in others if m.param_band == bands[here]), key=lambda m: (not m.featured, m.n_params))
-    picks = same[:3]
+    # Text models are compared with text models: three of the same band (featured first, then smallest), the largest
+    # of the band below and the smallest of the band above.
+    text = others.exclude(modality=Modality.VISION)
+    picks = list(text.in_param_band(bands[here]).order_by("-featured", "n_params", "pk")[:3])
     if here > 0:
-        below = [m for m in others if m.param_band == bands[here - 1]]
-        picks += below[-1:]
+        picks += list(text.in_param_band(bands[here - 1]).order_by("-n_params", "-pk")[:1])
     if here < len(bands) - 1:
-        above = [m for m in others if m.param_band == bands[here + 1]]
-        picks += above[:1]
+        picks += list(text.in_param_band(bands[here + 1]).order_by("n_params", "pk")[:1])
     return picks
 
 
@@ -383,6 +405,7 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
     table = fit_table(hardware=hardware, options=options, gpu_count=form.value("gpu_count"))
     page = Paginator(table, FITS_PAGE_SIZE).get_page(request.GET.get("page"))
     fits = best_fits_of(page.object_list)
+    on_gpu_count = sum(1 for _model_id, verdict, _blob in table if verdict == fit.Verdict.FITS_GPU)
     context = {
         "hardware": hardware,
         "form": form,
@@ -391,9 +414,9 @@ def hardware_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "fits": fits,
         "on_gpu": [b for b in fits if b.result.verdict == fit.Verdict.FITS_GPU],
         "offloaded": [b for b in fits if b.result.verdict != fit.Verdict.FITS_GPU],
-        "on_gpu_count": sum(1 for entry in table if entry.result.verdict == fit.Verdict.FITS_GPU),
+        "on_gpu_count": on_gpu_count,
         "fits_count": len(table),
-        "offloaded_count": sum(1 for entry in table if entry.result.verdict != fit.Verdict.FITS_GPU),
+        "offloaded_count": len(table) - on_gpu_count,
         "is_cpu": hardware.kind == HardwareKind.CPU,
         # The context in use is always one of the options, so the <select> shows what the list assumes.
         "ctx_ticks": sorted({*CONTEXT_TICKS[:9], options.ctx}),
