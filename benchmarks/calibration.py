@@ -47,6 +47,12 @@ def gpu_count_of(run: BenchmarkRun) -> int:
     return int(match.group(1)) if match else 1
 
 
+def build_number_of(run: BenchmarkRun) -> int | None:
+    """llama-bench's build_number, stored as the runtime version ("2824"); None where it is not a plain number."""
+    version = (run.runtime_version or "").strip().lstrip("b")
+    return int(version) if version.isdigit() else None
+
+
 def observation_of(run: BenchmarkRun, speed: SpeedModel | None = None) -> Observation | None:
     if run.hardware is None or run.runtime != Runtime.LLAMA_CPP:
         return None
@@ -71,6 +77,8 @@ def observation_of(run: BenchmarkRun, speed: SpeedModel | None = None) -> Observ
         kv_type=run.type_k,
         speed=speed,
         label=f"{run.hardware.name} · {run.model.name} {run.quant_name} · {run.test_label}",
+        build=build_number_of(run),
+        date=run.test_time.date() if run.test_time else None,
     )
 
 

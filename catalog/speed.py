@@ -70,6 +70,9 @@ class ClassParams:
     prefill_quant_flop_factor: float  # quantized weights, on int8_tops where the device states it
     # Each further GPU of a layer split hands every prompt token's activations on and waits for the one before.
     prefill_extra_gpu_token_s: float
+    # Quantized weights: llama.cpp's MMQ kernels also convert the activations to 8 bits and apply every block's scales
+    # on the plain FP32 units, work that grows with the FLOPs: seconds per FLOP at the FP32 rate.
+    prefill_quant_alu_factor: float = 0.0
     decode_runs: int = 0
     prefill_runs: int = 0
     decode_error_pct: float | None = None
@@ -411,6 +414,7 @@ class PrefillTerms:
     quantized: bool
     upload_s: float  # host-resident weights streamed to the GPU
     extra_gpus: int = 0
+    alu_s: float = 0.0  # quantized weights: the same FLOPs over the device's FP32 rate (0 where it is unknown)
 
 
 def prefill_terms(
@@ -443,17 +447,19 @@ def prefill_terms(
         quantized=quantized,
         upload_s=upload,
         extra_gpus=device.count - 1 if on_gpus else 0,
+        alu_s=flops / (device.fp32_tflops * 1e12) if quantized and device.fp32_tflops else 0.0,
     )
 
 
-def prefill_features(terms: PrefillTerms) -> tuple[float, float, float, float]:
-    """(token count, float FLOP seconds, quantized FLOP seconds, tokens x extra GPUs): linear in (per token, float
-    factor, quant factor, per token per extra GPU)."""
+def prefill_features(terms: PrefillTerms) -> tuple[float, float, float, float, float]:
+    """(token count, float FLOP seconds, quantized FLOP seconds, tokens x extra GPUs, quantized FLOPs at the FP32
+    rate): linear in (per token, float factor, quant factor, per token per extra GPU, quant ALU factor)."""
     return (
         float(terms.tokens),
         0.0 if terms.quantized else terms.device_flops_s,
         terms.device_flops_s if terms.quantized else 0.0,
         float(terms.tokens * terms.extra_gpus),
+        terms.alu_s,
     )
 
 
@@ -462,6 +468,7 @@ def prefill_seconds(terms: PrefillTerms, params: ClassParams) -> float:
     return (
         terms.tokens * (params.prefill_token_s + params.prefill_extra_gpu_token_s * terms.extra_gpus)
         + terms.device_flops_s * factor
+        + terms.alu_s * params.prefill_quant_alu_factor
         + terms.upload_s
     )
 

@@ -13,6 +13,7 @@ predicted from parameters fitted without any run of that source, so a source nev
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 from collections import defaultdict
@@ -42,6 +43,7 @@ PREFILL_FIELDS = (
     "prefill_flop_factor",
     "prefill_quant_flop_factor",
     "prefill_extra_gpu_token_s",
+    "prefill_quant_alu_factor",
 )
 FLOORS = {
     "quant_read_factor": 1.0,
@@ -50,6 +52,24 @@ FLOORS = {
     "prefill_flop_factor": 1.0,
     "prefill_quant_flop_factor": 1.0,
 }
+# The estimates describe current llama.cpp builds. CUDA prompt processing of quantized weights moved to int8 tensor
+# cores (MMQ) in June 2024 (ggml-org/llama.cpp PRs #7676, opened 2024-05-31, #7860 and #8062), which made it up to
+# ~2x faster; runs older than that measure a runtime that no longer exists, so they are neither fitted nor scored.
+# Build 2843 was current on 2024-05-12 and 3441 on 2024-07-23; the cut sits between them (docs/fit.md, "Speed").
+CUDA_PREFILL_MIN_BUILD = 3000
+CUDA_PREFILL_MIN_DATE = dt.date(2024, 6, 1)  # for runs that print no build: published before the first of those PRs
+
+
+def describes_current_runtime(backend: str, test: Test, build: int | None, date: dt.date | None) -> bool:
+    """False for a CUDA prompt-processing run from before the int8 tensor-core MMQ kernels: by its build number
+    where it has one, else by the date it was published."""
+    if backend != "cuda" or test != "pp":
+        return True
+    if build is not None:
+        return build >= CUDA_PREFILL_MIN_BUILD
+    return date is None or date >= CUDA_PREFILL_MIN_DATE
+
+
 # How many observations' worth of weight the prior carries, per parameter.
 PRIOR_WEIGHT = 1e-3
 # The band shown beside an estimate: this share of held-out runs fell within it.
@@ -284,14 +304,19 @@ def observe(
     kv_type: str = "f16",
     speed: SpeedModel | None = None,
     label: str = "",
+    build: int | None = None,
+    date: dt.date | None = None,
 ) -> Observation | None:
     """A measured llama-bench test as an observation, or None when the engine cannot model it (it does not fit the
-    device, the device has no figure the formula needs, a pp+tg mixed test). Placement comes from the fit engine at
-    the test's context, so a partial offload is modelled as the site would estimate it."""
+    device, the device has no figure the formula needs, a pp+tg mixed test) or when it measured a runtime the
+    estimates no longer describe (`describes_current_runtime`). Placement comes from the fit engine at the test's
+    context, so a partial offload is modelled as the site would estimate it."""
     if measured_tps <= 0 or (n_prompt and n_gen):
         return None
     speed = speed or SpeedModel()
     test: Test = "pp" if n_prompt else "tg"
+    if not describes_current_runtime(backend, test, build, date):
+        return None
     ctx = max(n_depth + n_prompt + n_gen, 1)
     options = fit.FitOptions(ctx=ctx, kv_type=kv_type if kv_type in fit.KV_TYPES else "f16")  # type: ignore[arg-type]
     try:

@@ -59,6 +59,14 @@ def test_it_reads_the_gpu_count_the_public_runs_record():
     assert calibration.gpu_count_of(BenchmarkRun(notes="")) == 1
 
 
+def test_it_reads_the_llama_cpp_build_number_a_run_stores():
+    # llama-bench prints "build: 4426e298 (2824)"; the loader stores 2824 as runtime_version.
+    assert calibration.build_number_of(BenchmarkRun(runtime_version="2824")) == 2824
+    assert calibration.build_number_of(BenchmarkRun(runtime_version="b6918")) == 6918
+    assert calibration.build_number_of(BenchmarkRun(runtime_version="")) is None
+    assert calibration.build_number_of(BenchmarkRun(runtime_version="0.3.2")) is None
+
+
 def test_it_scores_each_run_without_its_source(gemma, epyc, user):
     _runs(user, (30.0, 31.0, 45.0))
     result = calibration.accuracy()

@@ -119,9 +119,11 @@ def test_it_fits_prompt_processing_on_tokens_and_flops():
         for tokens in (128, 512, 2048):
             for flop_s in (0.01, 0.1, 1.0):
                 seconds = tokens * 5e-6 + flop_s * 3.0
-                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), 0.0, flop_s, 0.0), 0.0, seconds))
+                features = (float(tokens), 0.0, flop_s, 0.0, 0.0)
+                rows.append(Observation("cuda", "gpu", source, "pp", features, 0.0, seconds))
                 seconds = tokens * 5e-6 + flop_s * 2.0
-                rows.append(Observation("cuda", "gpu", source, "pp", (float(tokens), flop_s, 0.0, 0.0), 0.0, seconds))
+                features = (float(tokens), flop_s, 0.0, 0.0, 0.0)
+                rows.append(Observation("cuda", "gpu", source, "pp", features, 0.0, seconds))
     fitted = speed_fit.fit_speed_model(rows)[0].params_for("cuda")
     for name in speed_fit.PREFILL_FIELDS:
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), rel=0.05), name

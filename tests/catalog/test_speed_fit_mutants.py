@@ -47,7 +47,7 @@ def test_a_prompt_run_becomes_its_tokens_and_flops():
     # at factor 1, quantized weights (not F16/BF16/F32). 5,000 t/s = 0.1024 s for the 512 tokens.
     obs = observe(device=GPU, backend="cuda", n_prompt=512, n_gen=0, measured_tps=5000.0)
     assert (obs.test, obs.kind, obs.offset_s) == ("pp", "gpu", 0.0)
-    assert obs.features == pytest.approx((512.0, 0.0, 0.102924288, 0.0))
+    assert obs.features == pytest.approx((512.0, 0.0, 0.102924288, 0.0, 0.0))  # no FP32 rate: no ALU term
     assert obs.measured_s == pytest.approx(0.1024)
     assert obs.tokens == 512.0 and obs.measured_tps == pytest.approx(5000.0)
 
@@ -114,3 +114,24 @@ def test_a_prompt_run_on_a_partly_offloaded_gpu_carries_its_weight_upload():
     assert placed.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < placed.gpu_layers < 10
     obs = observe(device=small, backend="cuda", n_prompt=512, n_gen=0, measured_tps=1000.0)
     assert obs.offset_s == pytest.approx(199_600_000 * (10 - placed.gpu_layers) / 25e9)
+
+
+def test_it_leaves_out_cuda_prompt_runs_from_before_the_int8_tensor_core_kernels():
+    import datetime as dt
+
+    # The cut (docs/fit.md): CUDA pp runs of build < 3000, or without a build published before 2024-06-01.
+    current = speed_fit.describes_current_runtime
+    assert current("cuda", "pp", 2999, None) is False
+    assert current("cuda", "pp", 3000, None) is True
+    assert current("cuda", "pp", 2824, dt.date(2025, 1, 1)) is False  # the build decides where there is one
+    assert current("cuda", "pp", None, dt.date(2024, 5, 31)) is False
+    assert current("cuda", "pp", None, dt.date(2024, 6, 1)) is True
+    assert current("cuda", "pp", None, None) is True  # nothing says it is old
+    assert current("cuda", "tg", 2824, dt.date(2024, 5, 9)) is True  # decode is kept
+    assert current("metal", "pp", 2795, dt.date(2024, 5, 9)) is True  # Metal's prompt path did not change
+    # Through observe: the same pp512 as test_a_prompt_run_becomes_its_tokens_and_flops, on an old build, is None;
+    # a decode run of that build stays.
+    old = {"device": GPU, "backend": "cuda", "build": 2824, "date": dt.date(2024, 5, 9)}
+    assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **old) is None
+    assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **old) is not None
+    assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **{**old, "build": 6000}) is not None

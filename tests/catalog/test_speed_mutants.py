@@ -4,6 +4,8 @@ never by calling the function under test for the answer."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from catalog import fit, speed
@@ -95,9 +97,9 @@ def test_prefill_seconds_add_the_per_token_cost_the_flops_and_the_upload():
     params = speed.PRIOR_GPU
     # 100 x (2e-6 + 2e-6 x 2) + 0.5 / 0.35 + 0.25
     assert speed.prefill_seconds(terms, params) == pytest.approx(100 * 6e-6 + 0.5 / 0.35 + 0.25)
-    assert speed.prefill_features(terms) == (100.0, 0.0, 0.5, 200.0)
+    assert speed.prefill_features(terms) == (100.0, 0.0, 0.5, 200.0, 0.0)
     floats = speed.PrefillTerms(tokens=10, device_flops_s=0.5, quantized=False, upload_s=0.0)
-    assert speed.prefill_features(floats) == (10.0, 0.5, 0.0, 0.0)
+    assert speed.prefill_features(floats) == (10.0, 0.5, 0.0, 0.0, 0.0)
 
 
 def test_a_decode_step_adds_every_term_at_its_factor():
@@ -227,3 +229,30 @@ def test_a_partial_offload_uploads_the_host_layers_once_per_ubatch():
     gpu = fit.DeviceSpec(name="gpu", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0)
     terms = speed.prefill_terms(SHAPE, RAW16, gpu, n_prompt=1000, place=place)
     assert terms.upload_s == pytest.approx(0.063872)
+
+
+def test_quantized_prompt_processing_also_pays_its_flops_at_the_fp32_rate():
+    # pp512 at depth 0: 2 x 1e9 x 512 = 1.024e12 FLOPs for the weights + 4 x 10 layers x 8 heads x 125 x 512 x 256 =
+    # 5,242,880,000 for attention = 1,029,242,880,000. On 100 int8 TOPS that is 0.0102924288 s; the same FLOPs over
+    # a 20 TFLOPS FP32 rate 0.051462144 s (MMQ's activation quantization and block scales run on those units).
+    device = fit.DeviceSpec(
+        name="x", kind="gpu", memory_bytes=8 * 1024**3, bandwidth_gbps=500.0, int8_tops=100.0, fp32_tflops=20.0
+    )
+    q4 = fit.QuantSpec(name="Q4_K_M")
+    terms = speed.prefill_terms(SHAPE, q4, device)
+    assert terms.quantized is True
+    assert terms.device_flops_s == pytest.approx(0.0102924288)
+    assert terms.alu_s == pytest.approx(0.051462144)
+    assert speed.prefill_features(terms) == pytest.approx((512.0, 0.0, 0.0102924288, 0.0, 0.051462144))
+    # With an ALU factor of 0.5: 512 x 2e-6 + 0.0102924288 / 0.35 + 0.051462144 x 0.5 = 0.0560...
+    params = replace(speed.PRIOR_GPU, prefill_quant_alu_factor=0.5)
+    expected = 512 * 2e-6 + 0.0102924288 / 0.35 + 0.051462144 * 0.5
+    assert speed.prefill_seconds(terms, params) == pytest.approx(expected)
+    assert speed.prefill_tps(SHAPE, device, speed.SpeedModel(default_gpu=params), q4) == pytest.approx(512 / expected)
+    # F16 weights run through cuBLAS on the matrix units (50 TFLOPS here): no ALU term.
+    with_matrix = fit.DeviceSpec(**{**_fields(device), "matrix_tflops": 50.0})
+    f16 = speed.prefill_terms(SHAPE, fit.QuantSpec(name="F16"), with_matrix)
+    assert f16.quantized is False and f16.alu_s == 0.0
+    # No FP32 rate stated: the term is 0, not a division by zero.
+    no_alu = fit.DeviceSpec(**{**_fields(device), "fp32_tflops": None})
+    assert speed.prefill_terms(SHAPE, q4, no_alu).alu_s == 0.0
