@@ -7,6 +7,7 @@ tests/catalog/test_fit_architectures.py) or figures printed in the cited sources
 
 from __future__ import annotations
 
+import datetime
 import re
 import tomllib
 from io import StringIO
@@ -101,6 +102,13 @@ def test_it_keeps_a_flat_state_for_the_hybrid_layers(seeded):
     assert fit.recurrent_state_bytes(lfm2) == 163_840
     # 6 attention layers x 4,096 cells x 2 x 8 KV heads x 64 x 2 bytes = 50,331,648 bytes (48 MiB).
     assert fit.kv_cache_bytes(lfm2, 4096) == 48 * MIB
+
+
+def test_it_dates_the_releases_it_can_cite(seeded):
+    # The OLMoE and LFM2 pages of transformers' model docs: "This model was released on 2024-09-03" / "2025-07-10".
+    olmoe, lfm2 = Model.objects.get(slug="olmoe-1b-7b"), Model.objects.get(slug="lfm2-1-2b")
+    assert (olmoe.released, lfm2.released) == (datetime.date(2024, 9, 3), datetime.date(2025, 7, 10))
+    assert "olmoe.md" in olmoe.sources["released"] and "lfm2.md" in lfm2.sources["released"]
 
 
 def _shape_fields(shape: fit.ModelShape) -> dict[str, object]:
