@@ -234,6 +234,16 @@ class EstimateOut(Schema):
     est_prefill_tps: float | None = None
 
 
+class BoundedPages(PageNumberPagination):
+    """ninja's page-number pagination with `page` bounded in the schema (RIGFIT_API_MAX_PAGE): an offset past 2^63
+    failed in the database as a 500. A page past the last is an empty page; `page_size` above the maximum is cut to
+    it, as before."""
+
+    class Input(Schema):
+        page: int = Field(1, ge=1, le=settings.RIGFIT_API_MAX_PAGE)
+        page_size: int | None = Field(None, ge=1, description=f"Items per page, at most {MAX_PAGE}.")
+
+
 def get_or_404(queryset: Any, label: str, slug: str) -> Any:
     found = queryset.filter(slug=slug).first()
     if found is None:
@@ -258,8 +268,12 @@ def _memory_dict(memory: fit.MemoryBreakdown) -> dict[str, Any]:
     }
 
 
-@router.get("/models", response=list[ModelOut], summary="Search and filter the model catalog")
-@paginate(PageNumberPagination, page_size=20, max_page_size=MAX_PAGE)
+@router.get(
+    "/models",
+    response={200: list[ModelOut], 404: Message},
+    summary="Search and filter the model catalog (404: `fits` names no known hardware)",
+)
+@paginate(BoundedPages, page_size=20, max_page_size=MAX_PAGE)
 def list_models(request: HttpRequest, filters: Query[ModelFilters]):
     models = Model.objects.search(filters.q)
     if filters.modality:
@@ -286,7 +300,7 @@ def get_model(request: HttpRequest, slug: str):
 
 
 @router.get("/hardware", response=list[HardwareOut], summary="Search the hardware catalog")
-@paginate(PageNumberPagination, page_size=50, max_page_size=MAX_PAGE)
+@paginate(BoundedPages, page_size=50, max_page_size=MAX_PAGE)
 def list_hardware(request: HttpRequest, filters: Query[HardwareFilters]):
     devices = Hardware.objects.search(filters.q)
     if filters.kind:

@@ -35,7 +35,74 @@ def _docs_csp(view: Any) -> Any:
     return csp_update({"script-src": _inline_script_hashes("ninja/swagger.html")})(view)
 
 
-api = NinjaAPI(
+# Answers the framework and the server give to any operation, whatever its view does: documented on every operation
+# they can reach (RigfitAPI.get_openapi_schema), so a client (and schemathesis' conformance checks) meet no
+# undocumented status. An operation's own responses (404 for an unknown slug, 429, ...) are declared on its route.
+ERROR_SCHEMA_NAME = "ApiError"
+ERROR_SCHEMA = {
+    "title": ERROR_SCHEMA_NAME,
+    "description": "The API's one error shape: a message, and for invalid input the fields at fault.",
+    "type": "object",
+    "properties": {
+        "message": {"title": "Message", "type": "string"},
+        "errors": {
+            "title": "Errors",
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "For 422: the fields at fault, each with loc, msg and type.",
+        },
+    },
+    "required": ["message"],
+}
+_JSON_ERROR = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}}
+COMMON_ANSWERS: dict[int, tuple[str, str]] = {
+    # status: (which operations: "inputs" = any parameter or body, "body" = a request body, "params" = a path or
+    # query parameter; description)
+    400: ("body", "The body is not JSON (or not UTF-8)."),
+    413: ("body", "The body is larger than the server accepts (2 MiB; config.middleware)."),
+    414: (
+        "params",
+        "The request line is longer than the server accepts (gunicorn's limit_request_line, 4094 bytes). "
+        "Answered by the server before the API, without a JSON body.",
+    ),
+    422: ("inputs", "Invalid input: a parameter or body field out of its bounds or of the wrong type."),
+}
+
+
+def _reaches(operation: dict[str, Any], scope: str) -> bool:
+    parameters = operation.get("parameters", [])
+    has_body = "requestBody" in operation
+    if scope == "body":
+        return has_body
+    if scope == "params":
+        return bool(parameters)
+    return has_body or bool(parameters)
+
+
+def document_common_answers(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add COMMON_ANSWERS to every operation they can reach that does not declare the status itself."""
+    schema.setdefault("components", {}).setdefault("schemas", {})[ERROR_SCHEMA_NAME] = ERROR_SCHEMA
+    for methods in schema.get("paths", {}).values():
+        for operation in methods.values():
+            responses = operation.setdefault("responses", {})
+            for status, (scope, description) in COMMON_ANSWERS.items():
+                if status in responses or str(status) in responses or not _reaches(operation, scope):
+                    continue
+                answer: dict[str, Any] = {"description": description}
+                if status != 414:  # gunicorn's own page, not the API's JSON
+                    answer["content"] = _JSON_ERROR
+                responses[status] = answer
+    return schema
+
+
+class RigfitAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix: str | None = None, path_params: Any = None) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        document_common_answers(schema)
+        return schema
+
+
+api = RigfitAPI(
     title="rigfit API",
     version="1",
     description="Catalog, hardware fit and benchmarks for running open models locally.",
