@@ -1,0 +1,450 @@
+"""benchmarks.services, validation and limits: the tests mutation testing asked for (issue 14, docs/testing.md).
+
+Expected values are worked out by hand here: the sliding-window estimate (current + previous x (1 - elapsed share)),
+the wait until a request fits again, the KV bytes a decode step reads (Gemma 3 270M's config.json: 18 layers, one KV
+head of 256, 15 sliding-window layers of 512 tokens), the margins the docstrings state. Never the function's own
+answer fed back."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import RequestFactory, override_settings
+
+from benchmarks import llamabench, services
+from benchmarks.models import BenchmarkRun, Channel, ModerationDecision, Status
+from tests.benchmarks.conftest import make_run, read_fixture, run_data
+from tests.factories import make_hardware, make_model
+
+pytestmark = pytest.mark.django_db
+
+
+def _request(remote: str = "203.0.113.5", forwarded: str = "", user=None):
+    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
+    request = RequestFactory().post("/", REMOTE_ADDR=remote, **extra)
+    if user is not None:
+        request.user = user
+    return request
+
+
+# --- the sliding window -----------------------------------------------------------------------------------------------
+
+
+def test_it_admits_up_to_the_limit_exactly_on_the_sliding_estimate():
+    limit = (3, 60)
+    # Two requests in window 1 (60..120 s); at 150 s, half of window 2 has passed, so they weigh 2 x (1 - 0.5) = 1.
+    for now in (70.0, 80.0):
+        services.check_rate(scope="s", key="k", limit=limit, now=now)
+    services.check_rate(scope="s", key="k", limit=limit, now=150.0)  # 1 + 1 = 2 <= 3
+    services.check_rate(scope="s", key="k", limit=limit, now=150.0)  # 2 + 1 = 3 <= 3: the limit itself is allowed
+    with pytest.raises(services.RateLimited):
+        services.check_rate(scope="s", key="k", limit=limit, now=150.0)  # 3 + 1 = 4 > 3
+
+
+def test_it_counts_each_scope_and_key_apart():
+    limit = (1, 60)
+    services.check_rate(scope="ip", key="a", limit=limit, now=10.0)
+    services.check_rate(scope="ip", key="b", limit=limit, now=10.0)  # another client
+    services.check_rate(scope="user", key="a", limit=limit, now=10.0)  # another limit
+    with pytest.raises(services.RateLimited):
+        services.check_rate(scope="ip", key="a", limit=limit, now=10.0)
+
+
+def test_it_refuses_a_request_larger_than_the_limit_outright():
+    with pytest.raises(services.RateLimited) as refused:
+        services.check_rate(scope="c", key="k", limit=(5, 3600), cost=6, now=0.0)
+    assert refused.value.retry_after == 3600
+    assert str(refused.value) == "This request holds 6 runs; the limit is 5 every 3600 s."
+    services.check_rate(scope="c", key="k", limit=(5, 3600), cost=5, now=0.0)  # exactly the limit: let in
+
+
+def test_it_charges_the_cost_and_refunds_a_refused_request():
+    limit = (10, 60)
+    key = services.check_rate(scope="r", key="k", limit=limit, cost=7, now=5.0)
+    assert key.startswith("bench:rate:r:") and key.endswith(":0")  # window 0: 5 // 60
+    with pytest.raises(services.RateLimited) as refused:
+        services.check_rate(scope="r", key="k", limit=limit, cost=4, now=6.0)  # 7 + 4 = 11 > 10
+    # Refused, not counted: 7 stay. At 60 s (window 1, elapsed 0) they weigh 7, so 4 more (11) wait; 3 fit now.
+    assert str(refused.value) == f"Too many submissions; retry in {refused.value.retry_after} s."
+    services.check_rate(scope="r", key="k", limit=limit, cost=3, now=6.0)  # 7 + 3 = 10 <= 10
+    services.refund_rate(key, 3)
+    services.check_rate(scope="r", key="k", limit=limit, cost=3, now=7.0)  # the refund made room again
+
+
+def test_it_names_the_window_in_the_key_it_charges():
+    first = services.check_rate(scope="w", key="k", limit=(5, 60), now=59.0)
+    second = services.check_rate(scope="w", key="k", limit=(5, 60), now=60.0)
+    # 59 // 60 = 0, 60 // 60 = 1; the key hashes the client: sha256("k") starts 8254c329a92850f6.
+    assert first == "bench:rate:w:8254c329a92850f6d539dd376f4816ee:0"
+    assert second == "bench:rate:w:8254c329a92850f6d539dd376f4816ee:1"
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "count_max", "now", "cost", "expected"),
+    [
+        # Room left in this window as the previous fades: limit 10, 4 here, the next one makes 5, room 10 - 4 - 1 = 5
+        # for the previous window's 8 x (1 - e): e = 1 - 5/8 = 0.375 of window [60, 120): at 82.5 s; now 70: 12.5 -> 13.
+        (4, 8, 10, 70.0, 1, 13),
+        # The same with a cost of 3: room 3, e = 1 - 3/8 = 0.625: at 97.5 s; now 70: 27.5 -> 28.
+        (4, 8, 10, 70.0, 3, 28),
+        # No room: 10 here already; next window (from 120 s), this window's 10 must fade to 10 - 1 = 9:
+        # fade = 1 - 9/10 = 0.1: at 120 + 6 = 126 s; now 70: 56.
+        (10, 0, 10, 70.0, 1, 56),
+        # No previous count and room: the formula's second branch with fade max(0, 1 - 9/2) = 0: at 120 s: 50.
+        (2, 0, 10, 70.0, 1, 50),
+        # Admitted at once by the arithmetic (at <= now): at least one second.
+        (0, 1, 10, 119.9, 1, 1),
+    ],
+)
+def test_it_says_when_a_refused_request_would_fit(current, previous, count_max, now, cost, expected):
+    assert services._seconds_until_admitted(current, previous, count_max, 60, now, cost) == expected
+
+
+def test_it_tells_a_refused_client_when_to_come_back():
+    limit = (2, 60)
+    services.check_rate(scope="t", key="k", limit=limit, now=61.0)
+    services.check_rate(scope="t", key="k", limit=limit, now=62.0)
+    with pytest.raises(services.RateLimited) as refused:
+        services.check_rate(scope="t", key="k", limit=limit, now=90.0)
+    # 2 in window [60, 120), limit 2: one more fits when this window's 2 weigh at most 1, from 120 + 60 x (1 - 1/2)
+    # = 150 s: 60 s after 90.
+    assert refused.value.retry_after == 60
+
+
+def test_it_fails_closed_when_the_counts_cannot_be_read(monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    class Down:
+        def add(self, *args, **kwargs):
+            raise RedisConnectionError("connection refused")
+
+        def decr(self, *args, **kwargs):
+            raise RedisConnectionError("connection refused")
+
+    monkeypatch.setattr(services, "_limits", lambda: Down())
+    with pytest.raises(services.LimiterUnavailable) as refused:
+        services.check_rate(scope="d", key="k", limit=(5, 60), now=0.0)
+    assert refused.value.retry_after == 30
+    services.refund_rate("bench:rate:d:x:0", 1)  # a refund against a store that is down does not raise
+
+
+# --- who is charged what ----------------------------------------------------------------------------------------------
+
+
+@override_settings(RIGFIT_BENCH_RATE_IP=(5, 3600), RIGFIT_BENCH_RATE_TOKEN=(8, 3600))
+def test_it_charges_an_anonymous_client_every_run_against_its_address():
+    services.check_submission_rate(request=_request(), runs=3, now=10.0)
+    services.check_submission_rate(request=_request(), runs=2, now=10.0)  # 5 of 5
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request(), runs=1, now=10.0)
+    services.check_submission_rate(request=_request("198.51.100.1"), runs=5, now=10.0)  # another address
+
+
+@override_settings(RIGFIT_BENCH_RATE_IP=(2, 3600), RIGFIT_BENCH_RATE_TOKEN=(8, 3600))
+def test_it_charges_a_signed_in_user_one_per_request_on_the_address_and_every_run_on_the_user(user):
+    request = _request(user=user)
+    services.check_submission_rate(request=request, runs=5, now=10.0)  # address: 1 of 2; user: 5 of 8
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=request, runs=4, now=10.0)  # user: 9 > 8 (address refunded: 1)
+    services.check_submission_rate(request=request, runs=3, now=10.0)  # address 2 of 2, user 8 of 8
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=request, runs=0, now=10.0)  # address: 3 > 2
+
+
+@override_settings(RIGFIT_BENCH_RATE_IP=(100, 3600), RIGFIT_BENCH_RATE_TOKEN=(4, 3600))
+def test_it_charges_a_tokens_user_whoever_sends_the_request(token):
+    api_token, _ = token
+    services.check_submission_rate(request=_request(), token=api_token, runs=4, now=10.0)
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request("198.51.100.1"), token=api_token, runs=1, now=10.0)
+
+
+def test_it_caps_the_runs_per_request_at_fifty_unless_set():
+    assert services.max_runs_per_request() == 50
+    with override_settings(RIGFIT_BENCH_MAX_RUNS_PER_REQUEST="7"):
+        assert services.max_runs_per_request() == 7
+
+
+def test_it_reads_the_client_address_where_no_proxy_speaks():
+    assert services.client_ip(_request("")) == "unknown"
+    with override_settings(RIGFIT_TRUSTED_PROXIES=["10.0.0.0/8", "2001:db8::/32"]):
+        assert services.client_ip(_request("10.0.0.2")) == "10.0.0.2"  # our proxy, no header: the proxy itself
+        assert services.client_ip(_request("10.0.0.2", "10.0.0.7, 10.1.2.3")) == "10.0.0.2"  # only proxies in it
+        assert services.client_ip(_request("2001:db8::1", "2001:db9::5")) == "2001:db9::5"
+        assert services.client_ip(_request("10.0.0.2", " , 198.51.100.4 ,")) == "198.51.100.4"
+
+
+# --- the checks a run goes through ------------------------------------------------------------------------------------
+
+
+def _gemma_kv_read(ctx: int, bytes_per_value: float) -> float:
+    # Gemma 3 270M: 18 layers, 1 KV head x 256 values for K and for V; 15 layers slide over 512 tokens, 3 are global.
+    per_token = 2 * 1 * 256 * bytes_per_value
+    return per_token * (3 * ctx + 15 * min(ctx, 512))
+
+
+def test_it_checks_decode_at_the_runs_depth_and_kv_type(gemma, epyc, user):
+    shallow = make_run(user=user, samples_ts=[], stddev_ts=0, n_depth=0, avg_ts=50.0)
+    deep = make_run(user=user, samples_ts=[], stddev_ts=0, n_depth=4096, avg_ts=50.5)
+    q8 = make_run(user=user, samples_ts=[], stddev_ts=0, n_depth=4096, type_k="q8_0", avg_ts=50.25)
+    bandwidth = 51.2e9  # the test EPYC's bytes per second
+    # bytes read per token = bandwidth / roofline; their difference is the KV read at each context:
+    # tg128 at depth 0 reads the KV of ctx = max(1, 0 + 0) = 1 token; at depth 4096 of 4096 tokens.
+    shallow_read = bandwidth / services.roofline_for(shallow)
+    deep_read = bandwidth / services.roofline_for(deep)
+    assert deep_read - shallow_read == pytest.approx(_gemma_kv_read(4096, 2) - _gemma_kv_read(1, 2), rel=1e-9)
+    # q8_0 stores 32 values in 34 bytes (1.0625 bytes a value) instead of f16's 2.
+    q8_read = bandwidth / services.roofline_for(q8)
+    assert deep_read - q8_read == pytest.approx(_gemma_kv_read(4096, 2) - _gemma_kv_read(4096, 34 / 32), rel=1e-9)
+
+
+def test_it_counts_the_prompt_in_the_context_of_a_mixed_test(gemma, epyc, user):
+    mixed = make_run(
+        user=user, samples_ts=[], stddev_ts=0, n_prompt=512, n_gen=128, n_depth=1024, prompt_tps=400.0, avg_ts=50.0
+    )
+    plain = make_run(user=user, samples_ts=[], stddev_ts=0, n_depth=0, avg_ts=50.5)
+    read = 51.2e9 / services.roofline_for(mixed) - 51.2e9 / services.roofline_for(plain)
+    assert read == pytest.approx(_gemma_kv_read(1536, 2) - _gemma_kv_read(1, 2), rel=1e-9)  # 1024 + 512 tokens
+
+
+def test_it_checks_an_unknown_kv_type_as_f16(gemma, epyc, user):
+    run = services.build_run(cleaned={**_cleaned(gemma), "type_k": "q5_1"})
+    f16 = services.build_run(cleaned={**_cleaned(gemma), "type_k": "f16"})
+    assert services.roofline_for(run) == services.roofline_for(f16)
+
+
+def _cleaned(model, **overrides):
+    from benchmarks.forms import RunForm
+
+    form = RunForm(run_data(**{"samples_ts": [], "stddev_ts": 0, **overrides}))
+    assert form.is_valid(), form.errors
+    return form.cleaned_data
+
+
+def test_it_accepts_decode_up_to_the_roofline_margin_and_flags_beyond(gemma, epyc, user, settings):
+    roofline = services.roofline_for(make_run(user=user, samples_ts=[], stddev_ts=0, avg_ts=1.0))
+    settings.RIGFIT_BENCH_ROOFLINE_MARGIN = 1.5
+    at_margin = services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.5 * 0.999999))
+    verdict = services.assess(at_margin, trusted=True)
+    assert verdict.status == Status.ACCEPTED and verdict.roofline_tps == pytest.approx(roofline)
+    assert verdict.checks == [f"decode within the roofline ({roofline:.1f} t/s)"]
+    assert verdict.reason == "Passed the automatic checks."
+    beyond = services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.5 * 1.000001))
+    flagged = services.assess(beyond, trusted=True)
+    assert flagged.status == Status.FLAGGED and flagged.roofline_tps == pytest.approx(roofline)
+    assert flagged.reason == (
+        f"Decode {roofline * 1.5 * 1.000001:.1f} t/s is above the physical limit of {roofline:.1f} t/s "
+        "(51.2 GB/s over the bytes read per token) x 1.5."
+    )
+
+
+def test_it_accepts_prompt_speed_up_to_twice_the_compute_limit(gemma, epyc, user):
+    prompt = make_run(user=user, samples_ts=[], stddev_ts=0, n_prompt=512, n_gen=0, avg_ts=1.0)
+    ceiling = services.prefill_ceiling_for(prompt)
+    # The test EPYC's 0.384 TFLOPS over 2 x 268M weights' FLOPs per token (plus attention): several hundred t/s.
+    assert 300 < ceiling < 800
+    inside = services.assess(
+        services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=0, avg_ts=ceiling * 1.99)), trusted=True
+    )
+    assert inside.status == Status.ACCEPTED and inside.prefill_ceiling_tps == pytest.approx(ceiling)
+    assert inside.checks == [f"prompt speed within the compute limit ({ceiling:.1f} t/s)"]
+    beyond = services.assess(
+        services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=0, avg_ts=ceiling * 2.01)), trusted=True
+    )
+    assert beyond.status == Status.FLAGGED and beyond.prefill_ceiling_tps == pytest.approx(ceiling)
+    assert beyond.reason.startswith(
+        f"Prompt processing {ceiling * 2.01:.1f} t/s is above the compute limit of {ceiling:.1f}"
+    )
+    assert beyond.reason.endswith("x 2.")
+
+
+def test_it_holds_what_it_cannot_check_and_says_why(gemma, epyc, user):
+    unknown_hw = services.assess(
+        services.build_run(cleaned=_cleaned(gemma, hardware="Mystery Card 9000")), trusted=True
+    )
+    assert unknown_hw.status == Status.PENDING
+    assert unknown_hw.reason == "Hardware 'Mystery Card 9000' is not in the catalog; held for review."
+    anonymous = services.assess(services.build_run(cleaned=_cleaned(gemma)), trusted=False)
+    assert (
+        anonymous.status == Status.PENDING and anonymous.reason == "Anonymous submission; a moderator will review it."
+    )
+    assert anonymous.roofline_tps is not None and anonymous.checks  # the checks ran all the same
+    combined = services.assess(services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=128)), trusted=True)
+    assert combined.status == Status.PENDING and combined.reason.startswith("A prompt + generation test without")
+    no_compute = make_hardware(name="No compute", slug="no-compute", kind="cpu", fp16_tflops=None, matrix_tflops=None)
+    held = services.assess(
+        services.build_run(cleaned=_cleaned(gemma, hardware=no_compute.slug, n_prompt=512, n_gen=0)), trusted=True
+    )
+    assert held.status == Status.PENDING
+    assert held.reason == "No compute states no compute figure, so the prompt speed cannot be checked; held for review."
+
+
+def test_it_holds_a_decode_speed_on_a_device_with_no_bandwidth_figure(gemma, user, monkeypatch):
+    make_hardware(name="Odd", slug="odd", kind="cpu", fp16_tflops=None)
+    run = services.build_run(cleaned=_cleaned(gemma, hardware="odd"))
+    monkeypatch.setattr(services, "roofline_for", lambda run: None)
+    verdict = services.assess(run, trusted=True)
+    assert verdict.status == Status.PENDING
+    assert verdict.reason == "The decode speed cannot be checked against the device's bandwidth; held for review."
+
+
+def test_it_flags_an_outlier_among_other_submitters_runs(gemma, epyc, django_user_model):
+    # Five submitters at 50, 51, 52, 53, 54 t/s, and the new run at 80 (the group counts it): median 52.5,
+    # |deviations| 2.5, 1.5, 0.5, 0.5, 1.5, 27.5 with median (MAD) 1.5; modified z = 0.6745 x 27.5 / 1.5 = 12.37.
+    for i, speed in enumerate((50.0, 51.0, 52.0, 53.0, 54.0)):
+        member = django_user_model.objects.create_user(username=f"u{i}", password="s3cret-pass-42")
+        make_run(user=member, avg_ts=speed, samples_ts=[], stddev_ts=0)
+    verdict = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=80.0)), trusted=True)
+    assert verdict.status == Status.FLAGGED and verdict.z_score == pytest.approx(0.6745 * 27.5 / 1.5)
+    assert verdict.reason == "Outlier among 5 submitters' runs of the same setup (modified z-score +12.4, limit ±3.5)."
+    # 52.5 among them: median 52.25, |deviations| 2.25, 1.25, 0.25, 0.75, 1.75, 0.25, MAD 1.0: z = 0.6745 x 0.25.
+    fair = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=52.5)), trusted=True)
+    assert fair.status == Status.ACCEPTED and fair.z_score == pytest.approx(0.6745 * 0.25)
+    assert fair.checks[-1] == "modified z-score +0.2 among 5 submitters' runs"
+    other_depth = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=80.0, n_depth=512)), trusted=True)
+    assert other_depth.status == Status.ACCEPTED  # another setup: not compared
+
+
+# --- matching and fingerprints ----------------------------------------------------------------------------------------
+
+
+def test_it_matches_hardware_by_slug_name_vendor_and_alias(epyc):
+    assert services.match_hardware("test-epyc") == epyc
+    assert services.match_hardware("TEST EPYC") == epyc
+    assert services.match_hardware("AMD Test-EPYC") == epyc  # vendor + name, punctuation ignored
+    assert services.match_hardware("amd epyc test box") == epyc  # an alias
+    assert services.match_hardware("  ") is None and services.match_hardware("Intel Test EPYC") is None
+
+
+def test_it_matches_a_quant_whatever_its_case(gemma):
+    assert services.match_quant(gemma, "q4_k_m").name == "Q4_K_M"
+    assert services.match_quant(gemma, "Q8_0") is None
+
+
+def test_it_fingerprints_what_was_measured_not_the_notes_or_the_spelling_of_the_device(gemma, epyc):
+    base = _cleaned(gemma)
+    same = services.payload_sha256({**base, "notes": "second try", "hardware": "TEST-epyc", "power_watts": None})
+    assert services.payload_sha256(base) == same
+    assert services.payload_sha256({**base, "avg_ts": 50.1}) != services.payload_sha256(base)
+    assert services.payload_sha256({**base, "model_slug": make_model()}) != services.payload_sha256(base)
+    assert len(services.payload_sha256(base)) == 64
+
+
+def _identity(filename="", model_type="", n_params=None):
+    return llamabench.Identity(filename=filename, model_type=model_type, n_params=n_params, size_bytes=None, quant="")
+
+
+def test_it_recognises_a_model_by_file_then_size_then_name(gemma):
+    llama = make_model(name="Llama", slug="llama-3-1-8b", family="llama")
+    qwen = make_model(name="Qwen", slug="qwen2-5-7b", family="qwen2", n_params=7_615_616_512)
+    assert services.recognise_model(_identity("GEMMA-3-270M-Q4_K_M.gguf")) == gemma  # the quant's own file name
+    assert services.recognise_model(_identity("x.gguf", n_params=7_615_616_512)) == qwen  # the exact count
+    # 8.3e9 is 3.4 % off Llama's 8,030,261,248 and 9 % off Qwen's 7,615,616,512: only Llama is within 5 %.
+    assert services.recognise_model(_identity("x.gguf", n_params=8_300_000_000)) == llama
+    twin = make_model(name="Llama twin", slug="mistral-8b", family="mistral")
+    # Two models within 5 %: the file name's words pick the family.
+    assert services.recognise_model(_identity("Mistral-8B.Q4_K_M.gguf", n_params=8_000_000_000)) == twin
+    assert services.recognise_model(_identity("llama 8B Q4_K_M", n_params=8_000_000_000)) == llama
+    assert services.recognise_model(_identity("qwen2-5-7b-instruct.gguf")) == qwen  # the slug in the name
+    with pytest.raises(services.Unrecognised) as unknown:
+        services.recognise_model(_identity("", "mystery 3B Q4_0", 3_000_000_000))
+    assert str(unknown.value) == (
+        "Could not recognise the model from 'mystery 3B Q4_0' (3000000000 parameters); choose it in the form."
+    )
+    with pytest.raises(services.Unrecognised, match=r"from 'x.gguf' \(unknown parameters\)"):
+        services.recognise_model(_identity("x.gguf"))
+
+
+# --- a pasted llama-bench output --------------------------------------------------------------------------------------
+
+
+def test_it_refuses_more_tests_than_the_cap_before_charging(gemma, epyc, user, settings):
+    text = read_fixture(_some_fixture())
+    count = len(llamabench.parse(text))
+    charged = []
+    settings.RIGFIT_BENCH_MAX_RUNS_PER_REQUEST = count - 1
+    with pytest.raises(llamabench.LlamaBenchError) as refused:
+        services.submit_llama_bench(
+            text=text, hardware="test-epyc", channel=Channel.WEB, submitter=user, charge=charged.append
+        )
+    assert (
+        str(refused.value)
+        == f"The output holds {count} tests; at most {count - 1} per submission (send the rest separately)."
+    )
+    assert charged == [] and not BenchmarkRun.objects.exists()
+    settings.RIGFIT_BENCH_MAX_RUNS_PER_REQUEST = count
+    result = services.submit_llama_bench(
+        text=text,
+        hardware="test-epyc",
+        channel=Channel.WEB,
+        submitter=user,
+        charge=charged.append,
+        model_slug="gemma-3-270m",
+        quant="Q4_K_M",
+    )
+    assert charged == [count] and len(result.stored) + len(result.errors) >= 1
+
+
+def _some_fixture() -> str:
+    from tests.benchmarks.conftest import FIXTURES
+
+    for path in sorted(FIXTURES.glob("*.json")):
+        return path.name
+    raise AssertionError("no llama-bench fixture")
+
+
+# --- moderation and visibility ----------------------------------------------------------------------------------------
+
+
+def test_it_records_who_moved_a_run_from_which_status_and_why(gemma, epyc, user, staff):
+    run = make_run(user=None, samples_ts=[], stddev_ts=0, avg_ts=50.0)  # anonymous: pending
+    assert run.status == Status.PENDING
+    record = services.moderate(run=run, moderator=staff, decision=Status.ACCEPTED, reason="  Looks right.  ")
+    assert (record.from_status, record.to_status, record.reason, record.moderator) == (
+        Status.PENDING,
+        Status.ACCEPTED,
+        "Looks right.",
+        staff,
+    )
+    run.refresh_from_db()
+    assert (run.status, run.status_reason) == (Status.ACCEPTED, "Looks right.")
+    long = services.moderate(run=run, moderator=staff, decision=Status.REJECTED, reason="x" * 400)
+    assert len(long.reason) == 300 and long.from_status == Status.ACCEPTED
+    with pytest.raises(ValueError, match=r"A reason is required\."):
+        services.moderate(run=run, moderator=staff, decision=Status.ACCEPTED, reason="   ")
+    with pytest.raises(ValueError, match="Unknown decision 'flagged'"):
+        services.moderate(run=run, moderator=staff, decision="flagged", reason="no")
+    assert ModerationDecision.objects.filter(run=run).count() == 3  # the automatic one and two decisions
+
+
+def test_it_shows_a_rejected_run_to_its_submitter_and_moderators_only(gemma, epyc, user, staff, django_user_model):
+    run = make_run(user=user, samples_ts=[], stddev_ts=0, avg_ts=50.0)
+    other = django_user_model.objects.create_user(username="bob", password="s3cret-pass-42")
+    assert services.run_visible_to(run=run, user=None)  # accepted: everyone
+    services.moderate(run=run, moderator=staff, decision=Status.REJECTED, reason="bad")
+    run.refresh_from_db()
+    from django.contrib.auth.models import AnonymousUser
+
+    assert not services.run_visible_to(run=run, user=None)
+    assert not services.run_visible_to(run=run, user=AnonymousUser())
+    assert not services.run_visible_to(run=run, user=other)
+    assert services.run_visible_to(run=run, user=user) and services.run_visible_to(run=run, user=staff)
+
+
+def test_it_authenticates_only_a_live_token_of_an_active_user(user):
+    token, raw = services.token_create(user=user, name="laptop")
+    assert raw.startswith("rfb_") and token.prefix == raw[:10] and len(raw) > 40
+    assert services.token_authenticate(raw="") is None
+    found = services.token_authenticate(raw=raw)
+    assert found == token
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    user.is_active = False
+    user.save()
+    assert services.token_authenticate(raw=raw) is None
+    user.is_active = True
+    user.save()
+    services.token_revoke(token=token)
+    revoked_at = token.revoked_at
+    services.token_revoke(token=token)  # revoking twice keeps the first time
+    assert token.revoked_at == revoked_at is not None
+    assert services.token_authenticate(raw=raw) is None
