@@ -55,7 +55,7 @@ def test_it_keeps_device_kinds_models_and_tests_broad():
     assert any(int(row["n_depth"] or 0) > 0 for row in rows)
 
 
-@pytest.mark.slow  # the full seed catalog and 1,107 runs through the checks: about 40 s on the 2-core machine
+@pytest.mark.slow  # the full seed catalog and 1,147 runs through the checks: about 40 s on the 2-core machine
 @pytest.mark.django_db
 def test_it_loads_every_row_into_the_real_catalog_once():
     call_command("load_seed")
