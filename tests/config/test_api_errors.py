@@ -67,9 +67,15 @@ def test_demo_generate_answers_errors_in_the_same_shape(client, make_tiny_engine
     assert over_cap.status_code == 422 and "max_new_tokens" in over_cap.json()["message"]
     invalid = post({"prompt": ""})
     assert invalid.status_code == 422 and invalid.json()["message"] == "Invalid input."
-    engine.slots.running = 1
-    engine.slots.waiting = 1
-    busy = post({"prompt": "x", "max_new_tokens": 2})
+    from inference.views import demo_gate
+
+    holder = demo_gate(engine).admit("198.51.100.7")  # another visitor's run holds the only slot
+    engine.slots.enqueue()  # and another waits for it: the queue of one is full
+    try:
+        busy = post({"prompt": "x", "max_new_tokens": 2})
+    finally:
+        engine.slots.dequeue()
+        holder.release()
     assert busy.status_code == 429 and set(busy.json()) == {"message"}
 
 
