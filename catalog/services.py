@@ -332,6 +332,17 @@ class FitEntry:
 # A fit table's row: (model id, verdict value, the pickled FitEntry). Filtering and counting read the first two; only
 # the rows a page shows are unpickled (a table of 1,000 dataclass rows took ~25 ms to unpickle, its bytes ~1 ms).
 FitRow = tuple[int, str, bytes]
+# What a list row never shows: the long texts and the per-layer lists (a model page reads the whole row).
+LIST_DEFERRED = (
+    "description",
+    "strengths",
+    "limitations",
+    "sources",
+    "swa_layers",
+    "attention_layers",
+    "recurrent_layers",
+    "kv_heads_per_layer",
+)
 
 
 def fit_table(
@@ -363,8 +374,10 @@ def best_fits_of(rows: Sequence[FitRow]) -> list[BestFit]:
     """The BestFit rows of a page of a fit table, in its order: two queries whatever the catalog's size. A model
     deleted since the table was built drops out."""
     entries = fit_entries(rows)
-    models = Model.objects.in_bulk([entry.model_id for entry in entries])
-    quants = Quantization.objects.in_bulk([entry.quant_id for entry in entries])
+    models = Model.objects.defer(*LIST_DEFERRED).in_bulk([entry.model_id for entry in entries])
+    quants = Quantization.objects.defer("quality_source", "source", "file_name").in_bulk(
+        [entry.quant_id for entry in entries]
+    )
     return [
         BestFit(
             model=models[entry.model_id],

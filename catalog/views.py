@@ -37,6 +37,7 @@ from catalog.models import (
     Quantization,
 )
 from catalog.services import (
+    LIST_DEFERRED,
     BestFit,
     QuantRow,
     best_fits_of,
@@ -141,7 +142,7 @@ def model_list(request: HttpRequest) -> HttpResponse:
         best_by_model = {best.model.pk: best for best in found}
         page.object_list = [best.model for best in found]
     else:
-        page = Paginator(models, PAGE_SIZE).get_page(request.GET.get("page"))
+        page = Paginator(models.defer(*LIST_DEFERRED), PAGE_SIZE).get_page(request.GET.get("page"))
         page.object_list = list(page.object_list)
         counts = dict(
             Quantization.objects.filter(model__in=page.object_list)
