@@ -64,13 +64,16 @@ _MAX_CONTEXT = 1 << 27
 _MAX_EXPERTS = 16_384
 
 # Model types whose attention has per-head RMS norms on q and k (Gemma 3, Qwen 3, OLMo 2).
-_QK_NORM_TYPES = {"gemma3", "gemma3_text", "qwen3", "qwen3_moe", "olmo2"}
+_QK_NORM_TYPES = {"gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "qwen3", "qwen3_moe", "olmo2"}
 # Model types with four norms per block (pre/post attention, pre/post feed-forward).
-_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text"}
+_FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"}
 # Model types with a plain two-matrix MLP (fc1/fc2, with biases) and LayerNorm (weight + bias).
 _PLAIN_MLP_TYPES = {"phi", "gpt2", "gpt_neox", "gptj", "falcon", "starcoder2", "phi-msft", "moondream1"}
 # Model types whose q/k/v projections carry biases even when the config says nothing.
 _QKV_BIAS_TYPES = {"qwen2", "qwen2_vl", "qwen2_5_vl", "qwen2_moe"}
+# Layers of a Gemma 3n GGUF that keep their own KV: llama.cpp sets hparams.n_layer_kv_from_start = 20 whatever the
+# header says (src/models/gemma3n.cpp, load_arch_hparams; ggml-org/llama.cpp a26ba0fe5f6a5de69a3d7f3bb89816a8f3ea2df0).
+GEMMA3N_KV_LAYERS = 20
 
 
 class ConfigError(ValueError):
@@ -158,6 +161,9 @@ def _swa_layers(text: Mapping[str, Any], model_type: str, n_layers: int, window:
         if not isinstance(layer_types, list) or len(layer_types) != n_layers:
             raise ConfigError(f"layer_types must be a list of {n_layers} entries")
         return [i for i, kind in enumerate(layer_types) if kind == "sliding_attention"]
+    if model_type in ("gemma3n", "gemma3n_text"):
+        # Gemma3nTextConfig: every 5th layer global, the others slide (llama.cpp's gemma3n swa_period 5).
+        return [i for i in range(n_layers) if (i + 1) % 5 != 0]
     if model_type in ("gemma3", "gemma3_text"):
         # Gemma3TextConfig: layer i is sliding unless (i + 1) % sliding_window_pattern == 0 (default 6).
         pattern = _optional(text, ("sliding_window_pattern",), maximum=_MAX_LAYERS) or 6
@@ -241,6 +247,37 @@ def _hybrid_fields(text: Mapping[str, Any], model_type: str, n_layers: int, hidd
     }
 
 
+def _gemma3n_fields(text: Mapping[str, Any], n_layers: int, hidden: int, n_kv_heads: int) -> dict[str, Any]:
+    """Gemma 3n: the last `num_kv_shared_layers` layers reuse an earlier layer's KV and keep none of their own
+    (llama.cpp: hparams.n_layer_kv_from_start, src/models/gemma3n.cpp; transformers: Gemma3nTextConfig's
+    kv_sharing_roles), and the parameters a Llama-style count misses (`extra_params`, which estimate_n_params adds):
+    the per-layer token embeddings (vocab_size_per_layer_input x hidden_size_per_layer_input x layers), their
+    projection from the hidden state, each layer's per-layer gate and projection, the AltUp projections and
+    coefficients, the LAuReL low-rank pair and the extra norms (the tensors llama.cpp's load_arch_tensors creates for
+    LLM_ARCH_GEMMA3N)."""
+    shared = _optional(text, ("num_kv_shared_layers",), maximum=_MAX_LAYERS) or 0
+    if shared >= n_layers:
+        raise ConfigError(f"num_kv_shared_layers ({shared}) leaves no layer with its own KV cache")
+    per_layer_dim = _optional(text, ("hidden_size_per_layer_input",), maximum=_MAX_DIM) or 0
+    per_layer_vocab = _optional(text, ("vocab_size_per_layer_input",), maximum=_MAX_VOCAB) or 0
+    altup = _optional(text, ("altup_num_inputs",), maximum=64) or 1
+    laurel = _optional(text, ("laurel_rank",), maximum=_MAX_DIM) or 0
+    extra = per_layer_vocab * per_layer_dim * n_layers + hidden * per_layer_dim * n_layers + per_layer_dim
+    extra += 2 * hidden * hidden * (altup - 1)
+    per_layer = (
+        2 * hidden * per_layer_dim  # per-layer input gate and projection
+        + altup * altup
+        + altup * altup * altup
+        + hidden * altup  # AltUp correct/predict coefficients, router
+        + 2 * hidden * laurel  # LAuReL left and right
+        + 4 * hidden  # per-layer post norm, AltUp correct scale and router norm, LAuReL post norm
+    )
+    return {
+        "kv_heads_per_layer": [n_kv_heads] * (n_layers - shared) + [0] * shared if shared else [],
+        "extra_params": extra + n_layers * per_layer,
+    }
+
+
 def _vision_params(vision: Mapping[str, Any]) -> int | None:
     """A ViT-style encoder's parameter count (patch embedding, position embedding, blocks); None if not described."""
     try:
@@ -311,6 +348,13 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     if n_experts is not None and n_experts_used is None:
         raise ConfigError("config has experts but no num_experts_per_tok")
 
+    widths = text.get("intermediate_size")
+    if isinstance(widths, list):
+        # Gemma 3n lists one width per layer (all equal in E2B and E4B); the widest bounds the memory.
+        if not widths:
+            raise ConfigError("intermediate_size is an empty list")
+        widest = max(_positive_int(w, "intermediate_size", maximum=_MAX_DIM) for w in widths)
+        text = {**text, "intermediate_size": widest}
     dense_inter = _optional(
         text, ("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", "block_ff_dim"), maximum=_MAX_DIM
     )
@@ -386,6 +430,8 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         "context_length": context,
     }
     fields.update(_hybrid_fields(text, model_type, n_layers, hidden))
+    if model_type in ("gemma3n", "gemma3n_text"):
+        fields.update(_gemma3n_fields(text, n_layers, hidden, n_kv_heads))
 
     shape_extras: dict[str, Any] = {
         "model_type": model_type,
@@ -404,6 +450,7 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         "q_lora_rank": _optional(text, ("q_lora_rank",), maximum=_MAX_DIM),
         "qk_nope_head_dim": qk_nope,
         "v_head_dim": _optional(text, ("v_head_dim",), maximum=_MAX_DIM),
+        "extra_params": fields.pop("extra_params", 0),
     }
     n_params = estimate_n_params({**fields, **shape_extras})
     if n_experts:
@@ -444,7 +491,8 @@ def estimate_n_params(fields: Mapping[str, Any]) -> int:
 
     Optional keys beyond the Model fields (all default to a Llama-style block): attention_bias, mlp_bias, qk_norm,
     norms_per_layer, plain_mlp, moe_intermediate_size, dense_intermediate_size, n_shared_experts,
-    shared_expert_intermediate_size, first_k_dense_replace, q_lora_rank, qk_nope_head_dim, v_head_dim.
+    shared_expert_intermediate_size, first_k_dense_replace, q_lora_rank, qk_nope_head_dim, v_head_dim, and
+    extra_params (parameters outside this block structure, added as they are: Gemma 3n's per-layer embeddings).
 
     Exact for Llama 3.1 8B (8,030,261,248) and Gemma 3 270M (268,098,176); see tests/catalog/test_importers.py.
     """
@@ -504,7 +552,7 @@ def estimate_n_params(fields: Mapping[str, Any]) -> int:
     norms = n_layers * int(fields.get("norms_per_layer") or 2) * norm_width + norm_width
     if plain:
         norms -= n_layers * norm_width  # Phi-style blocks share one LayerNorm between attention and MLP
-    return total + n_layers * attention + mlp_total + norms
+    return total + n_layers * attention + mlp_total + norms + int(fields.get("extra_params") or 0)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -618,7 +666,10 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
         pattern = _field_value(reader, f"{arch}.attention.sliding_window_pattern")
         if isinstance(pattern, list) and len(pattern) == n_layers:
             swa_layers = [i for i, sliding in enumerate(pattern) if sliding]
-        elif arch in ("gemma3", "gemma3n"):
+        elif arch == "gemma3n":
+            # llama.cpp's Gemma 3n: swa_period 5, every 5th layer global (src/models/gemma3n.cpp, load_arch_hparams).
+            swa_layers = [i for i in range(n_layers) if (i + 1) % 5 != 0]
+        elif arch == "gemma3":
             swa_layers = [i for i in range(n_layers) if (i + 1) % 6 != 0]
         elif arch == "gemma2":
             swa_layers = [i for i in range(n_layers) if i % 2 == 0]
@@ -662,6 +713,9 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
         fields["intermediate_size"] = _gguf_int(reader, f"{arch}.feed_forward_length")
     if n_kv > n_heads:
         raise GgufError(f"{path.name}: head_count_kv ({n_kv}) exceeds head_count ({n_heads})")
+    if arch == "gemma3n" and n_layers > GEMMA3N_KV_LAYERS:
+        # llama.cpp keeps KV on the first 20 layers only; the later ones reuse it (hparams.n_layer_kv_from_start).
+        fields["kv_heads_per_layer"] = [n_kv] * GEMMA3N_KV_LAYERS + [0] * (n_layers - GEMMA3N_KV_LAYERS)
 
     name = _field_value(reader, "general.name")
     return GgufSummary(
