@@ -412,3 +412,45 @@ def test_it_names_each_backend_as_its_project_spells_it(backend, label):
     evidence = services.SpeedEvidence(backend, None, 0, {}, None)
     assert evidence.backend_label == label
     assert services.SpeedEvidence("opencl", None, 0, {}, None).backend_label == "opencl"  # unknown: as given
+
+
+# --- the fit table shared by list pages -------------------------------------------------------------------------------
+
+
+def test_it_builds_a_fit_table_once_per_device_and_options_and_reads_it_back_in_order(monkeypatch):
+    gpu = make_hardware(memory_bytes=8 * GIB, bandwidth_gbps=272.0)
+    small = _ladder(make_model(name="Small", n_params=1_000_000_000, n_layers=16), ("Q8_0", 8.5))
+    big = _ladder(make_model(name="Big"), ("F16", 16.0))  # 16 GB: partial offload on 8 GiB
+    table = services.fit_table(hardware=gpu, options=_options(ctx=8192))
+    assert [(e.model_id, e.name, e.n_params) for e in table] == [
+        (small.pk, "Small", 1_000_000_000),
+        (big.pk, "Big", 8_030_261_248),
+    ]
+    first = table[0]
+    assert (first.quant_id, first.ctx, first.ctx_clamped, first.recommended) == (
+        small.quantizations.get().pk,
+        8192,
+        False,
+        True,
+    )
+    assert first.result.verdict == fit.Verdict.FITS_GPU
+    calls = []
+    real = services.best_fits
+    monkeypatch.setattr(services, "best_fits", lambda **kw: calls.append(kw) or real(**kw))
+    services.fit_table(hardware=gpu, options=_options(ctx=8192))
+    assert calls == []  # the same device and options: read from the cache
+    entire = services.fit_table(hardware=gpu, options=_options(ctx=8192), allow_offload=False)
+    assert [e.name for e in entire] == ["Small"] and calls[-1]["allow_offload"] is False
+    two = services.fit_table(hardware=gpu, options=_options(ctx=8192), gpu_count=3)
+    assert calls[-1]["gpu_count"] == 3 and [e.result.verdict for e in two] == [fit.Verdict.FITS_GPU] * 2
+    services.fit_table(hardware=gpu, options=_options(ctx=4096))
+    assert len(calls) == 3  # another context: another table
+
+    rows = services.best_fits_of(table)
+    assert [(r.model, r.quant.name, r.ctx, r.recommended) for r in rows] == [
+        (small, "Q8_0", 8192, True),
+        (big, "F16", 8192, False),
+    ]
+    assert rows[1].result == table[1].result and rows[0].ctx_clamped is False
+    big.delete()  # a model removed since the table was built drops out
+    assert [r.model for r in services.best_fits_of(table)] == [small]
