@@ -245,15 +245,18 @@ def case_demo(site, token, tmp, args) -> Tally:
     server = start_gunicorn(env, log_dir=tmp, name="demo", workers=2, threads=8, ready_timeout=120)
     try:
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:  # each worker loads its engine; the status answers for one of them
+        ready_in_a_row = 0
+        # Each worker loads its own engine and the status answers for whichever worker takes the connection: wait
+        # for 12 ready answers in a row (new connections), so both workers are ready before the users come.
+        while time.monotonic() < deadline and ready_in_a_row < 12:
             state = httpx.get(f"{server.url}/api/demo/status", timeout=10).json()["state"]
-            if state == "ready":
-                break
             if state == "error":
                 tally.notes.append("the demo engine failed to load: " + server.log()[-500:])
                 return tally
-            time.sleep(1)
+            ready_in_a_row = ready_in_a_row + 1 if state == "ready" else 0
+            time.sleep(0.1 if state == "ready" else 1)
         served: Counter = Counter()
+        busy: Counter = Counter()
         waits: list[float] = []
 
         def user(index: int) -> None:
@@ -270,6 +273,9 @@ def case_demo(site, token, tmp, args) -> Tally:
                         time.sleep(1)
                         continue
                     tally.record(response)
+                    if response.status_code != 200:
+                        with tally.lock:
+                            busy[(response.status_code, response.json().get("message", "")[:70])] += 1
                     if response.status_code == 200:
                         with tally.lock:
                             served[index] += 1
@@ -287,6 +293,7 @@ def case_demo(site, token, tmp, args) -> Tally:
             + (f"slowest user waited {max(waits):.1f} s" if waits else "nobody served")
             + f" (engine: {args.demo_model})"
         )
+        tally.notes.extend(f"{status} x {count}: {message}" for (status, message), count in sorted(busy.items()))
     finally:
         server.stop()
     return tally
