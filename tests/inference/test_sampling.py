@@ -255,3 +255,27 @@ def test_it_uses_the_histogram_for_a_nucleus_past_the_top_k_limit():
     tokens, kept = nucleus(probs, 0.75, first_k=64)
     assert len(tokens) == 6_144 and len(set(tokens.tolist())) == 6_144
     assert float(kept.sum()) == 0.75
+
+
+def test_it_widens_the_search_when_the_top_k_fall_short_of_top_p():
+    # p = [0.5, 0.3, 0.2], top_p 0.85: the top two hold 0.8 < 0.85, so the third is needed too (0.8 < 0.85 <= 1).
+    probs = torch.tensor([0.5, 0.3, 0.2])
+    tokens, _ = nucleus(probs, 0.85, first_k=2)
+    assert _sorted_ids(tokens) == [0, 1, 2]
+
+
+def test_it_looks_at_the_single_most_likely_token_first_when_asked_to():
+    # first_k = 1: the best token (0.7) alone reaches top_p 0.6.
+    tokens, kept = nucleus(torch.tensor([0.1, 0.7, 0.2]), 0.6, first_k=1)
+    assert tokens.tolist() == [1] and kept.tolist() == [pytest.approx(0.7)]
+
+
+def test_it_counts_the_mass_of_the_top_bin_when_the_boundary_is_the_bin_below():
+    # The best token (0.2) and three close ones (0.1985, 0.198, 0.1975: within 2 % of it) fill the top of the
+    # histogram; 206 tokens of 0.001 and ten at e^-100 of the best (so the range spans the full 80 nats, 4,096 bins of
+    # 0.0195 nats) hold the rest. top_p 0.5: 0.2 + 0.1985 = 0.3985 < 0.5 <= 0.3985 + 0.198 = 0.5965: three tokens.
+    probs = torch.tensor(
+        [0.2, 0.1985, 0.198, 0.1975] + [0.001] * 206 + [0.2 * math.exp(-100)] * 10, dtype=torch.float64
+    )
+    tokens, _ = _nucleus_by_histogram(probs, 0.5)
+    assert _sorted_ids(tokens) == [0, 1, 2]
