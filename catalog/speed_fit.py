@@ -156,10 +156,6 @@ def _with(params: ClassParams, test: Test, theta: np.ndarray) -> ClassParams:
     return replace(params, **{name: float(value) for name, value in zip(_fields(test), theta, strict=True)})
 
 
-def _prior_for(backend: str) -> ClassParams:
-    return PRIOR_CPU if backend == "cpu" else PRIOR_GPU
-
-
 def _fit_params(rows: Sequence[Observation]) -> tuple[dict[str, ClassParams], ClassParams]:
     """Per-backend parameters and the pooled GPU parameters they are shrunk toward."""
     pooled = PRIOR_GPU

@@ -135,3 +135,226 @@ def test_it_leaves_out_cuda_prompt_runs_from_before_the_int8_tensor_core_kernels
     assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **old) is None
     assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **old) is not None
     assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **{**old, "build": 6000}) is not None
+
+
+# --- the fit itself (mutants of _solve, _fit_params, leave_one_source_out, fit_speed_model) ------------------------
+
+
+def _tg(
+    source: str, backend: str, quant_s: float, seconds: float, kind: str = "gpu", constant: float = 1.0
+) -> Observation:
+    """A decode run whose only non-zero term besides the constant is its quantized weight read."""
+    return Observation(backend, kind, source, "tg", (constant, 0.0, quant_s, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0, seconds)
+
+
+def _pp(source: str, backend: str, flop_s: float, seconds: float) -> Observation:
+    """A one-token prompt run whose only other term is its quantized FLOP seconds."""
+    return Observation(backend, "gpu", source, "pp", (1.0, 0.0, flop_s, 0.0, 0.0), 0.0, seconds)
+
+
+def test_a_prediction_adds_the_offset_the_fit_does_not_own():
+    # PRIOR_GPU: 0.0003 s + 20e-6 s x 10 layers + 0.01 s x (1 / 0.6) = 0.0171666... s; plus 0.005 s of host reads.
+    obs = Observation("cuda", "gpu", "s", "tg", (1.0, 10.0, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0), 0.005, 0.02)
+    assert speed_fit.predict_s(obs, speed_fit.PRIOR_GPU) == pytest.approx(0.0003 + 0.0002 + 0.01 / 0.6 + 0.005)
+
+
+def test_no_read_factor_goes_below_its_floor():
+    # Runs twice as fast as the peak bandwidth allows (seconds = 0.5 x bytes / bandwidth, no constant): the fit wants a
+    # read factor of 0.5, which no kernel reaches; it is pinned at its floor of 1.0 exactly and the rest refitted.
+    rows = [_tg(source, "cuda", x, 0.5 * x) for source in ("a", "b") for x in (0.001, 0.002, 0.004, 0.008)]
+    fitted = speed_fit.fit_speed_model(rows)[0].params_for("cuda")
+    assert fitted.quant_read_factor == 1.0
+    assert fitted.overhead_s == 0.0  # a constant cannot help: every run is already slower at factor 1
+
+
+def test_a_big_source_weighs_as_the_square_root_of_its_size():
+    # Source "big": 16 runs at read factor 2 (t = 2x); source "small": 1 run at factor 3 (t = 3x). Each run's squared
+    # relative residual weighs 1 / sqrt(runs of its source): 16 x 1/4 = 4 for big, 1 for small. With the constant at
+    # 0, minimise 4 (f/2 - 1)^2 + (f/3 - 1)^2: 4 (f/2 - 1) + (2/3)(f/3 - 1) = 0 -> f (2 + 2/9) = 4 + 2/3 -> f = 2.1.
+    # (Unweighted it would be 16 (f/2 - 1)/2 ... -> f = 150/74 = 2.027; weighted by size, 2.0 plus a little.)
+    # No constant term in these runs (it would soak up part of the disagreement).
+    big = [_tg("big", "cuda", 0.001 * (1 + i % 4), 0.002 * (1 + i % 4), constant=0.0) for i in range(16)]
+    small = [_tg("small", "cuda", 0.002, 0.006, constant=0.0)]
+    fitted = speed_fit._fit_params(big + small)[0]["cuda"]
+    assert fitted.quant_read_factor == pytest.approx(2.1, rel=2e-3)
+
+
+def test_the_prior_splits_what_the_runs_cannot_tell_apart_in_proportion_to_its_scale():
+    # Every run has the same 32 layers and no other term, so the runs fix only overhead + 32 x per_layer = 0.004 s.
+    # The prior (PRIOR_GPU: overhead 0.0003, per layer 20e-6) decides the split, each parameter scaled by its own
+    # prior: minimise ((o - 3e-4)/3e-4)^2 + ((l - 2e-5)/2e-5)^2 subject to o + 32 l = 0.004. Lagrange:
+    # o = 3e-4 + k x (3e-4)^2, l = 2e-5 + 32 k x (2e-5)^2, k = (0.004 - 3e-4 - 32 x 2e-5) / ((3e-4)^2 + 32^2 x (2e-5)^2)
+    # = 0.00306 / (9e-8 + 4.096e-7) = 6125.0 -> o = 3e-4 + 6125 x 9e-8 = 0.00085125, l = 2e-5 + 32 x 6125 x 4e-10
+    # = 9.84e-5 (check: 0.00085125 + 32 x 9.84e-5 = 0.004).
+    rows = [
+        Observation("cuda", "gpu", source, "tg", (1.0, 32.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0.0, 0.004)
+        for source in ("a", "b")
+        for _ in range(4)
+    ]
+    fitted = speed_fit._fit_params(rows)[0]["cuda"]
+    assert fitted.overhead_s == pytest.approx(0.00085125, rel=1e-2)
+    assert fitted.per_layer_s == pytest.approx(9.84e-5, rel=1e-2)
+
+
+def test_a_parameter_whose_prior_is_zero_is_scaled_by_one():
+    # Prompt runs whose FLOP seconds at the matrix rate and at the FP32 rate are the same number (x, x): the runs fix
+    # only quant factor + ALU factor = 3 (t = 3x). The quant factor has floor 1 and prior 1 / 0.35, the ALU factor
+    # floor 0, prior 0 and (its prior being 0) scale 1. Above the floors, minimise ((q' - p)/s_q)^2 + (a/1)^2 with
+    # q' = q - 1, p = 1/0.35 - 1 = 1.857142..., s_q = 1/0.35, subject to q' + a = 2. Lagrange: q' = p + k s_q^2,
+    # a = k, k = (2 - p) / (s_q^2 + 1) = 0.142857 / (8.163265 + 1) = 0.0155902 -> ALU factor 0.01559.
+    rows = [
+        Observation("cuda", "gpu", source, "pp", (0.0, 0.0, x, 0.0, x), 0.0, 3 * x)
+        for source in ("a", "b")
+        for x in (0.01, 0.02, 0.04)
+    ]
+    fitted = speed_fit._fit_params(rows)[0]["cuda"]
+    assert fitted.prefill_quant_alu_factor == pytest.approx(0.0155902, rel=2e-2)
+    assert fitted.prefill_quant_flop_factor == pytest.approx(3 - 0.0155902, rel=1e-3)
+
+
+def _two_backends() -> list[Observation]:
+    """CUDA runs at read factor 2 and prompt factor 2, Metal at 4 and 4 (two sources each), and Vulkan runs on a
+    discrete GPU and on an APU (two device kinds, one backend)."""
+    rows = []
+    for backend, factor, sources in (("cuda", 2.0, ("c1", "c2")), ("metal", 4.0, ("m1", "m2"))):
+        kind = "unified" if backend == "metal" else "gpu"
+        for source in sources:
+            for x in (0.001, 0.002, 0.004):
+                rows.append(_tg(source, backend, x, factor * x, kind))
+                rows.append(Observation(backend, kind, source, "pp", (1.0, 0.0, x, 0.0, 0.0), 0.0, factor * x))
+    rows.append(_tg("v1", "vulkan", 0.002, 0.006, "gpu"))
+    rows.append(_tg("v2", "vulkan", 0.002, 0.006, "unified"))
+    return rows
+
+
+def test_each_backend_is_fitted_on_its_own_runs_and_scored_without_its_source():
+    model, predictions = speed_fit.fit_speed_model(_two_backends())
+    cuda, metal = model.params_for("cuda"), model.params_for("metal")
+    # Exact runs: each backend lands on its own truth (the pooled fit sits between 2 and 4).
+    assert cuda.quant_read_factor == pytest.approx(2.0, rel=1e-2)
+    assert metal.quant_read_factor == pytest.approx(4.0, rel=1e-2)
+    assert cuda.prefill_quant_flop_factor == pytest.approx(2.0, rel=1e-2)
+    assert metal.prefill_quant_flop_factor == pytest.approx(4.0, rel=1e-2)
+    pooled = model.default_gpu
+    assert 2.2 < pooled.quant_read_factor < 3.9 and 2.2 < pooled.prefill_quant_flop_factor < 3.9
+    # Held out, a Metal source is predicted from the other Metal source: no error. (Predicted from the pooled fit
+    # it would be 10-45 % too fast.)
+    metal_errors = [p.error_pct for p in predictions if p.obs.backend == "metal"]
+    assert max(abs(e) for e in metal_errors) < 1.0
+    # Vulkan: 2 runs over two kinds, one backend; counted together (by backend, not by kind).
+    vulkan = model.params_for("vulkan")
+    assert vulkan.decode_runs == 2 and vulkan.prefill_runs == 0 and vulkan.prefill_error_pct is None
+    assert (cuda.decode_runs, cuda.prefill_runs) == (6, 6)  # 2 sources x 3 runs of each test
+    # No CPU run: the CPU class is listed with its physical starting point.
+    assert dict(model.classes)["cpu"] == speed_fit.PRIOR_CPU
+
+
+def test_the_band_is_the_80th_percentile_of_held_out_errors_rounded_to_a_tenth():
+    # Prompt runs on CUDA: source "a" at factor 2 (4 runs), source "b" at factor 3 (1 run). Held out, "a" is predicted
+    # at factor 3: measured 2x s, estimated 3x s -> error 2/3 - 1 = -33.33 %; "b" at factor 2: 3/2 - 1 = +50 %.
+    # |errors| sorted: 33.33 x 4, 50; 80th percentile: rank 4 x 0.8 = 3.2 -> 33.333 + 0.2 x 16.667 = 36.667 -> 36.7.
+    rows = [_pp("a", "cuda", x, 2 * x) for x in (0.01, 0.02, 0.03, 0.04)] + [_pp("b", "cuda", 0.02, 0.06)]
+    model, _ = speed_fit.fit_speed_model(rows)
+    cuda = model.params_for("cuda")
+    assert (cuda.prefill_runs, cuda.prefill_error_pct) == (5, 36.7)
+    assert (cuda.decode_runs, cuda.decode_error_pct) == (0, None)
+    # The same for decode runs at read factors 2 and 3.
+    rows = [_tg("a", "cuda", x, 2 * x, constant=0.0) for x in (0.01, 0.02, 0.03, 0.04)]
+    rows.append(_tg("b", "cuda", 0.02, 0.06, constant=0.0))
+    cuda = speed_fit.fit_speed_model(rows)[0].params_for("cuda")
+    assert (cuda.decode_runs, cuda.decode_error_pct) == (5, 36.7)
+    assert (cuda.prefill_runs, cuda.prefill_error_pct) == (0, None)
+
+
+def test_cpu_runs_start_from_the_cpu_prior_and_a_gpu_source_from_the_pooled_gpu_fit():
+    # CPU runs at read factor 3 (two sources), CUDA runs at factor 2 (two sources), one ROCm source at factor 2.
+    cpu = [_tg(s, "cpu", x, 3 * x, "cpu") for s in ("p1", "p2") for x in (0.01, 0.02, 0.04)]
+    gpu = [_tg(s, "cuda", x, 2 * x) for s in ("c1", "c2") for x in (0.01, 0.02, 0.04)]
+    rocm = [_tg("r1", "rocm", x, 2 * x) for x in (0.01, 0.02)]
+    model, predictions = speed_fit.fit_speed_model(cpu + gpu + rocm)
+    fitted_cpu = model.params_for("cpu")
+    assert fitted_cpu.quant_read_factor == pytest.approx(3.0, rel=1e-2)
+    # What no CPU run informs stays at the CPU starting point, not at the GPU pool's: no extra-GPU cost, the CPU's
+    # own prompt figures.
+    assert fitted_cpu.per_extra_gpu_s == 0.0
+    assert fitted_cpu.prefill_token_s == speed_fit.PRIOR_CPU.prefill_token_s
+    assert [name for name, _ in model.classes].count("cpu") == 1
+    # The pooled GPU fit sees the GPU runs only (CPU runs at factor 3 would pull it up).
+    assert model.default_gpu.quant_read_factor == pytest.approx(2.0, rel=1e-2)
+    # Held out, the lone ROCm source is predicted from the pooled GPU fit (factor 2: no error), and a CPU source from
+    # the other CPU source (no error).
+    assert all(abs(p.error_pct) < 1.0 for p in predictions if p.obs.backend in ("rocm", "cpu"))
+
+
+def test_a_held_out_cpu_source_with_no_other_cpu_run_is_predicted_from_the_cpu_prior():
+    # PRIOR_CPU: 0.0005 s + 0.01 s x (1 / 0.6) = 0.0171667 s for a run measured at 0.03 s: estimate 58.25 t/s
+    # against 33.33 -> +74.8 %.
+    cpu = [_tg("p1", "cpu", 0.01, 0.03, "cpu")]
+    gpu = [_tg(s, "cuda", x, 2 * x) for s in ("c1", "c2") for x in (0.01, 0.02)]
+    (prediction,) = [p for p in speed_fit.leave_one_source_out(cpu + gpu) if p.obs.backend == "cpu"]
+    assert prediction.estimate_tps == pytest.approx(1 / (0.0005 + 0.01 / 0.6))
+
+
+def test_a_run_predicted_in_no_time_is_left_out_rather_than_divided_by():
+    # A prompt run with no terms at all (0 tokens, 0 FLOPs): 0 s predicted, nothing to divide; it is skipped.
+    empty = Observation("cuda", "gpu", "z", "pp", (0.0, 0.0, 0.0, 0.0, 0.0), 0.0, 1.0)
+    rows = [_pp(s, "cuda", x, 2 * x) for s in ("a", "b") for x in (0.01, 0.02)] + [empty]
+    predictions = speed_fit.leave_one_source_out(rows)
+    assert len(predictions) == 4 and empty not in [p.obs for p in predictions]
+
+
+# --- observe --------------------------------------------------------------------------------------------------------
+
+
+def test_a_decode_run_reads_the_kv_type_it_ran_with_and_half_its_generated_tokens():
+    # tg129 at depth 0: on average the KV of 129 // 2 = 64 tokens. f32: 4 bytes, 10 layers x 2 x 1,000 values x 64
+    # tokens x 4 = 5,120,000 bytes, at 100 GB/s 5.12e-5 s. A 0.5 t/s run (slow, still a run) counts.
+    obs = observe(device=CPU, n_gen=129, measured_tps=0.5, kv_type="f32")
+    assert obs.features[4] == pytest.approx(5.12e-5, rel=1e-9)
+    assert obs.label == "" and obs.measured_s == pytest.approx(2.0)
+    # An unknown cache type is read as f16 (2 bytes): 10 x 2 x 1,000 x 64 x 2 = 2,560,000 bytes = 2.56e-5 s.
+    obs = observe(device=CPU, n_gen=129, measured_tps=0.5, kv_type="q5_1")
+    assert obs.features[4] == pytest.approx(2.56e-5, rel=1e-9)
+
+
+def test_a_prompt_run_keeps_its_backend_source_and_label():
+    obs = observe(device=GPU, backend="vulkan", source="src", n_prompt=512, n_gen=0, measured_tps=5000.0, label="L")
+    assert (obs.backend, obs.source, obs.label, obs.test) == ("vulkan", "src", "L", "pp")
+
+
+def _tight_gpu(ctx: int) -> fit.DeviceSpec:
+    """A GPU that holds SHAPE at f16 with a context of `ctx` tokens, with nothing to spare."""
+    probe = fit.DeviceSpec(name="gpu", kind="gpu", memory_bytes=64 * 1024**3, bandwidth_gbps=1000.0, matrix_tflops=10.0)
+    needed = fit.fit(SHAPE, RAW16, probe, fit.FitOptions(ctx=ctx)).memory.total_bytes
+    return fit.DeviceSpec(name="gpu", kind="gpu", memory_bytes=needed, bandwidth_gbps=1000.0, matrix_tflops=10.0)
+
+
+def test_a_run_is_placed_at_its_own_context():
+    # tg128 at depth 4096 holds 4096 + 128 = 4224 tokens (KV cells padded to 4352). On a GPU sized exactly for a
+    # 4224-token context the model fits: no host share, no offset. On one sized for 4096 tokens it does not (256 cells
+    # x 40,000 bytes more), some layers stay in RAM and their reads are the offset.
+    fits = observe(device=_tight_gpu(4224), backend="cuda", n_gen=128, n_depth=4096, measured_tps=10.0)
+    assert fits.offset_s == 0.0
+    short = observe(device=_tight_gpu(4096), backend="cuda", n_gen=128, n_depth=4096, measured_tps=10.0)
+    assert short.offset_s > 0.0
+    # pp512 at depth 4096: 4608 tokens. Sized for 4608: fits; for 4096: partial (its upload is the offset).
+    pp = {"backend": "cuda", "n_prompt": 512, "n_gen": 0, "n_depth": 4096, "measured_tps": 1000.0}
+    assert observe(device=_tight_gpu(4608), **pp).offset_s == 0.0
+    assert observe(device=_tight_gpu(4096), **pp).offset_s > 0.0
+
+
+def test_host_reads_of_a_partial_offload_use_the_cpu_class_read_factor():
+    # The offset of a partly offloaded decode run is host bytes / system RAM bandwidth x the CPU class's read
+    # factor: with a CPU factor of 2.0 it is twice the host seconds, with 4.0 four times.
+    device = _tight_gpu(4096)
+    from dataclasses import replace
+
+    from catalog.speed import PRIOR_CPU, SpeedModel
+
+    def offset(factor: float) -> float:
+        speed = SpeedModel(classes=(("cpu", replace(PRIOR_CPU, quant_read_factor=factor)),))
+        return observe(device=device, backend="cuda", n_gen=128, n_depth=4096, measured_tps=10.0, speed=speed).offset_s
+
+    assert offset(2.0) > 0 and offset(4.0) == pytest.approx(2 * offset(2.0))
+    assert offset(1 / 0.6) == pytest.approx(observe(device=device, n_gen=128, n_depth=4096, measured_tps=10.0,
+                                                    backend="cuda").offset_s)  # fmt: skip
