@@ -115,12 +115,12 @@ def main() -> None:
     from inference.engine import Engine, GenerationParams
 
     engine = Engine()
-    engine.load()  # converts into var/models on the very first run; a warm start afterwards
+    engine.load()  # builds the C++ step on the very first run (cached by torch); a warm start afterwards
     status = engine.status()
     split = getattr(engine, "load_split", {}) or {}
     split_text = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in split.items()) or "not split"
     heavy = [name for name in ("transformers", "torch._inductor") if name in sys.modules]
-    print(f"decode step: {getattr(engine._fast, 'backend', 'transformers')}; imported: {', '.join(heavy) or 'neither'}")
+    print(f"decode step: native ({status['fast_path']}); imported: {', '.join(heavy) or 'neither'}")
     rss_mb = psutil.Process().memory_info().rss / 1e6
     print(f"warm start {engine.load_seconds:.2f} s ({split_text}); resident {rss_mb:.0f} MB")
     print(f"engine: {status['weights']} (output head: {status['output_head']}); at most {args.threads} threads")

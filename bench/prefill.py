@@ -1,10 +1,12 @@
-"""Time to first token by prompt length: the native step one token at a time against the eager prefill.
+"""Prefill by prompt length: the native step's batched prefill against the same prompt fed one token at a time,
+and against llama.cpp's prompt evaluation, on the same GGUF.
 
-    .venv/bin/python bench/prefill.py [--reps 3]
+    .venv/bin/python bench/prefill.py [--reps 3] [--threads N]
 
-For each prompt length, runs the prefill both ways on the same engine (alternating) and prints the median
-milliseconds of each and their ratio, so the crossing that `fastpath.NATIVE_PREFILL_MAX_TOKENS` encodes can be
-checked on the host at hand.
+The batched prefill reads every weight matrix once for the whole prompt (each row multiplied with all the prompt's
+quantized activations while it is in cache); one token at a time reads every matrix once per token. llama.cpp runs
+in the same process after the engine (llama-cpp-python's `Llama.eval`, the prompt in one batch) when it is
+installed (`make bench-deps`). Prints the median milliseconds of each and the ratios.
 """
 
 from __future__ import annotations
@@ -18,44 +20,62 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-LENGTHS = (2, 6, 12, 24, 32, 48, 96)
+LENGTHS = (6, 48, 200, 500)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["RIGFIT_DEMO_THREADS"] = str(args.threads)
     import django
 
     django.setup()
+    import importlib.util
+
     import torch
 
-    from inference import fastpath
     from inference.engine import Engine
 
     engine = Engine().load()
-    decoder = engine._fast
-    if decoder is None or decoder.backend != "native":
-        sys.exit("the native step is not in use here")
+    model = engine.model
+    model.set_threads(args.threads)
+    llama = None
+    if importlib.util.find_spec("llama_cpp") is not None:
+        from llama_cpp import Llama
+
+        llama = Llama(str(engine.source.path), n_ctx=1024, n_batch=512, n_threads=args.threads, verbose=False)
     generator = torch.Generator().manual_seed(0)
 
-    def timed(ids: torch.Tensor, limit: int) -> float:
-        fastpath.NATIVE_PREFILL_MAX_TOKENS = limit
+    def timed(run) -> float:
         started = time.perf_counter()
-        decoder.prefill(ids)
-        return (time.perf_counter() - started) * 1e3
+        run()
+        return (time.perf_counter() - started) * 1000
 
-    print(f"{'tokens':>6} {'native ms':>10} {'eager ms':>9} {'native/eager':>12}")
-    with torch.inference_mode():
-        for length in LENGTHS:
-            ids = torch.randint(10, 200_000, (1, length), generator=generator)
-            native, eager = [], []
-            for _ in range(args.reps):
-                native.append(timed(ids, length))
-                eager.append(timed(ids, 0))
-            n, e = statistics.median(native), statistics.median(eager)
-            print(f"{length:>6} {n:>10.1f} {e:>9.1f} {n / e:>12.2f}")
+    print(f"{'tokens':>6} {'batched ms':>10} {'stepped ms':>10} {'llama.cpp ms':>12} {'batched/llama.cpp':>17}")
+    for length in LENGTHS:
+        ids = [2, *torch.randint(10, 200_000, (length - 1,), generator=generator).tolist()]
+        batched, stepped, theirs = [], [], []
+        for _ in range(args.reps):
+            batched.append(timed(lambda ids=ids: model.forward(ids, 0)))
+            if length <= 48:
+                last = len(ids) - 1
+                stepped.append(
+                    timed(
+                        lambda ids=ids, last=last: [
+                            model.forward([t], p, logits=int(p == last)) for p, t in enumerate(ids)
+                        ]
+                    )
+                )
+            if llama is not None:
+                llama.reset()
+                theirs.append(timed(lambda ids=ids: llama.eval(ids)))
+        b = statistics.median(batched)
+        s = f"{statistics.median(stepped):10.0f}" if stepped else f"{'-':>10}"
+        t = statistics.median(theirs) if theirs else float("nan")
+        print(f"{length:>6} {b:10.0f} {s} {t:12.0f} {b / t:17.2f}")
 
 
 if __name__ == "__main__":

@@ -54,31 +54,29 @@ def _engine_for(engine_or_path: Any) -> Any:
     return Engine(settings).load()
 
 
-def _random_tokens(vocab_size: int, n: int, seed: int) -> Any:
+def _random_tokens(vocab_size: int, n: int, seed: int) -> list[int]:
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    return torch.randint(low=10, high=max(11, vocab_size), size=(1, n), generator=generator)
+    return torch.randint(low=10, high=max(11, vocab_size), size=(n,), generator=generator).tolist()
 
 
 def _time_prompt(engine: Any, n_prompt: int, seed: int) -> int:
-    ids = _random_tokens(engine.model.config.vocab_size, n_prompt, seed)
-    session = engine.new_session(n_prompt + 1)
+    ids = _random_tokens(engine.model.vocab, n_prompt, seed)
     started = time.perf_counter_ns()
-    session.prefill(ids)
+    engine.model.forward(ids, 0)
     return time.perf_counter_ns() - started
 
 
 def _time_gen(engine: Any, n_gen: int, seed: int) -> int:
-    ids = _random_tokens(engine.model.config.vocab_size, n_gen + 1, seed)[0].tolist()
-    session = engine.new_session(n_gen + 2)
+    ids = _random_tokens(engine.model.vocab, n_gen + 1, seed)
     governor = engine.governor  # the thread count the demo's generations would use now, re-checked as they do
     governor.start()
-    session.prefill(_random_tokens(engine.model.config.vocab_size, 1, seed))
+    engine.model.forward(ids[:1], 0)
     started = time.perf_counter_ns()
-    for token in ids[:n_gen]:
+    for position, token in enumerate(ids[1 : n_gen + 1], start=1):
         governor.tick()
-        session.decode(token)
+        engine.model.forward([token], position)
     return time.perf_counter_ns() - started
 
 
@@ -96,15 +94,14 @@ def run_bench(
         raise ValueError("repetitions must be at least 1")
     parsed = [(name, *parse_test(name)) for name in tests]
     engine = _engine_for(engine_or_path)
-    engine.wait_fast_path()
     source = engine.source
     records: list[dict[str, Any]] = []
     # llama-bench names the architecture (config.json's model_type), not a Python class
-    architecture = getattr(getattr(engine.model, "config", None), "model_type", None) or type(engine.model).__name__
-    model_type = f"{architecture} {engine.status()['weights']}"
-    if source and source.quant:
-        model_type += f" (from {source.quant})"
-    model_size = sum(t.numel() * t.element_size() for t in engine.model.state_dict().values())
+    architecture = engine.model.architecture or type(engine.model).__name__
+    model_type = (
+        f"{architecture} {source.quant}" if source and source.quant else f"{architecture} {engine.status()['weights']}"
+    )
+    model_size = engine.model.size_bytes
     with engine._gen_lock, torch.inference_mode():
         for name, n_prompt, n_gen in parsed:
 

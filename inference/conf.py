@@ -15,9 +15,9 @@ DEFAULT_MODEL_SLUG = "gemma-3-270m"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    model_path: Path | None  # a GGUF file or a Hugging Face directory; None: the packaged Gemma 3 270M Q4_K_M
+    model_path: Path | None  # a Gemma 3 GGUF file; None: the packaged Gemma 3 270M Q4_K_M
     model_slug: str  # the catalog slug the demo links to and submits under
-    cache_dir: Path  # converted models live here, one directory per source file
+    cache_dir: Path  # the packaged model's file is assembled here (gguf/)
     warm_start: bool  # load the model when the process starts instead of on first use
     max_concurrent: int  # generations running at once
     max_queue: int  # requests allowed to wait for a slot; beyond it: 429
@@ -26,8 +26,6 @@ class DemoSettings:
     max_new_tokens: int
     max_wall_s: float  # a generation stops after this many seconds, whatever max_new_tokens says
     n_threads: int
-    quantize: bool  # int8 weight-only linear layers and output head (the fast, small path)
-    head_screen: bool  # native step: score the output head from its 4-bit copy, recompute the leaders in int8
     vlm_path: Path | None  # a local vision-language model directory (Moondream 2 style); None: vision disabled
     image_cache_entries: int
     # Per client address, counted in the shared "limits" store (inference.slots.DemoGate): generation and vision
@@ -56,8 +54,6 @@ def load_settings() -> DemoSettings:
         max_new_tokens=env_int("RIGFIT_DEMO_MAX_NEW_TOKENS", 256, minimum=1),
         max_wall_s=float(env_int("RIGFIT_DEMO_MAX_WALL_S", 60, minimum=1)),
         n_threads=env_int("RIGFIT_DEMO_THREADS", os.cpu_count() or 1, minimum=1),
-        quantize=env_bool("RIGFIT_DEMO_INT8", True),
-        head_screen=env_bool("RIGFIT_DEMO_HEAD_SCREEN", True),
         vlm_path=env_path("RIGFIT_DEMO_VLM_PATH", None),
         image_cache_entries=env_int("RIGFIT_DEMO_IMAGE_CACHE_ENTRIES", 32, minimum=1),
         rate=env_int("RIGFIT_DEMO_RATE", 20, minimum=1),

@@ -1,4 +1,4 @@
-"""One in-process model per process: load (from the converted cache), stream tokens with metrics, bound concurrency.
+"""One in-process model per process: load it straight from its GGUF file, stream tokens with metrics.
 
 `get_engine()` returns the process-wide engine. `Engine.stream()` is a plain generator that runs the generation in
 the calling thread and checks a cancel event between tokens; the views run it in a worker thread (ASGI) or directly
@@ -19,14 +19,8 @@ from typing import Any
 import psutil
 
 from inference.conf import DemoSettings, load_settings
-from inference.loader import (
-    ModelSource,
-    configured_file,
-    default_source,
-    ensure_converted,
-    load_int8,
-    source_for,
-)
+from inference.loader import ModelSource, configured_file, default_source, source_for
+from inference.native import NativeUnavailable
 from inference.slots import Busy, Slots  # noqa: F401 (moved to inference.slots; re-exported)
 from inference.threads import ThreadGovernor
 
@@ -60,6 +54,7 @@ class Metrics:
     # refuses the reset, the highest RSS sampled at each token). Not the process's lifetime peak.
     peak_rss_bytes: int = 0
     rss_before_bytes: int = 0  # resident memory when the generation started
+    generation_rss_bytes: int = 0  # peak_rss_bytes - rss_before_bytes: what this generation itself added
     stop_reason: str = ""  # "eos", "max_new_tokens", "wall_time", "cancelled"
     threads: list[int] = field(default_factory=list)  # decode threads used, in order (inference.threads)
 
@@ -176,14 +171,13 @@ class Engine:
         self.settings = settings or load_settings()
         self.state = IDLE
         self.error = ""
-        self.model: Any = None
+        self._model: Any = None
         self.tokenizer: Any = None
         self.source: ModelSource | None = None
         self._configured: tuple[str, str] | None = None  # file name and quant named by the settings
-        self.model_dir: Path | None = None
         self.load_seconds: float | None = None
-        # load_seconds split: reading (and on the first start converting) the model files, building the decode step
-        # (the C++ extension, the pool, the 4-bit head), warming it up
+        # load_seconds split: reading the GGUF (header, tokenizer), building the step (of which compile_s was the
+        # C++ extension's build or cached import), warming it up
         self.load_split: dict[str, float] = {}
         self.rss_after_load_bytes: int | None = None
         self.rss_before_load_bytes: int | None = None
@@ -191,22 +185,39 @@ class Engine:
         self.slots = Slots(self.settings.max_concurrent, self.settings.max_queue)
         self._load_lock = threading.Lock()
         self.last_metrics: Metrics | None = None  # the latest finished generation's, cancelled ones included
-        self._gen_lock = threading.Lock()  # one forward pass at a time on this model object
-        self._fast: Any = None
-        self.fast_path = "off"  # "compiling", "ready", "failed": the compiled static-cache decode step
+        self._gen_lock = threading.Lock()  # one generation at a time on the model's KV cache
         # Chooses the decode threads per generation from what the machine has free (set once the model is loaded).
-        self.governor = ThreadGovernor(self.settings.n_threads, _torch_threads)
+        self.governor = ThreadGovernor(self.settings.n_threads, lambda threads: None)
 
     @classmethod
     def from_loaded(
         cls, model: Any, tokenizer: Any, *, settings: DemoSettings | None = None, source: ModelSource | None = None
     ) -> Engine:
-        """An engine around a model already in memory (the tiny test models, a caller's own model)."""
+        """An engine around a forward pass already built (tests: a tiny GGUF model, a scripted reference)."""
         engine = cls(settings)
-        engine.model, engine.tokenizer, engine.source = model.eval(), tokenizer, source
-        engine.n_params = sum(p.numel() for p in model.parameters())
+        engine.model, engine.tokenizer, engine.source = model, tokenizer, source
+        engine.n_params = int(getattr(engine.model, "n_params", 0))
+        engine._use_threads(engine.model)
         engine.state = READY
         return engine
+
+    @property
+    def model(self) -> Any:
+        """The forward pass: inference.gguf_model.GGUFModel, or in tests a stand-in with its methods (a transformers
+        model given here is wrapped as inference.tiny.ReferenceStep)."""
+        return self._model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        if model is not None and not hasattr(model, "weights_label"):
+            from inference.tiny import ReferenceStep
+
+            model = ReferenceStep(model)
+        self._model = model
+
+    @property
+    def max_len(self) -> int:
+        return self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1
 
     # -- loading -----------------------------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -230,151 +241,47 @@ class Engine:
             started = time.perf_counter()
             self.rss_before_load_bytes = psutil.Process().memory_info().rss
             try:
-                self._load()
+                self._load(started)
             except Exception as exc:
                 self.state = FAILED
-                self.error = f"{type(exc).__name__}: {exc}"
+                self.error = str(exc) if isinstance(exc, NativeUnavailable) else f"{type(exc).__name__}: {exc}"
                 raise
-            self.load_seconds = time.perf_counter() - started
+            self.load_seconds = sum(self.load_split[k] for k in ("read_s", "build_s", "warmup_s"))
             self.rss_after_load_bytes = psutil.Process().memory_info().rss
             self.state = READY
             logger.info("demo model ready in %.1f s, rss %.0f MB", self.load_seconds, self.rss_after_load_bytes / 1e6)
             return self
 
-    def _load(self) -> None:
-        read_started = time.perf_counter()  # importing torch and the loaders counts as reading
-        import torch
+    def _load(self, read_started: float) -> None:
+        from inference import native
+        from inference.gguf_model import GGUFModel, read_gguf
+        from inference.gguf_tokenizer import GGUFTokenizer
 
-        from inference.kernels import release_free_memory
-        from inference.tokenizer import FastTokenizer
-
-        torch.set_num_threads(self.settings.n_threads)
-        cache_dir = self.settings.cache_dir
         path = self.settings.model_path
-        self.source = source_for(path) if path else default_source(cache_dir)
-        self.model_dir = ensure_converted(self.source, cache_dir)
-        if (self.model_dir / "tokenizer.json").exists():
-            self.tokenizer = FastTokenizer.from_dir(self.model_dir)
-        else:
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        release_free_memory()  # the tokenizer's JSON parse leaves ~200 MB of freed heap behind
-        model = self._load_lite() if self.settings.quantize and fast_decode_enabled() else None
-        if model is not None:
-            pass
-        elif self.settings.quantize:
-            model = load_int8(self.model_dir)
-        else:
-            from transformers import AutoModelForCausalLM
-
-            model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
-        model.eval()
-        self.n_params = int(getattr(model, "rigfit_n_params", 0)) or sum(p.numel() for p in model.parameters())
-        release_free_memory()
-        self.model = model
+        self.source = source_for(path) if path else default_source(self.settings.cache_dir)
+        gguf = read_gguf(self.source.path)
+        tokenizer = GGUFTokenizer(gguf.metadata)
         build_started = time.perf_counter()
-        if self.settings.quantize and fast_decode_enabled():
-            from inference import native
-            from inference.fastpath import GemmaFastDecoder, supports
-
-            max_len = max(self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1, 640)
-            module = native.load() if supports(model) else None
-            if module is not None:
-                decoder = GemmaFastDecoder(
-                    model,
-                    max_len=max_len,
-                    native=module,
-                    head_screen=self.settings.head_screen,
-                    max_threads=self.settings.n_threads,
-                )
-                if decoder.backend == "native":  # the whole decode step in one C++ call: nothing to compile
-                    self._fast = decoder
-                    self.fast_path = "ready"
-                    self.governor = ThreadGovernor(
-                        self.settings.n_threads, decoder.set_threads, sampler=_generation_sampler(decoder)
-                    )
+        module = native.load()
+        compiled = time.perf_counter()
+        model = GGUFModel(gguf, max_len=self.max_len, max_threads=self.settings.n_threads, native=module)
         warm_started = time.perf_counter()
-        self._warm_up()
-        release_free_memory()  # the warm-up prefill's activations, freed but still held by malloc
+        model.forward([tokenizer.bos_token_id or 2, 3], 0)  # touches every weight page once
+        model.forward([4], 2)
+        self.model, self.tokenizer, self.n_params = model, tokenizer, model.n_params
+        self._use_threads(model)
         self.load_split = {
             "read_s": build_started - read_started,
             "build_s": warm_started - build_started,
+            "compile_s": compiled - build_started,
             "warmup_s": time.perf_counter() - warm_started,
         }
-        if self.settings.quantize and fast_decode_enabled() and self._fast is None:
-            from inference.fastpath import GemmaFastDecoder, supports
 
-            if supports(model):
-                max_len = self.settings.max_prompt_tokens + self.settings.max_new_tokens + 1
-                decoder = GemmaFastDecoder(model, max_len=max(max_len, 640), compile=True)
-                # Compiling the whole decode step takes 10-40 s on 2 cores: the model is ready before that, on
-                # transformers' own decode path, and switches to the compiled one when it is done.
-                self.fast_path = "compiling"
-                threading.Thread(target=self._compile_fast, args=(decoder,), daemon=True, name="rigfit-compile").start()
-
-    def _load_lite(self) -> Any:
-        """The int8 Gemma 3 model without transformers (inference.lite), where the native decode step serves it."""
-        import gc
-
-        from inference import lite, native
-        from inference.kernels import release_free_memory
-        from inference.loader import exclusive
-
-        if self.model_dir is None or not lite.eligible(self.model_dir) or native.load() is None:
-            return None
-        path = lite.lite_path(self.model_dir)
-        with exclusive(path.with_name(f"{path.name}.lock")):
-            if not path.exists():  # once per converted model: from the int8 pickle (this needs transformers)
-                full = load_int8(self.model_dir)
-                lite.write(full, path)
-                del full
-                lite.remove_older_versions(self.model_dir)
-                gc.collect()
-                release_free_memory()
-        return lite.load(path)
-
-    def _compile_fast(self, decoder: Any) -> None:
-        import torch
-
-        try:
-            with torch.inference_mode():
-                decoder.prefill(torch.tensor([[2, 3]], dtype=torch.long))
-                for token in (4, 5):
-                    decoder.decode(token)
-        except Exception:
-            logger.exception("the compiled decode step failed; staying on transformers' decode path")
-            self.fast_path = "failed"
-            return
-        self._fast = decoder
-        self.fast_path = "ready"
-
-    def wait_fast_path(self, timeout_s: float = 300.0) -> bool:
-        """Block until the compiled decode step is ready (benchmarks, tests); False if it is not used."""
-        deadline = time.monotonic() + timeout_s
-        while self.fast_path == "compiling" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.fast_path == "ready"
-
-    def new_session(self, max_len: int, *, temperature: float = 0.0) -> Any:
-        """A decode session: the compiled static-cache fast path when it fits, transformers' own otherwise.
-        `temperature`: the sampling temperature the session's logits will be divided by (0: greedy)."""
-        if self._fast is not None and max_len <= self._fast.max_len:
-            self._fast.use_temperature(temperature)
-            return self._fast  # reused: one compiled graph; callers hold _gen_lock, positions restart at prefill
-        if self._fast is not None and self._fast.backend == "native" and not hasattr(self.model, "forward"):
-            raise ValueError(f"{max_len} tokens do not fit the {self._fast.max_len}-token KV cache")
-        return DecodeSession(self.model, max_len=max_len)
-
-    def _warm_up(self) -> None:
-        """Run one prefill and a few decode steps so the fused kernels are compiled before the first visitor."""
-        import torch
-
-        with torch.inference_mode():
-            session = self.new_session(8)
-            session.prefill(torch.tensor([[self.tokenizer.eos_token_id or 1, 2]], dtype=torch.long))
-            for token in (3, 4):
-                session.decode(token)
+    def _use_threads(self, model: Any) -> None:
+        if hasattr(model, "set_threads"):
+            self.governor = ThreadGovernor(
+                self.settings.n_threads, model.set_threads, sampler=_generation_sampler(model)
+            )
 
     def ensure_ready(self) -> None:
         if self.state != READY:
@@ -397,12 +304,13 @@ class Engine:
             "error": self.error,
             "model_file": source.filename if source else self._configured_file()[0],
             "quant": self.quant_label,
-            "weights": "int8 weight-only" if self.settings.quantize else "fp32",
-            "output_head": self.output_head_label,
-            "fast_path": self.fast_path,
+            "weights": getattr(self.model, "weights_label", "") if self.model is not None else "",
+            "output_head": getattr(self.model, "head_label", "") if self.state == READY else "",
+            "fast_path": getattr(self.model, "isa", "") if self.state == READY else "",
             "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 2),
             "load_read_s": _rounded(self.load_split.get("read_s")),
             "load_build_s": _rounded(self.load_split.get("build_s")),
+            "load_compile_s": _rounded(self.load_split.get("compile_s")),
             "load_warmup_s": _rounded(self.load_split.get("warmup_s")),
             "threads": self.governor.threads or None,
             "rss_bytes": psutil.Process().memory_info().rss,
@@ -421,16 +329,6 @@ class Engine:
             "last_stop_reason": self.last_metrics.stop_reason if self.last_metrics else None,
             "last_tokens_generated": self.last_metrics.tokens_generated if self.last_metrics else None,
         }
-
-    @property
-    def output_head_label(self) -> str:
-        if not self.settings.quantize:
-            return "fp32"
-        if self.state != READY:
-            return ""  # decided when the model has loaded
-        if self._fast is not None and self._fast.head_screened:
-            return "int8, screened from a 4-bit copy"
-        return "int8"
 
     @property
     def quant_label(self) -> str:
@@ -454,8 +352,6 @@ class Engine:
         """Yield TokenEvents as tokens are produced, then one DoneEvent with the metrics."""
         import torch
 
-        from inference.kernels import release_free_memory
-
         self.ensure_ready()
         cancel = cancel or threading.Event()
         settings = self.settings
@@ -472,19 +368,19 @@ class Engine:
             metrics.rss_before_bytes = peak.start_bytes
             governor = self.governor
             governor.start()
-            input_ids = self.tokenizer(params.prompt, return_tensors="pt")["input_ids"]
-            metrics.prompt_tokens = int(input_ids.shape[1])
+            ids = self.tokenizer(params.prompt)["input_ids"]
+            metrics.prompt_tokens = len(ids)
             if metrics.prompt_tokens > settings.max_prompt_tokens:
                 limit = settings.max_prompt_tokens
                 raise ValueError(f"The prompt has {metrics.prompt_tokens} tokens; the limit is {limit}.")
             eos = _eos_ids(self.model, self.tokenizer)
             assembler = _TextAssembler(self.tokenizer)
-            step = self.new_session(metrics.prompt_tokens + max_new + 1, temperature=params.temperature)
-            logits = step.prefill(input_ids)
+            logits = self.model.forward(ids, 0)
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
             stop = "max_new_tokens"
             last_at = first_at
+            position = len(ids)
             try:
                 for index in range(1, max_new + 1):
                     token = sample_next(logits, temperature=params.temperature, top_p=params.top_p, generator=generator)
@@ -510,7 +406,8 @@ class Engine:
                         break
                     peak.sample()
                     governor.tick()
-                    logits = step.decode(token)
+                    logits = self.model.forward([token], position)
+                    position += 1
             except GeneratorExit:  # the consumer closed the stream (WSGI disconnect)
                 stop = "cancelled"
                 raise
@@ -521,10 +418,9 @@ class Engine:
                 metrics.decode_tps = decoded_after_first / decode_s if decoded_after_first > 0 and decode_s > 0 else 0.0
                 metrics.total_s = time.perf_counter() - started
                 metrics.peak_rss_bytes = peak.finish()
+                metrics.generation_rss_bytes = max(0, metrics.peak_rss_bytes - metrics.rss_before_bytes)
                 metrics.threads = _distinct_runs(governor.history)
                 self.last_metrics = metrics
-                # A long prompt's prefill activations (tens of MB) would otherwise stay resident between requests.
-                release_free_memory()
         yield DoneEvent(metrics)
 
     def generate_text(self, params: GenerationParams) -> tuple[str, Metrics]:
@@ -543,51 +439,23 @@ class Engine:
 
         self.ensure_ready()
         with self._gen_lock, torch.inference_mode():
-            input_ids = self.tokenizer(prompt, return_tensors="pt")["input_ids"]
+            ids = self.tokenizer(prompt)["input_ids"]
             self.governor.start()
-            step = self.new_session(input_ids.shape[1] + n + 1)
-            logits = step.prefill(input_ids)
+            logits = self.model.forward(ids, 0)
             out: list[int] = []
             for _ in range(n):
                 token = int(torch.argmax(logits))
                 out.append(token)
                 self.governor.tick()
-                logits = step.decode(token)
+                logits = self.model.forward([token], len(ids) + len(out) - 1)
         return out
 
 
-class DecodeSession:
-    """Prefill once, then one token per call, through the model's KV cache; returns last-position logits."""
-
-    def __init__(self, model: Any, *, max_len: int) -> None:
-        from transformers import DynamicCache
-
-        self.model = model
-        self.cache = DynamicCache(config=model.config)
-        self.position = 0
-        self.max_len = max_len
-
-    def prefill(self, input_ids: Any) -> Any:
-        out = self.model(input_ids=input_ids, cache=self.cache, use_cache=True, logits_to_keep=1)
-        self.position = int(input_ids.shape[1])
-        return out.logits[0, -1]
-
-    def decode(self, token: int) -> Any:
-        import torch
-
-        ids = torch.tensor([[token]], dtype=torch.long)
-        out = self.model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1)
-        self.position += 1
-        return out.logits[0, -1]
-
-
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list | tuple):
-            ids.update(int(v) for v in value)
+    """The tokens that end a generation: the tokenizer's end-of-generation set (GGUF: eos and end-of-turn)."""
+    ids = set(getattr(tokenizer, "end_ids", ()))
+    if isinstance(tokenizer.eos_token_id, int):
+        ids.add(tokenizer.eos_token_id)
     return ids
 
 
@@ -638,31 +506,19 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def _generation_sampler(decoder: Any) -> Any:
+def _generation_sampler(model: Any) -> Any:
     """/proc/stat samples whose own CPU time is the generating thread's and the native step's helpers': the web
     server's other threads in this process count as load like other processes."""
     from inference.threads import take_sample
 
     def sample() -> Any:
-        return take_sample(own_cpu=decoder.cpu_seconds, owner=threading.get_native_id())
+        return take_sample(own_cpu=model.cpu_seconds, owner=threading.get_native_id())
 
     return sample
 
 
-def _torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def nan_safe(value: float) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else value
-
-
-def fast_decode_enabled() -> bool:
-    import os
-
-    return os.environ.get("RIGFIT_DEMO_FAST_DECODE", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 _engine: Engine | None = None

@@ -1,24 +1,21 @@
-// The Gemma 3 single-token decode step as one C++ call (AVX-512 VNNI), for the int8 engine.
+// The Gemma 3 forward pass over llama.cpp's own quantized blocks, as one C++ call per step.
 //
-// Decode on a CPU is bound by the bytes read per token. Each int8 weight row is read once: the activation vector is
-// quantized to int16 with one scale (15 bits: far below the int8 weights' own error), the int8 row is widened to
-// int16 and multiplied-accumulated with vpdpwssd (32 products per instruction, int32 lanes). Everything else of the
-// step (norms, RoPE, attention over the static KV cache, GELU) runs here too, so one Python call makes one token.
-// Same arithmetic as inference/fastpath.py (and transformers' Gemma3ForCausalLM).
+// The weights stay as the GGUF file holds them (Q4_K, Q6_K, Q5_0, Q8_0 blocks, memory-mapped): the same bytes per
+// token as llama.cpp reads. Each activation row is quantized once per matrix input, as llama.cpp's vec_dot kernels
+// expect it: to Q8_0 (32 values, one scale) for the 32-blocks, to Q8_K (256 values, one float scale, sums of each 16)
+// for the k-quants; the block formats and the dot products follow ggml-quants.c / ggml-cpu/quants.c
+// (ggml-org/llama.cpp). The AVX2 path is portable to any x86-64 CPU since 2013; where the build found AVX-512 VNNI
+// (`vpdpbusd`), the unsigned-by-signed byte products take one instruction instead of two.
 //
-// The tied 262k-row output head is two thirds of the bytes. Where a 4-bit copy of it is given (kernels.py's
-// quantize_q4_screen), each step first scores every row from that copy (about 0.56 of the int8 bytes), then recomputes
-// with the int8 rows, exactly as without the copy, every row that scored within `screen_margin` of the best. Only
-// tokens far below the best keep their 4-bit logit (the idea of SVD-softmax, Shim et al., NeurIPS 2017: preview every
-// row cheaply, compute the top candidates exactly).
+// One step handles T tokens at once: the prompt (prefill) or the one token just sampled (decode). Every matrix is
+// read once per step whatever T is: each weight row is multiplied with all T quantized activation rows while it sits
+// in cache, so the prompt's cost per token is arithmetic, not memory traffic.
 //
-// Threads: the step runs its matrix-vector products on its own small pool (`Pool`), not torch's OpenMP one. The
-// calling thread works too and hands rows out in chunks from one atomic counter, so a helper thread that another
-// process has pushed off its core costs nothing unless it holds a chunk at that moment: the caller takes every chunk
-// nobody has claimed. Idle helpers spin briefly, then yield, then sleep on a futex. `set_threads` changes how many
-// take part (inference/threads.py chooses it per generation); attention over a short context runs on the caller alone.
+// Threads: the matrix products run on the step's own small pool (`Pool`). The calling thread works too and hands rows
+// out in chunks from one atomic counter, so a helper thread that another process has pushed off its core costs
+// nothing unless it holds a chunk at that moment: the caller takes every chunk nobody has claimed. Idle helpers spin
+// briefly, then yield, then sleep on a futex. q/k/v and gate/up go out as one job each: four waits per layer.
 #include <torch/extension.h>
-#include <ATen/Parallel.h>
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -33,10 +30,350 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "the native step needs AVX2, FMA and F16C"
+#endif
+
 namespace {
+
+// ggml's type ids (ggml.h: enum ggml_type)
+constexpr int kF32 = 0, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14;
+constexpr int64_t QK = 32, QKK = 256;
+
+inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
+inline uint16_t to_fp16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+inline uint16_t read16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+int64_t block_size(int type) { return type == kQ4_K || type == kQ6_K ? QKK : QK; }
+
+int64_t block_bytes(int type) {
+  switch (type) {
+    case kQ5_0:
+      return 22;  // fp16 d, qh[4], qs[16]
+    case kQ8_0:
+      return 34;  // fp16 d, qs[32]
+    case kQ4_K:
+      return 144;  // fp16 d, fp16 dmin, scales[12], qs[128]
+    case kQ6_K:
+      return 210;  // ql[128], qh[64], scales[16], fp16 d
+    default:
+      return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Dequantization, in the order of gguf.quants' numpy code (float32 throughout, no fused multiply-add: the build
+// passes -ffp-contract=off), so that both give the same bits.
+
+inline void q4k_scale_min(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+void dequantize_block(int type, const uint8_t* b, float* y) {
+  switch (type) {
+    case kQ8_0: {
+      const float d = fp16(read16(b));
+      for (int i = 0; i < 32; ++i) y[i] = static_cast<float>(static_cast<int8_t>(b[2 + i])) * d;
+      break;
+    }
+    case kQ5_0: {
+      const float d = fp16(read16(b));
+      uint32_t qh;
+      std::memcpy(&qh, b + 2, 4);
+      const uint8_t* qs = b + 6;
+      for (int j = 0; j < 16; ++j) {
+        const int x0 = ((qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16;
+        const int x1 = ((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
+        y[j] = d * static_cast<float>(x0);
+        y[j + 16] = d * static_cast<float>(x1);
+      }
+      break;
+    }
+    case kQ4_K: {
+      const float d = fp16(read16(b)), dmin = fp16(read16(b + 2));
+      const uint8_t* scales = b + 4;
+      const uint8_t* q = b + 16;
+      for (int j = 0; j < 4; ++j) {
+        int sc0, m0, sc1, m1;
+        q4k_scale_min(2 * j, scales, &sc0, &m0);
+        q4k_scale_min(2 * j + 1, scales, &sc1, &m1);
+        const float d0 = d * static_cast<float>(sc0), dm0 = dmin * static_cast<float>(m0);
+        const float d1 = d * static_cast<float>(sc1), dm1 = dmin * static_cast<float>(m1);
+        for (int l = 0; l < 32; ++l) {
+          const float p0 = d0 * static_cast<float>(q[32 * j + l] & 0xF);
+          const float p1 = d1 * static_cast<float>(q[32 * j + l] >> 4);
+          y[64 * j + l] = p0 - dm0;
+          y[64 * j + 32 + l] = p1 - dm1;
+        }
+      }
+      break;
+    }
+    case kQ6_K: {
+      const uint8_t* ql = b;
+      const uint8_t* qh = b + 128;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+      const float d = fp16(read16(b + 208));
+      for (int n = 0; n < 2; ++n) {
+        for (int l = 0; l < 32; ++l) {
+          const int is = l / 16;
+          const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+          const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+          const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+          const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+          y[128 * n + l] = (d * static_cast<float>(sc[is])) * static_cast<float>(q1);
+          y[128 * n + l + 32] = (d * static_cast<float>(sc[is + 2])) * static_cast<float>(q2);
+          y[128 * n + l + 64] = (d * static_cast<float>(sc[is + 4])) * static_cast<float>(q3);
+          y[128 * n + l + 96] = (d * static_cast<float>(sc[is + 6])) * static_cast<float>(q4);
+        }
+        ql += 64;
+        qh += 32;
+        sc += 8;
+      }
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "no dequantization for ggml type ", type);
+  }
+}
+
+void dequantize_row(int type, const uint8_t* row, float* y, int64_t K) {
+  if (type == kF32) {
+    std::memcpy(y, row, K * sizeof(float));
+    return;
+  }
+  const int64_t bs = block_size(type), bb = block_bytes(type);
+  for (int64_t b = 0; b < K / bs; ++b) dequantize_block(type, row + b * bb, y + b * bs);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Activations, quantized as llama.cpp's quantize_row_q8_0 / quantize_row_q8_K do, for T rows of K values.
+
+struct Act {
+  int64_t T = 0, K = 0;
+  std::vector<int8_t> q0, qk;   // Q8_0 and Q8_K codes [T * K]
+  std::vector<float> d0, dk;    // scales: per 32 (rounded to fp16, as block_q8_0 stores it), per 256
+  std::vector<int32_t> s0;      // sum of each 32-block's codes (the Q5_0 offset)
+  std::vector<int16_t> bk;      // sum of each 16 codes (block_q8_K.bsums)
+  bool has0 = false, hasK = false;
+};
+
+void quantize_q8_0(const float* x, int64_t K, int8_t* q, float* d, int32_t* s) {
+  for (int64_t b = 0; b < K / QK; ++b) {
+    const float* xb = x + b * QK;
+    float amax = 0.f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float db = amax / 127.f;
+    const float id = db != 0.f ? 1.f / db : 0.f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int v = static_cast<int>(std::roundf(xb[i] * id));
+      q[b * QK + i] = static_cast<int8_t>(v);
+      sum += v;
+    }
+    d[b] = fp16(to_fp16(db));
+    s[b] = sum;
+  }
+}
+
+void quantize_q8_K(const float* x, int64_t K, int8_t* q, float* d, int16_t* bsums) {
+  for (int64_t b = 0; b < K / QKK; ++b) {
+    const float* xb = x + b * QKK;
+    float amax = 0.f, max = 0.f;
+    for (int i = 0; i < 256; ++i) {
+      const float ax = std::fabs(xb[i]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[i];
+      }
+    }
+    int8_t* qb = q + b * QKK;
+    if (amax == 0.f) {
+      d[b] = 0.f;
+      std::memset(qb, 0, 256);
+      for (int j = 0; j < 16; ++j) bsums[b * 16 + j] = 0;
+      continue;
+    }
+    const float iscale = -127.f / max;
+    for (int i = 0; i < 256; ++i) qb[i] = static_cast<int8_t>(std::min(127, static_cast<int>(std::nearbyint(iscale * xb[i]))));
+    for (int j = 0; j < 16; ++j) {
+      int sum = 0;
+      for (int i = 0; i < 16; ++i) sum += qb[16 * j + i];
+      bsums[b * 16 + j] = static_cast<int16_t>(sum);
+    }
+    d[b] = 1.f / iscale;
+  }
+}
+
+void quantize_act(const float* x, int64_t T, int64_t K, int64_t ldx, bool need0, bool needK, Act& a) {
+  a.T = T;
+  a.K = K;
+  a.has0 = need0;
+  a.hasK = needK;
+  if (need0) {
+    a.q0.resize(T * K);
+    a.d0.resize(T * K / QK);
+    a.s0.resize(T * K / QK);
+    for (int64_t t = 0; t < T; ++t)
+      quantize_q8_0(x + t * ldx, K, a.q0.data() + t * K, a.d0.data() + t * (K / QK), a.s0.data() + t * (K / QK));
+  }
+  if (needK) {
+    a.qk.resize(T * K);
+    a.dk.resize(T * K / QKK);
+    a.bk.resize(T * K / 16);
+    for (int64_t t = 0; t < T; ++t)
+      quantize_q8_K(x + t * ldx, K, a.qk.data() + t * K, a.dk.data() + t * (K / QKK), a.bk.data() + t * (K / 16));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Row dot products: one weight row (nb blocks) with activation row t.
+
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {  // acc += sum of 4 (unsigned u) * (signed s), per int32
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
+}
+
+inline float hsum(__m256 x) {
+  __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+  r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_add_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+inline int hsum_i32(__m256i a) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 32 bits -> 32 bytes of 0x00 / 0xFF (bit i -> byte i)
+inline __m256i bytes_from_bits(uint32_t x) {
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), shuf);
+  bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+  return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+float dot_q8_0(const uint8_t* row, int64_t nb, const int8_t* y, const float* yd, const int32_t*) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 34;
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + b * 32));
+    // |w| * (v with w's sign): unsigned by signed, the same products
+    const __m256i p = dpbusd(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(v, w));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(fp16(read16(blk)) * yd[b]), acc);
+  }
+  return hsum(acc);
+}
+
+float dot_q5_0(const uint8_t* row, int64_t nb, const int8_t* y, const float* yd, const int32_t* ys) {
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.f;
+  const __m256i low = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 22;
+    uint32_t qh;
+    std::memcpy(&qh, blk + 2, 4);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 6));
+    __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+    w = _mm256_or_si256(w, _mm256_and_si256(bytes_from_bits(qh), bit4));  // 0..31; the value is w - 16
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + b * 32));
+    const float scale = fp16(read16(blk)) * yd[b];
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), w, v)), _mm256_set1_ps(scale), acc);
+    offset += scale * static_cast<float>(16 * ys[b]);
+  }
+  return hsum(acc) - offset;
+}
+
+float dot_q4_K(const uint8_t* row, int64_t nb, const int8_t* y, const float* yd, const int16_t* bsums) {
+  float sum = 0.f;
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 144;
+    const float d = fp16(read16(blk)) * yd[b], dmin = fp16(read16(blk + 2)) * yd[b];
+    const uint8_t* scales = blk + 4;
+    const uint8_t* q = blk + 16;
+    const int8_t* yb = y + b * QKK;
+    const int16_t* bs = bsums + b * 16;
+    __m256i isum = _mm256_setzero_si256();
+    int mins = 0;
+    for (int j = 0; j < 4; ++j) {
+      int sc0, m0, sc1, m1;
+      q4k_scale_min(2 * j, scales, &sc0, &m0);
+      q4k_scale_min(2 * j + 1, scales, &sc1, &m1);
+      mins += m0 * (bs[4 * j] + bs[4 * j + 1]) + m1 * (bs[4 * j + 2] + bs[4 * j + 3]);
+      const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * j));
+      const __m256i lo = _mm256_and_si256(q4, low), hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low);
+      const __m256i p0 = dpbusd(_mm256_setzero_si256(), lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + 64 * j)));
+      const __m256i p1 =
+          dpbusd(_mm256_setzero_si256(), hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + 64 * j + 32)));
+      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc0)));
+      isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc1)));
+    }
+    sum += d * static_cast<float>(hsum_i32(isum)) - dmin * static_cast<float>(mins);
+  }
+  return sum;
+}
+
+float dot_q6_K(const uint8_t* row, int64_t nb, const int8_t* y, const float* yd, const int16_t* bsums) {
+  float sum = 0.f;
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = row + b * 210;
+    const uint8_t* ql = blk;
+    const uint8_t* qh = blk + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+    const float d = fp16(read16(blk + 208)) * yd[b];
+    const int8_t* yb = y + b * QKK;
+    const int16_t* bs = bsums + b * 16;
+    int offset = 0;  // the codes are value + 32: subtract 32 * sum(y) per 16-group, with its scale
+    for (int g = 0; g < 16; ++g) offset += sc[g] * bs[g];
+    __m256i isum = _mm256_setzero_si256();
+    for (int n = 0; n < 2; ++n) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * n));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 64 * n + 32));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh + 32 * n));
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4)),
+          _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, _mm256_set1_epi8(0x30))),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                          _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(static_cast<char>(0xC0))), 2)),
+      };
+      for (int k = 0; k < 4; ++k) {
+        const int g = 8 * n + 2 * k;  // 16-groups g (first 16 values) and g + 1
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(yb + 128 * n + 32 * k));
+        const __m256i p16 = _mm256_maddubs_epi16(q[k], v);  // at most 2 * 63 * 127: no saturation
+        const __m256i scl = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p16, scl));
+      }
+    }
+    sum += d * static_cast<float>(hsum_i32(isum) - 32 * offset);
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 
 inline void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
@@ -120,7 +457,6 @@ class Pool {
   }
 
  private:
-  // Claim and run chunks of `job` until none is left (or the job is over).
   void work(uint32_t job) {
     uint64_t word = claim_.load(std::memory_order_acquire);
     if ((word >> 32) != job) return;
@@ -170,10 +506,10 @@ class Pool {
   }
 
   const int max_threads_;
-  std::atomic<int> active_;  // helpers taking part: threads - 1
+  std::atomic<int> active_;
   std::atomic<bool> stop_{false};
-  std::atomic<uint32_t> seq_{0};   // the latest job's number; helpers sleep on it
-  std::atomic<uint32_t> park_{0};  // bumped when the thread count changes; parked helpers sleep on it
+  std::atomic<uint32_t> seq_{0};
+  std::atomic<uint32_t> park_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<uint64_t> claim_{0};
   std::atomic<int64_t> done_{0}, n_{0}, grain_{1};
@@ -182,187 +518,102 @@ class Pool {
   std::vector<std::thread> helpers_;
 };
 
-// On the pool when there is one, else torch's (the standalone kernels below).
-template <class F>
-void parallel_rows(Pool* pool, int64_t n, int64_t grain, const F& f) {
-  if (pool != nullptr) {
-    pool->run(n, grain, f);
-  } else {
-    at::parallel_for(0, n, grain, f);
-  }
-}
+// ---------------------------------------------------------------------------------------------------------------
 
-float quantize16(const float* x, int16_t* q, int64_t K) {
-  float m = 0.f;
-  for (int64_t k = 0; k < K; ++k) m = std::max(m, std::fabs(x[k]));
-  if (m == 0.f) {
-    std::memset(q, 0, K * sizeof(int16_t));
-    return 0.f;
-  }
-  const float inv = 32767.f / m;
-  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int16_t>(std::nearbyint(x[k] * inv));
-  return m / 32767.f;
-}
+struct Matrix {  // N rows of K values in the file's blocks; `keep` holds the memory (a view of the mapped file)
+  int type = -1;
+  int64_t N = 0, K = 0, row_bytes = 0;
+  const uint8_t* data = nullptr;
+  torch::Tensor keep;
 
-inline int32_t row_dot(const int8_t* r, const int16_t* xq, int64_t K) {
-  __m512i acc = _mm512_setzero_si512();
-  int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
-    __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + k)));
-    acc = _mm512_dpwssd_epi32(acc, w, _mm512_loadu_si512(xq + k));
-  }
-  int32_t s = _mm512_reduce_add_epi32(acc);
-  for (; k < K; ++k) s += static_cast<int32_t>(r[k]) * xq[k];
-  return s;
-}
-
-// y[n] = scale[n] * xs * sum_k w[n, k] * xq[k]
-void gemv_q(Pool* pool, const int16_t* xq, float xs, const int8_t* w, const float* scale, float* y, int64_t N,
-            int64_t K) {
-  const int64_t grain = std::max<int64_t>(64, (N / 256) & ~int64_t{3});  // few chunks per job, 4-row aligned
-  parallel_rows(pool, N, grain, [&](int64_t begin, int64_t end) {
-    int64_t n = begin;
-    if (K % 32 == 0) {
-      for (; n + 4 <= end; n += 4) {
-        const int8_t* r0 = w + n * K;
-        const int8_t* r1 = r0 + K;
-        const int8_t* r2 = r1 + K;
-        const int8_t* r3 = r2 + K;
-        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
-        __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
-        for (int64_t k = 0; k < K; k += 32) {
-          const __m512i xv = _mm512_loadu_si512(xq + k);
-          a0 = _mm512_dpwssd_epi32(a0, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(r0 + k))), xv);
-          a1 = _mm512_dpwssd_epi32(a1, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(r1 + k))), xv);
-          a2 = _mm512_dpwssd_epi32(a2, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(r2 + k))), xv);
-          a3 = _mm512_dpwssd_epi32(a3, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)(r3 + k))), xv);
-        }
-        y[n] = static_cast<float>(_mm512_reduce_add_epi32(a0)) * xs * scale[n];
-        y[n + 1] = static_cast<float>(_mm512_reduce_add_epi32(a1)) * xs * scale[n + 1];
-        y[n + 2] = static_cast<float>(_mm512_reduce_add_epi32(a2)) * xs * scale[n + 2];
-        y[n + 3] = static_cast<float>(_mm512_reduce_add_epi32(a3)) * xs * scale[n + 3];
-      }
-    }
-    for (; n < end; ++n) y[n] = static_cast<float>(row_dot(w + n * K, xq, K)) * xs * scale[n];
-  });
-}
-
-// The activation for the 4-bit screening product: int8 per block of 32, with each block's scale and the offset that
-// the weights' unsigned codes (q - 8) leave: off[b] = 8 * d[b] * sum(q[b]).
-struct Blocks8 {
-  std::vector<int8_t> q;
-  std::vector<float> d, off;
-
-  void resize(int64_t K) {
-    q.resize(K);
-    d.resize(K / 32);
-    off.resize(K / 32);
-  }
+  bool k_quant() const { return type == kQ4_K || type == kQ6_K; }
 };
 
-void quantize_blocks8(const float* x, int64_t K, Blocks8& a) {
-  for (int64_t b = 0; b < K / 32; ++b) {
-    const float* xb = x + b * 32;
-    float m = 0.f;
-    for (int i = 0; i < 32; ++i) m = std::max(m, std::fabs(xb[i]));
-    const float d = m / 127.f;
-    const float inv = d > 0.f ? 1.f / d : 0.f;
-    int32_t sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      const int v = static_cast<int>(std::nearbyint(xb[i] * inv));
-      a.q[b * 32 + i] = static_cast<int8_t>(v);
-      sum += v;
+Matrix make_matrix(const torch::Tensor& raw, int type, int64_t K, const std::string& name) {
+  TORCH_CHECK(raw.is_contiguous() && raw.dim() == 2, name, ": a contiguous 2-D tensor");
+  Matrix m;
+  m.type = type;
+  m.K = K;
+  m.N = raw.size(0);
+  m.keep = raw;
+  if (type == kF32) {
+    TORCH_CHECK(raw.scalar_type() == torch::kFloat && raw.size(1) == K, name, ": F32 [N, K]");
+    m.row_bytes = K * 4;
+  } else {
+    const int64_t bb = block_bytes(type), bs = block_size(type);
+    TORCH_CHECK(bb > 0, name, ": ggml type ", type, " has no kernel here (Q4_K, Q6_K, Q5_0, Q8_0, F32)");
+    TORCH_CHECK(K % bs == 0, name, ": row length ", K, " is not a multiple of the block size ", bs);
+    m.row_bytes = K / bs * bb;
+    TORCH_CHECK(raw.scalar_type() == torch::kByte && raw.size(1) == m.row_bytes, name, ": uint8 [N, ", m.row_bytes,
+                "] of blocks");
+  }
+  m.data = raw.data_ptr<uint8_t>();
+  return m;
+}
+
+inline float row_dot(const Matrix& w, int64_t n, const Act& a, int64_t t, const float* xf) {
+  const uint8_t* row = w.data + n * w.row_bytes;
+  const int64_t K = w.K;
+  switch (w.type) {
+    case kQ8_0:
+      return dot_q8_0(row, K / QK, a.q0.data() + t * K, a.d0.data() + t * (K / QK), nullptr);
+    case kQ5_0:
+      return dot_q5_0(row, K / QK, a.q0.data() + t * K, a.d0.data() + t * (K / QK), a.s0.data() + t * (K / QK));
+    case kQ4_K:
+      return dot_q4_K(row, K / QKK, a.qk.data() + t * K, a.dk.data() + t * (K / QKK), a.bk.data() + t * (K / 16));
+    case kQ6_K:
+      return dot_q6_K(row, K / QKK, a.qk.data() + t * K, a.dk.data() + t * (K / QKK), a.bk.data() + t * (K / 16));
+    default: {  // F32: the unquantized activation
+      const float* r = reinterpret_cast<const float*>(row);
+      const float* x = xf + t * K;
+      __m256 acc = _mm256_setzero_ps();
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(r + k), _mm256_loadu_ps(x + k), acc);
+      float s = hsum(acc);
+      for (; k < K; ++k) s += r[k] * x[k];
+      return s;
     }
-    a.d[b] = d;
-    a.off[b] = 8.f * d * static_cast<float>(sum);
   }
 }
 
-inline __m512 pair_scale(float lo, float hi) {
-  return _mm512_castpd_ps(
-      _mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(lo)), _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
-}
+struct Out {
+  const Matrix* w;
+  float* y;     // y[t * ldy + n]
+  int64_t ldy;
+};
 
-constexpr int64_t kMaxScreenBlocks = 512;  // K up to 16384
-constexpr int64_t kParallelAttention = 128;  // positions attended from which the heads are split over the pool
-
-// y[n] = sum_b scale[n, b] * (d[b] * sum_i q[n, b, i] * a.q[b, i] - a.off[b]), the 4-bit codes q in 0..15 stored
-// two blocks per 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones), one fp16 scale per block.
-void gemv_q4(Pool* pool, const Blocks8& a, const uint8_t* nib, const uint16_t* scales, float* y, int64_t N,
-             int64_t K) {
-  const int64_t B = K / 32, P = K / 64;
-  parallel_rows(pool, N, 1024, [&](int64_t begin, int64_t end) {
-    alignas(64) float ds[kMaxScreenBlocks];
-    const __m256i low = _mm256_set1_epi8(0x0F);
-    for (int64_t n = begin; n < end; ++n) {
-      const uint16_t* s = scales + n * B;
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t b = 0; b < B; b += 16) {
-        const __mmask16 mask = B - b >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (B - b)) - 1);
-        const __m512 dv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, s + b));
-        _mm512_mask_storeu_ps(ds + b, mask, _mm512_mul_ps(dv, _mm512_maskz_loadu_ps(mask, a.d.data() + b)));
-        acc = _mm512_fnmadd_ps(dv, _mm512_maskz_loadu_ps(mask, a.off.data() + b), acc);
-      }
-      const uint8_t* row = nib + n * (K / 2);
-      for (int64_t p = 0; p < P; ++p) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + p * 32));
-        const __m256i lo = _mm256_and_si256(v, low);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(a.q.data() + p * 64));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), pair_scale(ds[2 * p], ds[2 * p + 1]), acc);
-      }
-      y[n] = _mm512_reduce_add_ps(acc);
+// y_i = W_i x for every output i, T activation rows at once, as one job on the pool: each weight row is read once
+// and multiplied with every activation row while it is in cache.
+void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
+  bool need0 = false, needK = false;
+  int64_t total = 0;
+  std::vector<int64_t> starts;
+  for (const auto& o : outs) {
+    TORCH_CHECK(o.w->K == K, "matrix row length ", o.w->K, " against an input of ", K);
+    need0 |= o.w->type == kQ8_0 || o.w->type == kQ5_0;
+    needK |= o.w->k_quant();
+    starts.push_back(total);
+    total += o.w->N;
+  }
+  quantize_act(x, T, K, K, need0, needK, act);
+  const int64_t grain = std::max<int64_t>(16, total / (T > 1 ? 64 : 32));
+  pool->run(total, grain, [&](int64_t begin, int64_t end) {
+    size_t i = 0;
+    for (int64_t r = begin; r < end; ++r) {
+      while (i + 1 < outs.size() && r >= starts[i + 1]) ++i;
+      while (r < starts[i]) --i;
+      const Out& o = outs[i];
+      const int64_t n = r - starts[i];
+      for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(*o.w, n, act, t, x);
     }
   });
 }
 
-// Recompute with the int8 rows every logit within `margin` of the best, at most `cap` of them (the best-scored: a
-// nearly flat distribution, as after a lone start token, would otherwise send thousands of scattered rows to the int8
-// table); returns how many were recomputed.
-int64_t rescore(float* logits, int64_t N, float margin, int64_t cap, const int16_t* xq, float xs, const int8_t* w,
-                const float* scale, int64_t K) {
-  __m512 mv = _mm512_set1_ps(-INFINITY);
-  int64_t n = 0;
-  for (; n + 16 <= N; n += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(logits + n));
-  float best = _mm512_reduce_max_ps(mv);
-  for (; n < N; ++n) best = std::max(best, logits[n]);
-  float threshold = best - margin;
-  std::vector<int64_t> rows;
-  const __m512 tv = _mm512_set1_ps(threshold);
-  for (n = 0; n + 16 <= N; n += 16) {
-    uint32_t hits = _mm512_cmp_ps_mask(_mm512_loadu_ps(logits + n), tv, _CMP_GE_OQ);
-    while (hits) {
-      rows.push_back(n + __builtin_ctz(hits));
-      hits &= hits - 1;
-    }
-  }
-  for (; n < N; ++n)
-    if (logits[n] >= threshold) rows.push_back(n);
-  if (static_cast<int64_t>(rows.size()) > cap) {
-    std::nth_element(rows.begin(), rows.begin() + (cap - 1), rows.end(),
-                     [logits](int64_t a, int64_t b) { return logits[a] > logits[b]; });
-    rows.resize(cap);
-  }
-  for (const int64_t r : rows) logits[r] = static_cast<float>(row_dot(w + r * K, xq, K)) * xs * scale[r];
-  return static_cast<int64_t>(rows.size());
-}
-
-inline float dot(const float* a, const float* b, int64_t n) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  float s = _mm512_reduce_add_ps(acc);
-  for (; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// out = x * rsqrt(mean(x^2) + eps) * (1 + w)
 void rms(const float* x, const float* w, float* out, int64_t n, float eps) {
   double ss = 0.0;
   for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   const float r = 1.f / std::sqrt(static_cast<float>(ss / n) + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * r * (1.f + w[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * r * w[i];  // the file's norm weights carry Gemma's "1 +" already
 }
 
 void rope(float* x, const float* cos_, const float* sin_, int64_t hd) {
@@ -379,272 +630,302 @@ inline float gelu_tanh(float x) {
   return 0.5f * x * (1.f + std::tanh(c * (x + 0.044715f * x * x * x)));
 }
 
-void check_screen(const torch::Tensor& codes, const torch::Tensor& scales, int64_t N, int64_t K) {
-  TORCH_CHECK(K % 64 == 0 && K / 32 <= kMaxScreenBlocks, "4-bit screening needs K a multiple of 64, at most 16384");
-  TORCH_CHECK(codes.scalar_type() == torch::kByte && codes.dim() == 2 && codes.size(0) == N && codes.size(1) == K / 2,
-              "4-bit codes: uint8 [N, K / 2]");
-  TORCH_CHECK(scales.scalar_type() == torch::kHalf && scales.dim() == 2 && scales.size(0) == N &&
-                  scales.size(1) == K / 32,
-              "4-bit scales: float16 [N, K / 32]");
+inline float dotf(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
 }
 
 struct Layer {
-  torch::Tensor in_ln, qkv_w, qkv_s, q_norm, k_norm, o_w, o_s, post_attn_ln, pre_ff_ln, gu_w, gu_s, down_w, down_s,
-      post_ff_ln, k_cache, v_cache, inv_freq;
-  int64_t window;
+  const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
+  Matrix q, k, v, o, gate, up, down;
+  int64_t window;  // 0: global attention
+  std::vector<float> inv_freq, k_cache, v_cache;
 };
 
-class GemmaStep {
+constexpr int64_t kParallelAttention = 128;  // positions x tokens from which the heads are split over the pool
+
+class GemmaModel {
  public:
-  // globals: embedding int8 [V, H], its row scales [V], final norm [H], optionally the head's 4-bit screening copy
-  // (codes uint8 [V, H / 2], fp16 scales [V, H / 32]). Each layer: 17 tensors in Layer's order.
-  GemmaStep(std::vector<torch::Tensor> globals, std::vector<std::vector<torch::Tensor>> layers,
-            std::vector<int64_t> windows, int64_t n_heads, int64_t n_kv, int64_t head_dim, int64_t inter,
-            int64_t max_len, double eps, double scaling, double embed_scale, double screen_margin, int64_t screen_cap,
-            int64_t max_threads)
-      : n_heads_(n_heads), n_kv_(n_kv), hd_(head_dim), inter_(inter), max_len_(max_len), eps_(eps),
-        scaling_(scaling), embed_scale_(embed_scale), screen_margin_(screen_margin), screen_cap_(screen_cap),
-        pool_(std::make_unique<Pool>(static_cast<int>(std::clamp<int64_t>(max_threads, 1, 256)))) {
-    TORCH_CHECK(screen_cap > 0, "screen_cap: at least one row");
-    TORCH_CHECK(globals.size() == 3 || globals.size() == 5, "globals: embedding, scales, final norm[, 4-bit head]");
-    TORCH_CHECK(layers.size() == windows.size(), "one window per layer");
-    emb_w_ = globals[0].contiguous();
-    emb_s_ = globals[1].contiguous();
-    final_norm_ = globals[2].contiguous().to(torch::kFloat);
-    TORCH_CHECK(emb_w_.scalar_type() == torch::kChar, "int8 embedding");
-    vocab_ = emb_w_.size(0);
-    hidden_ = emb_w_.size(1);
-    if (globals.size() == 5) {
-      check_screen(globals[3], globals[4], vocab_, hidden_);
-      screen_q_ = globals[3].contiguous();
-      screen_s_ = globals[4].contiguous();
-      screen_x_.resize(hidden_);
+  // tensors: the GGUF's tensors by name (quantized ones as uint8 [rows, row bytes], F32 as float); types: their ggml
+  // type ids; config: the hyperparameters the Python side read from the file's metadata.
+  GemmaModel(std::unordered_map<std::string, torch::Tensor> tensors, std::unordered_map<std::string, int64_t> types,
+             std::unordered_map<std::string, double> config, int64_t max_len, int64_t max_threads)
+      : max_len_(max_len), pool_(std::make_unique<Pool>(static_cast<int>(std::clamp<int64_t>(max_threads, 1, 256)))) {
+    auto cfg = [&](const char* key) {
+      auto it = config.find(key);
+      TORCH_CHECK(it != config.end(), "config: missing ", key);
+      return it->second;
+    };
+    auto tensor = [&](const std::string& name) -> torch::Tensor& {
+      auto it = tensors.find(name);
+      TORCH_CHECK(it != tensors.end(), "missing tensor ", name);
+      return it->second;
+    };
+    auto vec = [&](const std::string& name, int64_t n) {
+      auto& t = tensor(name);
+      TORCH_CHECK(t.scalar_type() == torch::kFloat && t.is_contiguous() && t.numel() == n, name, ": F32 [", n, "]");
+      keep_.push_back(t);
+      return t.data_ptr<float>();
+    };
+    auto mat = [&](const std::string& name, int64_t K) {
+      auto it = types.find(name);
+      TORCH_CHECK(it != types.end(), "no type for ", name);
+      return make_matrix(tensor(name), static_cast<int>(it->second), K, name);
+    };
+    hidden_ = static_cast<int64_t>(cfg("hidden"));
+    n_heads_ = static_cast<int64_t>(cfg("heads"));
+    n_kv_ = static_cast<int64_t>(cfg("kv_heads"));
+    hd_ = static_cast<int64_t>(cfg("head_dim"));
+    inter_ = static_cast<int64_t>(cfg("ffn"));
+    eps_ = static_cast<float>(cfg("eps"));
+    scaling_ = static_cast<float>(cfg("attn_scale"));
+    embed_scale_ = static_cast<float>(cfg("embed_scale"));
+    const int64_t n_layers = static_cast<int64_t>(cfg("layers"));
+    const int64_t window = static_cast<int64_t>(cfg("sliding_window"));
+    const int64_t pattern = static_cast<int64_t>(cfg("sliding_pattern"));
+    const double base_global = cfg("rope_base"), base_local = cfg("rope_base_local");
+    const double rope_factor = cfg("rope_factor");  // linear scaling of the global layers' positions (1: none)
+    TORCH_CHECK(n_kv_ > 0 && n_heads_ % n_kv_ == 0, "heads must be a multiple of the kv heads");
+    TORCH_CHECK(hd_ % 2 == 0, "even head_dim");
+    embed_ = mat("token_embd.weight", hidden_);
+    head_ = tensors.count("output.weight") ? mat("output.weight", hidden_) : embed_;
+    vocab_ = head_.N;
+    output_norm_ = vec("output_norm.weight", hidden_);
+    const int64_t qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
+    for (int64_t i = 0; i < n_layers; ++i) {
+      const std::string p = "blk." + std::to_string(i) + ".";
+      Layer L;
+      L.attn_norm = vec(p + "attn_norm.weight", hidden_);
+      L.q_norm = vec(p + "attn_q_norm.weight", hd_);
+      L.k_norm = vec(p + "attn_k_norm.weight", hd_);
+      L.post_attn_norm = vec(p + "post_attention_norm.weight", hidden_);
+      L.ffn_norm = vec(p + "ffn_norm.weight", hidden_);
+      L.post_ffn_norm = vec(p + "post_ffw_norm.weight", hidden_);
+      L.q = mat(p + "attn_q.weight", hidden_);
+      L.k = mat(p + "attn_k.weight", hidden_);
+      L.v = mat(p + "attn_v.weight", hidden_);
+      L.o = mat(p + "attn_output.weight", qd);
+      L.gate = mat(p + "ffn_gate.weight", hidden_);
+      L.up = mat(p + "ffn_up.weight", hidden_);
+      L.down = mat(p + "ffn_down.weight", inter_);
+      TORCH_CHECK(L.q.N == qd && L.k.N == kvd && L.v.N == kvd && L.o.N == hidden_ && L.gate.N == inter_ &&
+                      L.up.N == inter_ && L.down.N == hidden_,
+                  p, ": matrix shapes do not match the config");
+      const bool global = pattern > 0 && (i + 1) % pattern == 0;
+      L.window = global ? 0 : window;
+      const double base = global ? base_global : base_local;
+      const double scale = global ? rope_factor : 1.0;
+      for (int64_t j = 0; j < hd_ / 2; ++j) {
+        const float inv = static_cast<float>(1.0 / std::pow(base, static_cast<double>(2 * j) / static_cast<double>(hd_)));
+        L.inv_freq.push_back(static_cast<float>(inv / scale));
+      }
+      L.k_cache.resize(n_kv_ * max_len_ * hd_);
+      L.v_cache.resize(n_kv_ * max_len_ * hd_);
+      layers_.push_back(std::move(L));
     }
-    for (size_t i = 0; i < layers.size(); ++i) {
-      auto& t = layers[i];
-      TORCH_CHECK(t.size() == 17, "17 tensors per layer");
-      for (size_t j = 0; j < t.size(); ++j) TORCH_CHECK(t[j].is_contiguous(), "contiguous tensors");
-      layers_.push_back(Layer{t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13],
-                              t[14], t[15], t[16], windows[i]});
-    }
-    const int64_t qkv = (n_heads + 2 * n_kv) * head_dim;
-    const int64_t widest = std::max({hidden_, n_heads * head_dim, inter});
-    h_.resize(hidden_);
-    x_.resize(hidden_);
-    tmp_.resize(hidden_);
-    qkv_.resize(qkv);
-    attn_.resize(n_heads * head_dim);
-    gu_.resize(2 * inter);
-    act_.resize(inter);
-    xq_.resize(widest);
-    cos_.resize(head_dim / 2);
-    sin_.resize(head_dim / 2);
-    scores_.resize(n_heads * max_len);
   }
 
-  // One token at `pos`: fills the KV cache there and returns the next token's logits, or an empty tensor when
-  // `logits` is false (a prompt token that is not the last: the output head is skipped).
-  torch::Tensor forward(int64_t token, int64_t pos, bool logits = true) {
-    TORCH_CHECK(token >= 0 && token < vocab_, "token id out of range");
-    TORCH_CHECK(pos >= 0 && pos < max_len_, "position beyond the KV cache");
-    const int64_t H = hidden_, hd = hd_;
-    const float eps = static_cast<float>(eps_);
-    const int8_t* ew = emb_w_.data_ptr<int8_t>() + token * H;
-    const float es = emb_s_.data_ptr<float>()[token];
-    for (int64_t k = 0; k < H; ++k) h_[k] = (static_cast<float>(ew[k]) * es) * static_cast<float>(embed_scale_);
-
+  // Tokens at positions pos0, pos0 + 1, ...: fills the KV cache there. logits: 0 none (a prompt chunk that is not
+  // the last), 1 the last token's [V], 2 every token's [T, V].
+  torch::Tensor forward(std::vector<int64_t> tokens, int64_t pos0, int64_t logits) {
+    const int64_t T = static_cast<int64_t>(tokens.size());
+    TORCH_CHECK(T > 0, "no tokens");
+    TORCH_CHECK(pos0 >= 0 && pos0 + T <= max_len_, "positions beyond the KV cache (", max_len_, ")");
+    const int64_t H = hidden_, hd = hd_, qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
+    Pool* pool = pool_.get();
+    h_.resize(T * H);
+    x_.resize(T * H);
+    q_.resize(T * qd);
+    k_.resize(T * kvd);
+    v_.resize(T * kvd);
+    attn_.resize(T * qd);
+    tmp_.resize(T * H);
+    gate_.resize(T * inter_);
+    up_.resize(T * inter_);
+    cos_.resize(T * hd / 2);
+    sin_.resize(T * hd / 2);
+    scores_.resize(T * n_heads_ * max_len_);
+    for (int64_t t = 0; t < T; ++t) {
+      TORCH_CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
+      float* h = h_.data() + t * H;
+      dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
+      for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
+    }
     for (auto& L : layers_) {
-      rms(h_.data(), L.in_ln.data_ptr<float>(), x_.data(), H, eps);
-      float xs = quantize16(x_.data(), xq_.data(), H);
-      Pool* pool = pool_.get();
-      gemv_q(pool, xq_.data(), xs, L.qkv_w.data_ptr<int8_t>(), L.qkv_s.data_ptr<float>(), qkv_.data(), qkv_.size(),
-             H);
-      float* q = qkv_.data();
-      float* k = q + n_heads_ * hd;
-      float* v = k + n_kv_ * hd;
-      const float* inv = L.inv_freq.data_ptr<float>();
-      for (int64_t i = 0; i < hd / 2; ++i) {
-        const float f = static_cast<float>(pos) * inv[i];
-        cos_[i] = std::cos(f);
-        sin_[i] = std::sin(f);
-      }
-      for (int64_t h = 0; h < n_heads_; ++h) {
-        rms(q + h * hd, L.q_norm.data_ptr<float>(), q + h * hd, hd, eps);
-        rope(q + h * hd, cos_.data(), sin_.data(), hd);
-      }
-      float* kc = L.k_cache.data_ptr<float>();
-      float* vc = L.v_cache.data_ptr<float>();
-      for (int64_t g = 0; g < n_kv_; ++g) {
-        rms(k + g * hd, L.k_norm.data_ptr<float>(), k + g * hd, hd, eps);
-        rope(k + g * hd, cos_.data(), sin_.data(), hd);
-        std::memcpy(kc + (g * max_len_ + pos) * hd, k + g * hd, hd * sizeof(float));
-        std::memcpy(vc + (g * max_len_ + pos) * hd, v + g * hd, hd * sizeof(float));
-      }
-      const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
-      const int64_t group = n_heads_ / n_kv_;
-      const float scaling = static_cast<float>(scaling_);
-      // Over a short context the heads cost less than handing them out: the caller does them alone.
-      auto heads = [&](int64_t hb, int64_t he) {
-        for (int64_t h = hb; h < he; ++h) {
-          const int64_t g = h / group;
-          const float* qh = q + h * hd;
-          const float* kg = kc + g * max_len_ * hd;
-          const float* vg = vc + g * max_len_ * hd;
-          float* sc = scores_.data() + h * max_len_;
-          float m = -INFINITY;
-          for (int64_t s = start; s <= pos; ++s) {
-            sc[s] = dot(qh, kg + s * hd, hd) * scaling;
-            m = std::max(m, sc[s]);
-          }
-          float sum = 0.f;
-          for (int64_t s = start; s <= pos; ++s) {
-            sc[s] = std::exp(sc[s] - m);
-            sum += sc[s];
-          }
-          const float inv_sum = 1.f / sum;
-          float* out = attn_.data() + h * hd;
-          std::fill(out, out + hd, 0.f);
-          for (int64_t s = start; s <= pos; ++s) {
-            const __m512 p = _mm512_set1_ps(sc[s] * inv_sum);
-            const float* vs = vg + s * hd;
-            int64_t i = 0;
-            for (; i + 16 <= hd; i += 16)
-              _mm512_storeu_ps(out + i, _mm512_fmadd_ps(p, _mm512_loadu_ps(vs + i), _mm512_loadu_ps(out + i)));
-            for (; i < hd; ++i) out[i] += sc[s] * inv_sum * vs[i];
-          }
+      for (int64_t t = 0; t < T; ++t) rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_);
+      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H, act_);
+      for (int64_t t = 0; t < T; ++t) {
+        const float pos = static_cast<float>(pos0 + t);
+        for (int64_t i = 0; i < hd / 2; ++i) {
+          const float f = pos * L.inv_freq[i];
+          cos_[t * hd / 2 + i] = std::cos(f);
+          sin_[t * hd / 2 + i] = std::sin(f);
         }
-      };
-      if (pos - start + 1 >= kParallelAttention) {
-        pool->run(n_heads_, 1, heads);
-      } else {
-        heads(0, n_heads_);
+        const float* c = cos_.data() + t * hd / 2;
+        const float* s = sin_.data() + t * hd / 2;
+        for (int64_t h = 0; h < n_heads_; ++h) {
+          float* qh = q_.data() + t * qd + h * hd;
+          rms(qh, L.q_norm, qh, hd, eps_);
+          rope(qh, c, s, hd);
+        }
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          float* kg = k_.data() + t * kvd + g * hd;
+          rms(kg, L.k_norm, kg, hd, eps_);
+          rope(kg, c, s, hd);
+          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
+          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
+                      hd * sizeof(float));
+        }
       }
-      const int64_t A = n_heads_ * hd;
-      xs = quantize16(attn_.data(), xq_.data(), A);
-      gemv_q(pool, xq_.data(), xs, L.o_w.data_ptr<int8_t>(), L.o_s.data_ptr<float>(), tmp_.data(), H, A);
-      rms(tmp_.data(), L.post_attn_ln.data_ptr<float>(), tmp_.data(), H, eps);
-      for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
-      rms(h_.data(), L.pre_ff_ln.data_ptr<float>(), x_.data(), H, eps);
-      xs = quantize16(x_.data(), xq_.data(), H);
-      gemv_q(pool, xq_.data(), xs, L.gu_w.data_ptr<int8_t>(), L.gu_s.data_ptr<float>(), gu_.data(), 2 * inter_, H);
-      for (int64_t i = 0; i < inter_; ++i) act_[i] = gelu_tanh(gu_[i]) * gu_[inter_ + i];
-      xs = quantize16(act_.data(), xq_.data(), inter_);
-      gemv_q(pool, xq_.data(), xs, L.down_w.data_ptr<int8_t>(), L.down_s.data_ptr<float>(), tmp_.data(), H,
-             inter_);
-      rms(tmp_.data(), L.post_ff_ln.data_ptr<float>(), tmp_.data(), H, eps);
-      for (int64_t i = 0; i < H; ++i) h_[i] += tmp_[i];
+      attention(L, T, pos0);
+      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
+      for (int64_t t = 0; t < T; ++t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_attn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+        rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
+      }
+      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
+      for (int64_t i = 0; i < T * inter_; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
+      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
+      for (int64_t t = 0; t < T; ++t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_ffn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+      }
     }
-    if (!logits) return torch::Tensor();
-    rms(h_.data(), final_norm_.data_ptr<float>(), x_.data(), H, eps);
-    return logits_of_x();
+    if (logits == 0) return torch::Tensor();
+    const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
+    for (int64_t t = first; t < T; ++t) rms(h_.data() + t * H, output_norm_, x_.data() + (t - first) * H, H, eps_);
+    auto out = torch::empty({rows, vocab_}, torch::kFloat);
+    matmul(pool, {{&head_, out.data_ptr<float>(), vocab_}}, x_.data(), rows, H, act_);
+    return logits == 2 ? out : out[0];
   }
 
-  // The output head alone, on a final-normed hidden state [H] (the prefill's last token goes through it too, so the
-  // int8 table is read only for the rows the screening recomputes).
-  torch::Tensor head(torch::Tensor x) {
-    TORCH_CHECK(x.dim() == 1 && x.size(0) == hidden_, "x: the final-normed hidden state [hidden]");
-    auto xc = x.contiguous().to(torch::kFloat);
-    std::memcpy(x_.data(), xc.data_ptr<float>(), hidden_ * sizeof(float));
-    return logits_of_x();
-  }
-
-  void set_screen_margin(double margin) {
-    TORCH_CHECK(margin >= 0.0, "screen margin: not negative");
-    screen_margin_ = margin;
-  }
-
-  // Threads taking part in the next steps (1..max_threads; the caller counts as one).
   void set_threads(int64_t n) {
     TORCH_CHECK(n >= 1, "threads: at least 1");
     pool_->set_threads(static_cast<int>(n));
   }
-
   int64_t threads() const { return pool_->threads(); }
-
   int64_t max_threads() const { return pool_->max_threads(); }
-
+  int64_t max_len() const { return max_len_; }
+  int64_t vocab() const { return vocab_; }
   double helpers_cpu_seconds() { return pool_->helpers_cpu_seconds(); }
 
-  // Rows computed with the int8 weights at the last step (every row without a screening copy).
-  int64_t last_rescored() const { return last_rescored_; }
-
  private:
-  torch::Tensor logits_of_x() {
-    const int64_t H = hidden_;
-    const float xs = quantize16(x_.data(), xq_.data(), H);
-    auto logits = torch::empty({vocab_}, torch::kFloat);
-    float* out = logits.data_ptr<float>();
-    if (screen_q_.defined()) {
-      quantize_blocks8(x_.data(), H, screen_x_);
-      gemv_q4(pool_.get(), screen_x_, screen_q_.data_ptr<uint8_t>(),
-              reinterpret_cast<const uint16_t*>(screen_s_.data_ptr()), out, vocab_, H);
-      last_rescored_ = rescore(out, vocab_, static_cast<float>(screen_margin_), screen_cap_, xq_.data(), xs,
-                               emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), H);
+  void attention(Layer& L, int64_t T, int64_t pos0) {
+    const int64_t hd = hd_, qd = n_heads_ * hd_, group = n_heads_ / n_kv_;
+    auto work = [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t t = job / n_heads_, h = job % n_heads_, g = h / group;
+        const int64_t pos = pos0 + t;
+        const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
+        const float* qh = q_.data() + t * qd + h * hd;
+        const float* kg = L.k_cache.data() + g * max_len_ * hd;
+        const float* vg = L.v_cache.data() + g * max_len_ * hd;
+        float* sc = scores_.data() + job * max_len_;
+        float m = -INFINITY;
+        for (int64_t s = start; s <= pos; ++s) {
+          sc[s] = dotf(qh, kg + s * hd, hd) * scaling_;
+          m = std::max(m, sc[s]);
+        }
+        float sum = 0.f;
+        for (int64_t s = start; s <= pos; ++s) {
+          sc[s] = std::exp(sc[s] - m);
+          sum += sc[s];
+        }
+        const float inv_sum = 1.f / sum;
+        float* out = attn_.data() + t * qd + h * hd;
+        std::fill(out, out + hd, 0.f);
+        for (int64_t s = start; s <= pos; ++s) {
+          const __m256 p = _mm256_set1_ps(sc[s] * inv_sum);
+          const float* vs = vg + s * hd;
+          int64_t i = 0;
+          for (; i + 8 <= hd; i += 8)
+            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(vs + i), _mm256_loadu_ps(out + i)));
+          for (; i < hd; ++i) out[i] += sc[s] * inv_sum * vs[i];
+        }
+      }
+    };
+    const int64_t jobs = T * n_heads_;
+    if (T * (pos0 + T) >= kParallelAttention) {
+      pool_->run(jobs, 1, work);
     } else {
-      gemv_q(pool_.get(), xq_.data(), xs, emb_w_.data_ptr<int8_t>(), emb_s_.data_ptr<float>(), out, vocab_, H);
-      last_rescored_ = vocab_;
+      work(0, jobs);
     }
-    return logits;
   }
 
-  int64_t n_heads_, n_kv_, hd_, inter_, max_len_;
-  double eps_, scaling_, embed_scale_, screen_margin_;
-  int64_t screen_cap_, vocab_ = 0, hidden_ = 0, last_rescored_ = 0;
-  torch::Tensor emb_w_, emb_s_, final_norm_, screen_q_, screen_s_;
-  Blocks8 screen_x_;
+  int64_t max_len_, hidden_ = 0, n_heads_ = 0, n_kv_ = 0, hd_ = 0, inter_ = 0, vocab_ = 0;
+  float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f;
+  Matrix embed_, head_;
+  const float* output_norm_ = nullptr;
+  std::vector<torch::Tensor> keep_;
   std::vector<Layer> layers_;
-  std::vector<float> h_, x_, tmp_, qkv_, attn_, gu_, act_, cos_, sin_, scores_;
-  std::vector<int16_t> xq_;
+  std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_;
+  Act act_;
   std::unique_ptr<Pool> pool_;
 };
 
-// The 4-bit screening product alone (tests and benchmarks): x [K] fp32, codes [N, K / 2], scales [N, K / 32].
-torch::Tensor q4_matvec(torch::Tensor x, torch::Tensor codes, torch::Tensor scales) {
-  TORCH_CHECK(x.dim() == 1, "x [K]");
-  const int64_t K = x.size(0), N = codes.size(0);
-  check_screen(codes, scales, N, K);
-  auto xc = x.contiguous().to(torch::kFloat);
-  auto cc = codes.contiguous();
-  auto sc = scales.contiguous();
-  Blocks8 a;
-  a.resize(K);
-  quantize_blocks8(xc.data_ptr<float>(), K, a);
-  auto y = torch::empty({N}, torch::kFloat);
-  gemv_q4(nullptr, a, cc.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(sc.data_ptr()), y.data_ptr<float>(), N, K);
+// The kernels alone (tests): the file's blocks back to fp32, and W x through the quantized dot products.
+torch::Tensor dequantize(torch::Tensor raw, int64_t type, int64_t K) {
+  Matrix m = make_matrix(raw.contiguous(), static_cast<int>(type), K, "raw");
+  auto y = torch::empty({m.N, K}, torch::kFloat);
+  for (int64_t n = 0; n < m.N; ++n) dequantize_row(m.type, m.data + n * m.row_bytes, y.data_ptr<float>() + n * K, K);
   return y;
 }
 
-// One int8 matrix-vector product (the engine's single-token linear layers outside the fused step).
-torch::Tensor int8_matvec(torch::Tensor x, torch::Tensor w, torch::Tensor scale) {
-  TORCH_CHECK(x.dim() == 1 && w.dim() == 2 && w.size(1) == x.size(0), "x [K], w [N, K]");
-  TORCH_CHECK(w.scalar_type() == torch::kChar && scale.scalar_type() == torch::kFloat, "int8 weight, fp32 scale");
+torch::Tensor matmul_quantized(torch::Tensor raw, int64_t type, torch::Tensor x, int64_t threads) {
+  TORCH_CHECK(x.dim() == 2, "x [T, K]");
   auto xc = x.contiguous().to(torch::kFloat);
-  auto wc = w.contiguous();
-  auto sc = scale.contiguous();
-  const int64_t N = wc.size(0), K = wc.size(1);
-  std::vector<int16_t> xq(K);
-  const float xs = quantize16(xc.data_ptr<float>(), xq.data(), K);
-  auto y = torch::empty({N}, torch::kFloat);
-  gemv_q(nullptr, xq.data(), xs, wc.data_ptr<int8_t>(), sc.data_ptr<float>(), y.data_ptr<float>(), N, K);
+  const int64_t T = xc.size(0), K = xc.size(1);
+  Matrix m = make_matrix(raw.contiguous(), static_cast<int>(type), K, "raw");
+  auto y = torch::empty({T, m.N}, torch::kFloat);
+  Pool pool(static_cast<int>(std::max<int64_t>(1, threads)));
+  Act act;
+  matmul(&pool, {{&m, y.data_ptr<float>(), m.N}}, xc.data_ptr<float>(), T, K, act);
+  return y;
+}
+
+// The activation as the kernels see it (tests): Q8_0 or Q8_K codes times their scales.
+torch::Tensor quantized_activation(torch::Tensor x, bool k_quant) {
+  auto xc = x.contiguous().to(torch::kFloat);
+  const int64_t K = xc.numel();
+  Act a;
+  quantize_act(xc.data_ptr<float>(), 1, K, K, !k_quant, k_quant, a);
+  auto y = torch::empty({K}, torch::kFloat);
+  float* out = y.data_ptr<float>();
+  for (int64_t i = 0; i < K; ++i)
+    out[i] = k_quant ? static_cast<float>(a.qk[i]) * a.dk[i / QKK] : static_cast<float>(a.q0[i]) * a.d0[i / QK];
   return y;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<GemmaStep>(m, "GemmaStep")
-      .def(pybind11::init<std::vector<torch::Tensor>, std::vector<std::vector<torch::Tensor>>, std::vector<int64_t>,
-                          int64_t, int64_t, int64_t, int64_t, int64_t, double, double, double, double, int64_t,
-                          int64_t>())
-      .def("forward", &GemmaStep::forward, pybind11::arg("token"), pybind11::arg("pos"), pybind11::arg("logits") = true,
-           pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("head", &GemmaStep::head, pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("set_screen_margin", &GemmaStep::set_screen_margin)
-      .def("last_rescored", &GemmaStep::last_rescored)
-      .def("set_threads", &GemmaStep::set_threads)
-      .def("threads", &GemmaStep::threads)
-      .def("max_threads", &GemmaStep::max_threads)
-      .def("helpers_cpu_seconds", &GemmaStep::helpers_cpu_seconds);
-  m.def("int8_matvec", &int8_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
-  m.def("q4_matvec", &q4_matvec, pybind11::call_guard<pybind11::gil_scoped_release>());
+  pybind11::class_<GemmaModel>(m, "GemmaModel")
+      .def(pybind11::init<std::unordered_map<std::string, torch::Tensor>, std::unordered_map<std::string, int64_t>,
+                          std::unordered_map<std::string, double>, int64_t, int64_t>())
+      .def("forward", &GemmaModel::forward, pybind11::arg("tokens"), pybind11::arg("pos0"),
+           pybind11::arg("logits") = 1, pybind11::call_guard<pybind11::gil_scoped_release>())
+      .def("set_threads", &GemmaModel::set_threads)
+      .def("threads", &GemmaModel::threads)
+      .def("max_threads", &GemmaModel::max_threads)
+      .def("max_len", &GemmaModel::max_len)
+      .def("vocab", &GemmaModel::vocab)
+      .def("helpers_cpu_seconds", &GemmaModel::helpers_cpu_seconds);
+  m.def("dequantize", &dequantize);
+  m.def("matmul", &matmul_quantized, pybind11::arg("raw"), pybind11::arg("type"), pybind11::arg("x"),
+        pybind11::arg("threads") = 1, pybind11::call_guard<pybind11::gil_scoped_release>());
+  m.def("quantized_activation", &quantized_activation);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  m.attr("isa") = "avx512-vnni";
+#else
+  m.attr("isa") = "avx2";
+#endif
 }

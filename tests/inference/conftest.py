@@ -26,7 +26,7 @@ def make_tiny_engine(tiny_parts):
     made: list[Engine] = []
 
     def make(**overrides) -> Engine:
-        settings = dataclasses.replace(load_settings(), quantize=False, **overrides)
+        settings = dataclasses.replace(load_settings(), **overrides)
         model, tokenizer = tiny_parts
         engine = Engine.from_loaded(model, tokenizer, settings=settings)
         set_engine(engine)
@@ -43,18 +43,40 @@ def tiny_engine(make_tiny_engine) -> Engine:
 
 
 @pytest.fixture(scope="session")
+def native_module():
+    """The C++ step (built once per machine; torch caches the build)."""
+    from inference import native
+
+    return native.load()
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory) -> Path:
+    """A 6-layer Gemma 3 GGUF with random weights in the packaged model's block types (inference.tiny)."""
+    from inference.tiny import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("tiny-gguf") / "tiny-gemma3-Q4_K_M.gguf")
+
+
+@pytest.fixture
+def gguf_engine(tiny_gguf, native_module) -> Engine:
+    """An engine loaded from the tiny GGUF through the real load path."""
+    settings = dataclasses.replace(
+        load_settings(), model_path=tiny_gguf, max_new_tokens=32, max_prompt_tokens=48, n_threads=2
+    )
+    return Engine(settings).load()
+
+
+@pytest.fixture(scope="session")
 def real_engine() -> Engine:
-    """The real default model (Gemma 3 270M, int8), loaded once per test session from the converted cache in var/."""
+    """The real default model (Gemma 3 270M Q4_K_M), loaded once per test session from its GGUF in var/."""
     settings = dataclasses.replace(
         load_settings(),
         model_path=None,
         cache_dir=Path(__file__).resolve().parents[2] / "var" / "models",
-        quantize=True,
         max_new_tokens=32,
     )
-    engine = Engine(settings).load()
-    engine.wait_fast_path()
-    return engine
+    return Engine(settings).load()
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_it_emits_llama_bench_shaped_records(tiny_engine):
         assert record["stddev_ts"] >= 0
         assert record["test_time"].endswith("Z")
         assert record["backends"] == "CPU"
-        assert record["model_type"].startswith(f"{tiny_engine.model.config.model_type} ")  # the architecture
+        assert record["model_type"].startswith(f"{tiny_engine.model.architecture} ")  # the architecture
         json.dumps(record)  # serialisable as llama-bench's -o json
     assert seen[0] == "pp16: warm-up" and seen[-1] == "tg8: repetition 3/3"
 

@@ -95,7 +95,7 @@ def test_it_names_the_output_head_only_once_loaded():
 
     from inference.conf import load_settings
 
-    engine = Engine(dataclasses.replace(load_settings(), quantize=True))
+    engine = Engine(dataclasses.replace(load_settings()))
     assert engine.status()["state"] == "idle" and engine.status()["output_head"] == ""
 
 
@@ -105,25 +105,6 @@ def test_it_reports_status_fields(tiny_engine):
     assert status["max_concurrent"] == 1 and status["running"] == 0
     assert status["rss_bytes"] > 0
     assert status["weights"] == "fp32" and status["output_head"] == "fp32"  # the tiny engine is not quantized
-
-
-def test_it_quantizes_linear_layers_to_int8_within_tolerance(tiny_parts):
-    import copy
-
-    import torch
-
-    from inference.kernels import Int8Embedding, Int8Linear, quantize_model
-
-    model, _ = tiny_parts
-    quantized = quantize_model(copy.deepcopy(model))
-    assert isinstance(quantized.get_input_embeddings(), Int8Embedding)
-    assert isinstance(quantized.lm_head, Int8Linear)
-    assert quantized.lm_head.weight.dtype == torch.int8
-    ids = torch.tensor([[1, 2, 3, 4]])
-    with torch.inference_mode():
-        ref = model(ids).logits
-        got = quantized(ids).logits
-    assert torch.allclose(got, ref, atol=0.05 * ref.abs().max().item())
 
 
 def _nucleus_by_full_sort(probs, top_p):
@@ -215,3 +196,37 @@ def test_it_records_the_threads_each_generation_used_and_the_load_split(tiny_eng
     status = tiny_engine.status()
     assert status["threads"] == metrics.threads[-1]
     assert status["load_read_s"] is None  # handed a loaded model: nothing was read or built
+
+
+def test_it_loads_a_gguf_and_reports_the_load_split_and_the_generations_own_memory(gguf_engine):
+    status = gguf_engine.status()
+    assert status["state"] == "ready" and status["model_file"] == "tiny-gemma3-Q4_K_M.gguf"
+    assert status["quant"] == "Q4_K_M"
+    assert status["weights"] == "as the GGUF stores them: 9 Q4_K, 24 Q5_0, 3 Q6_K, 7 Q8_0"  # write_tiny_gguf's mix
+    assert status["output_head"] == "Q8_0, tied to the embedding"
+    parts = [status[k] for k in ("load_read_s", "load_build_s", "load_warmup_s")]
+    assert all(p is not None and p >= 0 for p in parts)
+    assert status["load_compile_s"] <= status["load_build_s"]
+    assert abs(sum(parts) - status["load_seconds"]) <= 0.02  # the three parts make up the load (to rounding)
+    _, metrics = gguf_engine.generate_text(GenerationParams(prompt="the and", max_new_tokens=6))
+    assert metrics.prompt_tokens == 3  # <bos> the ▁and (tests/inference/test_gguf_model.py spells it out)
+    assert metrics.tokens_generated == 6 and metrics.stop_reason == "max_new_tokens"
+    assert metrics.generation_rss_bytes == metrics.peak_rss_bytes - metrics.rss_before_bytes
+
+
+def test_it_fails_with_a_clear_status_where_the_native_step_cannot_be_built(tiny_gguf, monkeypatch):
+    import dataclasses
+
+    from inference import native
+    from inference.conf import load_settings
+
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_failed", "")
+    monkeypatch.setattr(native, "cpu_flags", lambda cpuinfo=None: {"sse2"})
+    engine = Engine(dataclasses.replace(load_settings(), model_path=tiny_gguf))
+    with pytest.raises(native.NativeUnavailable):
+        engine.load()
+    assert engine.status()["state"] == "failed"
+    assert engine.status_text() == (
+        "The model failed to load: this CPU lacks AVX2, FMA or F16C, which the demo's C++ step needs"
+    )

