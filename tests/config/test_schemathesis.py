@@ -7,7 +7,8 @@ and a contributor's API token (so the authenticated POSTs reach their views): Po
 (RIGFIT_DEMO_ENABLED=0: no model to load; its operations answer their documented 404).
 
 Bounded: SCHEMATHESIS_EXAMPLES generated cases per operation and phase, a fixed seed (the same cases every run;
-another seed finds other cases: `SCHEMATHESIS_SEED=7 pytest tests/config/test_schemathesis.py`).
+another seed finds other cases: `SCHEMATHESIS_SEED=7 pytest tests/config/test_schemathesis.py`; a longer run:
+`SCHEMATHESIS_EXAMPLES=100 SCHEMATHESIS_TIMEOUT_S=1200 pytest ...`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("schemathesis")]
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
 SEED = int(os.environ.get("SCHEMATHESIS_SEED", "12"))
+TIMEOUT_S = int(os.environ.get("SCHEMATHESIS_TIMEOUT_S", "300"))
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 
 SEED_DATA = """
@@ -112,7 +114,7 @@ def test_it_answers_every_generated_request_within_its_schema(live_api):
     # The cap: far above the run's usual length; a run that reaches it fails rather than hangs CI. The working
     # directory is the test's own, for schemathesis' cache folder.
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=300, cwd=tmp, env={**os.environ, "NO_COLOR": "1"}
+        command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp, env={**os.environ, "NO_COLOR": "1"}
     )
     output = done.stdout + done.stderr
     print(*[line for line in output.splitlines() if "generated" in line or "Scenarios" in line], sep="\n")
