@@ -270,12 +270,17 @@ def test_it_looks_at_the_single_most_likely_token_first_when_asked_to():
     assert tokens.tolist() == [1] and kept.tolist() == [pytest.approx(0.7)]
 
 
-def test_it_counts_the_mass_of_the_top_bin_when_the_boundary_is_the_bin_below():
-    # The best token (0.2) and three close ones (0.1985, 0.198, 0.1975: within 2 % of it) fill the top of the
-    # histogram; 206 tokens of 0.001 and ten at e^-100 of the best (so the range spans the full 80 nats, 4,096 bins of
-    # 0.0195 nats) hold the rest. top_p 0.5: 0.2 + 0.1985 = 0.3985 < 0.5 <= 0.3985 + 0.198 = 0.5965: three tokens.
-    probs = torch.tensor(
-        [0.2, 0.1985, 0.198, 0.1975] + [0.001] * 206 + [0.2 * math.exp(-100)] * 10, dtype=torch.float64
-    )
+@pytest.mark.parametrize(
+    "close",
+    [
+        (0.1985, 0.198, 0.1975),  # within 0.0195 nats of the best (ratios >= 0.9807): the best's own, top bin
+        (0.195, 0.194, 0.193),  # 0.025 to 0.036 nats below it (ratios 0.975 to 0.965): the bin below the top one
+    ],
+)
+def test_it_counts_the_mass_above_the_boundary_bin(close):
+    # The best token (0.2), three close ones, 206 tokens of 0.001, and ten at e^-100 of the best (so the histogram's
+    # range is the full 80 nats: 4,096 bins of 80 / 4,096 = 0.0195 nats). top_p 0.5: 0.2 + close[0] < 0.5 <= 0.2 +
+    # close[0] + close[1] (0.3985 / 0.395 < 0.5 <= 0.5965 / 0.589): the best and the two most likely close ones.
+    probs = torch.tensor([0.2, *close] + [0.001] * 206 + [0.2 * math.exp(-100)] * 10, dtype=torch.float64)
     tokens, _ = _nucleus_by_histogram(probs, 0.5)
     assert _sorted_ids(tokens) == [0, 1, 2]
