@@ -111,6 +111,13 @@ def _positive_int(value: Any, key: str, *, maximum: int) -> int:
     return value
 
 
+def _optional_width(config: Mapping[str, Any], key: str) -> int | None:
+    """An optional width where 0 means "none" (Qwen3-MoE configs ship shared_expert_intermediate_size: 0)."""
+    if config.get(key) == 0 and not isinstance(config.get(key), bool):
+        return None
+    return _optional(config, (key,), maximum=_MAX_DIM)
+
+
 def _required(config: Mapping[str, Any], keys: tuple[str, ...], *, maximum: int) -> int:
     key, value = _first(config, *keys)
     if key is None:
@@ -232,6 +239,23 @@ def _hybrid_fields(text: Mapping[str, Any], model_type: str, n_layers: int, hidd
         attn = _layer_indices(text, n_layers, {"attention"})
         if attn is None:
             attn = [i for i in (text.get("attn_layer_indices") or []) if isinstance(i, int) and 0 <= i < n_layers]
+    elif model_type == "nemotron_h":
+        # Nemotron-H: hybrid_override_pattern names each layer, M a Mamba-2 mixer (a recurrent state), * attention (a
+        # KV cache), - an MLP alone (neither); d_inner = mamba_num_heads x mamba_head_dim (conversion of
+        # NemotronHForCausalLM in llama.cpp: ssm_inner_size, ssm_group_count = n_groups, ssm_state_size).
+        pattern = _nemotron_h_pattern(text, n_layers)
+        values = fit.mamba2_state_values(
+            _optional(text, ("conv_kernel",), maximum=dim) or 4,
+            _required(text, ("mamba_num_heads",), maximum=_MAX_HEADS)
+            * _required(text, ("mamba_head_dim",), maximum=dim),
+            _optional(text, ("n_groups",), maximum=_MAX_HEADS) or 1,
+            _required(text, ("ssm_state_size",), maximum=dim),
+        )
+        return {
+            "attention_layers": [i for i, kind in enumerate(pattern) if kind == "*"],
+            "recurrent_layers": [i for i, kind in enumerate(pattern) if kind == "M"],
+            "recurrent_state_values": values,
+        }
     elif model_type == "lfm2":
         # Short-convolution layers keep n_embd x (conv_L_cache - 1) values (src/llama-hparams.cpp n_embd_r).
         attn = _layer_indices(text, n_layers, {"full_attention"})
@@ -245,6 +269,40 @@ def _hybrid_fields(text: Mapping[str, Any], model_type: str, n_layers: int, hidd
         "recurrent_layers": [i for i in range(n_layers) if i not in set(attn)],
         "recurrent_state_values": values,
     }
+
+
+def _nemotron_h_pattern(text: Mapping[str, Any], n_layers: int) -> str:
+    pattern = text.get("hybrid_override_pattern")
+    if not isinstance(pattern, str) or len(pattern) != n_layers or set(pattern) - set("M*-"):
+        raise ConfigError(f"hybrid_override_pattern must be {n_layers} characters of M, * and -")
+    return pattern
+
+
+def _nemotron_h_params(text: Mapping[str, Any], fields: Mapping[str, Any], vocab: int) -> int:
+    """Nemotron-H's parameters layer by layer (transformers' NemotronH blocks: one norm and one mixer per layer): a
+    Mamba-2 mixer (in_proj to 2 x d_inner + 2 x groups x state + heads, a conv of (d_inner + 2 x groups x state) x
+    conv_kernel with bias, dt bias, A and D per head, a gated norm of d_inner, out_proj), an attention mixer (q, k, v,
+    o without biases) or a squared-ReLU MLP (up and down, no gate); embeddings, the output head unless tied, a final
+    norm."""
+    hidden, n_layers = int(fields["hidden_size"]), int(fields["n_layers"])
+    pattern = _nemotron_h_pattern(text, n_layers)
+    heads = _required(text, ("mamba_num_heads",), maximum=_MAX_HEADS)
+    d_inner = heads * _required(text, ("mamba_head_dim",), maximum=_MAX_DIM)
+    groups = _optional(text, ("n_groups",), maximum=_MAX_HEADS) or 1
+    state = _required(text, ("ssm_state_size",), maximum=_MAX_DIM)
+    conv = _optional(text, ("conv_kernel",), maximum=_MAX_DIM) or 4
+    conv_dim = d_inner + 2 * groups * state
+    mamba = hidden * (2 * d_inner + 2 * groups * state + heads) + conv_dim * conv + conv_dim + 3 * heads
+    mamba += d_inner + d_inner * hidden
+    q_width, kv_width = (
+        int(fields["n_heads"]) * int(fields["head_dim"]),
+        int(fields["n_kv_heads"]) * int(fields["head_dim"]),
+    )
+    attention = 2 * hidden * q_width + 2 * hidden * kv_width
+    mlp = 2 * hidden * int(fields["intermediate_size"])
+    mixers = {"M": mamba, "*": attention, "-": mlp}
+    embeddings = vocab * hidden * (1 if fields["tied_embeddings"] else 2)
+    return embeddings + sum(mixers[kind] + hidden for kind in pattern) + hidden
 
 
 def _gemma3n_fields(text: Mapping[str, Any], n_layers: int, hidden: int, n_kv_heads: int) -> dict[str, Any]:
@@ -433,6 +491,10 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
     if model_type in ("gemma3n", "gemma3n_text"):
         fields.update(_gemma3n_fields(text, n_layers, hidden, n_kv_heads))
 
+    # Llama 4 (transformers Llama4TextMoe): every MoE layer adds one shared expert as wide as a routed one; with
+    # interleave_moe_layer_step = 2 (Maverick) only every second layer is MoE, the others are dense MLPs of
+    # intermediate_size_mlp.
+    is_llama4 = model_type in ("llama4", "llama4_text")
     shape_extras: dict[str, Any] = {
         "model_type": model_type,
         "attention_bias": bool(text.get("attention_bias", False))
@@ -442,10 +504,13 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         "qk_norm": model_type in _QK_NORM_TYPES,
         "norms_per_layer": 4 if model_type in _FOUR_NORM_TYPES else 2,
         "plain_mlp": model_type in _PLAIN_MLP_TYPES,
-        "dense_intermediate_size": dense_inter,
+        "dense_intermediate_size": _optional(text, ("intermediate_size_mlp",), maximum=_MAX_DIM)
+        if is_llama4
+        else dense_inter,
         "moe_intermediate_size": moe_inter,
-        "n_shared_experts": _optional(text, ("n_shared_experts",), maximum=_MAX_EXPERTS) or 0,
-        "shared_expert_intermediate_size": _optional(text, ("shared_expert_intermediate_size",), maximum=_MAX_DIM),
+        "n_shared_experts": _optional(text, ("n_shared_experts",), maximum=_MAX_EXPERTS) or (1 if is_llama4 else 0),
+        "moe_layer_step": _optional(text, ("interleave_moe_layer_step",), maximum=n_layers) if is_llama4 else None,
+        "shared_expert_intermediate_size": _optional_width(text, "shared_expert_intermediate_size"),
         "first_k_dense_replace": text.get("first_k_dense_replace", 0) or 0,
         "q_lora_rank": _optional(text, ("q_lora_rank",), maximum=_MAX_DIM),
         "qk_nope_head_dim": qk_nope,
@@ -463,6 +528,8 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         tokens = _optional(config, ("mm_tokens_per_image", "image_seq_length"), maximum=1 << 20)
         if tokens:
             fields["image_tokens"] = tokens
+    if model_type == "nemotron_h":
+        n_params = _nemotron_h_params(text, fields, vocab) + (fields.get("vision_params") or 0)
     fields["n_params"] = n_params
     return fields
 
@@ -491,7 +558,8 @@ def estimate_n_params(fields: Mapping[str, Any]) -> int:
 
     Optional keys beyond the Model fields (all default to a Llama-style block): attention_bias, mlp_bias, qk_norm,
     norms_per_layer, plain_mlp, moe_intermediate_size, dense_intermediate_size, n_shared_experts,
-    shared_expert_intermediate_size, first_k_dense_replace, q_lora_rank, qk_nope_head_dim, v_head_dim, and
+    shared_expert_intermediate_size, first_k_dense_replace, moe_layer_step (every step-th layer is MoE: Llama 4),
+    q_lora_rank, qk_nope_head_dim, v_head_dim, and
     extra_params (parameters outside this block structure, added as they are: Gemma 3n's per-layer embeddings).
 
     Exact for Llama 3.1 8B (8,030,261,248) and Gemma 3 270M (268,098,176); see tests/catalog/test_importers.py.
@@ -544,7 +612,9 @@ def estimate_n_params(fields: Mapping[str, Any]) -> int:
         if fields.get("shared_expert_intermediate_size") and not n_shared:
             moe_mlp += gated_mlp(shared_width) + hidden  # Qwen-MoE: one shared expert with its own gate
         dense_layers = min(int(fields.get("first_k_dense_replace") or 0), n_layers)
-        mlp_total = dense_layers * dense_mlp + (n_layers - dense_layers) * moe_mlp
+        step = int(fields.get("moe_layer_step") or 1)
+        moe_layers = len(range(dense_layers + step - 1, n_layers, step))
+        mlp_total = (n_layers - moe_layers) * dense_mlp + moe_layers * moe_mlp
     else:
         mlp_total = n_layers * dense_mlp
 
