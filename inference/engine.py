@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from inference.conf import DemoSettings, load_settings
@@ -92,50 +93,51 @@ class _TextAssembler:
         return new
 
 
-def sample_next(logits: Any, *, temperature: float, top_p: float, generator: Any = None) -> int:
-    import torch
-
-    logits = logits.float().reshape(-1)
+def sample_next(logits: Any, *, temperature: float, top_p: float, generator: np.random.Generator | None = None) -> int:
+    """The next token from one row of logits (numpy; a torch tensor is converted): greedy at temperature 0, else
+    drawn from softmax(logits / temperature) within the top-p nucleus."""
+    logits = np.asarray(logits, dtype=np.float32).reshape(-1)
     if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / temperature, dim=-1)
+        return int(np.argmax(logits))
+    scaled = logits / np.float32(temperature)
+    probs = np.exp(scaled - scaled.max())
+    probs /= probs.sum()
     if top_p >= 1.0:
         return _draw(probs, generator)
     tokens, kept = nucleus(probs, top_p)
     return int(tokens[_draw(kept, generator)])
 
 
-def _draw(weights: Any, generator: Any) -> int:
+def _draw(weights: np.ndarray, generator: np.random.Generator | None) -> int:
     """An index drawn with probability proportional to `weights` (inverse CDF: one cumulative sum and a binary
-    search, where torch.multinomial took several ms over Gemma's 262,144 tokens)."""
-    import torch
-
-    cumulative = torch.cumsum(weights, dim=0)
-    point = torch.rand((), generator=generator) * cumulative[-1]
-    return min(int(torch.searchsorted(cumulative, point, right=True)), weights.numel() - 1)
+    search)."""
+    generator = generator or np.random.default_rng()
+    cumulative = np.cumsum(weights, dtype=np.float64)
+    point = generator.random() * cumulative[-1]
+    return min(int(np.searchsorted(cumulative, point, side="right")), len(weights) - 1)
 
 
 NUCLEUS_TOPK_LIMIT = 4096
 _NUCLEUS_BINS = 4096
 
 
-def nucleus(probs: Any, top_p: float, *, first_k: int = 64) -> tuple[Any, Any]:
+def nucleus(probs: np.ndarray, top_p: float, *, first_k: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """The smallest set of most likely tokens whose probability reaches `top_p` (at least one): (token ids, their
-    probabilities).
+    probabilities), most likely first.
 
     The set is usually a few dozen tokens of Gemma's 262,144: they are looked for among the `first_k` most likely
-    (torch.topk), and k grows only while those do not reach top_p. Any token past the k-th has at least the k best
-    before it, so once they reach top_p the set is the one a full sort gives. A flat distribution (hot sampling) can
-    put most of the vocabulary in the set; past NUCLEUS_TOPK_LIMIT it is found from a histogram instead, since
-    sorting 262,144 probabilities took about 20 ms a token here.
+    (np.argpartition), and k grows only while those do not reach top_p. Any token past the k-th has at least the k
+    best before it, so once they reach top_p the set is the one a full sort gives. A flat distribution (hot sampling)
+    can put most of the vocabulary in the set; past NUCLEUS_TOPK_LIMIT it is found from a histogram instead of a
+    sort of the whole vocabulary.
     """
-    import torch
-
     k = first_k
-    while k <= NUCLEUS_TOPK_LIMIT and k < probs.numel():
-        top, order = torch.topk(probs, k)
-        top64 = top.double()  # sums in double: a top_p such as 0.999999 is past float32's resolution
-        before = torch.cumsum(top64, dim=0) - top64  # probability of the tokens ranked above each one
+    while k <= NUCLEUS_TOPK_LIMIT and k < probs.size:
+        part = np.argpartition(-probs, k - 1)[:k]
+        order = part[np.argsort(-probs[part], kind="stable")]
+        top = probs[order]
+        top64 = top.astype(np.float64)  # sums in double: a top_p such as 0.999999 is past float32's resolution
+        before = np.cumsum(top64) - top64  # probability of the tokens ranked above each one
         if float(before[-1] + top64[-1]) >= top_p:
             keep = before < top_p
             keep[0] = True
@@ -144,25 +146,25 @@ def nucleus(probs: Any, top_p: float, *, first_k: int = 64) -> tuple[Any, Any]:
     return _nucleus_by_histogram(probs, top_p)
 
 
-def _nucleus_by_histogram(probs: Any, top_p: float) -> tuple[Any, Any]:
+def _nucleus_by_histogram(probs: np.ndarray, top_p: float) -> tuple[np.ndarray, np.ndarray]:
     """The same set without sorting the vocabulary: bin the tokens by log-probability, weighted by probability; every
     bin above the one where the mass from the top reaches top_p is in; that bin alone is sorted to finish the set."""
-    import torch
-
-    log_p = torch.log(probs.clamp_min(torch.finfo(probs.dtype).tiny))
+    log_p = np.log(np.maximum(probs, np.finfo(probs.dtype).tiny))
     high = float(log_p.max())
     low = max(float(log_p.min()), high - 80.0)  # below e^-80 of the best, tokens share the lowest bin
     width = (high - low) / _NUCLEUS_BINS or 1.0
-    bins = ((log_p - low) / width).floor_().clamp_(0, _NUCLEUS_BINS - 1).long()
-    mass = torch.bincount(bins, weights=probs.double(), minlength=_NUCLEUS_BINS)
-    from_top = torch.flip(torch.cumsum(torch.flip(mass, [0]), dim=0), [0])  # mass of this bin and every higher one
-    boundary = int(torch.nonzero(from_top >= top_p).max()) if bool((from_top >= top_p).any()) else 0
+    bins = np.clip(np.floor((log_p - low) / width), 0, _NUCLEUS_BINS - 1).astype(np.int64)
+    mass = np.bincount(bins, weights=probs.astype(np.float64), minlength=_NUCLEUS_BINS)
+    from_top = np.cumsum(mass[::-1])[::-1]  # mass of this bin and every higher one
+    reached = np.flatnonzero(from_top >= top_p)
+    boundary = int(reached.max()) if reached.size else 0
     above_mass = float(from_top[boundary + 1]) if boundary + 1 < _NUCLEUS_BINS else 0.0
-    in_boundary = torch.nonzero(bins == boundary).flatten()
-    band, order = torch.sort(probs[in_boundary], descending=True)
-    keep = above_mass + torch.cumsum(band.double(), dim=0) - band.double() < top_p
+    in_boundary = np.flatnonzero(bins == boundary)
+    order = np.argsort(-probs[in_boundary], kind="stable")
+    band = probs[in_boundary][order].astype(np.float64)
+    keep = above_mass + np.cumsum(band) - band < top_p
     keep[0] = True
-    tokens = torch.cat([torch.nonzero(bins > boundary).flatten(), in_boundary[order[keep]]])
+    tokens = np.concatenate([np.flatnonzero(bins > boundary), in_boundary[order[keep]]])
     return tokens, probs[tokens]
 
 
@@ -262,7 +264,7 @@ class Engine:
         gguf = read_gguf(self.source.path)
         tokenizer = GGUFTokenizer(gguf.metadata)
         build_started = time.perf_counter()
-        module = native.load()
+        module = native.load(self.settings.cache_dir / "native")
         compiled = time.perf_counter()
         model = GGUFModel(gguf, max_len=self.max_len, max_threads=self.settings.n_threads, native=module)
         warm_started = time.perf_counter()
@@ -350,8 +352,6 @@ class Engine:
         self, params: GenerationParams, *, cancel: threading.Event | None = None
     ) -> Iterator[TokenEvent | DoneEvent]:
         """Yield TokenEvents as tokens are produced, then one DoneEvent with the metrics."""
-        import torch
-
         self.ensure_ready()
         cancel = cancel or threading.Event()
         settings = self.settings
@@ -360,10 +360,8 @@ class Engine:
         metrics = Metrics()
         started = time.perf_counter()
         deadline = started + settings.max_wall_s
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator().manual_seed(params.seed)
-        with self._gen_lock, torch.inference_mode():
+        generator = np.random.default_rng(params.seed)
+        with self._gen_lock:
             peak = PeakRss(proc)
             metrics.rss_before_bytes = peak.start_bytes
             governor = self.governor
@@ -435,16 +433,14 @@ class Engine:
 
     def greedy_ids(self, prompt: str, n: int) -> list[int]:
         """The first n greedy token ids (quality guard and tests)."""
-        import torch
-
         self.ensure_ready()
-        with self._gen_lock, torch.inference_mode():
+        with self._gen_lock:
             ids = self.tokenizer(prompt)["input_ids"]
             self.governor.start()
             logits = self.model.forward(ids, 0)
             out: list[int] = []
             for _ in range(n):
-                token = int(torch.argmax(logits))
+                token = int(np.argmax(logits))
                 out.append(token)
                 self.governor.tick()
                 logits = self.model.forward([token], len(ids) + len(out) - 1)

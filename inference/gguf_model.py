@@ -81,7 +81,7 @@ class GGUFFile:
     path: Path
     metadata: dict[str, Any]
     tensors: dict[str, TensorInfo]
-    data: np.memmap  # the whole file, copy-on-write (nothing writes it; torch wants writable buffers)
+    data: np.memmap  # the whole file, mapped read-only
 
     def raw(self, name: str) -> np.ndarray:
         """The tensor's bytes as [rows, row bytes] uint8 (F32 tensors: float32 [rows, row length]), no copy."""
@@ -138,7 +138,7 @@ class _Cursor:
 
 def read_gguf(path: Path) -> GGUFFile:
     path = Path(path)
-    data = np.memmap(path, dtype=np.uint8, mode="c")
+    data = np.memmap(path, dtype=np.uint8, mode="r")
     if bytes(data[:4]) != GGUF_MAGIC:
         raise GGUFError(f"{path.name} is not a GGUF file")
     header = memoryview(data)
@@ -233,22 +233,20 @@ class GGUFModel:
     """One Gemma 3 model over its memory-mapped GGUF: `forward(tokens, pos0)` returns the next token's logits."""
 
     def __init__(self, gguf: GGUFFile, *, max_len: int, max_threads: int, native: Any) -> None:
-        import torch
+        from inference.native import NativeModel
 
         self.gguf = gguf
         self.config = GemmaConfig.from_metadata(gguf.metadata)
         self.max_len = max_len
-        tensors, types = {}, {}
-        for name, info in gguf.tensors.items():
-            raw = gguf.raw(name)
-            tensors[name] = torch.from_numpy(raw.reshape(-1) if raw.dtype == np.float32 and info.rows == 1 else raw)
-            types[name] = int(info.type)
+        tensors = {name: (int(info.type), gguf.raw(name), info.row_length) for name, info in gguf.tensors.items()}
+        self.step = NativeModel(
+            native, tensors, self.config.as_native(), max_len=max_len, max_threads=max(1, max_threads)
+        )
+        self.vocab = self.step.vocab
+        self.isa = native.isa
         self.n_params = sum(info.row_length * info.rows for info in gguf.tensors.values())
         self.size_bytes = sum(info.nbytes for info in gguf.tensors.values())
         self.architecture = str(gguf.metadata.get("general.architecture", ""))
-        self.step = native.GemmaModel(tensors, types, self.config.as_native(), max_len, max(1, max_threads))
-        self.vocab = int(self.step.vocab())
-        self.isa = str(native.isa)
         counts: dict[str, int] = {}
         for info in gguf.tensors.values():
             if info.rows > 1:
@@ -260,17 +258,18 @@ class GGUFModel:
         self.head_label = GGMLQuantizationType(head.type).name + (", tied to the embedding" if tied else "")
 
     def forward(self, tokens: list[int], pos0: int, *, logits: int = 1) -> Any:
-        return self.step.forward([int(t) for t in tokens], int(pos0), int(logits))
+        """logits: 1 the last token's [vocab] (float32 numpy), 2 every token's [T, vocab], 0 none (None)."""
+        return self.step.forward(tokens, int(pos0), int(logits))
 
     def set_threads(self, threads: int) -> None:
-        self.step.set_threads(max(1, min(int(threads), int(self.step.max_threads()))))
+        self.step.set_threads(max(1, min(int(threads), self.step.max_threads())))
 
     @property
     def threads(self) -> int:
-        return int(self.step.threads())
+        return self.step.threads()
 
     def cpu_seconds(self) -> float:
         """CPU time of the calling thread plus the step's helper threads (the thread governor's own share)."""
         import time
 
-        return time.thread_time() + float(self.step.helpers_cpu_seconds())
+        return time.thread_time() + self.step.helpers_cpu_seconds()

@@ -15,7 +15,6 @@
 // out in chunks from one atomic counter, so a helper thread that another process has pushed off its core costs
 // nothing unless it holds a chunk at that moment: the caller takes every chunk nobody has claimed. Idle helpers spin
 // briefly, then yield, then sleep on a futex. q/k/v and gate/up go out as one job each: four waits per layer.
-#include <torch/extension.h>
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -27,9 +26,12 @@
 #include <atomic>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -40,6 +42,17 @@
 #endif
 
 namespace {
+
+template <class... A>
+[[noreturn]] void fail(const A&... parts) {
+  std::ostringstream out;
+  (out << ... << parts);
+  throw std::runtime_error(out.str());
+}
+#define CHECK(cond, ...) \
+  do {                   \
+    if (!(cond)) fail(__VA_ARGS__); \
+  } while (0)
 
 // ggml's type ids (ggml.h: enum ggml_type)
 constexpr int kF32 = 0, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14;
@@ -147,7 +160,7 @@ void dequantize_block(int type, const uint8_t* b, float* y) {
       break;
     }
     default:
-      TORCH_CHECK(false, "no dequantization for ggml type ", type);
+      CHECK(false, "no dequantization for ggml type ", type);
   }
 }
 
@@ -520,34 +533,35 @@ class Pool {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-struct Matrix {  // N rows of K values in the file's blocks; `keep` holds the memory (a view of the mapped file)
+struct Raw {  // a tensor as the file holds it: `rows` rows of `cols` values (F32, or blocks of a quantized type)
+  const void* data;
+  int type;
+  int64_t rows, cols;
+};
+
+struct Matrix {  // N rows of K values in the file's blocks (a view of the mapped file: the caller keeps it alive)
   int type = -1;
   int64_t N = 0, K = 0, row_bytes = 0;
   const uint8_t* data = nullptr;
-  torch::Tensor keep;
 
   bool k_quant() const { return type == kQ4_K || type == kQ6_K; }
 };
 
-Matrix make_matrix(const torch::Tensor& raw, int type, int64_t K, const std::string& name) {
-  TORCH_CHECK(raw.is_contiguous() && raw.dim() == 2, name, ": a contiguous 2-D tensor");
+Matrix make_matrix(const Raw& raw, int64_t K, const std::string& name) {
   Matrix m;
-  m.type = type;
+  m.type = raw.type;
   m.K = K;
-  m.N = raw.size(0);
-  m.keep = raw;
-  if (type == kF32) {
-    TORCH_CHECK(raw.scalar_type() == torch::kFloat && raw.size(1) == K, name, ": F32 [N, K]");
+  m.N = raw.rows;
+  CHECK(raw.cols == K, name, ": rows of ", raw.cols, " values where ", K, " were expected");
+  if (raw.type == kF32) {
     m.row_bytes = K * 4;
   } else {
-    const int64_t bb = block_bytes(type), bs = block_size(type);
-    TORCH_CHECK(bb > 0, name, ": ggml type ", type, " has no kernel here (Q4_K, Q6_K, Q5_0, Q8_0, F32)");
-    TORCH_CHECK(K % bs == 0, name, ": row length ", K, " is not a multiple of the block size ", bs);
+    const int64_t bb = block_bytes(raw.type), bs = block_size(raw.type);
+    CHECK(bb > 0, name, ": ggml type ", raw.type, " has no kernel here (Q4_K, Q6_K, Q5_0, Q8_0, F32)");
+    CHECK(K % bs == 0, name, ": row length ", K, " is not a multiple of the block size ", bs);
     m.row_bytes = K / bs * bb;
-    TORCH_CHECK(raw.scalar_type() == torch::kByte && raw.size(1) == m.row_bytes, name, ": uint8 [N, ", m.row_bytes,
-                "] of blocks");
   }
-  m.data = raw.data_ptr<uint8_t>();
+  m.data = static_cast<const uint8_t*>(raw.data);
   return m;
 }
 
@@ -589,7 +603,7 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
   int64_t total = 0;
   std::vector<int64_t> starts;
   for (const auto& o : outs) {
-    TORCH_CHECK(o.w->K == K, "matrix row length ", o.w->K, " against an input of ", K);
+    CHECK(o.w->K == K, "matrix row length ", o.w->K, " against an input of ", K);
     need0 |= o.w->type == kQ8_0 || o.w->type == kQ5_0;
     needK |= o.w->k_quant();
     starts.push_back(total);
@@ -652,30 +666,25 @@ class GemmaModel {
  public:
   // tensors: the GGUF's tensors by name (quantized ones as uint8 [rows, row bytes], F32 as float); types: their ggml
   // type ids; config: the hyperparameters the Python side read from the file's metadata.
-  GemmaModel(std::unordered_map<std::string, torch::Tensor> tensors, std::unordered_map<std::string, int64_t> types,
-             std::unordered_map<std::string, double> config, int64_t max_len, int64_t max_threads)
+  GemmaModel(const std::unordered_map<std::string, Raw>& tensors, const std::unordered_map<std::string, double>& config,
+             int64_t max_len, int64_t max_threads)
       : max_len_(max_len), pool_(std::make_unique<Pool>(static_cast<int>(std::clamp<int64_t>(max_threads, 1, 256)))) {
     auto cfg = [&](const char* key) {
       auto it = config.find(key);
-      TORCH_CHECK(it != config.end(), "config: missing ", key);
+      CHECK(it != config.end(), "config: missing ", key);
       return it->second;
     };
-    auto tensor = [&](const std::string& name) -> torch::Tensor& {
+    auto tensor = [&](const std::string& name) -> const Raw& {
       auto it = tensors.find(name);
-      TORCH_CHECK(it != tensors.end(), "missing tensor ", name);
+      CHECK(it != tensors.end(), "missing tensor ", name);
       return it->second;
     };
     auto vec = [&](const std::string& name, int64_t n) {
-      auto& t = tensor(name);
-      TORCH_CHECK(t.scalar_type() == torch::kFloat && t.is_contiguous() && t.numel() == n, name, ": F32 [", n, "]");
-      keep_.push_back(t);
-      return t.data_ptr<float>();
+      const Raw& t = tensor(name);
+      CHECK(t.type == kF32 && t.rows * t.cols == n, name, ": F32 [", n, "]");
+      return static_cast<const float*>(t.data);
     };
-    auto mat = [&](const std::string& name, int64_t K) {
-      auto it = types.find(name);
-      TORCH_CHECK(it != types.end(), "no type for ", name);
-      return make_matrix(tensor(name), static_cast<int>(it->second), K, name);
-    };
+    auto mat = [&](const std::string& name, int64_t K) { return make_matrix(tensor(name), K, name); };
     hidden_ = static_cast<int64_t>(cfg("hidden"));
     n_heads_ = static_cast<int64_t>(cfg("heads"));
     n_kv_ = static_cast<int64_t>(cfg("kv_heads"));
@@ -689,8 +698,8 @@ class GemmaModel {
     const int64_t pattern = static_cast<int64_t>(cfg("sliding_pattern"));
     const double base_global = cfg("rope_base"), base_local = cfg("rope_base_local");
     const double rope_factor = cfg("rope_factor");  // linear scaling of the global layers' positions (1: none)
-    TORCH_CHECK(n_kv_ > 0 && n_heads_ % n_kv_ == 0, "heads must be a multiple of the kv heads");
-    TORCH_CHECK(hd_ % 2 == 0, "even head_dim");
+    CHECK(n_kv_ > 0 && n_heads_ % n_kv_ == 0, "heads must be a multiple of the kv heads");
+    CHECK(hd_ % 2 == 0, "even head_dim");
     embed_ = mat("token_embd.weight", hidden_);
     head_ = tensors.count("output.weight") ? mat("output.weight", hidden_) : embed_;
     vocab_ = head_.N;
@@ -712,7 +721,7 @@ class GemmaModel {
       L.gate = mat(p + "ffn_gate.weight", hidden_);
       L.up = mat(p + "ffn_up.weight", hidden_);
       L.down = mat(p + "ffn_down.weight", inter_);
-      TORCH_CHECK(L.q.N == qd && L.k.N == kvd && L.v.N == kvd && L.o.N == hidden_ && L.gate.N == inter_ &&
+      CHECK(L.q.N == qd && L.k.N == kvd && L.v.N == kvd && L.o.N == hidden_ && L.gate.N == inter_ &&
                       L.up.N == inter_ && L.down.N == hidden_,
                   p, ": matrix shapes do not match the config");
       const bool global = pattern > 0 && (i + 1) % pattern == 0;
@@ -730,11 +739,10 @@ class GemmaModel {
   }
 
   // Tokens at positions pos0, pos0 + 1, ...: fills the KV cache there. logits: 0 none (a prompt chunk that is not
-  // the last), 1 the last token's [V], 2 every token's [T, V].
-  torch::Tensor forward(std::vector<int64_t> tokens, int64_t pos0, int64_t logits) {
-    const int64_t T = static_cast<int64_t>(tokens.size());
-    TORCH_CHECK(T > 0, "no tokens");
-    TORCH_CHECK(pos0 >= 0 && pos0 + T <= max_len_, "positions beyond the KV cache (", max_len_, ")");
+  // the last), 1 the last token's [V], 2 every token's [T, V], written to `out`.
+  void forward(const int64_t* tokens, int64_t T, int64_t pos0, int64_t logits, float* out) {
+    CHECK(T > 0, "no tokens");
+    CHECK(pos0 >= 0 && pos0 + T <= max_len_, "positions beyond the KV cache (", max_len_, ")");
     const int64_t H = hidden_, hd = hd_, qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
     Pool* pool = pool_.get();
     h_.resize(T * H);
@@ -750,7 +758,7 @@ class GemmaModel {
     sin_.resize(T * hd / 2);
     scores_.resize(T * n_heads_ * max_len_);
     for (int64_t t = 0; t < T; ++t) {
-      TORCH_CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
+      CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
       float* h = h_.data() + t * H;
       dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
       for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
@@ -800,16 +808,14 @@ class GemmaModel {
         for (int64_t i = 0; i < H; ++i) h[i] += r[i];
       }
     }
-    if (logits == 0) return torch::Tensor();
+    if (logits == 0) return;
     const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
     for (int64_t t = first; t < T; ++t) rms(h_.data() + t * H, output_norm_, x_.data() + (t - first) * H, H, eps_);
-    auto out = torch::empty({rows, vocab_}, torch::kFloat);
-    matmul(pool, {{&head_, out.data_ptr<float>(), vocab_}}, x_.data(), rows, H, act_);
-    return logits == 2 ? out : out[0];
+    matmul(pool, {{&head_, out, vocab_}}, x_.data(), rows, H, act_);
   }
 
   void set_threads(int64_t n) {
-    TORCH_CHECK(n >= 1, "threads: at least 1");
+    CHECK(n >= 1, "threads: at least 1");
     pool_->set_threads(static_cast<int>(n));
   }
   int64_t threads() const { return pool_->threads(); }
@@ -865,67 +871,86 @@ class GemmaModel {
   float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f;
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
-  std::vector<torch::Tensor> keep_;
   std::vector<Layer> layers_;
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_;
   Act act_;
   std::unique_ptr<Pool> pool_;
 };
 
-// The kernels alone (tests): the file's blocks back to fp32, and W x through the quantized dot products.
-torch::Tensor dequantize(torch::Tensor raw, int64_t type, int64_t K) {
-  Matrix m = make_matrix(raw.contiguous(), static_cast<int>(type), K, "raw");
-  auto y = torch::empty({m.N, K}, torch::kFloat);
-  for (int64_t n = 0; n < m.N; ++n) dequantize_row(m.type, m.data + n * m.row_bytes, y.data_ptr<float>() + n * K, K);
-  return y;
-}
-
-torch::Tensor matmul_quantized(torch::Tensor raw, int64_t type, torch::Tensor x, int64_t threads) {
-  TORCH_CHECK(x.dim() == 2, "x [T, K]");
-  auto xc = x.contiguous().to(torch::kFloat);
-  const int64_t T = xc.size(0), K = xc.size(1);
-  Matrix m = make_matrix(raw.contiguous(), static_cast<int>(type), K, "raw");
-  auto y = torch::empty({T, m.N}, torch::kFloat);
-  Pool pool(static_cast<int>(std::max<int64_t>(1, threads)));
-  Act act;
-  matmul(&pool, {{&m, y.data_ptr<float>(), m.N}}, xc.data_ptr<float>(), T, K, act);
-  return y;
-}
-
-// The activation as the kernels see it (tests): Q8_0 or Q8_K codes times their scales.
-torch::Tensor quantized_activation(torch::Tensor x, bool k_quant) {
-  auto xc = x.contiguous().to(torch::kFloat);
-  const int64_t K = xc.numel();
-  Act a;
-  quantize_act(xc.data_ptr<float>(), 1, K, K, !k_quant, k_quant, a);
-  auto y = torch::empty({K}, torch::kFloat);
-  float* out = y.data_ptr<float>();
-  for (int64_t i = 0; i < K; ++i)
-    out[i] = k_quant ? static_cast<float>(a.qk[i]) * a.dk[i / QKK] : static_cast<float>(a.q0[i]) * a.d0[i / QK];
-  return y;
-}
-
 }  // namespace
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  pybind11::class_<GemmaModel>(m, "GemmaModel")
-      .def(pybind11::init<std::unordered_map<std::string, torch::Tensor>, std::unordered_map<std::string, int64_t>,
-                          std::unordered_map<std::string, double>, int64_t, int64_t>())
-      .def("forward", &GemmaModel::forward, pybind11::arg("tokens"), pybind11::arg("pos0"),
-           pybind11::arg("logits") = 1, pybind11::call_guard<pybind11::gil_scoped_release>())
-      .def("set_threads", &GemmaModel::set_threads)
-      .def("threads", &GemmaModel::threads)
-      .def("max_threads", &GemmaModel::max_threads)
-      .def("max_len", &GemmaModel::max_len)
-      .def("vocab", &GemmaModel::vocab)
-      .def("helpers_cpu_seconds", &GemmaModel::helpers_cpu_seconds);
-  m.def("dequantize", &dequantize);
-  m.def("matmul", &matmul_quantized, pybind11::arg("raw"), pybind11::arg("type"), pybind11::arg("x"),
-        pybind11::arg("threads") = 1, pybind11::call_guard<pybind11::gil_scoped_release>());
-  m.def("quantized_activation", &quantized_activation);
+// A C interface (ctypes: no Python headers, no torch): every function returns 0, or 1 with the message in `err`.
+#define GUARD(...)                                                    \
+  try {                                                               \
+    __VA_ARGS__;                                                      \
+    return 0;                                                         \
+  } catch (const std::exception& e) {                                 \
+    std::snprintf(err, static_cast<size_t>(errlen), "%s", e.what());  \
+    return 1;                                                         \
+  }
+
+extern "C" {
+
+const char* rf_isa() {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  m.attr("isa") = "avx512-vnni";
+  return "avx512-vnni";
 #else
-  m.attr("isa") = "avx2";
+  return "avx2";
 #endif
 }
+
+int rf_model_new(void** handle, int64_t n, const char** names, const int32_t* types, const void** data,
+                 const int64_t* rows, const int64_t* cols, int64_t n_config, const char** keys, const double* values,
+                 int64_t max_len, int64_t max_threads, char* err, int64_t errlen) {
+  GUARD({
+    std::unordered_map<std::string, Raw> tensors;
+    for (int64_t i = 0; i < n; ++i) tensors[names[i]] = Raw{data[i], types[i], rows[i], cols[i]};
+    std::unordered_map<std::string, double> config;
+    for (int64_t i = 0; i < n_config; ++i) config[keys[i]] = values[i];
+    *handle = new GemmaModel(tensors, config, max_len, max_threads);
+  })
+}
+
+void rf_model_free(void* handle) { delete static_cast<GemmaModel*>(handle); }
+
+int rf_model_forward(void* handle, const int64_t* tokens, int64_t T, int64_t pos0, int64_t logits, float* out,
+                     char* err, int64_t errlen) {
+  GUARD(static_cast<GemmaModel*>(handle)->forward(tokens, T, pos0, logits, out))
+}
+
+int64_t rf_model_vocab(void* handle) { return static_cast<GemmaModel*>(handle)->vocab(); }
+int64_t rf_model_threads(void* handle) { return static_cast<GemmaModel*>(handle)->threads(); }
+int64_t rf_model_max_threads(void* handle) { return static_cast<GemmaModel*>(handle)->max_threads(); }
+void rf_model_set_threads(void* handle, int64_t n) { static_cast<GemmaModel*>(handle)->set_threads(std::max<int64_t>(1, n)); }
+double rf_model_helpers_cpu_seconds(void* handle) { return static_cast<GemmaModel*>(handle)->helpers_cpu_seconds(); }
+
+// The kernels alone (tests): the file's blocks back to fp32, W x through the quantized dot products, and the
+// activation as the kernels see it (Q8_0 or Q8_K codes times their scales).
+int rf_dequantize(int32_t type, const void* raw, int64_t rows, int64_t K, float* out, char* err, int64_t errlen) {
+  GUARD({
+    Matrix m = make_matrix(Raw{raw, type, rows, K}, K, "raw");
+    for (int64_t r = 0; r < rows; ++r) dequantize_row(m.type, m.data + r * m.row_bytes, out + r * K, K);
+  })
+}
+
+int rf_matmul(int32_t type, const void* raw, int64_t N, int64_t K, const float* x, int64_t T, float* y,
+              int64_t threads, char* err, int64_t errlen) {
+  GUARD({
+    Matrix m = make_matrix(Raw{raw, type, N, K}, K, "raw");
+    Pool pool(static_cast<int>(std::max<int64_t>(1, threads)));
+    Act act;
+    matmul(&pool, {{&m, y, N}}, x, T, K, act);
+  })
+}
+
+int rf_quantized_activation(const float* x, int64_t K, int32_t k_quant, float* out, char* err, int64_t errlen) {
+  GUARD({
+    CHECK(K % (k_quant ? QKK : QK) == 0, "K must be a multiple of the block size");
+    Act a;
+    quantize_act(x, 1, K, K, !k_quant, k_quant != 0, a);
+    for (int64_t i = 0; i < K; ++i)
+      out[i] = k_quant ? static_cast<float>(a.qk[i]) * a.dk[i / QKK] : static_cast<float>(a.q0[i]) * a.d0[i / QK];
+  })
+}
+
+}  // extern "C"

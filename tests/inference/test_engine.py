@@ -4,6 +4,7 @@ import mmap
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from inference.engine import Busy, DoneEvent, Engine, GenerationParams, Slots, TokenEvent
@@ -108,10 +109,9 @@ def test_it_reports_status_fields(tiny_engine):
 
 
 def _nucleus_by_full_sort(probs, top_p):
-    import torch
-
-    ordered, order = torch.sort(probs.double(), descending=True)
-    keep = torch.cumsum(ordered, dim=0) - ordered < top_p
+    order = np.argsort(-probs.astype(np.float64), kind="stable")
+    ordered = probs[order].astype(np.float64)
+    keep = np.cumsum(ordered) - ordered < top_p
     keep[0] = True
     return order[keep]
 
@@ -119,41 +119,35 @@ def _nucleus_by_full_sort(probs, top_p):
 @pytest.mark.parametrize("top_p", [0.05, 0.5, 0.9, 0.99, 0.999999])
 @pytest.mark.parametrize("spread", [0.5, 3.0, 12.0])  # a flat distribution needs k to grow; a peaked one does not
 def test_it_finds_the_same_nucleus_as_sorting_the_whole_vocabulary(top_p, spread):
-    import torch
-
     from inference.engine import nucleus
 
-    generator = torch.Generator().manual_seed(int(spread * 10) + int(top_p * 1000))
-    probs = torch.softmax(torch.randn(20_000, generator=generator) * spread, dim=0)
+    rng = np.random.default_rng(int(spread * 10) + int(top_p * 1000))
+    logits = (rng.standard_normal(20_000) * spread).astype(np.float32)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
     tokens, kept = nucleus(probs, top_p, first_k=16)
     # the same tokens (equal probabilities may come in another order)
     assert sorted(tokens.tolist()) == sorted(_nucleus_by_full_sort(probs, top_p).tolist())
-    assert torch.equal(kept, probs[tokens])
-    mass = kept.double()
+    assert np.array_equal(kept, probs[tokens])
+    mass = kept.astype(np.float64)
     assert float(mass.sum() - mass.min()) < top_p <= float(mass.sum()) + 1e-9
 
 
 def test_it_samples_only_inside_the_nucleus():
-    import torch
-
     from inference.engine import sample_next
 
-    logits = torch.tensor([5.0, 4.0, 3.0] + [-5.0] * 1000)
-    seen = {
-        sample_next(logits, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(s)) for s in range(200)
-    }
+    logits = np.array([5.0, 4.0, 3.0] + [-5.0] * 1000, dtype=np.float32)
+    seen = {sample_next(logits, temperature=1.0, top_p=0.9, generator=np.random.default_rng(s)) for s in range(200)}
     assert seen <= {0, 1, 2} and {0, 1} <= seen
     assert sample_next(logits, temperature=0.0, top_p=0.9) == 0
 
 
 def test_it_draws_tokens_in_proportion_to_their_probability():
-    import torch
-
     from inference.engine import _draw
 
-    weights = torch.tensor([0.0, 0.5, 0.0, 0.25, 0.25])
-    generator = torch.Generator().manual_seed(0)
-    counts = torch.bincount(torch.tensor([_draw(weights, generator) for _ in range(4000)]), minlength=5)
+    weights = np.array([0.0, 0.5, 0.0, 0.25, 0.25])
+    generator = np.random.default_rng(0)
+    counts = np.bincount([_draw(weights, generator) for _ in range(4000)], minlength=5)
     assert counts[0] == counts[2] == 0  # never a zero-probability token
     assert abs(int(counts[1]) - 2000) < 150 and abs(int(counts[3]) - 1000) < 120 and abs(int(counts[4]) - 1000) < 120
 
@@ -220,7 +214,7 @@ def test_it_fails_with_a_clear_status_where_the_native_step_cannot_be_built(tiny
     from inference import native
     from inference.conf import load_settings
 
-    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_library", None)
     monkeypatch.setattr(native, "_failed", "")
     monkeypatch.setattr(native, "cpu_flags", lambda cpuinfo=None: {"sse2"})
     engine = Engine(dataclasses.replace(load_settings(), model_path=tiny_gguf))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
 
 from inference.tiny import _random_blocks
@@ -34,7 +33,7 @@ def test_it_dequantizes_every_block_type_bit_for_bit_like_the_gguf_package(nativ
     cols = 512
     raw = _blocks(qtype, 24, cols, seed=int(qtype))
     want = quants.dequantize(raw, qtype)
-    got = native_module.dequantize(torch.from_numpy(raw), int(qtype), cols).numpy()
+    got = native_module.dequantize(raw, int(qtype), cols)
     assert got.shape == want.shape == (24, cols)
     assert np.array_equal(got.view(np.uint32), want.astype(np.float32).view(np.uint32))
 
@@ -43,37 +42,37 @@ def test_it_dequantizes_every_block_type_bit_for_bit_like_the_gguf_package(nativ
 def test_it_multiplies_the_blocks_like_the_dequantized_weights(native_module, qtype):
     rows, cols = 40, 512
     raw = _random_blocks(qtype, rows, cols, np.random.default_rng(7))
-    weight = torch.from_numpy(quants.dequantize(raw, qtype).astype(np.float32))
-    x = torch.randn(3, cols, generator=torch.Generator().manual_seed(1))
-    got = native_module.matmul(torch.from_numpy(raw), int(qtype), x, threads=1)
+    weight = quants.dequantize(raw, qtype).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((3, cols)).astype(np.float32)
+    got = native_module.matmul(raw, int(qtype), x, threads=1)
     # Against the activation as the kernel quantizes it (Q8_K for the k-quants, Q8_0 for the rest): only float
     # rounding apart (sums of 512 products in another order).
     k_quant = qtype in (GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K)
-    xq = torch.stack([native_module.quantized_activation(row, k_quant) for row in x])
-    exact = (xq.double() @ weight.double().T).float()
-    assert torch.allclose(got, exact, rtol=1e-5, atol=1e-5 * float(exact.abs().max()))
+    xq = np.stack([native_module.quantized_activation(row, k_quant) for row in x])
+    exact = xq.astype(np.float64) @ weight.astype(np.float64).T
+    assert np.allclose(got, exact, rtol=1e-5, atol=1e-5 * float(np.abs(exact).max()))
     # Against the unquantized activation: the 8-bit activations' cost, at most 1.03 % of the largest output here
     # (Q4_K's random blocks share one sign of offset, so the rounding errors add up along the row)
     plain = x @ weight.T
-    assert float((got - plain).abs().max()) < 0.02 * float(plain.abs().max())
+    assert float(np.abs(got - plain).max()) < 0.02 * float(np.abs(plain).max())
 
 
 def test_it_quantizes_activations_as_llama_cpp_does(native_module):
-    x = torch.tensor([0.0] * 31 + [1.27] + [-2.54] + [0.5] * 31)
+    x = np.array([0.0] * 31 + [1.27] + [-2.54] + [0.5] * 31, dtype=np.float32)
     q8_0 = native_module.quantized_activation(x, False)
     # block 1: max |x| 1.27, d = 0.01 (fp16 0.01000213623046875), codes round(x / d)
     d = float(np.float16(1.27 / 127))
     assert q8_0[31] == pytest.approx(127 * d) and q8_0[0] == 0
     # Q8_K: one block of 256, scale from the signed extreme (-2.54): d = -2.54 / -127 exactly 0.02
-    x256 = torch.cat([x, torch.zeros(192)])
+    x256 = np.concatenate([x, np.zeros(192, dtype=np.float32)])
     q8_k = native_module.quantized_activation(x256, True)
     assert q8_k[32] == pytest.approx(-2.54) and q8_k[31] == pytest.approx(64 * 0.02)  # 1.27 / 0.02 = 63.5 -> 64
 
 
 def test_it_gives_each_row_the_same_result_alone_or_in_a_batch_and_on_any_thread_count(native_module):
     qtype = GGMLQuantizationType.Q4_K
-    raw = torch.from_numpy(_random_blocks(qtype, 300, 256, np.random.default_rng(3)))
-    x = torch.randn(5, 256, generator=torch.Generator().manual_seed(4))
+    raw = _random_blocks(qtype, 300, 256, np.random.default_rng(3))
+    x = np.random.default_rng(4).standard_normal((5, 256)).astype(np.float32)
     batch = native_module.matmul(raw, int(qtype), x, threads=1)
     for t in range(5):
-        assert torch.equal(native_module.matmul(raw, int(qtype), x[t : t + 1], threads=2)[0], batch[t])
+        assert np.array_equal(native_module.matmul(raw, int(qtype), x[t : t + 1], threads=2)[0], batch[t])

@@ -88,7 +88,7 @@ def test_its_perplexity_stays_within_half_a_percent_of_llama_cpps(real_engine, l
     reference.eval(guard_ids)
     want = _perplexity(torch.from_numpy(reference.scores[: len(guard_ids)].copy()), guard_ids)
     with real_engine._gen_lock:
-        got = _perplexity(real_engine.model.forward(guard_ids, 0, logits=2), guard_ids)
+        got = _perplexity(torch.from_numpy(real_engine.model.forward(guard_ids, 0, logits=2)), guard_ids)
     print(f"perplexity on the guard text ({len(guard_ids)} tokens): native {got:.4f}, llama.cpp {want:.4f}")
     assert abs(got / want - 1) < 0.005
 
@@ -103,7 +103,7 @@ def test_its_logits_follow_transformers_gemma3_on_the_same_weights(real_engine, 
         want = reference(input_ids=torch.tensor([ids])).logits[0]
     del reference
     with real_engine._gen_lock:
-        got = real_engine.model.forward(ids, 0, logits=2)
+        got = torch.from_numpy(real_engine.model.forward(ids, 0, logits=2))
     agree = float((got.argmax(-1) == want.argmax(-1)).float().mean())
     assert agree >= 0.95  # near-ties may flip a token or two among 64 (8-bit activations, as in llama.cpp)
     assert _perplexity(got, ids) == pytest.approx(_perplexity(want, ids), rel=0.02)
