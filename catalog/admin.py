@@ -12,8 +12,9 @@ class QuantizationInline(admin.TabularInline):
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "family", "publisher", "n_params", "modality", "context_length", "featured"]
-    list_filter = ["modality", "family", "featured"]
+    list_display = ["name", "family", "publisher", "n_params", "modality", "context_length", "released", "featured"]
+    list_filter = ["modality", "review_status", "featured", "family"]
+    date_hierarchy = "released"
     search_fields = ["name", "slug", "family", "publisher"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [QuantizationInline]
