@@ -27,6 +27,7 @@ class StatusOut(Schema):
     load_seconds: float | None = Field(None, description="Seconds from the start of the load to ready.")
     load_read_s: float | None = Field(None, description="Of load_seconds: reading the model files.")
     load_build_s: float | None = Field(None, description="Of load_seconds: building the decode step.")
+    load_compile_s: float | None = Field(None, description="Of load_seconds: compiling the native step.")
     load_warmup_s: float | None = Field(None, description="Of load_seconds: the warm-up generation.")
     threads: int | None = Field(None, description="Decode threads chosen for the latest generation.")
     rss_bytes: int = Field(description="This process's resident memory now.")
@@ -58,6 +59,7 @@ class MetricsOut(Schema):
     total_s: float
     peak_rss_bytes: int = Field(description="The process's highest resident memory during this generation.")
     rss_before_bytes: int = Field(description="The process's resident memory when this generation started.")
+    generation_rss_bytes: int = Field(0, description="peak_rss_bytes - rss_before_bytes: what this generation added.")
     stop_reason: str = Field(description="eos, max_new_tokens, wall_time or cancelled.")
     threads: list[int] = Field(default_factory=list, description="Decode thread counts used, in order.")
 

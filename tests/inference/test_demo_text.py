@@ -125,7 +125,7 @@ def scripted_engine() -> Engine:
     scripted = ScriptedLM(model.config)
     scripted.load_state_dict(model.state_dict())
     scripted.generation_config.eos_token_id = None
-    settings = dataclasses.replace(load_settings(), quantize=False, max_new_tokens=128, max_prompt_tokens=64)
+    settings = dataclasses.replace(load_settings(), max_new_tokens=128, max_prompt_tokens=64)
     engine = Engine.from_loaded(scripted, tokenizer, settings=settings)
     set_engine(engine)
     yield engine
