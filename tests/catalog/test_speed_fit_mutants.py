@@ -135,6 +135,8 @@ def test_it_leaves_out_cuda_prompt_runs_from_before_the_int8_tensor_core_kernels
     assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **old) is None
     assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **old) is not None
     assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **{**old, "build": 6000}) is not None
+    # Without a build the date decides.
+    assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **{**old, "build": None}) is None
 
 
 # --- the fit itself (mutants of _solve, _fit_params, leave_one_source_out, fit_speed_model) ------------------------
@@ -165,6 +167,21 @@ def test_no_read_factor_goes_below_its_floor():
     fitted = speed_fit.fit_speed_model(rows)[0].params_for("cuda")
     assert fitted.quant_read_factor == 1.0
     assert fitted.overhead_s == 0.0  # a constant cannot help: every run is already slower at factor 1
+    # Only the parameters that wanted to go below their floor are pinned; the ones no run informs stay at the prior.
+    assert fitted.per_layer_s == pytest.approx(speed_fit.PRIOR_GPU.per_layer_s, rel=1e-6)
+    assert fitted.kv_read_factor == pytest.approx(speed_fit.PRIOR_GPU.kv_read_factor, rel=1e-6)
+
+
+def test_the_prior_pulls_a_lone_run_by_its_weight():
+    # One run of one source (weight 1): quantized bytes 0.01 s at full bandwidth, measured 0.03 s (factor 3), nothing
+    # else. Above the floor 1 the excess e minimises (e x 0.01/0.03 - (1 - 0.01/0.03))^2 + 1e-3 ((e - (p - 1)) / p)^2
+    # with the prior p = 1/0.6: e = (2/9 + 1e-3 (p - 1) / p^2) / (1/9 + 1e-3 / p^2).
+    p = 1 / 0.6
+    e = (2 / 9 + 1e-3 * (p - 1) / p**2) / (1 / 9 + 1e-3 / p**2)
+    # The pooled GPU fit, shrunk toward the physical starting point (the backend's own fit is then shrunk toward
+    # that pooled fit, a second, smaller pull).
+    pooled = speed_fit._fit_params([_tg("only", "cuda", 0.01, 0.03, constant=0.0)])[1]
+    assert pooled.quant_read_factor == pytest.approx(1 + e, rel=1e-6)  # 2.99569, a hair below 3
 
 
 def test_a_big_source_weighs_as_the_square_root_of_its_size():
@@ -235,8 +252,13 @@ def test_each_backend_is_fitted_on_its_own_runs_and_scored_without_its_source():
     assert metal.quant_read_factor == pytest.approx(4.0, rel=1e-2)
     assert cuda.prefill_quant_flop_factor == pytest.approx(2.0, rel=1e-2)
     assert metal.prefill_quant_flop_factor == pytest.approx(4.0, rel=1e-2)
+    # The pooled GPU fit, every run's squared relative residual weighted 1 / sqrt(runs of its source):
+    # prompts: 6 CUDA runs at 2 and 6 Metal runs at 4, all weighted 3^-0.5: (f/2 - 1)/2 + (f/4 - 1)/4 = 0 -> f = 2.4;
+    # decode: the same plus two one-run Vulkan sources at 3 (weight 1): 3.4641 ((f/2 - 1)/2 + (f/4 - 1)/4)
+    # + 2 (f/3 - 1)/3 = 0 -> f (0.86603 + 0.21651 + 0.22222) = 1.73205 + 0.86603 + 0.66667 -> f = 2.50217.
     pooled = model.default_gpu
-    assert 2.2 < pooled.quant_read_factor < 3.9 and 2.2 < pooled.prefill_quant_flop_factor < 3.9
+    assert pooled.prefill_quant_flop_factor == pytest.approx(2.4, rel=2e-3)
+    assert pooled.quant_read_factor == pytest.approx(2.50217, rel=2e-3)
     # Held out, a Metal source is predicted from the other Metal source: no error. (Predicted from the pooled fit
     # it would be 10-45 % too fast.)
     metal_errors = [p.error_pct for p in predictions if p.obs.backend == "metal"]
