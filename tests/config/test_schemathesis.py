@@ -3,8 +3,8 @@ errors, 0 undocumented status codes, 0 responses that break their schema and 0 u
 
 The server is the production line (gunicorn, config/gunicorn.py) on a scratch database seeded with the test catalog
 and a contributor's API token (so the authenticated POSTs reach their views): PostgreSQL when the suite runs on it
-(DATABASE_URL=postgres://...; several 500s of the review were PostgreSQL's alone), SQLite otherwise. The demo is off
-(RIGFIT_DEMO_ENABLED=0: no model to load; its operations answer their documented 404).
+(DATABASE_URL=postgres://...; several 500s of the review were PostgreSQL's alone), SQLite otherwise. The demo runs
+the tiny engine (inference.tiny's random 6-layer Gemma 3 GGUF), so its generate operation is exercised for real.
 
 Bounded: SCHEMATHESIS_EXAMPLES generated cases per operation and phase, a fixed seed (the same cases every run;
 another seed finds other cases: `SCHEMATHESIS_SEED=7 pytest tests/config/test_schemathesis.py`; a longer run:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,22 +66,45 @@ def live_api(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("schemathesis")
     with _database(tmp) as database_url:
+        from inference.tiny import write_tiny_gguf
+
         env = site_env(
             database_url=database_url,
             var_dir=tmp / "var",
-            RIGFIT_DEMO_ENABLED="0",
             # Every generated POST is a run: limits high enough that none is refused for its rate.
             RIGFIT_BENCH_RATE_TOKEN="1000000",
             RIGFIT_BENCH_RATE_IP="1000000",
+            # The demo on the tiny engine (a 6-layer Gemma 3 GGUF with random weights, inference.tiny), loaded at
+            # start; a queue long enough that no generated request waits past its timeout.
+            RIGFIT_DEMO_MODEL_PATH=write_tiny_gguf(tmp / "tiny-gemma3-Q4_K_M.gguf"),
+            RIGFIT_DEMO_WARM_START="1",
+            RIGFIT_DEMO_THREADS="1",
+            RIGFIT_DEMO_MAX_NEW_TOKENS="64",
+            RIGFIT_DEMO_MAX_WALL_S="10",
+            RIGFIT_DEMO_RATE="1000000",
+            RIGFIT_DEMO_MAX_QUEUE="64",
+            RIGFIT_DEMO_QUEUE_TIMEOUT_S="120",
         )
         (tmp / "var").mkdir(exist_ok=True)
         manage(env, "migrate", "--noinput")
         raw_token = python(env, SEED_DATA).strip().splitlines()[-1]
         server = start_gunicorn(env, log_dir=tmp, name="schemathesis", workers=1, threads=4)
         try:
+            wait_demo_ready(server.url)
             yield server, raw_token, tmp
         finally:
             server.stop()
+
+
+def wait_demo_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/api/demo/status", timeout=10).json()["state"]
+        if state in ("ready", "error"):
+            break
+        time.sleep(0.2)
+    assert state == "ready", f"the tiny demo engine is {state!r}"
 
 
 def test_it_answers_every_generated_request_within_its_schema(live_api):
