@@ -81,11 +81,11 @@ def test_it_answers_429_when_the_queue_is_full_and_503_when_the_wait_times_out()
     with pytest.raises(Busy) as timed_out:
         slots.acquire(timeout_s=0.05)
     assert timed_out.value.status == 503 and timed_out.value.retry_after_s > 0
-    slots.waiting = 1  # someone else is waiting
+    slots.enqueue()  # someone else is waiting (a waiter's own registration): the queue of one is full
     with pytest.raises(Busy) as full:
         slots.acquire(timeout_s=1)
     assert full.value.status == 429
-    slots.waiting = 0
+    slots.dequeue()
     slots.release()
     slots.acquire(timeout_s=0)
     assert slots.running == 1
