@@ -27,7 +27,9 @@ class StatusOut(Schema):
     load_seconds: float | None = Field(None, description="Seconds from the start of the load to ready.")
     load_read_s: float | None = Field(None, description="Of load_seconds: reading the model files.")
     load_build_s: float | None = Field(None, description="Of load_seconds: building the decode step.")
-    load_compile_s: float | None = Field(None, description="Of load_seconds: compiling the native step.")
+    load_compile_s: float | None = Field(
+        None, description="Of load_build_s: building (or importing the cached build of) the C++ step."
+    )
     load_warmup_s: float | None = Field(None, description="Of load_seconds: the warm-up generation.")
     threads: int | None = Field(None, description="Decode threads chosen for the latest generation.")
     rss_bytes: int = Field(description="This process's resident memory now.")
