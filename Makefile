@@ -60,16 +60,21 @@ fmt: $(STAMP)
 # module at a time, each mutant checked by the selected tests that reach the mutated function ([tool.mutmut] in
 # pyproject.toml). Each module's run is capped (MUTATION_TIMEOUT seconds) and niced; its results are kept in
 # var/mutation/ and the kill rate per module and the surviving mutants (with the reason docs/testing.md gives) printed.
-# `make mutation MODULES=benchmarks/outliers.py` runs one module. Not part of `make test` (fit.py alone takes ~20 min).
-MODULES ?= catalog/fit.py catalog/speed.py catalog/speed_fit.py benchmarks/llamabench.py benchmarks/outliers.py
+# `make mutation MODULES=benchmarks/outliers.py` runs one module; `module.py:f,g` only the functions f and g of it (the
+# demo's sampling in inference/engine.py). Not part of `make test` (fit.py alone takes ~20 min).
+MODULES ?= catalog/fit.py catalog/speed.py catalog/speed_fit.py benchmarks/llamabench.py benchmarks/outliers.py \
+	catalog/services.py benchmarks/services.py inference/engine.py:sample_next,_draw,nucleus,_nucleus_by_histogram
 MUTATION_TIMEOUT ?= 2400
 MUTATION_JOBS ?= 1
 mutation: $(STAMP)
 	@mkdir -p var/mutation
-	@for module in $(MODULES); do \
+	@set -f; for entry in $(MODULES); do \
+	  module=$${entry%%:*}; functions=$$(echo "$$entry" | sed -n 's|^[^:]*:||p'); \
 	  name=$$(echo $$module | sed 's|/|.|g; s|\.py$$||'); \
-	  echo "== $$module"; \
-	  timeout $(MUTATION_TIMEOUT) nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) "$$name.*" >var/mutation/$$name.log 2>&1 \
+	  patterns="$$name.*"; \
+	  if [ -n "$$functions" ]; then patterns=$$(echo "$$functions" | tr ',' '\n' | sed "s|^|$$name.x_|; s|$$|__mutmut_*|"); fi; \
+	  echo "== $$entry"; \
+	  timeout $(MUTATION_TIMEOUT) nice -n 10 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $$patterns >var/mutation/$$name.log 2>&1 \
 	    || echo "   mutmut exited $$? (log: var/mutation/$$name.log)"; \
 	  mkdir -p var/mutation/$$(dirname $$module) && cp mutants/$$module.meta var/mutation/$$module.meta 2>/dev/null || true; \
 	done

@@ -7,6 +7,9 @@ Then every surviving mutant, with its reason when docs/testing.md lists it as eq
 it does not.
 
     python tests/mutation_report.py [module ...]     # e.g. catalog/fit.py; default: every module with results
+
+A module may be followed by `:f,g` (as in the Makefile's `inference/engine.py:sample_next,...`): then only the mutants
+of the functions f and g count.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ MODULES = [
     "catalog/speed_fit.py",
     "benchmarks/llamabench.py",
     "benchmarks/outliers.py",
+    "catalog/services.py",
+    "benchmarks/services.py",
+    "inference/engine.py:sample_next,_draw,nucleus,_nucleus_by_histogram",
 ]
 KILLED = {1, 3, 36, 24, -24, 152, 255}  # mutmut's stats.py: a failing test, pytest's internal error, a timeout
 SURVIVED = {0}
@@ -43,6 +49,12 @@ def equivalent_mutants(doc: Path = DOC) -> dict[str, str]:
     return found
 
 
+def _function_of(name: str) -> str:
+    """`catalog.fit.x_kv_cells__mutmut_3` -> `kv_cells`; a method `...xǁClassǁmethod__mutmut_1` -> `Class.method`."""
+    mangled = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    return mangled.removeprefix("x_") if not mangled.startswith("xǁ") else ".".join(mangled.split("ǁ")[1:])
+
+
 def report(modules: list[str], out=sys.stdout) -> int:
     equivalent = equivalent_mutants()
     survivors: list[tuple[str, str]] = []
@@ -50,15 +62,20 @@ def report(modules: list[str], out=sys.stdout) -> int:
         f"{'module':28} {'mutants':>7} {'killed':>6} {'survived':>8} {'no test':>7} {'kill %':>6} {'w/o equiv %':>11}",
         file=out,
     )
-    for module in modules:
+    for entry in modules:
+        module, _, wanted = entry.partition(":")
+        functions = set(wanted.split(",")) if wanted else None
+        label = module if functions is None else f"{module}:{len(functions)} fns"
         # `make mutation` keeps each module's results in var/mutation/ (a later run's setup may reset mutants/).
         meta = ROOT / "var" / "mutation" / f"{module}.meta"
         if not meta.exists():
             meta = ROOT / "mutants" / f"{module}.meta"
         if not meta.exists():
-            print(f"{module:28} (no results: run `make mutation MODULES={module}`)", file=out)
+            print(f"{label:28} (no results: run `make mutation MODULES={entry}`)", file=out)
             continue
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        if functions is not None:
+            codes = {name: code for name, code in codes.items() if _function_of(name) in functions}
         checked = {name: code for name, code in codes.items() if code is not None}
         killed = sum(code in KILLED for code in checked.values())
         alive = sorted(name for name, code in checked.items() if code not in KILLED)
@@ -70,7 +87,7 @@ def report(modules: list[str], out=sys.stdout) -> int:
         unchecked = len(codes) - total
         tail = f"  ({unchecked} not run yet)" if unchecked else ""
         print(
-            f"{module:28} {total:7} {killed:6} {len(alive) - no_test:8} {no_test:7} {rate:6.1f} {rate_eq:11.1f}{tail}",
+            f"{label:28} {total:7} {killed:6} {len(alive) - no_test:8} {no_test:7} {rate:6.1f} {rate_eq:11.1f}{tail}",
             file=out,
         )
         survivors += [(name, equivalent.get(name, "NOT EXPLAINED")) for name in alive]
