@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -242,6 +243,78 @@ class BestFit:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class QuantFacts:
+    """What a pick needs of one quantization row, without the row."""
+
+    quant_id: int
+    name: str
+    spec: fit.QuantSpec
+    bits_per_weight: float | None
+    perplexity_delta: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a pick needs of one model: its shape and its quants (one per name, as best_quant has always keyed them)."""
+
+    model_id: int
+    name: str
+    n_params: int
+    context_length: int
+    shape: fit.ModelShape
+    quants: tuple[QuantFacts, ...]
+
+
+def model_facts(model: Model) -> ModelFacts:
+    by_name = {quant.name: quant for quant in model.quantizations.all()}
+    return ModelFacts(
+        model_id=model.pk,
+        name=model.name,
+        n_params=model.n_params,
+        context_length=model.context_length,
+        shape=shape_of(model),
+        quants=tuple(
+            QuantFacts(quant.pk, quant.name, quant_spec_of(quant), effective_bits(quant), quant.perplexity_delta)
+            for quant in by_name.values()
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    quant: QuantFacts
+    result: fit.FitResult
+    ctx: int
+    ctx_clamped: bool
+    recommended: bool
+
+
+def pick_quant(
+    facts: ModelFacts, *, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool, speed: SpeedModel
+) -> Pick | None:
+    """best_quant's rule on a model's facts: the one place it is written."""
+    ctx, clamped = fit.clamp_ctx(options.ctx, facts.context_length)
+    options = replace(options, ctx=ctx) if clamped else options
+    by_name = {quant.name: quant for quant in facts.quants}
+    choices = [
+        fit.QuantChoice(
+            name=quant.name,
+            bits_per_weight=quant.bits_per_weight,
+            perplexity_delta=quant.perplexity_delta,
+            result=cached_fit(facts.shape, quant.spec, device, options, speed),
+        )
+        for quant in facts.quants
+    ]
+    if not allow_offload:
+        choices = [c for c in choices if fit.fits_entirely(c.result.verdict, device.kind)]
+    answer = fit.recommend(choices, device.kind)
+    pick = answer.pick
+    if pick is None:
+        return None
+    return Pick(by_name[pick.name], pick.result, options.ctx, clamped, answer.recommended is not None)
+
+
 def best_quant(
     *,
     model: Model,
@@ -253,27 +326,19 @@ def best_quant(
     """Which quant of `model` to pick on the device (fit.recommend's rule, else the fastest that runs), at the asked
     context clamped to the model's maximum. Without `allow_offload`, only quants that fit entirely count. None when
     nothing runs. Callers asking for many models or devices pass `speed` (speed_model()) once."""
-    shape = shape_of(model)
-    speed = speed or speed_model()
-    options, clamped = options_for(model=model, options=options)
-    quants = {quant.name: quant for quant in model.quantizations.all()}
-    choices = [
-        quant_choice(quant, cached_fit(shape, quant_spec_of(quant), device, options, speed))
-        for quant in quants.values()
-    ]
-    if not allow_offload:
-        choices = [c for c in choices if fit.fits_entirely(c.result.verdict, device.kind)]
-    answer = fit.recommend(choices, device.kind)
-    pick = answer.pick
-    if pick is None:
+    picked = pick_quant(
+        model_facts(model), device=device, options=options, allow_offload=allow_offload, speed=speed or speed_model()
+    )
+    if picked is None:
         return None
+    quant = next(quant for quant in model.quantizations.all() if quant.pk == picked.quant.quant_id)
     return BestFit(
         model=model,
-        quant=quants[pick.name],
-        result=pick.result,
-        ctx=options.ctx,
-        ctx_clamped=clamped,
-        recommended=answer.recommended is not None,
+        quant=quant,
+        result=picked.result,
+        ctx=picked.ctx,
+        ctx_clamped=picked.ctx_clamped,
+        recommended=picked.recommended,
     )
 
 
@@ -315,19 +380,6 @@ class FitEntry:
     ctx_clamped: bool
     recommended: bool
 
-    @classmethod
-    def of(cls, best: BestFit) -> FitEntry:
-        return cls(
-            model_id=best.model.pk,
-            quant_id=best.quant.pk,
-            n_params=best.model.n_params,
-            name=best.model.name,
-            result=best.result,
-            ctx=best.ctx,
-            ctx_clamped=best.ctx_clamped,
-            recommended=best.recommended,
-        )
-
 
 # A fit table's row: (model id, verdict value, the pickled FitEntry). Filtering and counting read the first two; only
 # the rows a page shows are unpickled (a table of 1,000 dataclass rows took ~25 ms to unpickle, its bytes ~1 ms).
@@ -343,6 +395,27 @@ LIST_DEFERRED = (
     "recurrent_layers",
     "kv_heads_per_layer",
 )
+# This process's copy of the catalog's facts, with the token of the data version it was read at (see catalog_facts).
+_facts_memo: dict[str, tuple[int, str, list[ModelFacts]]] = {}
+
+
+def catalog_facts() -> list[ModelFacts]:
+    """Every listed model's facts, in the catalog's order: read from the database once per data version and kept in
+    this process (reading 1,000 models and their quants as rows costs about as much as fitting them all once). A token
+    in the shared cache guards the copy: emptying the cache, or a new data version, makes a new one."""
+    version = data_version()
+    token_key = f"catalog:facts-token:{version}"
+    token = cache.get(token_key)
+    memo = _facts_memo.get("catalog")
+    if memo is not None and token is not None and memo[:2] == (version, token):
+        return memo[2]
+    facts = [model_facts(model) for model in Model.objects.with_quantizations()]
+    if token is None:
+        cache.add(token_key, uuid.uuid4().hex, FIT_TABLE_TTL_S)
+        token = cache.get(token_key)
+    if token is not None:
+        _facts_memo["catalog"] = (version, token, facts)
+    return facts
 
 
 def fit_table(
@@ -356,10 +429,34 @@ def fit_table(
     key = f"catalog:fit-table:{data_version()}:{digest}"
     table = cache.get(key)
     if table is None:
-        found = best_fits(hardware=hardware, options=options, gpu_count=gpu_count, allow_offload=allow_offload)
+        device = device_spec_of(hardware, gpu_count)
+        speed = speed_model()
+        found = [
+            (facts, picked)
+            for facts in catalog_facts()
+            if (picked := pick_quant(facts, device=device, options=options, allow_offload=allow_offload, speed=speed))
+        ]
+        # best_fits' ranking (a stable sort of the catalog's order).
+        found.sort(key=lambda pair: (VERDICT_RANK[pair[1].result.verdict], -pair[0].n_params, pair[0].name))
         table = [
-            (best.model.pk, best.result.verdict.value, pickle.dumps(FitEntry.of(best), pickle.HIGHEST_PROTOCOL))
-            for best in found
+            (
+                facts.model_id,
+                picked.result.verdict.value,
+                pickle.dumps(
+                    FitEntry(
+                        model_id=facts.model_id,
+                        quant_id=picked.quant.quant_id,
+                        n_params=facts.n_params,
+                        name=facts.name,
+                        result=picked.result,
+                        ctx=picked.ctx,
+                        ctx_clamped=picked.ctx_clamped,
+                        recommended=picked.recommended,
+                    ),
+                    pickle.HIGHEST_PROTOCOL,
+                ),
+            )
+            for facts, picked in found
         ]
         cache.set(key, table, FIT_TABLE_TTL_S)
     return table

@@ -143,3 +143,21 @@ def test_it_finds_the_same_hardware_that_runs_a_model_as_trying_every_device(see
         fast = hardware_that_runs(model=model, candidates=candidates, options=options)
         slow = _runs_on_exhaustively(model, candidates, options)
         assert [(h.slug, _row(b)) for h, b in fast] == [(h.slug, _row(b)) for h, b in slow], model.slug
+
+
+def test_it_reads_the_catalog_once_per_data_version_and_again_after_the_cache_empties(catalog):
+    from django.core.cache import cache
+
+    from catalog.services import catalog_facts
+
+    first = catalog_facts()
+    assert catalog_facts() is first  # the same version: this process's copy
+    assert [f.name for f in first] == ["Gemma 3 270M", "Llama 3.1 8B"]
+    # A write that sends no signal (a bulk update) changes nothing until the cache is emptied, then it shows.
+    Model.objects.filter(slug="gemma-3-270m").update(name="Gemma Renamed")
+    assert catalog_facts() is first
+    cache.clear()
+    assert [f.name for f in catalog_facts()] == ["Gemma Renamed", "Llama 3.1 8B"]
+    # A save bumps the data version: a new copy.
+    make_model(name="Zz Later", slug="zz-later", n_params=90_000_000_000)
+    assert [f.name for f in catalog_facts()][-1] == "Zz Later"
