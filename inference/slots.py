@@ -256,10 +256,10 @@ class DemoGate:
             raise store_unreachable() from exc
         retry = max(1, math.ceil((window + 1) * self.rate_window_s - now))
         minutes = self.rate_window_s / 60
-        window_text = f"{minutes:g} minute{pluralize(minutes)}" if minutes >= 1 else f"{self.rate_window_s} s"
+        span = f"{minutes:g} minute{pluralize(minutes)}" if minutes >= 1 else f"{self.rate_window_s} s"
         raise Busy(
-            f"You have made {self.rate} demo request{pluralize(self.rate)} in this {window_text} window, the limit "
-            f"per visitor. Try again in {retry} s.",
+            f"You have used the {self.rate} demo request{pluralize(self.rate)} a visitor may make in {span}. "
+            f"Try again in {retry} s.",
             status=429,
             retry_after_s=retry,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -114,6 +115,7 @@ def demo_gate(engine: Engine) -> DemoGate:
 
 
 _vision_slots: Slots | None = None
+_vision_slots_lock = threading.Lock()
 
 
 def vision_gate(engine: Engine) -> DemoGate:
@@ -121,8 +123,9 @@ def vision_gate(engine: Engine) -> DemoGate:
     per client at a time; its own slots, as many as the text demo's."""
     global _vision_slots
     settings = engine.settings
-    if _vision_slots is None or _vision_slots.limit != settings.max_concurrent:
-        _vision_slots = Slots(settings.max_concurrent, settings.max_queue)
+    with _vision_slots_lock:
+        if _vision_slots is None or _vision_slots.limit != settings.max_concurrent:
+            _vision_slots = Slots(settings.max_concurrent, settings.max_queue)
     return DemoGate(
         slots=_vision_slots,
         rate=settings.rate,

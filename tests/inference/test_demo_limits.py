@@ -68,7 +68,7 @@ def test_it_limits_each_client_to_the_configured_rate(client, make_tiny_engine, 
     assert [a.status_code for a in answers] == [200, 200, 429]
     refused = answers[2]
     assert 1 <= int(refused["Retry-After"]) <= 600
-    assert "2 demo requests in this 10 minutes window" in refused.content.decode()
+    assert "the 2 demo requests a visitor may make in 10 minutes" in refused.content.decode()
     other = client.post(reverse("inference:generate"), FORM, REMOTE_ADDR="198.51.100.4")
     assert other.status_code == 200  # another visitor has their own count
     # The refused request was not counted: still refused, still exactly at the limit.

@@ -106,7 +106,7 @@ def test_a_clients_rate_holds_across_instances(servers):
         refused = visitor.generate(server)
         assert refused.status_code == 429
         assert int(refused.headers["Retry-After"]) > 0
-        assert f"{RATE} demo requests" in refused.text
+        assert f"the {RATE} demo requests a visitor may make in 60 minutes" in refused.text
     assert Visitor("203.0.113.3").generate(b).status_code == 200  # another client's count is its own
 
 
