@@ -9,9 +9,11 @@ Times each page in this process through Django's test client, median of --repeat
 no template) measured in the same run as the baseline, and prints ms and the ratio to it: wall-clock, and the CPU time
 of this process (the page's own cost, without the waits for a core on a shared host).
 
-Two states per page, each request at a context not asked before (so no URL repeats):
-- cold: every cache emptied before each request (page cache, fit tables, the engine's memo): the first visitor after
-  a catalog change;
+Three states per page, each request at a context not asked before (so no URL repeats):
+- cold: every cache emptied before each request (page cache, fit tables, the catalog's facts, the engine's memo): the
+  first visitor after a catalog change;
+- new settings: the page cache, the fit tables and the engine's memo emptied, the catalog's facts read by an earlier
+  page of this data version: the first visitor for a device and context (catalog.services.catalog_facts);
 - page miss: only the page cache emptied: a new URL (other filters, sort, page, htmx or not) once the device's fit
   table for that context is built (catalog.services.fit_table).
 """
@@ -30,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEVICE = "nvidia-geforce-rtx-4090"
+STATES = ("cold", "new settings", "page miss")
 CONTEXTS = (4096, 8192, 16384, 32768, 2048, 65536, 1024, 131072, 512, 3000, 5000, 6000, 7000, 9000, 10000, 12000)
 
 
@@ -91,39 +94,39 @@ def generate(total: int) -> int:
     return Model.objects.count()
 
 
-def clear(*, everything: bool) -> None:
-    from django.core.cache import cache
+def clear(state: str) -> None:
+    """Empty what `state` says is not there yet (see the module's docstring)."""
+    from django.core.cache import cache, caches
+    from django.core.cache.backends.locmem import LocMemCache
 
     from catalog import services
 
-    if everything:
+    if state == "cold":
         cache.clear()
+    else:
+        store = caches["default"]
+        assert isinstance(store, LocMemCache)
+        parts = (":rigfit:page:",) if state == "page miss" else (":rigfit:page:", ":catalog:fit-table:")
+        for key in [k for k in store._cache if any(part in k for part in parts)]:
+            store.delete(key.split(":", 2)[2])
+    if state != "page miss":
         for memo in (services.cached_fit, services.cached_memory, services.cached_max_context):
             memo.cache_clear()
-        return
-    # Only the rendered pages: bump the page keys' series by deleting them (the fit tables stay).
-    from django.core.cache import caches
-    from django.core.cache.backends.locmem import LocMemCache
-
-    store = caches["default"]
-    assert isinstance(store, LocMemCache)
-    for key in [k for k in store._cache if ":rigfit:page:" in k]:
-        store.delete(key.split(":", 2)[2])
 
 
-def median_ms(
-    client, url: str, repeat: int, *, everything: bool, vary_ctx: bool, htmx: bool = False
-) -> tuple[float, float]:
+def median_ms(client, url: str, repeat: int, *, state: str, vary_ctx: bool, htmx: bool = False) -> tuple[float, float]:
     """Median wall-clock ms and median CPU ms of this process (the test client runs the request in it): on a shared
     host the CPU time is the page's own cost, the wall time adds the waits for a core."""
     samples, cpu = [], []
     headers = {"HX-Request": "true"} if htmx else {}
     for i in range(repeat + 1):
         target = url.format(ctx=CONTEXTS[i % len(CONTEXTS)] if vary_ctx else 4096)
-        if not everything and vary_ctx:
-            # Build the fit table for this context first (not timed), as an earlier visitor would have.
-            client.get(url.format(ctx=CONTEXTS[i % len(CONTEXTS)]) + "&warm=1", headers=headers)
-        clear(everything=everything)
+        if state != "cold":
+            # An earlier visitor: this URL's settings for "page miss" (its fit table exists), another page for "new
+            # settings" (the catalog's facts are read for this data version). Not timed.
+            same = url.format(ctx=CONTEXTS[i % len(CONTEXTS)])
+            client.get(same + ("&" if "?" in same else "?") + "warm=1" if state == "page miss" else "/models/")
+        clear(state)
         started, started_cpu = time.perf_counter(), time.process_time()
         response = client.get(target, headers=headers)
         elapsed, elapsed_cpu = (time.perf_counter() - started) * 1000, (time.process_time() - started_cpu) * 1000
@@ -155,18 +158,18 @@ def main() -> None:
             "model list, all": ("/models/", False, False),
             "model page": (f"/models/llama-3-1-8b/?hardware={device}&ctx={{ctx}}", True, False),
         }
-        baseline, baseline_cpu = median_ms(client, "/healthz", args.repeat * 3, everything=True, vary_ctx=False)
+        baseline, baseline_cpu = median_ms(client, "/healthz", args.repeat * 3, state="cold", vary_ctx=False)
         print(f"{count} models in the catalog; median of {args.repeat} requests each, in-process")
         print("ms wall-clock (x /healthz) | ms CPU of this process (x /healthz)")
         print(f"{'/healthz (baseline)':28} {baseline:8.2f} | {baseline_cpu:8.2f}")
         for name, (url, vary, htmx) in targets.items():
-            for state, everything in (("cold", True), ("page miss", False)):
-                wall, cpu = median_ms(client, url, args.repeat, everything=everything, vary_ctx=vary, htmx=htmx)
+            for state in STATES if vary else ("cold", "page miss"):
+                wall, cpu = median_ms(client, url, args.repeat, state=state, vary_ctx=vary, htmx=htmx)
                 print(
                     f"{name + ', ' + state:38} {wall:8.1f} ({wall / baseline:5.0f}x) | "
                     f"{cpu:8.1f} ({cpu / baseline_cpu:5.0f}x)"
                 )
-        again, again_cpu = median_ms(client, "/healthz", args.repeat * 3, everything=True, vary_ctx=False)
+        again, again_cpu = median_ms(client, "/healthz", args.repeat * 3, state="cold", vary_ctx=False)
         print(f"{'/healthz (again)':28} {again:8.2f} | {again_cpu:8.2f}")
 
 
