@@ -45,3 +45,30 @@ def test_it_shows_the_form_errors_in_place(live_asgi_url, make_tiny_engine):
         page.click("button:has-text('Generate')")
         page.wait_for_selector("#demo-form .errorlist", timeout=10_000)
         assert page.locator("textarea[name=prompt]").count() == 1
+
+
+def test_it_says_so_and_stops_when_the_stream_is_refused(live_asgi_url, make_tiny_engine):
+    from inference.views import demo_gate
+
+    engine = make_tiny_engine()
+    held = []
+
+    def start_another_run_first(route) -> None:
+        # Between the page's POST and its stream, the same visitor starts a run elsewhere (another tab, the API):
+        # the stream is refused with 429 before any event.
+        held.append(demo_gate(engine).admit("127.0.0.1"))
+        route.continue_()
+
+    with chromium_page() as page:
+        streams: list[int] = []
+        page.on("response", lambda r: streams.append(r.status) if "/demo/stream/" in r.url else None)
+        page.route("**/demo/stream/**", start_another_run_first)
+        page.goto(f"{live_asgi_url}/demo/")
+        page.click("button:has-text('Generate')")
+        status = page.wait_for_selector(".demo-live-status.demo-error", timeout=30_000)
+        assert "could not start" in status.inner_text()
+        assert page.locator(".demo-run[sse-connect]").count() == 0  # nothing left for htmx to retry
+        assert streams == [429]
+    for admission in held:
+        admission.release()
+    assert len(held) == 1
