@@ -93,22 +93,6 @@ class Slots:
             self.dequeue()
         raise _timed_out()
 
-    async def acquire_async(self, timeout_s: float) -> None:
-        import asyncio
-
-        if self.try_acquire():
-            return
-        self.enqueue()
-        try:
-            deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline:
-                if self.try_acquire():
-                    return
-                await asyncio.sleep(self.poll_s)
-        finally:
-            self.dequeue()
-        raise _timed_out()
-
 
 def _timed_out() -> Busy:
     return Busy("The demo is busy and the wait timed out. Try again shortly.", status=503, retry_after_s=15)
