@@ -265,10 +265,10 @@ class DemoGate:
         return None
 
     # -- admission ---------------------------------------------------------------------------------------------
-    def admit(self, client: str) -> Admission:
-        """Hold `client`'s one run, then wait (up to queue_timeout_s, in this process's bounded queue) for this
-        process's slot and a shared one. Busy(429) when the client already runs one or the queue is full,
-        Busy(503) when the wait times out or the store is unreachable."""
+    def admit(self, client: str, *, wait_s: float | None = None) -> Admission:
+        """Hold `client`'s one run, then wait (up to `wait_s`, default queue_timeout_s, in this process's bounded
+        queue) for this process's slot and a shared one. Busy(429) when the client already runs one or the queue is
+        full, Busy(503) when the wait times out or the store is unreachable."""
         owner = secrets.token_hex(8)
         client_key = self._client_key(client)
         store = limits_store()
@@ -279,14 +279,14 @@ class DemoGate:
             log.error("Demo limit store unreachable; refusing runs: %s", exc)
             raise store_unreachable() from exc
         try:
-            slot_key = self._wait_for_slots(owner)
+            slot_key = self._wait_for_slots(owner, self.queue_timeout_s if wait_s is None else wait_s)
         except BaseException:
             self._delete_owned(client_key, owner)
             raise
         return Admission(gate=self, client_key=client_key, owner=owner, slot_key=slot_key)
 
-    def _wait_for_slots(self, owner: str) -> str:
-        deadline = time.monotonic() + self.queue_timeout_s
+    def _wait_for_slots(self, owner: str, wait_s: float) -> str:
+        deadline = time.monotonic() + wait_s
         queued = False
         try:
             while True:

@@ -221,8 +221,11 @@ def stream(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _text_refusal("Invalid settings.", 422)
     params = GenerationParams(**form.cleaned_data)
+    # Under ASGI this sync view runs on Django's one thread for sync code: it must not wait there for a slot, so a
+    # busy demo refuses at once instead of queueing (WSGI, the production server, queues in the request's thread).
+    wait_s = 0.0 if hasattr(request, "scope") else None
     try:
-        admission = demo_gate(engine).admit(client_address(request))
+        admission = demo_gate(engine).admit(client_address(request), wait_s=wait_s)
     except Busy as exc:
         return _text_refusal(str(exc), exc.status, exc.retry_after_s)
 
