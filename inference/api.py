@@ -121,7 +121,7 @@ def generate(request: HttpRequest, payload: GenerateIn) -> Any:
         if refusal is not None:
             raise refusal
         gate.charge(client)
-        admission = gate.admit(client)
+        admission = gate.admit(client, wait_s=0.0 if hasattr(request, "scope") else None)  # ASGI: see views.stream
     except Busy as exc:
         return _error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     try:
