@@ -142,3 +142,40 @@ def test_one_run_per_client_and_the_shared_slot_hold_across_instances(servers):
     path = _stream_path(other_client.generate(b))
     assert other_client.stream(a, path).status_code == 200
     assert same_client.generate(a).status_code == 200
+
+
+def test_a_killed_workers_run_frees_its_slot_by_expiry(servers):
+    import redis
+
+    from inference.slots import LEASE_MARGIN_S
+    from inference.streaming import READY_WAIT_S
+
+    site, (a, _b) = servers
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import django\ndjango.setup()\n" + textwrap.dedent(HOLDER), "203.0.113.6"],
+        cwd=ROOT,
+        env=site.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held", holder.stderr.read()
+    finally:
+        holder.kill()  # SIGKILL: no release, as when the OOM killer takes a worker mid-generation
+        holder.wait(timeout=10)
+    client = redis.Redis.from_url(site.redis_url)
+    try:
+        keys = sorted(k.decode() for k in client.scan_iter(match=f"{site.key_prefix}:*demo:demo:*"))
+        assert [k.rsplit(":", 2)[-2] for k in keys] == ["client", "slot"], keys
+        # The lease: the model's load wait plus the wall cap (60 s by default) plus the margin, then Redis drops it.
+        lease_s = READY_WAIT_S + 60 + LEASE_MARGIN_S
+        ttls = [client.ttl(key) for key in keys]
+        assert all(0 < ttl <= lease_s for ttl in ttls), ttls
+    finally:
+        client.close()
+    assert Visitor("203.0.113.7").generate(a).status_code == 429  # until then the site's one slot stays taken
+    for key in keys:  # what the expiry would do, now
+        redis.Redis.from_url(site.redis_url).delete(key)
+    assert Visitor("203.0.113.7").generate(a).status_code == 200
