@@ -119,16 +119,18 @@ def limits_store(request):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
-    redis_cache = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": f"redis://{REDIS_HOST}:{REDIS_PORT}/13",
-        "KEY_PREFIX": f"rigfit-test-{secrets.token_hex(4)}",
-    }
-    with override_settings(CACHES={"default": redis_cache, "limits": redis_cache}):
-        from django.core.cache import caches
+    import redis
 
+    prefix = f"rigfit-test-{secrets.token_hex(4)}"
+    location = f"redis://{REDIS_HOST}:{REDIS_PORT}/13"
+    redis_cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location, "KEY_PREFIX": prefix}
+    with override_settings(CACHES={"default": redis_cache, "limits": redis_cache}):
         yield
-        caches["limits"].clear()
+    client = redis.Redis.from_url(location)  # this run's keys only: another test process may share the database
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def test_it_shares_the_slots_between_processes_through_the_store(tiny_engine, limits_store):
