@@ -451,3 +451,16 @@ def test_it_builds_a_fit_table_once_per_device_and_options_and_reads_it_back_in_
     assert rows[1].result == table[1].result and rows[0].ctx_clamped is False
     big.delete()  # a model removed since the table was built drops out
     assert [r.model for r in services.best_fits_of(table)] == [small]
+
+
+def test_it_picks_quants_with_the_speed_model_in_force(monkeypatch):
+    import dataclasses
+
+    # A fitted model in which every CUDA decode step costs at least one second of fixed overhead: at most 1 tok/s,
+    # so no quant keeps the 10 tok/s rule and the pick is the fastest, not a recommended one.
+    slow = dataclasses.replace(DEFAULT_SPEED.params_for("cuda"), overhead_s=1.0)
+    monkeypatch.setattr(extensions, "_speed_model", lambda: SpeedModel(classes=(("cuda", slow),)))
+    model = _ladder(make_model(), ("Q8_0", 8.5), ("Q4_K_M", 4.89))
+    best = services.best_quant(model=model, device=services.device_spec_of(make_hardware()), options=_options())
+    assert best.result.est_decode_tps <= 1.0 and not best.recommended
+    assert best.quant.name == "Q4_K_M"  # the fastest: fewer bytes a token
