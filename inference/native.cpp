@@ -182,6 +182,7 @@ struct Act {
   std::vector<float> d0, dk;    // scales: per 32 (rounded to fp16, as block_q8_0 stores it), per 256
   std::vector<int32_t> s0;      // sum of each 32-block's codes (the Q5_0 offset)
   std::vector<int16_t> bk;      // sum of each 16 codes (block_q8_K.bsums)
+  std::vector<float> ys0, ysk;  // batched path: each 16 values' code sum times its scale, for Q8_0 and Q8_K
   bool has0 = false, hasK = false;
 };
 
@@ -243,6 +244,14 @@ void quantize_act(const float* x, int64_t T, int64_t K, int64_t ldx, bool need0,
     a.s0.resize(T * K / QK);
     for (int64_t t = 0; t < T; ++t)
       quantize_q8_0(x + t * ldx, K, a.q0.data() + t * K, a.d0.data() + t * (K / QK), a.s0.data() + t * (K / QK));
+    if (T > 1) {
+      a.ys0.resize(T * K / 16);
+      for (int64_t g = 0; g < T * K / 16; ++g) {
+        int sum = 0;
+        for (int i = 0; i < 16; ++i) sum += a.q0[g * 16 + i];
+        a.ys0[g] = static_cast<float>(sum) * a.d0[g / 2];
+      }
+    }
   }
   if (needK) {
     a.qk.resize(T * K);
@@ -250,6 +259,10 @@ void quantize_act(const float* x, int64_t T, int64_t K, int64_t ldx, bool need0,
     a.bk.resize(T * K / 16);
     for (int64_t t = 0; t < T; ++t)
       quantize_q8_K(x + t * ldx, K, a.qk.data() + t * K, a.dk.data() + t * (K / QKK), a.bk.data() + t * (K / 16));
+    if (T > 1) {
+      a.ysk.resize(T * K / 16);
+      for (int64_t g = 0; g < T * K / 16; ++g) a.ysk[g] = static_cast<float>(a.bk[g]) * a.dk[g / 16];
+    }
   }
 }
 
@@ -590,6 +603,131 @@ inline float row_dot(const Matrix& w, int64_t n, const Act& a, int64_t t, const 
   }
 }
 
+// The batched path (a prompt): each weight row is unpacked once into unsigned bytes (codes), one float scale per
+// int32 lane of every 32 values (lanes 0-3 cover values 0-15, 4-7 values 16-31) and one offset per 16 values, then
+// multiplied with every activation row: sum over chunks of dpbusd(codes, y) * scale * y's scale, plus
+// sum over 16-groups of offset * (y's code sum * y's scale). The same products as the per-block kernels above
+// (codes + offset = value), in another order.
+struct Unpacked {
+  std::vector<uint8_t> u;
+  std::vector<float> sc, off;
+};
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+constexpr bool kUnsignedBytesUpTo255 = true;  // vpdpbusd does not saturate: Q8_0 as code + 128 is safe
+#else
+constexpr bool kUnsignedBytesUpTo255 = false;  // pmaddubsw saturates at 2 * 255 * 127: Q8_0 keeps its own kernel
+#endif
+
+bool unpackable(int type) { return type == kQ5_0 || type == kQ4_K || type == kQ6_K || (type == kQ8_0 && kUnsignedBytesUpTo255); }
+
+void unpack_row(int type, const uint8_t* row, int64_t K, Unpacked& p) {
+  p.u.resize(K);
+  p.sc.resize(K / 32 * 8);
+  p.off.resize(K / 16);
+  auto lanes = [&](int64_t chunk, float lo, float hi) {
+    _mm256_storeu_ps(p.sc.data() + chunk * 8, _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)));
+  };
+  auto store = [&](int64_t at, __m256i v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p.u.data() + at), v); };
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  if (type == kQ8_0 || type == kQ5_0) {
+    const int64_t bb = block_bytes(type);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const uint8_t* blk = row + b * bb;
+      const float d = fp16(read16(blk));
+      if (type == kQ8_0) {
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+        store(32 * b, _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80))));  // q + 128
+      } else {
+        uint32_t qh;
+        std::memcpy(&qh, blk + 2, 4);
+        const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 6));
+        const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(qs, 4), qs), low);
+        store(32 * b, _mm256_or_si256(w, _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10))));
+      }
+      lanes(b, d, d);
+      p.off[2 * b] = p.off[2 * b + 1] = -(type == kQ8_0 ? 128.f : 16.f) * d;
+    }
+  } else if (type == kQ4_K) {
+    for (int64_t b = 0; b < K / QKK; ++b) {
+      const uint8_t* blk = row + b * 144;
+      const float d = fp16(read16(blk)), dmin = fp16(read16(blk + 2));
+      for (int j = 0; j < 4; ++j) {
+        const __m256i q4 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16 + 32 * j));
+        store(b * QKK + 64 * j, _mm256_and_si256(q4, low));
+        store(b * QKK + 64 * j + 32, _mm256_and_si256(_mm256_srli_epi16(q4, 4), low));
+      }
+      for (int j = 0; j < 8; ++j) {
+        int sc, m;
+        q4k_scale_min(j, blk + 4, &sc, &m);
+        lanes(b * 8 + j, d * static_cast<float>(sc), d * static_cast<float>(sc));
+        p.off[b * 16 + 2 * j] = p.off[b * 16 + 2 * j + 1] = -dmin * static_cast<float>(m);
+      }
+    }
+  } else {  // Q6_K
+    for (int64_t b = 0; b < K / QKK; ++b) {
+      const uint8_t* blk = row + b * 210;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
+      const float d = fp16(read16(blk + 208));
+      for (int n = 0; n < 2; ++n) {
+        const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * n));
+        const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 * n + 32));
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * n));
+        const int64_t at = b * QKK + 128 * n;
+        store(at, _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4)));
+        store(at + 32, _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2)));
+        store(at + 64, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), _mm256_and_si256(h, _mm256_set1_epi8(0x30))));
+        store(at + 96, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                                       _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(static_cast<char>(0xC0))), 2)));
+      }
+      for (int c = 0; c < 8; ++c) lanes(b * 8 + c, d * static_cast<float>(sc[2 * c]), d * static_cast<float>(sc[2 * c + 1]));
+      for (int g = 0; g < 16; ++g) p.off[b * 16 + g] = -32.f * d * static_cast<float>(sc[g]);
+    }
+  }
+}
+
+// Four activation rows at once: each chunk of weight codes and its scales are loaded once for the four.
+inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int64_t per,
+                          const float* ys16, float* out) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t c = 0; c < K / 32; ++c) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
+    const __m256 sc = _mm256_loadu_ps(p.sc.data() + 8 * c);
+    for (int t = 0; t < 4; ++t) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + t * K + 32 * c));
+      const __m256 scale = _mm256_mul_ps(sc, _mm256_set1_ps(yd[t * nd + c / per]));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc[t]);
+    }
+  }
+  for (int t = 0; t < 4; ++t) {
+    const float* ys = ys16 + t * (K / 16);
+    __m256 off = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + 8 <= K / 16; g += 8) off = _mm256_fmadd_ps(_mm256_loadu_ps(p.off.data() + g), _mm256_loadu_ps(ys + g), off);
+    float sum = hsum(acc[t]) + hsum(off);
+    for (; g < K / 16; ++g) sum += p.off[g] * ys[g];
+    out[t] = sum;
+  }
+}
+
+inline float dot_unpacked(const Unpacked& p, int64_t K, const int8_t* y, const float* ydc, int64_t chunks_per_scale,
+                          const float* ys16) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t c = 0; c < K / 32; ++c) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32 * c));
+    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(p.sc.data() + 8 * c), _mm256_set1_ps(ydc[c / chunks_per_scale]));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc);
+  }
+  __m256 off = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= K / 16; g += 8)
+    off = _mm256_fmadd_ps(_mm256_loadu_ps(p.off.data() + g), _mm256_loadu_ps(ys16 + g), off);
+  float sum = hsum(acc) + hsum(off);
+  for (; g < K / 16; ++g) sum += p.off[g] * ys16[g];
+  return sum;
+}
+
 struct Out {
   const Matrix* w;
   float* y;     // y[t * ldy + n]
@@ -598,6 +736,8 @@ struct Out {
 
 // y_i = W_i x for every output i, T activation rows at once, as one job on the pool: each weight row is read once
 // and multiplied with every activation row while it is in cache.
+constexpr int64_t kBatchedFrom = 8;  // activation rows from which weight rows are unpacked once and reused (measured crossing 6-8)
+
 void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
   bool need0 = false, needK = false;
   int64_t total = 0;
@@ -618,7 +758,25 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
       while (r < starts[i]) --i;
       const Out& o = outs[i];
       const int64_t n = r - starts[i];
-      for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(*o.w, n, act, t, x);
+      const Matrix& w = *o.w;
+      if (T >= kBatchedFrom && unpackable(w.type)) {
+        thread_local Unpacked p;
+        unpack_row(w.type, w.data + n * w.row_bytes, K, p);
+        const bool kq = w.k_quant();
+        const int8_t* q = kq ? act.qk.data() : act.q0.data();
+        const float* d = kq ? act.dk.data() : act.d0.data();
+        const float* ys = kq ? act.ysk.data() : act.ys0.data();
+        const int64_t per = kq ? 8 : 1, nd = kq ? K / QKK : K / QK;
+        int64_t t = 0;
+        for (; t + 4 <= T; t += 4) {
+          float four[4];
+          dot_unpacked4(p, K, q + t * K, d + t * nd, nd, per, ys + t * (K / 16), four);
+          for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n] = four[k];
+        }
+        for (; t < T; ++t) o.y[t * o.ldy + n] = dot_unpacked(p, K, q + t * K, d + t * nd, per, ys + t * (K / 16));
+      } else {
+        for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(w, n, act, t, x);
+      }
     }
   });
 }

@@ -39,11 +39,12 @@ def test_it_dequantizes_every_block_type_bit_for_bit_like_the_gguf_package(nativ
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
-def test_it_multiplies_the_blocks_like_the_dequantized_weights(native_module, qtype):
+@pytest.mark.parametrize("tokens", [1, 3, 10])  # from 8 rows on, the batched path (each weight row unpacked once)
+def test_it_multiplies_the_blocks_like_the_dequantized_weights(native_module, qtype, tokens):
     rows, cols = 40, 512
     raw = _random_blocks(qtype, rows, cols, np.random.default_rng(7))
     weight = quants.dequantize(raw, qtype).astype(np.float32)
-    x = np.random.default_rng(1).standard_normal((3, cols)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((tokens, cols)).astype(np.float32)
     got = native_module.matmul(raw, int(qtype), x, threads=1)
     # Against the activation as the kernel quantizes it (Q8_K for the k-quants, Q8_0 for the rest): only float
     # rounding apart (sums of 512 products in another order).
@@ -69,10 +70,12 @@ def test_it_quantizes_activations_as_llama_cpp_does(native_module):
     assert q8_k[32] == pytest.approx(-2.54) and q8_k[31] == pytest.approx(64 * 0.02)  # 1.27 / 0.02 = 63.5 -> 64
 
 
-def test_it_gives_each_row_the_same_result_alone_or_in_a_batch_and_on_any_thread_count(native_module):
-    qtype = GGMLQuantizationType.Q4_K
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_it_gives_each_row_the_same_result_alone_or_in_a_batch_and_on_any_thread_count(native_module, qtype):
     raw = _random_blocks(qtype, 300, 256, np.random.default_rng(3))
-    x = np.random.default_rng(4).standard_normal((5, 256)).astype(np.float32)
+    x = np.random.default_rng(4).standard_normal((10, 256)).astype(np.float32)
     batch = native_module.matmul(raw, int(qtype), x, threads=1)
-    for t in range(5):
-        assert np.array_equal(native_module.matmul(raw, int(qtype), x[t : t + 1], threads=2)[0], batch[t])
+    assert np.array_equal(native_module.matmul(raw, int(qtype), x, threads=2), batch)  # rows split: bit for bit
+    for t in range(10):  # alone: the per-block kernel, the same products summed in another order
+        alone = native_module.matmul(raw, int(qtype), x[t : t + 1], threads=2)[0]
+        assert np.allclose(alone, batch[t], rtol=1e-5, atol=1e-5 * float(np.abs(batch).max()))
