@@ -109,7 +109,7 @@ def test_it_decodes_greedily_like_transformers(tiny_gguf, native_module, referen
     assert greedy(model) == greedy(ref)
 
 
-def test_it_gives_the_same_logits_token_by_token_as_for_the_whole_prompt_and_on_any_thread_count(tiny_gguf, native_module):
+def test_it_gives_the_same_logits_token_by_token_as_for_the_whole_prompt(tiny_gguf, native_module):
     model = GGUFModel(read_gguf(tiny_gguf), max_len=64, max_threads=2, native=native_module)
     model.set_threads(2)
     whole = model.forward(PROMPT, 0, logits=2)
