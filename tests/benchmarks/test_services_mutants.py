@@ -13,7 +13,7 @@ from django.test import RequestFactory, override_settings
 from benchmarks import llamabench, services
 from benchmarks.models import BenchmarkRun, Channel, ModerationDecision, Status
 from tests.benchmarks.conftest import make_run, read_fixture, run_data
-from tests.factories import make_hardware, make_model
+from tests.factories import make_hardware, make_model, make_quantization
 
 pytestmark = pytest.mark.django_db
 
@@ -448,3 +448,40 @@ def test_it_authenticates_only_a_live_token_of_an_active_user(user):
     services.token_revoke(token=token)  # revoking twice keeps the first time
     assert token.revoked_at == revoked_at is not None
     assert services.token_authenticate(raw=raw) is None
+
+
+def test_it_counts_in_the_default_cache_where_no_limits_cache_is_set():
+    from django.core.cache import caches
+
+    locmem = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    with override_settings(CACHES={"default": locmem}):
+        assert services._limits() is caches["default"]
+        services.check_rate(scope="n", key="k", limit=(1, 60), now=0.0)
+        with pytest.raises(services.RateLimited):
+            services.check_rate(scope="n", key="k", limit=(1, 60), now=1.0)
+
+
+def test_it_recognises_a_model_by_its_quants_file_name_alone():
+    qwen = make_model(name="Qwen", slug="qwen2-5-7b", family="qwen2", n_params=7_615_616_512)
+    make_quantization(qwen, name="Q4_K_M", bits_per_weight=None, file_name="custom-build.gguf")
+    # No parameter count and no slug in the name: only the stored file name can tell.
+    assert services.recognise_model(_identity("Custom-Build.GGUF")) == qwen
+
+
+def test_it_prefers_the_model_whose_family_the_file_names_among_close_sizes():
+    # Two models within 5 % of 8e9 parameters; the file names the family "llama" (whose slug does not start with it).
+    llama = make_model(name="Llama", slug="meta-llama-3-8b", family="llama")
+    make_model(name="Mistral", slug="mistral-8b", family="mistral")
+    assert services.recognise_model(_identity("llama-8b.Q4_K_M.gguf", n_params=8_000_000_000)) == llama
+
+
+def test_it_asks_for_the_quant_when_the_output_does_not_name_one(gemma, epyc, user):
+    import json
+
+    record = json.loads(read_fixture("gemma3-270m-q4_k_m-cpu.json"))[0]
+    record.update(model_filename="", model_type="gemma3 270M")  # no file name, no ftype
+    with pytest.raises(services.Unrecognised) as unknown:
+        services.submit_llama_bench(
+            text=json.dumps([record]), hardware="test-epyc", channel=Channel.WEB, submitter=user, model_slug=gemma.slug
+        )
+    assert str(unknown.value) == "Could not recognise the quantization from the output; enter it in the form."
