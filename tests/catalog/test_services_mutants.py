@@ -419,11 +419,14 @@ def test_it_builds_a_fit_table_once_per_device_and_options_and_reads_it_back_in_
     small = _ladder(make_model(name="Small", n_params=1_000_000_000, n_layers=16), ("Q8_0", 8.5))
     big = _ladder(make_model(name="Big"), ("F16", 16.0))  # 16 GB: partial offload on 8 GiB
     table = services.fit_table(hardware=gpu, options=_options(ctx=8192))
-    assert [(e.model_id, e.name, e.n_params) for e in table] == [
+    # Rows are (model id, verdict, the pickled entry): lists filter and count on the first two.
+    assert [(row[0], row[1]) for row in table] == [(small.pk, "fits-gpu"), (big.pk, "partial")]
+    entries = services.fit_entries(table)
+    assert [(e.model_id, e.name, e.n_params) for e in entries] == [
         (small.pk, "Small", 1_000_000_000),
         (big.pk, "Big", 8_030_261_248),
     ]
-    first = table[0]
+    first = entries[0]
     assert (first.quant_id, first.ctx, first.ctx_clamped, first.recommended) == (
         small.quantizations.get().pk,
         8192,
@@ -432,23 +435,23 @@ def test_it_builds_a_fit_table_once_per_device_and_options_and_reads_it_back_in_
     )
     assert first.result.verdict == fit.Verdict.FITS_GPU
     calls = []
-    real = services.best_fits
-    monkeypatch.setattr(services, "best_fits", lambda **kw: calls.append(kw) or real(**kw))
+    real = services.pick_quant
+    monkeypatch.setattr(services, "pick_quant", lambda facts, **kw: calls.append(kw) or real(facts, **kw))
     services.fit_table(hardware=gpu, options=_options(ctx=8192))
     assert calls == []  # the same device and options: read from the cache
-    entire = services.fit_table(hardware=gpu, options=_options(ctx=8192), allow_offload=False)
+    entire = services.fit_entries(services.fit_table(hardware=gpu, options=_options(ctx=8192), allow_offload=False))
     assert [e.name for e in entire] == ["Small"] and calls[-1]["allow_offload"] is False
-    two = services.fit_table(hardware=gpu, options=_options(ctx=8192), gpu_count=3)
-    assert calls[-1]["gpu_count"] == 3 and [e.result.verdict for e in two] == [fit.Verdict.FITS_GPU] * 2
+    two = services.fit_entries(services.fit_table(hardware=gpu, options=_options(ctx=8192), gpu_count=3))
+    assert calls[-1]["device"].count == 3 and [e.result.verdict for e in two] == [fit.Verdict.FITS_GPU] * 2
     services.fit_table(hardware=gpu, options=_options(ctx=4096))
-    assert len(calls) == 3  # another context: another table
+    assert len(calls) == 3 * 2  # another context: another table (one pick per model)
 
     rows = services.best_fits_of(table)
     assert [(r.model, r.quant.name, r.ctx, r.recommended) for r in rows] == [
         (small, "Q8_0", 8192, True),
         (big, "F16", 8192, False),
     ]
-    assert rows[1].result == table[1].result and rows[0].ctx_clamped is False
+    assert rows[1].result == entries[1].result and rows[0].ctx_clamped is False
     big.delete()  # a model removed since the table was built drops out
     assert [r.model for r in services.best_fits_of(table)] == [small]
 
