@@ -10,8 +10,9 @@ thread choice, sampling, detokenizing, the wall-time cap), llama.cpp through lla
 is (tokens after the first) / (time after the first), as the demo reports it; time to first token includes the
 prompt. Prints medians, the ratios engine / llama.cpp quiet and busy, the engine's busy / quiet, whether any answer
 was cut short by the wall-time cap, the threads the engine chose, then time to first token at 6, 48, 200 and 500
-prompt tokens (quiet), warm start (split into read, build, warm-up) and resident memory. Other processes on the
-machine hit both sides alike: the ratios are the figures to compare, not the absolute speeds.
+prompt tokens (quiet), cold start (a fresh cache directory in a child process: the packaged GGUF assembled and the
+C++ step compiled, the compile reported apart) and warm start (split into read, build, warm-up), and resident memory.
+Other processes on the machine hit both sides alike: the ratios are the figures to compare, not the absolute speeds.
 """
 
 from __future__ import annotations
@@ -79,6 +80,34 @@ def _prompt_of(tokenizer, n_tokens: int) -> str:
     start = len(list(tokenizer("")["input_ids"]))  # the special tokens the tokenizer adds (Gemma: BOS)
     ids = list(tokenizer(FILLER * (n_tokens // 20 + 2))["input_ids"])
     return tokenizer.decode(ids[start : start + n_tokens - start])
+
+
+_COLD_START = """
+import json, os, sys, time
+started = time.perf_counter()
+import django
+django.setup()
+from inference.engine import Engine
+from inference import native
+engine = Engine().load()
+print(json.dumps({"total_s": time.perf_counter() - started, "split": engine.load_split,
+                  "compile_s": native.load().build_seconds, "torch": "torch" in sys.modules}))
+"""
+
+
+def _start_in_child(cache_dir: Path | None) -> dict:
+    """A fresh process loading the engine (with `cache_dir`: an empty cache, so the C++ step is compiled)."""
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["RIGFIT_DEMO_CACHE_DIR"] = str(cache_dir)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _COLD_START], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _median(values: list[float]) -> float:
@@ -207,6 +236,20 @@ def main() -> None:
             )
     parent.send(None)
     worker.join(timeout=10)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = _start_in_child(Path(tmp))
+    warm = _start_in_child(None)
+    for name, run in (("cold", cold), ("warm", warm)):
+        split = run["split"]
+        load_s = sum(split[k] for k in ("read_s", "build_s", "warmup_s"))
+        print(
+            f"{name} start (a new process): engine load {load_s:.2f} s"
+            f" (read {split['read_s']:.2f}, build {split['build_s']:.2f} of which C++ compile {run['compile_s']:.2f},"
+            f" warm-up {split['warmup_s']:.2f}); without the compile {load_s - run['compile_s']:.2f} s; "
+            f"process start to ready {run['total_s']:.2f} s; torch imported: {run['torch']}"
+        )
     peak = engine.last_metrics.peak_rss_bytes if engine.last_metrics else 0
     print(
         f"\nresident {psutil.Process().memory_info().rss / 1e6:.0f} MB; the last generation's peak {peak / 1e6:.0f} MB"

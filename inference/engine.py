@@ -373,6 +373,8 @@ class Engine:
                 raise ValueError(f"The prompt has {metrics.prompt_tokens} tokens; the limit is {limit}.")
             eos = _eos_ids(self.model, self.tokenizer)
             assembler = _TextAssembler(self.tokenizer)
+            if hasattr(self.model, "use_temperature"):
+                self.model.use_temperature(params.temperature)
             logits = self.model.forward(ids, 0)
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
@@ -436,6 +438,8 @@ class Engine:
         self.ensure_ready()
         with self._gen_lock:
             ids = self.tokenizer(prompt)["input_ids"]
+            if hasattr(self.model, "use_temperature"):
+                self.model.use_temperature(0.0)
             self.governor.start()
             logits = self.model.forward(ids, 0)
             out: list[int] = []

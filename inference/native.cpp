@@ -818,6 +818,62 @@ struct Layer {
   std::vector<float> inv_freq, k_cache, v_cache;
 };
 
+// The output head's 4-bit screening copy, made at load from a Q8_0 head: per block of 32, code c = round(q / 16) + 8
+// clamped to 0..15, standing for (c - 8) * 16 * d with the block's own scale d (kept apart, as fp16, so that scoring
+// never touches the Q8_0 rows). Two blocks share 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones).
+// Each decode step scores every row from it (about 0.53 of the Q8_0 bytes), then recomputes with the Q8_0 kernel,
+// exactly as without the copy, every row that scored within `margin` of the best (at most `cap`, the best-scored):
+// the idea of SVD-softmax (Shim et al., NeurIPS 2017): preview every row cheaply, compute the candidates exactly.
+struct Screen {
+  std::vector<uint8_t> codes;  // [N, K / 2]
+  std::vector<uint16_t> d;     // [N, K / 32]
+  int64_t N = 0, K = 0;
+};
+
+void build_screen(const Matrix& w, Screen& s) {
+  s.N = w.N;
+  s.K = w.K;
+  s.codes.resize(w.N * w.K / 2);
+  s.d.resize(w.N * w.K / 32);
+  for (int64_t n = 0; n < w.N; ++n) {
+    const uint8_t* row = w.data + n * w.row_bytes;
+    uint8_t* out = s.codes.data() + n * (w.K / 2);
+    for (int64_t p = 0; p < w.K / 64; ++p) {
+      uint8_t lo[32], hi[32];
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t* blk = row + (2 * p + half) * 34;
+        s.d[n * (w.K / 32) + 2 * p + half] = read16(blk);
+        uint8_t* c = half ? hi : lo;
+        for (int i = 0; i < 32; ++i) {
+          const int q = static_cast<int8_t>(blk[2 + i]);
+          c[i] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lround(q / 16.0f)) + 8, 0, 15));
+        }
+      }
+      for (int i = 0; i < 32; ++i) out[32 * p + i] = static_cast<uint8_t>(lo[i] | (hi[i] << 4));
+    }
+  }
+}
+
+// Row scores from the copy, with the activation as Q8_0 (codes q, scales d, code sums s per 32).
+float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, const int32_t* sums) {
+  const uint8_t* row = sc.codes.data() + n * (sc.K / 2);
+  const uint16_t* ds = sc.d.data() + n * (sc.K / 32);
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float offset = 0.f;
+  for (int64_t p = 0; p < sc.K / 64; ++p) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * p));
+    const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    const float s0 = 16.f * fp16(ds[2 * p]) * d[2 * p], s1 = 16.f * fp16(ds[2 * p + 1]) * d[2 * p + 1];
+    const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p));
+    const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p + 32));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), lo, y0)), _mm256_set1_ps(s0), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), hi, y1)), _mm256_set1_ps(s1), acc);
+    offset += 8.f * (s0 * static_cast<float>(sums[2 * p]) + s1 * static_cast<float>(sums[2 * p + 1]));
+  }
+  return hsum(acc) - offset;
+}
+
 constexpr int64_t kParallelAttention = 128;  // positions x tokens from which the heads are split over the pool
 
 class GemmaModel {
@@ -969,8 +1025,23 @@ class GemmaModel {
     if (logits == 0) return;
     const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
     for (int64_t t = first; t < T; ++t) rms(h_.data() + t * H, output_norm_, x_.data() + (t - first) * H, H, eps_);
-    matmul(pool, {{&head_, out, vocab_}}, x_.data(), rows, H, act_);
+    if (rows == 1 && screen_.N > 0 && screen_margin_ > 0.f) {
+      screened_head(out);
+    } else {
+      matmul(pool, {{&head_, out, vocab_}}, x_.data(), rows, H, act_);
+      last_rescored_ = vocab_;
+    }
   }
+
+  // Make (or drop, with margin 0) the head's screening copy; a Q8_0 head only. Returns whether one is in use.
+  bool set_screen(double margin, int64_t cap) {
+    screen_margin_ = static_cast<float>(margin);
+    screen_cap_ = std::max<int64_t>(1, cap);
+    if (margin > 0 && screen_.N == 0 && head_.type == kQ8_0 && hidden_ % 64 == 0) build_screen(head_, screen_);
+    return screen_.N > 0 && screen_margin_ > 0.f;
+  }
+
+  int64_t last_rescored() const { return last_rescored_; }
 
   void set_threads(int64_t n) {
     CHECK(n >= 1, "threads: at least 1");
@@ -1025,8 +1096,35 @@ class GemmaModel {
     }
   }
 
+  void screened_head(float* out) {
+    const int64_t H = hidden_;
+    quantize_act(x_.data(), 1, H, H, true, false, act_);
+    const int8_t* q = act_.q0.data();
+    const float* d = act_.d0.data();
+    const int32_t* sums = act_.s0.data();
+    pool_->run(vocab_, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) out[n] = screen_row(screen_, n, q, d, sums);
+    });
+    float best = -INFINITY;
+    for (int64_t n = 0; n < vocab_; ++n) best = std::max(best, out[n]);
+    const float threshold = best - screen_margin_;
+    rows_.clear();
+    for (int64_t n = 0; n < vocab_; ++n)
+      if (out[n] >= threshold) rows_.push_back(n);
+    if (static_cast<int64_t>(rows_.size()) > screen_cap_) {
+      std::nth_element(rows_.begin(), rows_.begin() + (screen_cap_ - 1), rows_.end(),
+                       [out](int64_t a, int64_t b) { return out[a] > out[b]; });
+      rows_.resize(screen_cap_);
+    }
+    for (const int64_t n : rows_) out[n] = row_dot(head_, n, act_, 0, x_.data());
+    last_rescored_ = static_cast<int64_t>(rows_.size());
+  }
+
   int64_t max_len_, hidden_ = 0, n_heads_ = 0, n_kv_ = 0, hd_ = 0, inter_ = 0, vocab_ = 0;
-  float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f;
+  float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f, screen_margin_ = 0.f;
+  int64_t screen_cap_ = 4096, last_rescored_ = 0;
+  Screen screen_;
+  std::vector<int64_t> rows_;
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
@@ -1076,6 +1174,11 @@ int rf_model_forward(void* handle, const int64_t* tokens, int64_t T, int64_t pos
   GUARD(static_cast<GemmaModel*>(handle)->forward(tokens, T, pos0, logits, out))
 }
 
+int rf_model_set_screen(void* handle, double margin, int64_t cap, int32_t* used, char* err, int64_t errlen) {
+  GUARD(*used = static_cast<GemmaModel*>(handle)->set_screen(margin, cap) ? 1 : 0)
+}
+
+int64_t rf_model_last_rescored(void* handle) { return static_cast<GemmaModel*>(handle)->last_rescored(); }
 int64_t rf_model_vocab(void* handle) { return static_cast<GemmaModel*>(handle)->vocab(); }
 int64_t rf_model_threads(void* handle) { return static_cast<GemmaModel*>(handle)->threads(); }
 int64_t rf_model_max_threads(void* handle) { return static_cast<GemmaModel*>(handle)->max_threads(); }

@@ -145,7 +145,15 @@ class Library:
         ]  # fmt: skip
         lib.rf_model_free.argtypes = [_p]
         lib.rf_model_forward.argtypes = [_p, _p, _i64, _i64, _i64, _p, ctypes.c_char_p, _i64]
-        for name in ("rf_model_vocab", "rf_model_threads", "rf_model_max_threads"):
+        lib.rf_model_set_screen.argtypes = [
+            _p,
+            ctypes.c_double,
+            _i64,
+            ctypes.POINTER(ctypes.c_int32),
+            ctypes.c_char_p,
+            _i64,
+        ]
+        for name in ("rf_model_vocab", "rf_model_threads", "rf_model_max_threads", "rf_model_last_rescored"):
             getattr(lib, name).argtypes = [_p]
             getattr(lib, name).restype = _i64
         lib.rf_model_set_threads.argtypes = [_p, _i64]
@@ -240,6 +248,21 @@ class NativeModel:
 
     def set_threads(self, threads: int) -> None:
         self.lib.rf_model_set_threads(self.handle, int(threads))
+
+    def set_screen(self, margin: float, cap: int) -> bool:
+        """Score the output head from its 4-bit copy (made on the first call) and recompute exactly every row within
+        `margin` of the best, at most `cap` of them; margin 0: the whole head exactly. Returns whether it is in use
+        (a Q8_0 head only)."""
+        used = ctypes.c_int32(0)
+        err = ctypes.create_string_buffer(_ERR)
+        Library.check(
+            self.lib.rf_model_set_screen(self.handle, float(margin), int(cap), ctypes.byref(used), err, _ERR), err
+        )
+        return bool(used.value)
+
+    def last_rescored(self) -> int:
+        """Head rows computed exactly at the last step (the whole vocabulary without the screen)."""
+        return int(self.lib.rf_model_last_rescored(self.handle))
 
     def threads(self) -> int:
         return int(self.lib.rf_model_threads(self.handle))

@@ -197,7 +197,9 @@ def test_it_loads_a_gguf_and_reports_the_load_split_and_the_generations_own_memo
     assert status["state"] == "ready" and status["model_file"] == "tiny-gemma3-Q4_K_M.gguf"
     assert status["quant"] == "Q4_K_M"
     assert status["weights"] == "as the GGUF stores them: 9 Q4_K, 24 Q5_0, 3 Q6_K, 7 Q8_0"  # write_tiny_gguf's mix
-    assert status["output_head"] == "Q8_0, tied to the embedding"
+    assert status["output_head"] == (
+        "Q8_0, tied to the embedding; screened from a 4-bit copy, rows within 8 nats of the best exact"
+    )
     parts = [status[k] for k in ("load_read_s", "load_build_s", "load_warmup_s")]
     assert all(p is not None and p >= 0 for p in parts)
     assert status["load_compile_s"] <= status["load_build_s"]

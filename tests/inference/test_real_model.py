@@ -65,7 +65,7 @@ def test_it_loads_the_packaged_model_straight_from_its_gguf(real_engine):
     counts = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) > 1)
     expected = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
     assert status["weights"] == f"as the GGUF stores them: {expected}"
-    assert status["output_head"] == "Q8_0, tied to the embedding"
+    assert status["output_head"].startswith("Q8_0, tied to the embedding; screened from a 4-bit copy")
     assert real_engine.n_params == sum(int(t.n_elements) for t in reader.tensors)
 
 
@@ -111,3 +111,29 @@ def test_its_logits_follow_transformers_gemma3_on_the_same_weights(real_engine, 
     agree = float((got.argmax(-1) == want.argmax(-1)).float().mean())
     assert agree >= 0.9  # measured 60 of 64: near-ties flip a few tokens (8-bit activations, as in llama.cpp)
     assert _perplexity(got, ids) == pytest.approx(_perplexity(want, ids), rel=0.02)
+
+
+def test_the_screened_head_picks_the_same_greedy_tokens_as_the_whole_q8_0_head(real_engine, guard_ids):
+    from inference.gguf_model import SCREEN_CAP, SCREEN_MARGIN
+
+    model = real_engine.model
+    assert model.head_screened
+
+    def teacher_forced_picks(margin: float) -> tuple[list[int], list[int]]:
+        model.step.set_screen(margin, SCREEN_CAP)
+        picks, rescored = [], []
+        logits = model.forward(guard_ids[:1], 0)
+        for position, token in enumerate(guard_ids[1:97], start=1):
+            picks.append(int(logits.argmax()))
+            rescored.append(model.step.last_rescored())
+            logits = model.forward([token], position)
+        return picks, rescored
+
+    with real_engine._gen_lock:
+        try:
+            plain, _ = teacher_forced_picks(0.0)
+            screened, rescored = teacher_forced_picks(SCREEN_MARGIN)
+        finally:
+            model.step.set_screen(SCREEN_MARGIN, SCREEN_CAP)
+    assert screened == plain  # 96 steps of the guard text
+    assert sorted(rescored)[len(rescored) // 2] < 1000  # a median step recomputes a few hundred rows of 262,144 at most
