@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from catalog.caching import bump_data_version
 from catalog.models import Hardware, HardwareKind
 
 GIB = 1024**3
@@ -286,6 +287,9 @@ def upsert_hardware(rows: list[dict[str, Any]]) -> tuple[int, int]:
     Hardware.objects.bulk_create(to_create, batch_size=500)
     if to_update:
         Hardware.objects.bulk_update(to_update, [*fields, "updated_at"], batch_size=500)
+    if to_create or to_update:
+        # bulk writes send no save signals: cached pages and fit tables learn of the change here.
+        transaction.on_commit(bump_data_version)
     return len(to_create), len(to_update)
 
 

