@@ -485,3 +485,44 @@ def test_it_asks_for_the_quant_when_the_output_does_not_name_one(gemma, epyc, us
             text=json.dumps([record]), hardware="test-epyc", channel=Channel.WEB, submitter=user, model_slug=gemma.slug
         )
     assert str(unknown.value) == "Could not recognise the quantization from the output; enter it in the form."
+
+
+def test_it_uses_the_documented_defaults_where_the_settings_are_absent(settings):
+    del settings.RIGFIT_BENCH_RATE_IP
+    del settings.RIGFIT_BENCH_RATE_STORE
+    assert isinstance(services._counts(), services._CacheCounts)  # default store: the limits cache
+    # Default address limit: 30 runs an hour (DEFAULT_RATE_IP).
+    services.check_submission_rate(request=_request(), runs=30, now=10.0)
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request(), runs=1, now=10.0)
+
+
+@override_settings(RIGFIT_BENCH_RATE_IP=(2, 3600))
+def test_it_charges_the_address_at_the_time_it_is_given():
+    services.check_submission_rate(request=_request(), runs=2, now=10.0)
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request(), runs=1, now=20.0)
+    # Two hours later both windows that held the first runs have passed: let in.
+    services.check_submission_rate(request=_request(), runs=2, now=10.0 + 2 * 3600)
+
+
+def test_it_starts_a_count_again_when_the_key_expired_between_add_and_incr(monkeypatch):
+    class Expiring:
+        """A store in which the key is gone by the time incr runs (Redis expired it in between)."""
+
+        def __init__(self):
+            self.set_calls = []
+
+        def add(self, key, value, timeout=None):
+            return True
+
+        def incr(self, key, delta=1):
+            raise ValueError(f"Key '{key}' not found.")
+
+        def set(self, key, value, timeout=None):
+            self.set_calls.append((key, value, timeout))
+
+    store = Expiring()
+    monkeypatch.setattr(services, "_limits", lambda: store)
+    assert services._CacheCounts().incr("bench:rate:x:k:0", 3, 121) == 3
+    assert store.set_calls == [("bench:rate:x:k:0", 3, 121)]
