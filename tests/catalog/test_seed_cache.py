@@ -28,3 +28,12 @@ def test_it_keeps_the_data_version_when_a_reload_changes_nothing(django_capture_
     settled = data_version()
     _load(django_capture_on_commit_callbacks)
     assert data_version() == settled
+
+
+def test_it_moves_the_data_version_when_only_a_model_changes(django_capture_on_commit_callbacks):
+    _load(django_capture_on_commit_callbacks)
+    Model.all_objects.filter(slug="gemma-3-270m").update(description="edited by hand")  # .update sends no signal
+    settled = data_version()
+    _load(django_capture_on_commit_callbacks)
+    assert Model.all_objects.get(slug="gemma-3-270m").description != "edited by hand"
+    assert data_version() > settled
