@@ -818,8 +818,8 @@ struct Layer {
   std::vector<float> inv_freq, k_cache, v_cache;
 };
 
-// The output head's 4-bit screening copy, made at load from a Q8_0 head: per block of 32, code c = round(q / 16) + 8
-// clamped to 0..15, standing for (c - 8) * 16 * d with the block's own scale d (kept apart, as fp16, so that scoring
+// The output head's 4-bit screening copy, made at load from a Q8_0 head: per block of 32, code c = q / 16 rounded,
+// + 8, at most 15, standing for (c - 8) * 16 * d with the block's own scale d (kept apart, as fp16, so that scoring
 // never touches the Q8_0 rows). Two blocks share 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones).
 // Each decode step scores every row from it (about 0.53 of the Q8_0 bytes), then recomputes with the Q8_0 kernel,
 // exactly as without the copy, every row that scored within `margin` of the best (at most `cap`, the best-scored):
@@ -830,28 +830,32 @@ struct Screen {
   int64_t N = 0, K = 0;
 };
 
-void build_screen(const Matrix& w, Screen& s) {
+void build_screen(Pool* pool, const Matrix& w, Screen& s) {
   s.N = w.N;
   s.K = w.K;
   s.codes.resize(w.N * w.K / 2);
   s.d.resize(w.N * w.K / 32);
-  for (int64_t n = 0; n < w.N; ++n) {
-    const uint8_t* row = w.data + n * w.row_bytes;
-    uint8_t* out = s.codes.data() + n * (w.K / 2);
-    for (int64_t p = 0; p < w.K / 64; ++p) {
-      uint8_t lo[32], hi[32];
-      for (int half = 0; half < 2; ++half) {
-        const uint8_t* blk = row + (2 * p + half) * 34;
-        s.d[n * (w.K / 32) + 2 * p + half] = read16(blk);
-        uint8_t* c = half ? hi : lo;
-        for (int i = 0; i < 32; ++i) {
-          const int q = static_cast<int8_t>(blk[2 + i]);
-          c[i] = static_cast<uint8_t>(std::clamp(static_cast<int>(std::lround(q / 16.0f)) + 8, 0, 15));
-        }
+  // code = (q + 128 + 8) >> 4, at most 15: q / 16 rounded (halves up), shifted to 0..15
+  pool->run(w.N, 4096, [&](int64_t begin, int64_t end) {
+    const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80)), eight = _mm256_set1_epi8(8);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    auto codes = [&](const uint8_t* blk) {
+      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), bias);
+      return _mm256_and_si256(_mm256_srli_epi16(_mm256_adds_epu8(u, eight), 4), low);
+    };
+    for (int64_t n = begin; n < end; ++n) {
+      const uint8_t* row = w.data + n * w.row_bytes;
+      uint8_t* out = s.codes.data() + n * (w.K / 2);
+      for (int64_t p = 0; p < w.K / 64; ++p) {
+        const uint8_t* b0 = row + (2 * p) * 34;
+        const uint8_t* b1 = b0 + 34;
+        s.d[n * (w.K / 32) + 2 * p] = read16(b0);
+        s.d[n * (w.K / 32) + 2 * p + 1] = read16(b1);
+        const __m256i packed = _mm256_or_si256(codes(b0), _mm256_slli_epi16(codes(b1), 4));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * p), packed);
       }
-      for (int i = 0; i < 32; ++i) out[32 * p + i] = static_cast<uint8_t>(lo[i] | (hi[i] << 4));
     }
-  }
+  });
 }
 
 // Row scores from the copy, with the activation as Q8_0 (codes q, scales d, code sums s per 32).
@@ -1037,7 +1041,7 @@ class GemmaModel {
   bool set_screen(double margin, int64_t cap) {
     screen_margin_ = static_cast<float>(margin);
     screen_cap_ = std::max<int64_t>(1, cap);
-    if (margin > 0 && screen_.N == 0 && head_.type == kQ8_0 && hidden_ % 64 == 0) build_screen(head_, screen_);
+    if (margin > 0 && screen_.N == 0 && head_.type == kQ8_0 && hidden_ % 64 == 0) build_screen(pool_.get(), head_, screen_);
     return screen_.N > 0 && screen_margin_ > 0.f;
   }
 
