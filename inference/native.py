@@ -69,6 +69,16 @@ def library_path(cache_dir: Path, isa: str, cflags: list[str]) -> Path:
     return cache_dir / f"rigfit-native-{isa}-{digest}.so"
 
 
+def remove_older_builds(path: Path) -> list[Path]:
+    """Delete the other builds in `path`'s directory (an earlier source or other flags): one cache file stays."""
+    removed = []
+    for old in path.parent.glob("rigfit-native-*.so"):
+        if old != path:
+            old.unlink(missing_ok=True)
+            removed.append(old)
+    return removed
+
+
 def failure() -> str:
     """Why the library is not in use ('' when it is, or was never asked for)."""
     return _failed
@@ -121,6 +131,7 @@ def _build(path: Path, cflags: list[str]) -> float:
             tmp.unlink(missing_ok=True)
             raise NativeUnavailable(f"the demo's C++ step did not compile: {done.stderr.strip()[-500:]}")
         tmp.rename(path)
+        remove_older_builds(path)
     seconds = time.perf_counter() - started
     logger.info("built %s in %.1f s", path.name, seconds)
     return seconds

@@ -22,3 +22,13 @@ def test_it_refuses_a_cpu_without_avx2():
 def test_the_built_module_names_its_instruction_set(native_module):
     expected = native.build_flags(native.cpu_flags())[0]
     assert native_module.isa == {"avx512vnni": "avx512-vnni", "avx2": "avx2"}[expected]
+
+
+def test_it_keeps_one_build_in_the_cache(tmp_path):
+    current = native.library_path(tmp_path, "avx2", ["-O3"])
+    older = tmp_path / "rigfit-native-avx2-000000000000.so"
+    for path in (current, older, tmp_path / "rigfit-native-avx2-000000000000.so.lock", tmp_path / "other.so"):
+        path.write_bytes(b"x")
+    assert native.remove_older_builds(current) == [older]
+    assert current.exists() and (tmp_path / "other.so").exists()
+    assert current.name.startswith("rigfit-native-avx2-") and len(current.stem.rsplit("-", 1)[1]) == 12
