@@ -110,7 +110,7 @@ def test_it_tells_a_refused_client_when_to_come_back():
     assert refused.value.retry_after == 60
 
 
-def test_it_fails_closed_when_the_counts_cannot_be_read(monkeypatch):
+def test_it_fails_closed_when_the_counts_cannot_be_read(monkeypatch, caplog):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     class Down:
@@ -124,6 +124,9 @@ def test_it_fails_closed_when_the_counts_cannot_be_read(monkeypatch):
     with pytest.raises(services.LimiterUnavailable) as refused:
         services.check_rate(scope="d", key="k", limit=(5, 60), now=0.0)
     assert refused.value.retry_after == 30
+    assert caplog.records[-1].getMessage() == (
+        "Rate limiter store unreachable; refusing submissions: connection refused"
+    )
     services.refund_rate("bench:rate:d:x:0", 1)  # a refund against a store that is down does not raise
 
 
@@ -526,3 +529,18 @@ def test_it_starts_a_count_again_when_the_key_expired_between_add_and_incr(monke
     monkeypatch.setattr(services, "_limits", lambda: store)
     assert services._CacheCounts().incr("bench:rate:x:k:0", 3, 121) == 3
     assert store.set_calls == [("bench:rate:x:k:0", 3, 121)]
+
+
+def test_it_knows_no_roofline_for_a_quant_it_cannot_size(gemma, epyc):
+    # "XQ9": no catalog row (no file size, no bits) and no llama.cpp type of that name: nothing to divide by.
+    run = services.build_run(cleaned=_cleaned(gemma, quant="XQ9"))
+    assert run.quantization is None and services.roofline_for(run) is None
+
+
+def test_it_logs_a_roofline_the_engine_refuses_and_goes_on(gemma, epyc, caplog):
+    run = services.build_run(cleaned=_cleaned(gemma))
+    run.hardware.bandwidth_gbps = 0.0  # a device row without a bandwidth: the engine refuses to divide by it
+    assert services.roofline_for(run) is None
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("No roofline")]
+    assert record.getMessage() == "No roofline for run of Gemma 3 270M Q4_K_M"
+    assert record.exc_info[0] is ValueError  # with the traceback
