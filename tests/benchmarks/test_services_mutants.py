@@ -544,3 +544,20 @@ def test_it_logs_a_roofline_the_engine_refuses_and_goes_on(gemma, epyc, caplog):
     (record,) = [r for r in caplog.records if r.getMessage().startswith("No roofline")]
     assert record.getMessage() == "No roofline for run of Gemma 3 270M Q4_K_M"
     assert record.exc_info[0] is ValueError  # with the traceback
+
+
+def test_it_fingerprints_compact_key_sorted_json(gemma):
+    import hashlib
+
+    cleaned = {
+        "model_slug": gemma,
+        "hardware": "Test-EPYC",
+        "quant": "Q4_K_M",
+        "avg_ts": 50.0,
+        "notes": "x",
+        "n_gen": None,
+    }
+    # Written out by hand: keys sorted, no spaces, notes and empty values left out, the model by its slug, the device
+    # name lower-cased without punctuation. Stored fingerprints depend on this exact text.
+    blob = '{"avg_ts":50.0,"hardware":"testepyc","model_slug":"gemma-3-270m","quant":"Q4_K_M"}'
+    assert services.payload_sha256(cleaned) == hashlib.sha256(blob.encode()).hexdigest()
