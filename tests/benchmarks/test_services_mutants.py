@@ -271,8 +271,10 @@ def test_it_holds_what_it_cannot_check_and_says_why(gemma, epyc, user):
         anonymous.status == Status.PENDING and anonymous.reason == "Anonymous submission; a moderator will review it."
     )
     assert anonymous.roofline_tps is not None and anonymous.checks  # the checks ran all the same
-    combined = services.assess(services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=128)), trusted=True)
+    combined_run = services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=128))
+    combined = services.assess(combined_run, trusted=True)
     assert combined.status == Status.PENDING and combined.reason.startswith("A prompt + generation test without")
+    assert combined.roofline_tps == pytest.approx(services.roofline_for(combined_run))  # shown to the moderator
     no_compute = make_hardware(name="No compute", slug="no-compute", kind="cpu", fp16_tflops=None, matrix_tflops=None)
     held = services.assess(
         services.build_run(cleaned=_cleaned(gemma, hardware=no_compute.slug, n_prompt=512, n_gen=0)), trusted=True
@@ -561,3 +563,37 @@ def test_it_fingerprints_compact_key_sorted_json(gemma):
     # name lower-cased without punctuation. Stored fingerprints depend on this exact text.
     blob = '{"avg_ts":50.0,"hardware":"testepyc","model_slug":"gemma-3-270m","quant":"Q4_K_M"}'
     assert services.payload_sha256(cleaned) == hashlib.sha256(blob.encode()).hexdigest()
+
+
+def test_it_holds_decode_to_115_percent_of_the_roofline_unless_set(gemma, epyc, user, settings):
+    roofline = services.roofline_for(services.build_run(cleaned=_cleaned(gemma)))
+    del settings.RIGFIT_BENCH_ROOFLINE_MARGIN  # the default margin, 1.15
+    inside = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.14)), trusted=True)
+    beyond = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.16)), trusted=True)
+    assert (inside.status, beyond.status) == (Status.ACCEPTED, Status.FLAGGED)
+
+
+def test_it_reads_the_prompt_margin_from_the_settings(gemma, epyc, user, settings):
+    cleaned = _cleaned(gemma, n_prompt=512, n_gen=0, avg_ts=1.0)
+    ceiling = services.prefill_ceiling_for(services.build_run(cleaned=cleaned))
+    settings.RIGFIT_BENCH_PREFILL_MARGIN = 3.0
+    run = services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=0, avg_ts=ceiling * 2.5))
+    assert services.assess(run, trusted=True).status == Status.ACCEPTED  # 2.5 x: past the default 2, within 3
+
+
+def test_it_compares_a_run_only_with_runs_of_the_same_prompt_length(gemma, epyc, django_user_model):
+    # Five submitters' pp512 runs at 500 to 520 t/s; a pp128 run at 200 t/s is another setup, not an outlier of them.
+    for i, speed in enumerate((500.0, 505.0, 510.0, 515.0, 520.0)):
+        member = django_user_model.objects.create_user(username=f"p{i}", password="s3cret-pass-42")
+        make_run(user=member, n_prompt=512, n_gen=0, avg_ts=speed, samples_ts=[], stddev_ts=0)
+    short = services.build_run(cleaned=_cleaned(gemma, n_prompt=128, n_gen=0, avg_ts=200.0))
+    verdict = services.assess(short, trusted=True)
+    assert verdict.status == Status.ACCEPTED and verdict.z_score is None
+
+
+def test_it_matches_by_vendor_and_name_in_two_queries(epyc, django_assert_num_queries):
+    make_hardware(name="Other one", vendor="Intel")
+    make_hardware(name="Other two", vendor="Intel")
+    # One query for a slug or exact name, one for the list: the vendor comes with the list, not a query per row.
+    with django_assert_num_queries(2):
+        assert services.match_hardware("AMD Test-EPYC") == epyc
