@@ -365,7 +365,6 @@ class Engine:
             peak = PeakRss(proc)
             metrics.rss_before_bytes = peak.start_bytes
             governor = self.governor
-            governor.start()
             ids = self.tokenizer(params.prompt)["input_ids"]
             metrics.prompt_tokens = len(ids)
             if metrics.prompt_tokens > settings.max_prompt_tokens:
@@ -375,7 +374,8 @@ class Engine:
             assembler = _TextAssembler(self.tokenizer)
             if hasattr(self.model, "use_temperature"):
                 self.model.use_temperature(params.temperature)
-            logits = self.model.forward(ids, 0)
+            logits = self._prefill(ids)
+            governor.start()
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
             stop = "max_new_tokens"
@@ -423,6 +423,14 @@ class Engine:
                 self.last_metrics = metrics
         yield DoneEvent(metrics)
 
+    def _prefill(self, ids: list[int]) -> Any:
+        """The prompt in one forward pass on every thread the settings allow: its work comes in chunks of many rows
+        times many tokens, claimed from one counter, so a helper that another process delays costs at most the chunk
+        it holds. The decode steps that follow use the governor's choice."""
+        if hasattr(self.model, "set_threads"):
+            self.model.set_threads(self.settings.n_threads)
+        return self.model.forward(ids, 0)
+
     def generate_text(self, params: GenerationParams) -> tuple[str, Metrics]:
         parts: list[str] = []
         metrics = Metrics()
@@ -440,8 +448,8 @@ class Engine:
             ids = self.tokenizer(prompt)["input_ids"]
             if hasattr(self.model, "use_temperature"):
                 self.model.use_temperature(0.0)
+            logits = self._prefill(ids)
             self.governor.start()
-            logits = self.model.forward(ids, 0)
             out: list[int] = []
             for _ in range(n):
                 token = int(np.argmax(logits))
