@@ -687,7 +687,7 @@ void unpack_row(int type, const uint8_t* row, int64_t K, Unpacked& p) {
 }
 
 // Four activation rows at once: each chunk of weight codes and its scales are loaded once for the four.
-inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int64_t per,
+inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int shift,
                           const float* ys16, float* out) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t c = 0; c < K / 32; ++c) {
@@ -695,7 +695,7 @@ inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const f
     const __m256 sc = _mm256_loadu_ps(p.sc.data() + 8 * c);
     for (int t = 0; t < 4; ++t) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + t * K + 32 * c));
-      const __m256 scale = _mm256_mul_ps(sc, _mm256_set1_ps(yd[t * nd + c / per]));
+      const __m256 scale = _mm256_mul_ps(sc, _mm256_set1_ps(yd[t * nd + (c >> shift)]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc[t]);
     }
   }
@@ -710,13 +710,13 @@ inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const f
   }
 }
 
-inline float dot_unpacked(const Unpacked& p, int64_t K, const int8_t* y, const float* ydc, int64_t chunks_per_scale,
+inline float dot_unpacked(const Unpacked& p, int64_t K, const int8_t* y, const float* ydc, int shift,
                           const float* ys16) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t c = 0; c < K / 32; ++c) {
     const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32 * c));
-    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(p.sc.data() + 8 * c), _mm256_set1_ps(ydc[c / chunks_per_scale]));
+    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(p.sc.data() + 8 * c), _mm256_set1_ps(ydc[c >> shift]));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc);
   }
   __m256 off = _mm256_setzero_ps();
@@ -736,6 +736,7 @@ struct Out {
 
 // y_i = W_i x for every output i, T activation rows at once, as one job on the pool: each weight row is read once
 // and multiplied with every activation row while it is in cache.
+constexpr int64_t kGroup = 8;  // weight rows unpacked together on the batched path
 constexpr int64_t kBatchedFrom = 8;  // activation rows from which weight rows are unpacked once and reused (measured crossing 6-8)
 
 void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
@@ -753,29 +754,39 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
   const int64_t grain = std::max<int64_t>(16, total / (T > 1 ? 64 : 32));
   pool->run(total, grain, [&](int64_t begin, int64_t end) {
     size_t i = 0;
-    for (int64_t r = begin; r < end; ++r) {
+    for (int64_t r = begin; r < end;) {
       while (i + 1 < outs.size() && r >= starts[i + 1]) ++i;
       while (r < starts[i]) --i;
       const Out& o = outs[i];
       const int64_t n = r - starts[i];
       const Matrix& w = *o.w;
       if (T >= kBatchedFrom && unpackable(w.type)) {
-        thread_local Unpacked p;
-        unpack_row(w.type, w.data + n * w.row_bytes, K, p);
+        // Up to kGroup rows of this matrix unpacked together, then four tokens at a time against each of them: the
+        // four activation rows stay in L1 while the group's rows use them.
+        const int64_t group = std::min({kGroup, end - r, w.N - n});
+        thread_local Unpacked p[kGroup];
+        for (int64_t g = 0; g < group; ++g) unpack_row(w.type, w.data + (n + g) * w.row_bytes, K, p[g]);
         const bool kq = w.k_quant();
         const int8_t* q = kq ? act.qk.data() : act.q0.data();
         const float* d = kq ? act.dk.data() : act.d0.data();
         const float* ys = kq ? act.ysk.data() : act.ys0.data();
-        const int64_t per = kq ? 8 : 1, nd = kq ? K / QKK : K / QK;
+        const int shift = kq ? 3 : 0;  // chunks of 32 per activation scale: 8 (Q8_K) or 1 (Q8_0)
+        const int64_t nd = kq ? K / QKK : K / QK;
         int64_t t = 0;
         for (; t + 4 <= T; t += 4) {
-          float four[4];
-          dot_unpacked4(p, K, q + t * K, d + t * nd, nd, per, ys + t * (K / 16), four);
-          for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n] = four[k];
+          for (int64_t g = 0; g < group; ++g) {
+            float four[4];
+            dot_unpacked4(p[g], K, q + t * K, d + t * nd, nd, shift, ys + t * (K / 16), four);
+            for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n + g] = four[k];
+          }
         }
-        for (; t < T; ++t) o.y[t * o.ldy + n] = dot_unpacked(p, K, q + t * K, d + t * nd, per, ys + t * (K / 16));
+        for (; t < T; ++t)
+          for (int64_t g = 0; g < group; ++g)
+            o.y[t * o.ldy + n + g] = dot_unpacked(p[g], K, q + t * K, d + t * nd, shift, ys + t * (K / 16));
+        r += group;
       } else {
         for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(w, n, act, t, x);
+        ++r;
       }
     }
   });
