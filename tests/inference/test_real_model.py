@@ -15,11 +15,11 @@ from inference.engine import GenerationParams
 # One xdist worker holds the real model (make test runs `-n 2 --dist loadgroup`).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("inference-real-model")]
 
-# The quality guard's fixed text. Issue 11 asks for the native step's perplexity within 0.5 % of llama.cpp's; measured
-# here 20.218 against llama.cpp's 20.097 (0.60 %; transformers' fp32 forward on the same dequantized weights: 20.059),
-# so the test holds it to 1 %. Both quantize activations to 8 bits the same way; perturbing the step by the remaining
-# differences (llama.cpp's fp16 KV cache, its fp16 GELU table) moved ours by +0.8 % to +1.3 %: the gap is in the
-# noise of 8-bit activations on 144 tokens, not in a wrong weight.
+# The quality guard's fixed text: the native step's perplexity on it within 0.5 % of llama.cpp's (issue 11). Measured
+# 20.138 against llama.cpp's 20.097 (+0.20 %; transformers' fp32 forward on the same dequantized weights: 20.059).
+# Both quantize activations to 8 bits the same way, and the order of the sums moves the figure: an earlier order of
+# the prompt's products gave 20.218 (+0.60 %), and applying llama.cpp's fp16 KV cache or fp16 GELU to ours moved it by
+# +0.8 % to +1.3 %: the remaining gap is the noise of 8-bit activations on 144 tokens, not a wrong weight.
 GUARD_TEXT = (
     "The water cycle describes how water moves between the oceans, the air and the land. Heat from the sun "
     "evaporates water from seas and lakes; the vapour rises, cools and condenses into clouds. When droplets grow "
@@ -85,7 +85,7 @@ def test_it_tokenizes_like_llama_cpp(real_engine, llama):
         assert real_engine.tokenizer.decode(want) == reference.detokenize(want).decode("utf-8").replace("<bos>", "")
 
 
-def test_its_perplexity_stays_within_one_percent_of_llama_cpps(real_engine, llama, guard_ids):
+def test_its_perplexity_stays_within_half_a_percent_of_llama_cpps(real_engine, llama, guard_ids):
     reference = llama.Llama(
         str(real_engine.source.path), n_ctx=512, n_threads=2, logits_all=True, verbose=False, n_batch=512
     )
@@ -94,7 +94,7 @@ def test_its_perplexity_stays_within_one_percent_of_llama_cpps(real_engine, llam
     with real_engine._gen_lock:
         got = _perplexity(torch.from_numpy(real_engine.model.forward(guard_ids, 0, logits=2)), guard_ids)
     print(f"perplexity on the guard text ({len(guard_ids)} tokens): native {got:.4f}, llama.cpp {want:.4f}")
-    assert abs(got / want - 1) < 0.01
+    assert abs(got / want - 1) < 0.005
 
 
 def test_its_logits_follow_transformers_gemma3_on_the_same_weights(real_engine, guard_ids):
