@@ -737,7 +737,7 @@ struct Out {
 // y_i = W_i x for every output i, T activation rows at once, as one job on the pool: each weight row is read once
 // and multiplied with every activation row while it is in cache.
 constexpr int64_t kGroup = 8;  // weight rows unpacked together on the batched path
-constexpr int64_t kBatchedFrom = 8;  // activation rows from which weight rows are unpacked once and reused (measured crossing 6-8)
+constexpr int64_t kBatchedFrom = 4;  // activation rows from which weight rows are unpacked once and reused (measured crossing 3-4)
 
 void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
   bool need0 = false, needK = false;

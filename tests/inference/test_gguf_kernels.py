@@ -39,7 +39,7 @@ def test_it_dequantizes_every_block_type_bit_for_bit_like_the_gguf_package(nativ
 
 
 @pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("tokens", [1, 3, 10])  # from 8 rows on, the batched path (each weight row unpacked once)
+@pytest.mark.parametrize("tokens", [1, 3, 10])  # from 4 rows on, the batched path (each weight row unpacked once)
 def test_it_multiplies_the_blocks_like_the_dequantized_weights(native_module, qtype, tokens):
     rows, cols = 40, 512
     raw = _random_blocks(qtype, rows, cols, np.random.default_rng(7))
