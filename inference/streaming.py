@@ -1,9 +1,8 @@
 """Server-sent events for the demo: one generation, as `token`, `stats` and a final `done` event.
 
-Under ASGI the response gets an async iterator (a sync one would be buffered whole, shared/FACTS.md): the generation
-runs in a worker thread and hands events over through an asyncio queue; when the client goes away the ASGI server
-cancels the response task and the cancel event stops the generation at the next token. Under WSGI the response gets
-a plain generator; the server's close() on disconnect raises GeneratorExit inside it, which sets the same event.
+One stream, `sync_events`, a plain generator: under WSGI (production) it is the response body, and the server's
+close() on disconnect raises GeneratorExit inside it, which cancels the generation. Under ASGI `in_thread` serves the
+same generator from a thread (a sync iterator would be buffered whole) and closes it there when the client leaves.
 The `done` event is always the last one, also for errors, so the page's `sse-close="done"` closes the EventSource
 and htmx's SSE extension does not reconnect. A busy demo never reaches this module: the view admits the run
 (inference.slots.DemoGate) before the stream starts and answers 429/503 otherwise; the stream releases the admission
@@ -96,25 +95,6 @@ def releasing(body: Iterator[str] | AsyncIterator[str], admission: Admission) ->
     return Releasing(body, admission)
 
 
-def _run(
-    engine: Engine,
-    params: GenerationParams,
-    cancel: threading.Event,
-    emit: Callable[[Any], None],
-    admission: Admission,
-) -> None:
-    try:
-        for event in engine.stream(params, cancel=cancel):
-            emit(event)
-    except Exception as exc:  # shown to the user as the done event
-        if not isinstance(exc, ValueError | EngineNotReady):
-            logger.exception("generation failed")
-        emit(exc)
-    finally:
-        admission.release()  # after the last token: the next run does not wait on this one's forward pass
-        emit(_End())
-
-
 def _done_for(item: Any, extra_for: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
     if isinstance(item, DoneEvent):
         metrics = item.metrics.as_dict()
@@ -124,53 +104,35 @@ def _done_for(item: Any, extra_for: Callable[[dict[str, Any]], dict[str, Any]]) 
     return done_message(error="The generation failed; the error is in the server log.")
 
 
-async def _wait_ready_async(engine: Engine) -> None:
-    engine.start_loading()
-    waited = 0.0
-    while engine.state != "ready" and engine.state != "failed" and waited < READY_WAIT_S:
-        await asyncio.sleep(0.2)
-        waited += 0.2
+async def in_thread(events: Iterator[str]) -> AsyncIterator[str]:
+    """The one event stream served to ASGI: Django would buffer a sync iterator whole (shared/FACTS.md), so it is
+    iterated in its own thread and handed over through an asyncio queue. When the client goes away the server cancels
+    this task; the thread then stops at the next event and closes the stream there, which cancels the generation and
+    releases its admission exactly as under WSGI."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
 
+    def hand_over(item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the client left and nobody listens
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
-async def async_events(
-    engine: Engine,
-    params: GenerationParams,
-    *,
-    admission: Admission,
-    extra_for: Callable[[dict[str, Any]], dict[str, Any]],
-) -> AsyncIterator[str]:
-    """Events of one admitted run; the generation thread releases the admission, or this does if none started."""
-    handed_over = False
-    cancel = threading.Event()
+    def pump() -> None:
+        try:
+            for chunk in events:
+                hand_over(chunk)
+                if stop.is_set():
+                    break
+        finally:
+            events.close()  # type: ignore[attr-defined]
+            hand_over(_End)
+
+    threading.Thread(target=pump, daemon=True, name="rigfit-stream").start()
     try:
-        yield sse("status", "Waiting for the model…" if engine.state != "ready" else "Generating…")
-        await _wait_ready_async(engine)
-        if engine.state != "ready":
-            yield done_message(error=engine.status_text())
-            return
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        def emit(item: Any) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone: the client left and nobody listens
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        args = (engine, params, cancel, emit, admission)
-        threading.Thread(target=_run, args=args, daemon=True, name="rigfit-generate").start()
-        handed_over = True
-        yield sse("status", "Generating…")
-        while True:
-            item = await queue.get()
-            if isinstance(item, _End):
-                return
-            if isinstance(item, TokenEvent):
-                yield token_message(item) + stats_message(item)
-            else:
-                yield _done_for(item, extra_for)
+        while (item := await queue.get()) is not _End:
+            yield item
     finally:
-        cancel.set()  # disconnect (task cancelled) or normal end: either way the worker stops
-        if not handed_over:
-            admission.release()
+        stop.set()
 
 
 def sync_events(

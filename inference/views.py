@@ -234,10 +234,9 @@ def stream(request: HttpRequest) -> HttpResponse:
 
     from inference import streaming
 
-    if hasattr(request, "scope"):  # ASGI: an async iterator, or the body is buffered
-        body: Any = streaming.async_events(engine, params, admission=admission, extra_for=extra_for)
-    else:  # WSGI
-        body = streaming.sync_events(engine, params, admission=admission, extra_for=extra_for)
+    body: Any = streaming.sync_events(engine, params, admission=admission, extra_for=extra_for)
+    if hasattr(request, "scope"):  # ASGI buffers a sync iterator whole
+        body = streaming.in_thread(body)
     response = StreamingHttpResponse(streaming.releasing(body, admission), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
