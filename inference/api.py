@@ -114,14 +114,9 @@ def generate(request: HttpRequest, payload: GenerateIn) -> Any:
     if n_tokens > engine.settings.max_prompt_tokens:
         limit = engine.settings.max_prompt_tokens
         return _error(422, f"the prompt has {n_tokens} tokens; the limit is {limit}", field="prompt")
-    gate = demo_gate(engine)
-    client = client_address(request)
     try:
-        refusal = gate.would_refuse(client)
-        if refusal is not None:
-            raise refusal
-        gate.charge(client)
-        admission = gate.admit(client, wait_s=0.0 if hasattr(request, "scope") else None)  # ASGI: see views.stream
+        wait_s = 0.0 if hasattr(request, "scope") else None  # ASGI: see views.stream
+        admission = demo_gate(engine).enter(client_address(request), wait_s=wait_s)
     except Busy as exc:
         return _error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     try:

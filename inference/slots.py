@@ -248,6 +248,18 @@ class DemoGate:
             retry_after_s=retry,
         )
 
+    def check_and_charge(self, client: str) -> None:
+        """Raise the refusal an admission would meet now, else count the request against the client's rate."""
+        refusal = self.would_refuse(client)
+        if refusal is not None:
+            raise refusal
+        self.charge(client)
+
+    def enter(self, client: str, *, wait_s: float | None = None) -> Admission:
+        """One run for `client` at once: refused early when it would be, charged, then admitted (see `admit`)."""
+        self.check_and_charge(client)
+        return self.admit(client, wait_s=wait_s)
+
     # -- what the page can tell before a stream opens ---------------------------------------------------------
     def would_refuse(self, client: str) -> Busy | None:
         """The refusal an admission would meet right now, without taking anything (the page's first answer)."""

@@ -179,13 +179,8 @@ def generate(request: HttpRequest) -> HttpResponse:
         response["HX-Retarget"] = "#demo-form"  # the form comes back with its errors, in place
         response["HX-Reswap"] = "innerHTML"
         return response
-    gate = demo_gate(engine)
-    client = client_address(request)
-    try:
-        refusal = gate.would_refuse(client)  # a refusal the stream would meet: said now, before any stream opens
-        if refusal is not None:
-            raise refusal
-        gate.charge(client)
+    try:  # a refusal the stream would meet: said now, before any stream opens
+        demo_gate(engine).check_and_charge(client_address(request))
     except Busy as exc:
         return busy_response(request, exc)
     if engine.state not in (READY,):
@@ -273,14 +268,8 @@ def vision(request: HttpRequest) -> HttpResponse:
                 form.add_error("image", str(exc))
     if checked is None:
         return render(request, "inference/_vision_result.html", {"form": form}, status=422)
-    gate = vision_gate(engine)
-    client = client_address(request)
     try:
-        refusal = gate.would_refuse(client)
-        if refusal is not None:
-            raise refusal
-        gate.charge(client)
-        admission = gate.admit(client)
+        admission = vision_gate(engine).enter(client_address(request))
     except Busy as exc:
         return busy_response(request, exc)
     try:
