@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from tests.scale_out import (  # noqa: E402  (the repository root is on the path only now)
     REDIS_HOST,
     REDIS_PORT,
+    cpu_run_payload,
     free_port,
     gunicorn_instances,
     reachable,
@@ -69,21 +70,6 @@ import json
 from benchmarks.models import BenchmarkRun
 print(json.dumps(list(BenchmarkRun.objects.values_list("pk", "avg_ts"))))
 """
-
-
-def run_payload(speed: float) -> dict:
-    # A CPU decode run under the test EPYC's roofline; the speed tells the runs apart.
-    return {
-        "model_slug": "gemma-3-270m",
-        "quant": "Q4_K_M",
-        "hardware": "test-epyc",
-        "runtime": "llama.cpp",
-        "backend": "cpu",
-        "n_gen": 128,
-        "avg_ts": speed,
-        "stddev_ts": 0.5,
-        "n_threads": 2,
-    }
 
 
 @dataclass
@@ -142,7 +128,7 @@ def submit_all(url_for, token: str, speeds: list[float], tally: Tally, concurren
             speed = speeds[index]
             for attempt in range(2):
                 try:
-                    response = client.post(f"{url_for(index)}/api/benchmarks", json=run_payload(speed))
+                    response = client.post(f"{url_for(index)}/api/benchmarks", json=cpu_run_payload(speed))
                 except httpx.TransportError:
                     with tally.lock:
                         tally.transport_errors += 1
@@ -327,7 +313,7 @@ def case_redis(site, token, tmp, args) -> Tally:
             for i in range(5):
                 response = client.post(
                     f"{server.url}/api/benchmarks",
-                    json=run_payload(300.0 + i),
+                    json=cpu_run_payload(300.0 + i),
                     headers={"Authorization": f"Bearer {token}"},
                 )
                 tally.record(response)

@@ -12,7 +12,7 @@ import json
 import httpx
 import pytest
 
-from tests.scale_out import gunicorn_instances, require_postgres_and_redis, shared_site
+from tests.scale_out import cpu_run_payload, gunicorn_instances, require_postgres_and_redis, shared_site
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scale-out")]
 
@@ -40,21 +40,6 @@ print(BenchmarkRun.objects.count())
 """
 
 
-def run(speed: float) -> dict:
-    # A CPU decode run well under the test EPYC's roofline (51.2 GB/s over ~0.25 GB of weights is ~200 t/s).
-    return {
-        "model_slug": "gemma-3-270m",
-        "quant": "Q4_K_M",
-        "hardware": "test-epyc",
-        "runtime": "llama.cpp",
-        "backend": "cpu",
-        "n_gen": 128,
-        "avg_ts": speed,
-        "stddev_ts": 0.5,
-        "n_threads": 2,
-    }
-
-
 def llama_bench(speeds: list[float]) -> dict:
     records = [{"model_filename": "gemma-3-270m-q4_k_m.gguf", "n_prompt": 0, "n_gen": 128, "avg_ts": s} for s in speeds]
     return {"output": json.dumps(records), "hardware": "test-epyc"}
@@ -79,8 +64,12 @@ def test_it_counts_one_users_runs_across_both_hosts(two_hosts):
         first = client.post(f"{a.url}/api/benchmarks/llama-bench", json=llama_bench([40.0, 41.0, 42.0]))
         refused = client.post(f"{b.url}/api/benchmarks/llama-bench", json=llama_bench([43.0, 44.0, 45.0]))
         # 2 single runs fill the limit (3 + 2 = 5), alternating hosts; the sixth run is refused on either host.
-        singles = [client.post(f"{url}/api/benchmarks", json=run(50.0 + i)) for i, url in enumerate([b.url, a.url])]
-        over = [client.post(f"{url}/api/benchmarks", json=run(60.0 + i)) for i, url in enumerate([a.url, b.url])]
+        singles = [
+            client.post(f"{url}/api/benchmarks", json=cpu_run_payload(50.0 + i)) for i, url in enumerate([b.url, a.url])
+        ]
+        over = [
+            client.post(f"{url}/api/benchmarks", json=cpu_run_payload(60.0 + i)) for i, url in enumerate([a.url, b.url])
+        ]
     assert first.status_code == 201, first.text
     assert len(first.json()["stored"]) == 3
     assert refused.status_code == 429, refused.text
@@ -118,5 +107,7 @@ def test_it_stores_one_of_the_same_run_sent_to_both_hosts(two_hosts):
         """
     ).strip()
     with httpx.Client(headers={"Authorization": f"Bearer {raw}"}, timeout=30) as client:
-        statuses = sorted(client.post(f"{url}/api/benchmarks", json=run(33.3)).status_code for url in (a.url, b.url))
+        statuses = sorted(
+            client.post(f"{url}/api/benchmarks", json=cpu_run_payload(33.3)).status_code for url in (a.url, b.url)
+        )
     assert statuses == [201, 409]
