@@ -66,6 +66,13 @@ class ModelShape:
     # Per-layer KV head counts where an architecture varies them (llama.cpp's n_head_kv_arr); empty: n_kv_heads on
     # every layer. A 0 marks a layer without KV.
     kv_heads_per_layer: tuple[int, ...] = ()
+    # Gemma 3n's per-layer token embeddings (per_layer_token_embd: vocab x n_layers x hidden_size_per_layer_input,
+    # 2,348,810,240 parameters in E4B), part of `n_params`. llama.cpp keeps this table in host memory whatever
+    # -ngl says: src/llama-arch.cpp maps LLM_TENSOR_PER_LAYER_TOKEN_EMBD to LLM_TENSOR_LAYER_INPUT, whose buffer
+    # list is `dev_input`, the CPU ("always keep it on the CPU", llama_model::load_tensors in src/llama-model.cpp;
+    # the buffer choice in src/llama-model-loader.cpp) — ggml-org/llama.cpp 0c1e57098, the sources in the
+    # llama-cpp-python 0.3.36 sdist. 0 for every other architecture.
+    per_layer_embed_params: int = 0
 
     def __post_init__(self) -> None:
         # Callers pass JSON lists (Model fields, a parsed config.json): keep hashable sets, since the memoized
@@ -142,6 +149,9 @@ class MemoryBreakdown:
     vision_bytes: int
     total_bytes: int
     estimated: frozenset[str] = field(default_factory=frozenset)
+    # The part of `weights_bytes` llama.cpp keeps in host memory even with every layer on a discrete GPU: Gemma 3n's
+    # per-layer token embeddings (WeightsSplit.per_layer_embed_bytes); 0 for other models.
+    host_weights_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +161,8 @@ class FitResult:
     gpu_layers: int
     n_layers: int
     # One basis for the verdict (docs/fit.md, "Verdict and headroom"): usable = capacity - runtime overhead (once per
-    # GPU); needed = everything else the run allocates (weights, KV, compute buffers once per GPU, vision encoder);
+    # GPU); needed = everything else the run allocates (weights, KV, compute buffers once per GPU, vision encoder;
+    # on a discrete GPU less the weights llama.cpp keeps in host memory, MemoryBreakdown.host_weights_bytes);
     # headroom = usable - needed, exactly; the model fits entirely when headroom >= 0.
     needed_bytes: int
     usable_bytes: int
@@ -540,16 +551,19 @@ def _type_bits(type_name: str, row_len: int) -> float:
 @dataclass(frozen=True, slots=True)
 class WeightsSplit:
     """Where the text model's weight bytes sit: token embeddings (kept in host memory by llama.cpp), the output
-    matrix, and the repeating layers."""
+    matrix, the repeating layers, and Gemma 3n's per-layer token embeddings (`per_layer_embed_bytes`, in host memory
+    on every device: ModelShape.per_layer_embed_params). Only the token rows a batch uses are read from either
+    embedding table (GGML_OP_GET_ROWS), so neither counts as bytes read per token."""
 
     embed_bytes: int
     output_bytes: int
     layers_bytes: int
     exact: bool
+    per_layer_embed_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.embed_bytes + self.output_bytes + self.layers_bytes
+        return self.embed_bytes + self.output_bytes + self.layers_bytes + self.per_layer_embed_bytes
 
 
 # Pure functions of frozen (hashable) inputs: memoized, since placement, speed and the largest-context search ask
@@ -566,13 +580,18 @@ def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
     embed_params = _embed_params(shape)
     text = _text_params(shape)
     n_embed_mats = 1 if shape.tied_embeddings else 2
-    body_params = max(text - n_embed_mats * embed_params, 0)
+    ple_params = shape.per_layer_embed_params
+    body_params = max(text - n_embed_mats * embed_params - ple_params, 0)
     if mix is None:
-        out_bits = embed_bits = body_bits = quant.bits_per_weight or 16.0
+        out_bits = embed_bits = body_bits = ple_bits = quant.bits_per_weight or 16.0
     else:
         out_type = mix.base if mix.base in ("F32", "F16", "BF16", "Q8_0") else mix.output
         out_bits = _type_bits(out_type, shape.hidden_size)
         embed_bits = out_bits if shape.tied_embeddings else _type_bits(mix.embed, shape.hidden_size)
+        # llama.cpp's quantizer files per_layer_token_embd with token_embd (tensor_name_match_token_embd): tied, the
+        # output's type, else the embedding type, by its own row length (n_layers x hidden_size_per_layer_input).
+        ple_row = ple_params // shape.vocab_size if ple_params else shape.hidden_size
+        ple_bits = _type_bits(out_type if shape.tied_embeddings else mix.embed, max(ple_row, 1))
         body_bits = mix.body_bits
         if mix.base == "MXFP4":
             # Experts (gate, up, down of n_experts per layer) at MXFP4, the rest of the layers at Q8_0.
@@ -586,17 +605,18 @@ def weights_split(shape: ModelShape, quant: QuantSpec) -> WeightsSplit:
     embed = embed_params * embed_bits / 8
     output = 0.0 if shape.tied_embeddings else embed_params * out_bits / 8
     body = body_params * body_bits / 8
+    ple = ple_params * ple_bits / 8
     exact_total = quant.tensor_bytes or quant.file_bytes
     if exact_total is not None:
         total, exact = exact_total, True
     elif quant.bits_per_weight is not None:
         total, exact = round(text * quant.bits_per_weight / 8), False
     else:
-        return WeightsSplit(round(embed), round(output), round(body), False)
+        return WeightsSplit(round(embed), round(output), round(body), False, round(ple))
     # Scale the modelled parts to the known total so the split keeps its proportions.
-    scale = total / max(embed + output + body, 1)
-    embed_b, out_b = round(embed * scale), round(output * scale)
-    return WeightsSplit(embed_b, out_b, total - embed_b - out_b, exact)
+    scale = total / max(embed + output + body + ple, 1)
+    embed_b, out_b, ple_b = round(embed * scale), round(output * scale), round(ple * scale)
+    return WeightsSplit(embed_b, out_b, total - embed_b - out_b - ple_b, exact, ple_b)
 
 
 def weights_bytes(shape: ModelShape, quant: QuantSpec) -> tuple[int, bool]:
@@ -706,7 +726,8 @@ def memory_breakdown(
     context (`options.ctx` is the runtime's `-c`)."""
     _check_shape(shape)
     _check_options(options)
-    weights, exact = weights_bytes(shape, quant)
+    split = weights_split(shape, quant)
+    weights, exact = split.total_bytes, split.exact
     ctx = context_tokens(shape, options)
     kv = kv_cache_bytes(shape, ctx, options.kv_type, options.users, ubatch=options.ubatch, swa_full=options.swa_full)
     # A hybrid model's recurrent state lives beside its KV cache: counted with it, flat in context.
@@ -727,6 +748,7 @@ def memory_breakdown(
         vision_bytes=vision,
         total_bytes=weights + kv + compute + overhead + vision,
         estimated=frozenset(estimated),
+        host_weights_bytes=split.per_layer_embed_bytes,
     )
 
 
@@ -800,15 +822,19 @@ def _place(
     # One basis: the runtime overhead comes off the capacity (usable) and out of what is needed, once per GPU on
     # both sides; the compute buffer is needed once per GPU too.
     usable = capacity - mem.overhead_bytes * count
-    needed = mem.total_bytes - mem.overhead_bytes + mem.compute_bytes * (count - 1)
+    # Gemma 3n's per-layer embeddings stay in host memory with every layer offloaded (ModelShape.
+    # per_layer_embed_params): off a discrete GPU's need, into system RAM's. Unified memory keeps them in the one
+    # pool, counted as before.
+    host_weights = mem.host_weights_bytes if device.kind == "gpu" else 0
+    needed = mem.total_bytes - mem.overhead_bytes + mem.compute_bytes * (count - 1) - host_weights
     headroom = usable - needed
     if device.kind == "cpu":
         verdict = Verdict.CPU_ONLY if headroom >= 0 else Verdict.DOES_NOT_FIT
         return _Placement(verdict, 0, usable, headroom, needed)
-    if headroom >= 0:
+    host_ram = device.memory_bytes if device.kind == "unified" else options.system_ram_bytes
+    if headroom >= 0 and (not host_weights or host_weights + CPU_OVERHEAD_BYTES <= host_ram):
         return _Placement(Verdict.FITS_GPU, shape.n_layers, usable, headroom, needed)
 
-    host_ram = device.memory_bytes if device.kind == "unified" else options.system_ram_bytes
     experts = expert_bytes(shape, quant)
     if experts > 0 and device.kind == "gpu":
         # A MoE keeps every layer (attention, shared weights, the KV cache) on the GPU and moves the routed experts of

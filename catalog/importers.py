@@ -55,6 +55,7 @@ ARCHITECTURE_FIELDS = (
     "recurrent_layers",
     "recurrent_state_values",
     "kv_heads_per_layer",
+    "per_layer_embed_params",
 )
 _MAX_DIM = 1 << 20  # hidden/intermediate/head sizes
 _MAX_LAYERS = 4096
@@ -333,6 +334,9 @@ def _gemma3n_fields(text: Mapping[str, Any], n_layers: int, hidden: int, n_kv_he
     return {
         "kv_heads_per_layer": [n_kv_heads] * (n_layers - shared) + [0] * shared if shared else [],
         "extra_params": extra + n_layers * per_layer,
+        # The per-layer token embeddings alone (counted in extra_params too): llama.cpp keeps this table in host
+        # memory (catalog.fit.ModelShape.per_layer_embed_params).
+        "per_layer_embed_params": per_layer_vocab * per_layer_dim * n_layers or None,
     }
 
 
@@ -750,12 +754,15 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
     tensor_bytes = 0
     n_params = 0
     has_output = False
+    per_layer_embed = 0
     for tensor in reader.tensors:
         tensor_bytes += int(tensor.n_bytes)
         n_params += int(tensor.n_elements)
         type_name = tensor.tensor_type.name
         tensor_types[type_name] = tensor_types.get(type_name, 0) + 1
         has_output = has_output or tensor.name == "output.weight"
+        if tensor.name == "per_layer_token_embd.weight":  # Gemma 3n: kept in host memory by llama.cpp
+            per_layer_embed = int(tensor.n_elements)
     if n_params == 0:
         raise GgufError(f"{path.name}: GGUF file holds no tensors")
 
@@ -779,6 +786,8 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
         "context_length": context,
         "n_params": n_params,
     }
+    if per_layer_embed:
+        fields["per_layer_embed_params"] = per_layer_embed
     if fields["intermediate_size"] is None and not n_experts:
         fields["intermediate_size"] = _gguf_int(reader, f"{arch}.feed_forward_length")
     if n_kv > n_heads:

@@ -167,6 +167,11 @@ class Model(models.Model):
     kv_heads_per_layer = models.JSONField(
         default=list, blank=True, help_text="KV heads of each layer where the architecture varies them."
     )
+    per_layer_embed_params = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Gemma 3n's per-layer token embeddings (part of n_params), kept in host memory by llama.cpp.",
+    )
 
     # How people run it.
     ollama_tag = models.CharField(max_length=80, blank=True)

@@ -68,6 +68,9 @@ def test_it_counts_gemma_3n_parameters_as_llama_cpp_creates_them(layers, ff, exp
     fields = model_fields_from_hf_config(gemma3n_config(layers, ff))
     assert fields["n_params"] == expected
     assert fields["intermediate_size"] == ff
+    # per_layer_token_embd alone, which llama.cpp keeps in host memory: 262,144 x layers x 256
+    # (E2B 2,013,265,920; E4B 2,348,810,240), already inside n_params.
+    assert fields["per_layer_embed_params"] == 262_144 * layers * 256
 
 
 def test_it_keeps_kv_on_the_layers_before_the_shared_ones():
@@ -144,6 +147,8 @@ def test_it_reads_a_gemma_3n_gguf_header_as_llama_cpp_loads_it(tmp_path):
     writer.add_sliding_window(512)
     writer.add_token_list([f"t{i}" for i in range(100)])
     writer.add_tensor("token_embd.weight", np.zeros((100, 64), dtype=np.float32))
+    # llama.cpp's shape {n_embd_altup x n_layer, n_vocab}: 100 rows of 22 x 8 values
+    writer.add_tensor("per_layer_token_embd.weight", np.zeros((100, 22 * 8), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -151,3 +156,4 @@ def test_it_reads_a_gemma_3n_gguf_header_as_llama_cpp_loads_it(tmp_path):
     fields = model_fields_from_gguf(path).fields
     assert fields["kv_heads_per_layer"] == [1] * 20 + [0] * 2
     assert [i for i in range(22) if i not in fields["swa_layers"]] == [4, 9, 14, 19]
+    assert fields["per_layer_embed_params"] == 100 * 22 * 8 == 17_600
