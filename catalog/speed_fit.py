@@ -90,6 +90,13 @@ class Observation:
     offset_s: float
     measured_s: float
     label: str = ""
+    setup: str = ""  # the device measured (name and GPU count); "" where unknown
+
+    @property
+    def group(self) -> tuple[str, str]:
+        """The rows that share one weight in the fit: one set-up of one source (the whole source where the set-up
+        is unknown)."""
+        return (self.source, self.setup)
 
     @property
     def tokens(self) -> float:
@@ -123,13 +130,14 @@ def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.nda
     floor = np.array([FLOORS.get(name, 0.0) for name in _fields(test)])
     scale = np.where(prior > 0, prior, 1.0)
     a_rows, b_rows = [], []
-    # A source with many rows (one table of hundreds) should not drown the others: each row's squared residual
-    # weighs 1 / sqrt(count), so a source's total weight grows as sqrt(count), not count.
-    per_source: dict[str, int] = defaultdict(int)
+    # One set-up measured many times (a depth sweep, several models on one card) should not drown the others: the
+    # rows of one set-up of one source (`Observation.group`) share a weight that grows as sqrt(their count), not
+    # count, so a table of 26 cards with one run each weighs more than one card's sweep of 26 depths.
+    per_group: dict[tuple[str, str], int] = defaultdict(int)
     for obs in rows:
-        per_source[obs.source] += 1
+        per_group[obs.group] += 1
     for obs in rows:
-        weight_row = per_source[obs.source] ** -0.25
+        weight_row = per_group[obs.group] ** -0.25
         features = np.asarray(obs.features, dtype=float)
         a_rows.append(weight_row * features / obs.measured_s)
         b_rows.append(weight_row * (1.0 - (obs.offset_s + float(features @ floor)) / obs.measured_s))
@@ -322,6 +330,7 @@ def observe(
     if result.verdict == fit.Verdict.DOES_NOT_FIT:
         return None
     place = fit.placement_of(result)
+    setup = f"{device.name} x{device.count}"
     if test == "tg":
         # llama-bench's tg<n> at depth d reads, on average, the KV of d + n/2 tokens per step.
         terms = speed_model.decode_terms(shape, quant, device, options, place, 1, depth=n_depth + n_gen // 2)
@@ -337,6 +346,7 @@ def observe(
             offset_s=host.quant_read_factor * terms.host_s,
             measured_s=1 / measured_tps,
             label=label,
+            setup=setup,
         )
     if not (device.matrix_tflops or device.int8_tops):
         # The shader FP16 rate an estimate falls back on says little about the matrix units prompts really run
@@ -354,4 +364,5 @@ def observe(
         offset_s=prefill.upload_s,
         measured_s=n_prompt / measured_tps,
         label=label,
+        setup=setup,
     )

@@ -4,6 +4,7 @@ catalog/speed_fit.py no test killed). Expected values are worked in the comments
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -38,7 +39,9 @@ def test_a_decode_run_becomes_its_bytes_over_bandwidth():
         offset_s=0.0,
         measured_s=0.04,
         label="x",
+        setup=f"{CPU.name} x1",
     )
+    assert obs.group == ("s", f"{CPU.name} x1")
     assert obs.tokens == 1.0 and obs.measured_tps == pytest.approx(25.0)
 
 
@@ -380,3 +383,23 @@ def test_host_reads_of_a_partial_offload_use_the_cpu_class_read_factor():
     assert offset(2.0) > 0 and offset(4.0) == pytest.approx(2 * offset(2.0))
     assert offset(1 / 0.6) == pytest.approx(observe(device=device, n_gen=128, n_depth=4096, measured_tps=10.0,
                                                     backend="cuda").offset_s)  # fmt: skip
+
+
+def test_it_weighs_each_set_up_of_a_source_as_the_square_root_of_its_runs():
+    # One source, two set-ups; only the constant term is non-zero, so the fit is one number theta (seconds).
+    # Set-up A: 4 runs of 0.01 s; set-up B: 1 run of 0.02 s. Each row's squared relative residual weighs
+    # 1 / sqrt(runs of its set-up): A's rows 1/2 each (2 in all), B's row 1. Minimise
+    # 2 (theta / 0.01 - 1)^2 + (theta / 0.02 - 1)^2: 400 (100 theta - 1) + 100 (50 theta - 1) = 0, theta = 1/90 s.
+    # (Weighting by source alone, every row 1/sqrt(5): 4 x 200 (100 theta - 1) + 100 (50 theta - 1) = 0, 9/850 s.)
+    # The prior of the constant is put at 1/90 so that its pull is zero there; every other feature is 0.
+    def row(setup: str, seconds: float) -> Observation:
+        return Observation("cuda", "gpu", "s", "tg", (1.0,) + (0.0,) * 7, 0.0, seconds, setup=setup)
+
+    rows = [row("A x1", 0.01)] * 4 + [row("B x1", 0.02)]
+    prior = speed_fit._vector(speed_fit.PRIOR_GPU, "tg")
+    prior[0] = 1 / 90
+    theta = speed_fit._solve(rows, prior, "tg")
+    assert theta[0] == pytest.approx(1 / 90, rel=1e-9)
+    # The same runs with no set-up known fall back on the source as one group: 9/850, away from the prior.
+    unknown = [replace(obs, setup="") for obs in rows]
+    assert speed_fit._solve(unknown, prior, "tg")[0] == pytest.approx(9 / 850, rel=1e-3)
