@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import pickle
 import uuid
 from collections.abc import Iterable, Sequence
@@ -12,6 +14,7 @@ from functools import lru_cache
 from django.core.cache import cache
 
 from catalog import extensions, fit
+from catalog import speed as speed_engine
 from catalog.caching import data_version
 from catalog.models import Hardware, HardwareKind, Model, Quantization
 from catalog.speed import DEFAULT_SPEED, SpeedModel
@@ -419,6 +422,21 @@ def catalog_facts() -> list[ModelFacts]:
     return facts
 
 
+def _pickled_format() -> str:
+    """A digest of the dataclass shapes a fit table pickles: rows pickled by an older deploy outlive it in a shared
+    cache (Redis), and unpickling them into changed classes would fail or miss fields, so the key names the format."""
+    classes = [cls for module in (fit, speed_engine) for _, cls in inspect.getmembers(module, inspect.isclass)]
+    shapes = sorted(
+        (cls.__qualname__, [f.name for f in dataclasses.fields(cls)])
+        for cls in [*classes, FitEntry]
+        if dataclasses.is_dataclass(cls)
+    )
+    return hashlib.sha256(repr(shapes).encode()).hexdigest()[:12]
+
+
+_PICKLED_FORMAT = _pickled_format()
+
+
 def fit_table(
     *, hardware: Hardware, options: fit.FitOptions, gpu_count: int = 1, allow_offload: bool = True
 ) -> list[FitRow]:
@@ -427,7 +445,7 @@ def fit_table(
     not). A catalog or benchmark change bumps the data version (catalog.caching), so a stale table is never read."""
     settings = (hardware.pk, gpu_count, allow_offload, options)
     digest = hashlib.sha256(repr(settings).encode()).hexdigest()[:32]
-    key = f"catalog:fit-table:{data_version()}:{digest}"
+    key = f"catalog:fit-table:{_PICKLED_FORMAT}:{data_version()}:{digest}"
     table = cache.get(key)
     if table is None:
         device = device_spec_of(hardware, gpu_count)
