@@ -39,7 +39,7 @@ def speed_model() -> SpeedModel:
     provider = extensions.speed_model_provider()
     if provider is None:
         return DEFAULT_SPEED
-    key = f"rigfit:speed-model:{data_version()}"
+    key = f"rigfit:speed-model:{_PICKLED_FORMAT}:{data_version()}"
     speed = cache.get(key)
     if speed is None:
         speed = provider()
