@@ -822,6 +822,53 @@ inline float dotf(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// exp(x) for 8 floats: llama.cpp's ggml_v_expf (ggml-cpu/vec.h, MIT, "adapted from arm limited optimized routine"):
+// at most 1.45 + 0.5 ulp from expf, +inf above 88.38, 0 below -103.97.
+inline __m256 v_expf(__m256 x) {
+  const __m256 r = _mm256_set1_ps(0x1.8p23f);
+  const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+  const __m256 n = _mm256_sub_ps(z, r);
+  const __m256 b =
+      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f), _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+  const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+  const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+  const __m256i c = _mm256_castps_si256(
+      _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(126), _CMP_GT_OQ));
+  const __m256 u = _mm256_mul_ps(b, b);
+  const __m256 j = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                      _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+      u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+  if (!_mm256_movemask_ps(_mm256_castsi256_ps(c))) return _mm256_fmadd_ps(j, k, k);
+  const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                     _mm256_set1_epi32(static_cast<int>(0x82000000u)));
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+  const __m256i d = _mm256_castps_si256(
+      _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), n), _mm256_set1_ps(192), _CMP_GT_OQ));
+  return _mm256_or_ps(
+      _mm256_and_ps(_mm256_castsi256_ps(d), _mm256_mul_ps(s1, s1)),
+      _mm256_andnot_ps(_mm256_castsi256_ps(d),
+                       _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                                    _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+// x[i] = exp(x[i] - m) for i < n; returns their sum, added in order (as the scalar loop did: the sum in 8 lanes moved
+// the guard text's perplexity from +0.20 % to +0.54 % of llama.cpp's, the 8-bit activations' noise amplifying it).
+inline float exp_sub_sum(float* x, int64_t n, float m) {
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    _mm256_storeu_ps(x + i, e);
+  }
+  for (; i < n; ++i) x[i] = std::exp(x[i] - m);
+  float sum = 0.f;
+  for (i = 0; i < n; ++i) sum += x[i];
+  return sum;
+}
+
 struct Layer {
   const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
   Matrix q, k, v, o, gate, up, down;
@@ -1080,26 +1127,51 @@ class GemmaModel {
         const float* kg = L.k_cache.data() + g * max_len_ * hd;
         const float* vg = L.v_cache.data() + g * max_len_ * hd;
         float* sc = scores_.data() + job * max_len_;
+        // Scores four keys at a time (four independent sums, each in dotf's order: the same values as dotf).
         float m = -INFINITY;
-        for (int64_t s = start; s <= pos; ++s) {
+        int64_t s = start;
+        for (; s + 4 <= pos + 1; s += 4) {
+          const float* k0 = kg + s * hd;
+          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+          int64_t i = 0;
+          for (; i + 8 <= hd; i += 8) {
+            const __m256 qv = _mm256_loadu_ps(qh + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
+          }
+          float d4[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+          for (int u = 0; u < 4; ++u) {
+            for (int64_t ii = i; ii < hd; ++ii) d4[u] += qh[ii] * k0[u * hd + ii];
+            sc[s + u] = d4[u] * scaling_;
+            m = std::max(m, sc[s + u]);
+          }
+        }
+        for (; s <= pos; ++s) {
           sc[s] = dotf(qh, kg + s * hd, hd) * scaling_;
           m = std::max(m, sc[s]);
         }
-        float sum = 0.f;
-        for (int64_t s = start; s <= pos; ++s) {
-          sc[s] = std::exp(sc[s] - m);
-          sum += sc[s];
-        }
-        const float inv_sum = 1.f / sum;
+        const float inv_sum = 1.f / exp_sub_sum(sc + start, pos + 1 - start, m);
+        for (int64_t s2 = start; s2 <= pos; ++s2) sc[s2] *= inv_sum;
+        // The weighted sum of values, 64 outputs at a time kept in registers over every position (per output the
+        // same order of sums as one position at a time).
         float* out = attn_.data() + t * qd + h * hd;
-        std::fill(out, out + hd, 0.f);
-        for (int64_t s = start; s <= pos; ++s) {
-          const __m256 p = _mm256_set1_ps(sc[s] * inv_sum);
-          const float* vs = vg + s * hd;
-          int64_t i = 0;
-          for (; i + 8 <= hd; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_fmadd_ps(p, _mm256_loadu_ps(vs + i), _mm256_loadu_ps(out + i)));
-          for (; i < hd; ++i) out[i] += sc[s] * inv_sum * vs[i];
+        int64_t i = 0;
+        for (; i + 64 <= hd; i += 64) {
+          __m256 o[8];
+          for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
+          for (int64_t s2 = start; s2 <= pos; ++s2) {
+            const __m256 p = _mm256_set1_ps(sc[s2]);
+            const float* vs = vg + s2 * hd + i;
+            for (int r = 0; r < 8; ++r) o[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vs + 8 * r), o[r]);
+          }
+          for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + i + 8 * r, o[r]);
+        }
+        for (; i < hd; ++i) {
+          float acc = 0.f;
+          for (int64_t s2 = start; s2 <= pos; ++s2) acc += sc[s2] * vg[s2 * hd + i];
+          out[i] = acc;
         }
       }
     };
@@ -1227,6 +1299,14 @@ int rf_quantized_activation(const float* x, int64_t K, int32_t k_quant, float* o
     for (int64_t i = 0; i < K; ++i)
       out[i] = k_quant ? static_cast<float>(a.qk[i]) * a.dk[i / QKK] : static_cast<float>(a.q0[i]) * a.d0[i / QK];
   })
+}
+
+// softmax of x in place, as attention computes its weights (the vectorised exp, the sum, one reciprocal)
+void rf_softmax(float* x, int64_t n) {
+  float m = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  const float inv_sum = 1.f / exp_sub_sum(x, n, m);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv_sum;
 }
 
 }  // extern "C"

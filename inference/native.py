@@ -173,6 +173,8 @@ class Library:
         lib.rf_dequantize.argtypes = [ctypes.c_int32, _p, _i64, _i64, _p, ctypes.c_char_p, _i64]
         lib.rf_matmul.argtypes = [ctypes.c_int32, _p, _i64, _i64, _p, _i64, _p, _i64, ctypes.c_char_p, _i64]
         lib.rf_quantized_activation.argtypes = [_p, _i64, ctypes.c_int32, _p, ctypes.c_char_p, _i64]
+        lib.rf_softmax.argtypes = [_p, _i64]
+        lib.rf_softmax.restype = None
         self.lib = lib
         self.isa = lib.rf_isa().decode()
 
@@ -208,6 +210,12 @@ class Library:
         self.check(
             self.lib.rf_quantized_activation(x.ctypes.data, x.size, int(k_quant), out.ctypes.data, err, _ERR), err
         )
+        return out
+
+    def softmax(self, x: np.ndarray) -> np.ndarray:
+        """Softmax of a vector with attention's kernel (llama.cpp's vectorised exp)."""
+        out = np.array(x, dtype=np.float32)  # a copy: the kernel works in place
+        self.lib.rf_softmax(out.ctypes.data, out.size)
         return out
 
 

@@ -79,3 +79,19 @@ def test_it_gives_each_row_the_same_result_alone_or_in_a_batch_and_on_any_thread
     for t in range(10):  # alone: the per-block kernel, the same products summed in another order
         alone = native_module.matmul(raw, int(qtype), x[t : t + 1], threads=2)[0]
         assert np.allclose(alone, batch[t], rtol=1e-5, atol=1e-5 * float(np.abs(batch).max()))
+
+
+def test_its_softmax_follows_numpy_in_float64(native_module):
+    # Attention's weights: llama.cpp's vectorised exp (at most 1.45 + 0.5 ulp from expf) in lanes of 8 plus a
+    # scalar tail (13 = 8 + 5), scores from -100 to 80 (past exp's float range before the max is taken off).
+    rng = np.random.default_rng(5)
+    for n in (1, 13, 500):
+        x = rng.uniform(-100, 80, size=n).astype(np.float32)
+        want = np.exp(x.astype(np.float64) - x.max())
+        want /= want.sum()
+        got = native_module.softmax(x)
+        assert np.allclose(got, want, rtol=2e-6, atol=1e-12)
+        assert got.sum() == pytest.approx(1.0, abs=1e-5)
+    # exp of the max is 1 exactly; a score 104 nats below the max flushes to 0 (beneath -103.97)
+    got = native_module.softmax(np.array([0.0, -104.0] + [-1.0] * 7, dtype=np.float32))
+    assert got[1] == 0.0 and got[0] == pytest.approx(1 / (1 + 7 * np.exp(-1.0)), rel=1e-6)
