@@ -110,10 +110,10 @@ def test_a_clients_rate_holds_across_instances(servers):
     assert Visitor("203.0.113.3").generate(b).status_code == 200  # another client's count is its own
 
 
-def test_one_run_per_client_and_the_shared_slot_hold_across_instances(servers):
-    site, (a, b) = servers
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import django\ndjango.setup()\n" + textwrap.dedent(HOLDER), "203.0.113.4"],
+def _start_holder(site, client: str) -> subprocess.Popen:
+    """A third process on the same site that holds one demo run for `client` until told (see HOLDER)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import django\ndjango.setup()\n" + textwrap.dedent(HOLDER), client],
         cwd=ROOT,
         env=site.env,
         stdin=subprocess.PIPE,
@@ -121,6 +121,11 @@ def test_one_run_per_client_and_the_shared_slot_hold_across_instances(servers):
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_one_run_per_client_and_the_shared_slot_hold_across_instances(servers):
+    site, (a, b) = servers
+    holder = _start_holder(site, "203.0.113.4")
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()
         same_client, other_client = Visitor("203.0.113.4"), Visitor("203.0.113.5")
@@ -151,15 +156,7 @@ def test_a_killed_workers_run_frees_its_slot_by_expiry(servers):
     from inference.streaming import READY_WAIT_S
 
     site, (a, _b) = servers
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import django\ndjango.setup()\n" + textwrap.dedent(HOLDER), "203.0.113.6"],
-        cwd=ROOT,
-        env=site.env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    holder = _start_holder(site, "203.0.113.6")
     try:
         assert holder.stdout.readline().strip() == "held", holder.stderr.read()
     finally:
