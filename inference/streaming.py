@@ -95,15 +95,6 @@ def releasing(body: Iterator[str] | AsyncIterator[str], admission: Admission) ->
     return Releasing(body, admission)
 
 
-def _done_for(item: Any, extra_for: Callable[[dict[str, Any]], dict[str, Any]]) -> str:
-    if isinstance(item, DoneEvent):
-        metrics = item.metrics.as_dict()
-        return done_message(metrics=metrics, extra=extra_for(metrics))
-    if isinstance(item, ValueError | EngineNotReady):
-        return done_message(error=str(item))
-    return done_message(error="The generation failed; the error is in the server log.")
-
-
 async def in_thread(events: Iterator[str]) -> AsyncIterator[str]:
     """The one event stream served to ASGI: Django would buffer a sync iterator whole (shared/FACTS.md), so it is
     iterated in its own thread and handed over through an asyncio queue. When the client goes away the server cancels
@@ -159,10 +150,14 @@ def sync_events(
             for event in engine.stream(params, cancel=cancel):
                 if isinstance(event, TokenEvent):
                     yield token_message(event) + stats_message(event)
-                else:
-                    yield _done_for(event, extra_for)
+                elif isinstance(event, DoneEvent):
+                    metrics = event.metrics.as_dict()
+                    yield done_message(metrics=metrics, extra=extra_for(metrics))
         except (ValueError, EngineNotReady) as exc:
             yield done_message(error=str(exc))
+        except Exception:  # the page still gets its done event, so the EventSource closes instead of reconnecting
+            logger.exception("generation failed")
+            yield done_message(error="The generation failed; the error is in the server log.")
     finally:  # GeneratorExit on client disconnect lands here too
         cancel.set()
         admission.release()
