@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ from benchmarks.models import (
 from catalog import fit, speed
 from catalog.models import Hardware, Model, Quantization
 from catalog.services import device_spec_of, quant_spec_of, shape_of
+from config.clients import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -60,36 +60,6 @@ TOKEN_PREFIX = "rfb_"
 
 
 # --- clients, tokens and rate limits ------------------------------------------------------------------------------
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The client's address: REMOTE_ADDR, unless REMOTE_ADDR is a proxy listed in RIGFIT_TRUSTED_PROXIES.
-
-    Only then is X-Forwarded-For read, from the right, skipping the trusted proxies: the first address that is not
-    one of ours is the client. Anything a client writes into the header itself sits further left and is ignored,
-    so a spoofed header cannot dodge the rate limit.
-    """
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
-    trusted = _trusted_networks()
-    if not trusted or not _in_networks(remote, trusted):
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    for address in reversed(forwarded):
-        if not _in_networks(address, trusted):
-            return address
-    return remote
-
-
-def _trusted_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(item, strict=False) for item in getattr(settings, "RIGFIT_TRUSTED_PROXIES", [])]
-
-
-def _in_networks(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 class RateLimited(Exception):

@@ -9,7 +9,6 @@ marked "imported, not reviewed". Imports are rate-limited per client in the "lim
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import time
 
@@ -25,6 +24,7 @@ from redis.exceptions import RedisError
 
 from catalog.hf import WEB_LIMITS, HubImportError, HubLimits, import_repository, validate_repo_id, validate_revision
 from catalog.models import Model, ReviewStatus
+from config.clients import client_ip
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +74,12 @@ def web_limits() -> HubLimits:
     return getattr(settings, "RIGFIT_HF_WEB_LIMITS", WEB_LIMITS)
 
 
-def _client_address(request: HttpRequest) -> str:
-    """REMOTE_ADDR, or behind a listed proxy the right-most X-Forwarded-For address that is not a proxy."""
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
-    networks = [ipaddress.ip_network(item, strict=False) for item in getattr(settings, "RIGFIT_TRUSTED_PROXIES", [])]
-
-    def trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in networks)
-
-    if not networks or not trusted(remote):
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    return next((address for address in reversed(forwarded) if not trusted(address)), remote)
-
-
 def _charge(request: HttpRequest) -> None:
     """Count one import against the client (fixed hourly window); raise _RateLimited or _LimiterDown."""
     if request.user.is_authenticated:
         who, limit = f"user:{request.user.pk}", getattr(settings, "RIGFIT_HF_RATE_USER", DEFAULT_RATE_USER)
     else:
-        who, limit = f"ip:{_client_address(request)}", getattr(settings, "RIGFIT_HF_RATE_ANON", DEFAULT_RATE_ANON)
+        who, limit = f"ip:{client_ip(request)}", getattr(settings, "RIGFIT_HF_RATE_ANON", DEFAULT_RATE_ANON)
     slot = int(time.time() // RATE_WINDOW_S)
     key = f"catalog:hf:rate:{hashlib.sha256(who.encode()).hexdigest()[:32]}:{slot}"
     store = caches["limits"]

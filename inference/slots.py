@@ -15,7 +15,6 @@ With Redis unreachable, generation fails closed: `Busy` with status 503 and a me
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import math
 import secrets
@@ -27,9 +26,10 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.core.cache import caches
-from django.http import HttpRequest
 from django.template.defaultfilters import pluralize
 from redis.exceptions import RedisError
+
+from config.clients import client_ip as client_address  # noqa: F401  (the demo's views import it from here)
 
 log = logging.getLogger(__name__)
 
@@ -125,28 +125,6 @@ def store_unreachable() -> Busy:
         status=503,
         retry_after_s=STORE_DOWN_RETRY_S,
     )
-
-
-def client_address(request: HttpRequest) -> str:
-    """The client's address: REMOTE_ADDR, or where that is a proxy in RIGFIT_TRUSTED_PROXIES, the right-most
-    X-Forwarded-For entry that is not one (entries a client writes itself sit further left and are ignored)."""
-    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
-    trusted = [ipaddress.ip_network(item, strict=False) for item in getattr(settings, "RIGFIT_TRUSTED_PROXIES", [])]
-    if not trusted or not _within(remote, trusted):
-        return remote
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    for address in reversed(forwarded):
-        if not _within(address, trusted):
-            return address
-    return remote
-
-
-def _within(address: str, networks: list[Any]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 def issue_ticket(data: dict[str, Any]) -> str:
