@@ -28,13 +28,17 @@ def test_it_streams_unbuffered_under_asgi_and_cancels_on_disconnect(live_asgi_ur
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         seen = ""
-        for chunk in response.iter_text():
+        chunks = response.iter_text()
+        for chunk in chunks:
             seen += chunk
             if seen.count("event: token") >= 3:
+                # Tokens arrived while the generation was still running: the body is not buffered. Checked before
+                # leaving the loop: dropping the iterator closes httpx's connection, which cancels the generation.
+                assert engine.last_metrics is None
+                assert engine.slots.running == 1
                 break
-        # Tokens arrived while the generation was still running: the body is not buffered.
-        assert engine.last_metrics is None
-        assert engine.slots.running == 1
+        assert seen.count("event: token") >= 3
+        chunks.close()
     # Leaving the block closed the connection: the server cancels the generation and frees the slot.
     assert _wait_for(lambda: engine.last_metrics is not None and engine.slots.running == 0)
     assert engine.last_metrics.stop_reason == "cancelled"
