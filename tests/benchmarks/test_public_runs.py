@@ -20,6 +20,11 @@ SOURCES = {
     "llamacpp-15021": "https://github.com/ggml-org/llama.cpp/discussions/15021",
     "llamacpp-10879": "https://github.com/ggml-org/llama.cpp/discussions/10879",
     "llamacpp-benches": "https://github.com/ggml-org/llama.cpp/blob/",
+    "geerlingguy-ai-benchmarks": "https://github.com/geerlingguy/ai-benchmarks/issues/",
+    "llamacpp-5835": "https://github.com/ggml-org/llama.cpp/pull/5835",
+    "llamacpp-13324": "https://github.com/ggml-org/llama.cpp/pull/13324",
+    "llamacpp-26284": "https://github.com/ggml-org/llama.cpp/pull/26284",
+    "llamacpp-18537": "https://github.com/ggml-org/llama.cpp/pull/18537",
 }
 HEADER = (
     "source,source_url,date,hardware,gpu_count,device,model_slug,quant,backend,n_prompt,n_gen,n_depth,avg_ts,"
@@ -48,14 +53,31 @@ def test_it_explains_its_columns_and_sources_in_the_header():
 
 def test_it_keeps_device_kinds_models_and_tests_broad():
     rows = read_rows(PUBLIC_RUNS)
-    assert {row["backend"] for row in rows} == {"cuda", "metal", "rocm", "vulkan"}
+    assert {row["backend"] for row in rows} == {"cuda", "metal", "rocm", "vulkan", "cpu"}
     assert len({row["model_slug"] for row in rows}) >= 4
     assert len({row["hardware"] for row in rows}) >= 60
     assert any(int(row["gpu_count"]) > 1 for row in rows)
     assert any(int(row["n_depth"] or 0) > 0 for row in rows)
 
 
-@pytest.mark.slow  # the full seed catalog and 1,147 runs through the checks: about 40 s on the 2-core machine
+def test_it_holds_cpu_runs_and_rocm_and_vulkan_runs_from_more_than_one_source():
+    """Leave-one-source-out needs a second source for a backend before its error can be judged."""
+    rows = read_rows(PUBLIC_RUNS)
+    sources: dict[str, set[str]] = {}
+    for row in rows:
+        sources.setdefault(row["backend"], set()).add(row["source"])
+    assert sources["cpu"] == {"geerlingguy-ai-benchmarks"}
+    assert len(sources["rocm"]) >= 3 and len(sources["vulkan"]) >= 3
+    # The i5-4278U's llama-bench table of geerlingguy/ai-benchmarks issue 53, cell for cell (build 936918514).
+    cpu = {(r["n_prompt"], r["n_gen"]): (r["avg_ts"], r["stddev_ts"]) for r in rows if r["backend"] == "cpu"}
+    assert cpu == {
+        ("512", "0"): ("17.70", "0.08"),
+        ("4096", "0"): ("14.06", "0.04"),
+        ("0", "128"): ("7.68", "0.03"),
+    }
+
+
+@pytest.mark.slow  # the full seed catalog and 1,169 runs through the checks: about 40 s on the 2-core machine
 @pytest.mark.django_db
 def test_it_loads_every_row_into_the_real_catalog_once():
     call_command("load_seed")
