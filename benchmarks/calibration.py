@@ -75,6 +75,7 @@ def observation_of(run: BenchmarkRun, speed: SpeedModel | None = None) -> Observ
         n_depth=run.n_depth,
         measured_tps=tps,
         kv_type=run.type_k,
+        flash_attention=run.flash_attn,
         speed=speed,
         label=f"{run.hardware.name} · {run.model.name} {run.quant_name} · {run.test_label}",
         build=build_number_of(run),

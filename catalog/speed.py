@@ -171,10 +171,15 @@ def _read_per_token(shape: ModelShape, quant: QuantSpec) -> float:
     return (split.layers_bytes + output) * _active_share(shape)
 
 
-def _kv_read(shape: ModelShape, ctx: int, kv_type: str) -> float:
+def _kv_read(shape: ModelShape, ctx: int, kv_type: str, *, flash_attention: bool = True) -> float:
     """KV bytes one sequence's decode step reads at `ctx` tokens: every full-attention layer reads ctx tokens, a
     sliding-window (or chunked) layer at most its window, a layer without KV (a hybrid's recurrent layer) none but its
-    fixed-size state, read and written once per step (no padding: a lower bound on what llama.cpp touches)."""
+    fixed-size state, read and written once per step (no padding: a lower bound on what llama.cpp touches).
+
+    Without flash attention, llama.cpp computes attention as two ggml_mul_mat calls (K x Q, then V x softmax) that
+    broadcast each KV head over the n_heads / n_kv_heads query heads of its group (src/llama-graph.cpp,
+    build_attn_mha), and the matrix-vector kernels read a K or V row once per query head: a grouped-query model reads
+    its KV cache that many times. The flash-attention kernels read every KV row once for the whole group."""
     _check_kv_type(kv_type)
     block_bytes, block = KV_TYPE_BLOCK[kv_type]
     total = 0.0
@@ -182,7 +187,10 @@ def _kv_read(shape: ModelShape, ctx: int, kv_type: str) -> float:
         if shape.kv_lora_rank:
             per_token = (shape.kv_lora_rank + (shape.qk_rope_head_dim or 0)) * block_bytes / block
         else:
-            per_token = 2 * layer_kv_heads(shape, il) * shape.head_dim * block_bytes / block
+            kv_heads = layer_kv_heads(shape, il)
+            per_token = 2 * kv_heads * shape.head_dim * block_bytes / block
+            if not flash_attention and kv_heads:
+                per_token *= max(shape.n_heads / kv_heads, 1.0)
         window = shape.sliding_window if il in shape.swa_layers and shape.sliding_window else None
         total += per_token * (min(ctx, window) if window else ctx)
         total += 2 * layer_state_bytes(shape, il)
@@ -267,7 +275,7 @@ def decode_terms(
     if device.bandwidth_gbps <= 0:
         return None
     ctx = context_tokens(shape, options) if depth is None else max(depth, 1)
-    kv = batch * _kv_read(shape, ctx, options.kv_type)
+    kv = batch * _kv_read(shape, ctx, options.kv_type, flash_attention=options.flash_attention)
     weights = _weights_read(shape, quant, batch)
     if device.kind == "cpu":
         # The CPU is the device: everything is read from its own RAM at its own (fitted) factors.

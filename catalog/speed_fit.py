@@ -306,6 +306,7 @@ def observe(
     n_depth: int,
     measured_tps: float,
     kv_type: str = "f16",
+    flash_attention: bool | None = None,
     speed: SpeedModel | None = None,
     label: str = "",
     build: int | None = None,
@@ -322,7 +323,13 @@ def observe(
     if not describes_current_runtime(backend, test, build, date):
         return None
     ctx = max(n_depth + n_prompt + n_gen, 1)
-    options = fit.FitOptions(ctx=ctx, kv_type=kv_type if kv_type in fit.KV_TYPES else "f16")  # type: ignore[arg-type]
+    # A run that does not say ran llama-bench's default, flash attention off (tools/llama-bench/llama-bench.cpp,
+    # cmd_params_defaults, until the newest builds made it "auto").
+    options = fit.FitOptions(
+        ctx=ctx,
+        kv_type=kv_type if kv_type in fit.KV_TYPES else "f16",  # type: ignore[arg-type]
+        flash_attention=bool(flash_attention),
+    )
     try:
         result = fit.fit(shape, quant, device, options, speed)
     except ValueError:

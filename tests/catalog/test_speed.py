@@ -188,3 +188,13 @@ def test_a_hybrids_recurrent_layers_read_their_state_not_a_growing_cache():
     # Flat in context on the recurrent layers: doubling the context adds only the attention layers' KV.
     grown = speed._kv_read(hybrid, 65536, "f16") - speed._kv_read(hybrid, 32768, "f16")
     assert grown == dense_kv / 2
+
+
+def test_it_never_decodes_faster_without_flash_attention():
+    # Llama 3 8B groups 32 query heads on 8 KV heads: without flash attention the KV cache is read 4 times. At 8192
+    # tokens that is 32 layers x 2 x 8 x 128 x 2 bytes x 8192 = 1,073,741,824 bytes read once, 4,294,967,296 read 4
+    # times: 3 x 1.0737e9 / 1000 GB/s x the KV read factor 4.0 = 12.88 ms more per token.
+    on = fit.fit(LLAMA_8B, Q4, GPU, FitOptions(ctx=8192), SIMPLE)
+    off = fit.fit(LLAMA_8B, Q4, GPU, FitOptions(ctx=8192, flash_attention=False), SIMPLE)
+    assert off.verdict == on.verdict == Verdict.FITS_GPU
+    assert 1 / off.est_decode_tps - 1 / on.est_decode_tps == pytest.approx(3 * 1_073_741_824 / 1000e9 * 4.0)

@@ -355,15 +355,24 @@ def _tight_gpu(ctx: int) -> fit.DeviceSpec:
 
 
 def test_a_run_is_placed_at_its_own_context():
+    # (flash attention on, as _tight_gpu sizes the device with the default FitOptions.)
     # tg128 at depth 4096 holds 4096 + 128 = 4224 tokens (KV cells padded to 4352). On a GPU sized exactly for a
     # 4224-token context the model fits: no host share, no offset. On one sized for 4096 tokens it does not (256 cells
     # x 40,000 bytes more), some layers stay in RAM and their reads are the offset.
-    fits = observe(device=_tight_gpu(4224), backend="cuda", n_gen=128, n_depth=4096, measured_tps=10.0)
+    tg = {"backend": "cuda", "n_gen": 128, "n_depth": 4096, "measured_tps": 10.0, "flash_attention": True}
+    fits = observe(device=_tight_gpu(4224), **tg)
     assert fits.offset_s == 0.0
-    short = observe(device=_tight_gpu(4096), backend="cuda", n_gen=128, n_depth=4096, measured_tps=10.0)
+    short = observe(device=_tight_gpu(4096), **tg)
     assert short.offset_s > 0.0
     # pp512 at depth 4096: 4608 tokens. Sized for 4608: fits; for 4096: partial (its upload is the offset).
-    pp = {"backend": "cuda", "n_prompt": 512, "n_gen": 0, "n_depth": 4096, "measured_tps": 1000.0}
+    pp = {
+        "backend": "cuda",
+        "n_prompt": 512,
+        "n_gen": 0,
+        "n_depth": 4096,
+        "measured_tps": 1000.0,
+        "flash_attention": True,
+    }
     assert observe(device=_tight_gpu(4608), **pp).offset_s == 0.0
     assert observe(device=_tight_gpu(4096), **pp).offset_s > 0.0
 
@@ -403,3 +412,21 @@ def test_it_weighs_each_set_up_of_a_source_as_the_square_root_of_its_runs():
     # The same runs with no set-up known fall back on the source as one group: 9/850, away from the prior.
     unknown = [replace(obs, setup="") for obs in rows]
     assert speed_fit._solve(unknown, prior, "tg")[0] == pytest.approx(9 / 850, rel=1e-3)
+
+
+GQA = fit.ModelShape(
+    n_params=1_000_000_000, n_layers=10, hidden_size=1000, n_heads=8, n_kv_heads=2, head_dim=125, vocab_size=1000
+)
+
+
+def test_it_reads_a_grouped_kv_cache_once_per_query_head_without_flash_attention():
+    # tg128 at depth 1000 reads the KV of 1000 + 64 = 1064 tokens: 10 layers x (K, V) x 2 KV heads x 125 x 2 bytes
+    # x 1064 = 10,640,000 bytes, 1.064e-4 s at 100 GB/s. Without flash attention each of the 8 / 2 = 4 query heads of
+    # a group reads its KV head's rows: 4.256e-4 s. A run that does not say ran llama-bench's default, FA off.
+    run = {"shape": GQA, "device": CPU, "n_gen": 128, "n_depth": 1000, "measured_tps": 25.0}
+    assert observe(**run, flash_attention=True).features[4] == pytest.approx(1.064e-4)
+    assert observe(**run, flash_attention=False).features[4] == pytest.approx(4.256e-4)
+    assert observe(**run).features[4] == pytest.approx(4.256e-4)
+    # Without grouping (8 KV heads for 8 query heads) there is nothing to broadcast: the same bytes either way.
+    plain = {**run, "shape": SHAPE}
+    assert observe(**plain, flash_attention=False).features[4] == observe(**plain, flash_attention=True).features[4]
