@@ -57,6 +57,7 @@ template <class... A>
 // ggml's type ids (ggml.h: enum ggml_type)
 constexpr int kF32 = 0, kQ5_0 = 6, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14;
 constexpr int64_t QK = 32, QKK = 256;
+constexpr int64_t kParallelTokens = 4;  // tokens from which per-token work (norms, rope, GELU, quantization) is split
 
 inline float fp16(uint16_t h) { return _cvtsh_ss(h); }
 inline uint16_t to_fp16(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
@@ -186,35 +187,73 @@ struct Act {
   bool has0 = false, hasK = false;
 };
 
-void quantize_q8_0(const float* x, int64_t K, int8_t* q, float* d, int32_t* s) {
+// roundf (halves away from zero) of 8 floats, exactly: the truncation plus one where the dropped part is at least 0.5
+inline __m256 round_away(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.f));
+  const __m256 half = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), _mm256_sub_ps(v, t)), _mm256_set1_ps(0.5f),
+                                    _CMP_GE_OQ);
+  return _mm256_add_ps(t, _mm256_and_ps(half, _mm256_or_ps(sign, _mm256_set1_ps(1.f))));
+}
+
+inline float hmax(__m256 x) {
+  __m128 r = _mm_max_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+  r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+  r = _mm_max_ss(r, _mm_movehdup_ps(r));
+  return _mm_cvtss_f32(r);
+}
+
+inline int hsum_i32(__m256i a) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// four vectors of 8 int32 (each within int8) -> 32 int8 in order (as ggml's quantize_row_q8_0 packs them)
+inline void store_i8x32(int8_t* q, __m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+// Q8_0 of one row, as quantize_row_q8_0_ref computes it (amax / 127, its reciprocal, roundf), 8 values at a time;
+// s: each block's code sum, h16: each 16 values' code sum (h16 may be null).
+void quantize_q8_0(const float* x, int64_t K, int8_t* q, float* d, int32_t* s, int32_t* h16) {
+  const __m256 absmask = _mm256_set1_ps(-0.f);
   for (int64_t b = 0; b < K / QK; ++b) {
     const float* xb = x + b * QK;
-    float amax = 0.f;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    const float db = amax / 127.f;
-    const float id = db != 0.f ? 1.f / db : 0.f;
-    int32_t sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      const int v = static_cast<int>(std::roundf(xb[i] * id));
-      q[b * QK + i] = static_cast<int8_t>(v);
-      sum += v;
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(xb + 8 * i);
+      m = _mm256_max_ps(m, _mm256_andnot_ps(absmask, v[i]));
     }
+    const float amax = hmax(m);
+    const float db = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(db != 0.f ? 1.f / db : 0.f);
+    __m256i c[4];
+    for (int i = 0; i < 4; ++i) c[i] = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v[i], id)));
+    store_i8x32(q + b * QK, c[0], c[1], c[2], c[3]);
+    const int lo = hsum_i32(_mm256_add_epi32(c[0], c[1])), hi = hsum_i32(_mm256_add_epi32(c[2], c[3]));
     d[b] = fp16(to_fp16(db));
-    s[b] = sum;
+    s[b] = lo + hi;
+    if (h16 != nullptr) {
+      h16[2 * b] = lo;
+      h16[2 * b + 1] = hi;
+    }
   }
 }
 
+// Q8_K of one row, as quantize_row_q8_K_ref computes it (the scale from the signed value of largest magnitude, the
+// first such; nearbyint; at most 127), 8 values at a time.
 void quantize_q8_K(const float* x, int64_t K, int8_t* q, float* d, int16_t* bsums) {
+  const __m256 absmask = _mm256_set1_ps(-0.f);
   for (int64_t b = 0; b < K / QKK; ++b) {
     const float* xb = x + b * QKK;
-    float amax = 0.f, max = 0.f;
-    for (int i = 0; i < 256; ++i) {
-      const float ax = std::fabs(xb[i]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[i];
-      }
-    }
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 32; ++i) m = _mm256_max_ps(m, _mm256_andnot_ps(absmask, _mm256_loadu_ps(xb + 8 * i)));
+    const float amax = hmax(m);
     int8_t* qb = q + b * QKK;
     if (amax == 0.f) {
       d[b] = 0.f;
@@ -222,18 +261,34 @@ void quantize_q8_K(const float* x, int64_t K, int8_t* q, float* d, int16_t* bsum
       for (int j = 0; j < 16; ++j) bsums[b * 16 + j] = 0;
       continue;
     }
+    float max = 0.f;
+    for (int i = 0; i < 32; ++i) {
+      const int hit = _mm256_movemask_ps(
+          _mm256_cmp_ps(_mm256_andnot_ps(absmask, _mm256_loadu_ps(xb + 8 * i)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (hit) {
+        max = xb[8 * i + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
     const float iscale = -127.f / max;
-    for (int i = 0; i < 256; ++i) qb[i] = static_cast<int8_t>(std::min(127, static_cast<int>(std::nearbyint(iscale * xb[i]))));
-    for (int j = 0; j < 16; ++j) {
-      int sum = 0;
-      for (int i = 0; i < 16; ++i) sum += qb[16 * j + i];
-      bsums[b * 16 + j] = static_cast<int16_t>(sum);
+    const __m256 vs = _mm256_set1_ps(iscale);
+    const __m256i top = _mm256_set1_epi32(127);
+    for (int j = 0; j < 8; ++j) {  // 32 values at a time
+      __m256i c[4];
+      for (int i = 0; i < 4; ++i) {
+        const __m256 r = _mm256_round_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(xb + 32 * j + 8 * i)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        c[i] = _mm256_min_epi32(_mm256_cvtps_epi32(r), top);
+      }
+      store_i8x32(qb + 32 * j, c[0], c[1], c[2], c[3]);
+      bsums[b * 16 + 2 * j] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(c[0], c[1])));
+      bsums[b * 16 + 2 * j + 1] = static_cast<int16_t>(hsum_i32(_mm256_add_epi32(c[2], c[3])));
     }
     d[b] = 1.f / iscale;
   }
 }
 
-void quantize_act(const float* x, int64_t T, int64_t K, int64_t ldx, bool need0, bool needK, Act& a) {
+void prepare_act(int64_t T, int64_t K, bool need0, bool needK, Act& a) {
   a.T = T;
   a.K = K;
   a.has0 = need0;
@@ -242,28 +297,46 @@ void quantize_act(const float* x, int64_t T, int64_t K, int64_t ldx, bool need0,
     a.q0.resize(T * K);
     a.d0.resize(T * K / QK);
     a.s0.resize(T * K / QK);
-    for (int64_t t = 0; t < T; ++t)
-      quantize_q8_0(x + t * ldx, K, a.q0.data() + t * K, a.d0.data() + t * (K / QK), a.s0.data() + t * (K / QK));
-    if (T > 1) {
-      a.ys0.resize(T * K / 16);
-      for (int64_t g = 0; g < T * K / 16; ++g) {
-        int sum = 0;
-        for (int i = 0; i < 16; ++i) sum += a.q0[g * 16 + i];
-        a.ys0[g] = static_cast<float>(sum) * a.d0[g / 2];
-      }
-    }
+    if (T > 1) a.ys0.resize(T * K / 16);
   }
   if (needK) {
     a.qk.resize(T * K);
     a.dk.resize(T * K / QKK);
     a.bk.resize(T * K / 16);
-    for (int64_t t = 0; t < T; ++t)
-      quantize_q8_K(x + t * ldx, K, a.qk.data() + t * K, a.dk.data() + t * (K / QKK), a.bk.data() + t * (K / 16));
+    if (T > 1) a.ysk.resize(T * K / 16);
+  }
+}
+
+// Activation row t of x [T, K] into `a` (sized by prepare_act): independent of the other rows.
+void quantize_act_row(const float* x, int64_t t, Act& a) {
+  const int64_t T = a.T, K = a.K;
+  const float* xt = x + t * K;
+  if (a.has0) {
+    float* d = a.d0.data() + t * (K / QK);
     if (T > 1) {
-      a.ysk.resize(T * K / 16);
-      for (int64_t g = 0; g < T * K / 16; ++g) a.ysk[g] = static_cast<float>(a.bk[g]) * a.dk[g / 16];
+      thread_local std::vector<int32_t> h16;
+      h16.resize(K / 16);
+      quantize_q8_0(xt, K, a.q0.data() + t * K, d, a.s0.data() + t * (K / QK), h16.data());
+      float* ys = a.ys0.data() + t * (K / 16);
+      for (int64_t g = 0; g < K / 16; ++g) ys[g] = static_cast<float>(h16[g]) * d[g / 2];
+    } else {
+      quantize_q8_0(xt, K, a.q0.data() + t * K, d, a.s0.data() + t * (K / QK), nullptr);
     }
   }
+  if (a.hasK) {
+    float* d = a.dk.data() + t * (K / QKK);
+    const int16_t* bk = a.bk.data() + t * (K / 16);
+    quantize_q8_K(xt, K, a.qk.data() + t * K, d, a.bk.data() + t * (K / 16));
+    if (T > 1) {
+      float* ys = a.ysk.data() + t * (K / 16);
+      for (int64_t g = 0; g < K / 16; ++g) ys[g] = static_cast<float>(bk[g]) * d[g / 16];
+    }
+  }
+}
+
+void quantize_act(const float* x, int64_t T, int64_t K, bool need0, bool needK, Act& a) {
+  prepare_act(T, K, need0, needK, a);
+  for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, a);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -284,12 +357,6 @@ inline float hsum(__m256 x) {
   return _mm_cvtss_f32(r);
 }
 
-inline int hsum_i32(__m256i a) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm_cvtsi128_si32(s);
-}
 
 // 32 bits -> 32 bytes of 0x00 / 0xFF (bit i -> byte i)
 inline __m256i bytes_from_bits(uint32_t x) {
@@ -750,7 +817,14 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
     starts.push_back(total);
     total += o.w->N;
   }
-  quantize_act(x, T, K, K, need0, needK, act);
+  prepare_act(T, K, need0, needK, act);
+  if (T >= kParallelTokens) {
+    pool->run(T, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) quantize_act_row(x, t, act);
+    });
+  } else {
+    for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, act);
+  }
   const int64_t grain = std::max<int64_t>(16, total / (T > 1 ? 64 : 32));
   pool->run(total, grain, [&](int64_t begin, int64_t end) {
     size_t i = 0;
@@ -808,11 +882,6 @@ void rope(float* x, const float* cos_, const float* sin_, int64_t hd) {
   }
 }
 
-inline float gelu_tanh(float x) {
-  const float c = 0.7978845608028654f;  // sqrt(2 / pi)
-  return 0.5f * x * (1.f + std::tanh(c * (x + 0.044715f * x * x * x)));
-}
-
 inline float dotf(const float* a, const float* b, int64_t n) {
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
@@ -851,6 +920,32 @@ inline __m256 v_expf(__m256 x) {
       _mm256_andnot_ps(_mm256_castsi256_ps(d),
                        _mm256_or_ps(_mm256_and_ps(_mm256_castsi256_ps(c), _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
                                     _mm256_andnot_ps(_mm256_castsi256_ps(c), _mm256_fmadd_ps(k, j, k)))));
+}
+
+// GELU, tanh form (Gemma's gelu_pytorch_tanh): 0.5 x (1 + tanh(y)) with y = sqrt(2 / pi) (x + 0.044715 x^3), written
+// as x / (1 + exp(-2 y)) (the same function: 0.5 (1 + tanh(y)) = 1 / (1 + exp(-2 y))), which subtracts nothing, so
+// the vectorised exp's 2 ulp stay 2 ulp of the result: within 3e-7 relative of the double-precision GELU wherever
+// tanhf's 1 - tanh loses no digits, and closer than it where it does (x < -3). llama.cpp looks GELU up in an fp16
+// table instead (ggml-cpu/vec.h ggml_vec_gelu_f32, GGML_GELU_FP16), which moved the guard's perplexity by +0.8 %.
+inline __m256 v_gelu(__m256 x) {
+  const __m256 k1 = _mm256_set1_ps(-2.f * 0.7978845608028654f);
+  const __m256 k3 = _mm256_set1_ps(-2.f * 0.7978845608028654f * 0.044715f);
+  const __m256 y = _mm256_mul_ps(x, _mm256_fmadd_ps(_mm256_mul_ps(x, x), k3, k1));  // -2 y
+  return _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.f), v_expf(y)));
+}
+
+inline float gelu_one(float x) {
+  float v[8] = {x};
+  _mm256_storeu_ps(v, v_gelu(_mm256_loadu_ps(v)));
+  return v[0];
+}
+
+// g[i] = gelu(g[i]) * u[i]
+inline void gelu_mul(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(g + i, _mm256_mul_ps(v_gelu(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
+  for (; i < n; ++i) g[i] = gelu_one(g[i]) * u[i];
 }
 
 // x[i] = exp(x[i] - m) for i < n; returns their sum, added in order (as the scalar loop did: the sum in 8 lanes moved
@@ -1033,16 +1128,16 @@ class GemmaModel {
     cos_.resize(T * hd / 2);
     sin_.resize(T * hd / 2);
     scores_.resize(T * n_heads_ * max_len_);
-    for (int64_t t = 0; t < T; ++t) {
-      CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
+    for (int64_t t = 0; t < T; ++t) CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
+    per_token(T, [&](int64_t t) {
       float* h = h_.data() + t * H;
       dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
       for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
-    }
+    });
     for (auto& L : layers_) {
-      for (int64_t t = 0; t < T; ++t) rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_);
+      per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
       matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H, act_);
-      for (int64_t t = 0; t < T; ++t) {
+      per_token(T, [&](int64_t t) {
         const float pos = static_cast<float>(pos0 + t);
         for (int64_t i = 0; i < hd / 2; ++i) {
           const float f = pos * L.inv_freq[i];
@@ -1064,25 +1159,25 @@ class GemmaModel {
           std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
                       hd * sizeof(float));
         }
-      }
+      });
       attention(L, T, pos0);
       matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
-      for (int64_t t = 0; t < T; ++t) {
+      per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
         rms(r, L.post_attn_norm, r, H, eps_);
         for (int64_t i = 0; i < H; ++i) h[i] += r[i];
         rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
-      }
+      });
       matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
-      for (int64_t i = 0; i < T * inter_; ++i) gate_[i] = gelu_tanh(gate_[i]) * up_[i];
+      per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
       matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
-      for (int64_t t = 0; t < T; ++t) {
+      per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
         rms(r, L.post_ffn_norm, r, H, eps_);
         for (int64_t i = 0; i < H; ++i) h[i] += r[i];
-      }
+      });
     }
     if (logits == 0) return;
     const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
@@ -1116,6 +1211,18 @@ class GemmaModel {
   double helpers_cpu_seconds() { return pool_->helpers_cpu_seconds(); }
 
  private:
+  // f(t) for every token t: on the pool from kParallelTokens tokens on (a prompt), inline below (a decode step).
+  template <class F>
+  void per_token(int64_t T, const F& f) {
+    if (T >= kParallelTokens) {
+      pool_->run(T, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) f(t);
+      });
+    } else {
+      for (int64_t t = 0; t < T; ++t) f(t);
+    }
+  }
+
   void attention(Layer& L, int64_t T, int64_t pos0) {
     const int64_t hd = hd_, qd = n_heads_ * hd_, group = n_heads_ / n_kv_;
     auto work = [&](int64_t begin, int64_t end) {
@@ -1185,7 +1292,7 @@ class GemmaModel {
 
   void screened_head(float* out) {
     const int64_t H = hidden_;
-    quantize_act(x_.data(), 1, H, H, true, false, act_);
+    quantize_act(x_.data(), 1, H, true, false, act_);
     const int8_t* q = act_.q0.data();
     const float* d = act_.d0.data();
     const int32_t* sums = act_.s0.data();
@@ -1295,10 +1402,17 @@ int rf_quantized_activation(const float* x, int64_t K, int32_t k_quant, float* o
   GUARD({
     CHECK(K % (k_quant ? QKK : QK) == 0, "K must be a multiple of the block size");
     Act a;
-    quantize_act(x, 1, K, K, !k_quant, k_quant != 0, a);
+    quantize_act(x, 1, K, !k_quant, k_quant != 0, a);
     for (int64_t i = 0; i < K; ++i)
       out[i] = k_quant ? static_cast<float>(a.qk[i]) * a.dk[i / QKK] : static_cast<float>(a.q0[i]) * a.d0[i / QK];
   })
+}
+
+// GELU (tanh form) of x in place, as the feed-forward computes it before the product with `up`
+void rf_gelu(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, v_gelu(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) x[i] = gelu_one(x[i]);
 }
 
 // softmax of x in place, as attention computes its weights (the vectorised exp, the sum, one reciprocal)

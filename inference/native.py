@@ -175,6 +175,8 @@ class Library:
         lib.rf_quantized_activation.argtypes = [_p, _i64, ctypes.c_int32, _p, ctypes.c_char_p, _i64]
         lib.rf_softmax.argtypes = [_p, _i64]
         lib.rf_softmax.restype = None
+        lib.rf_gelu.argtypes = [_p, _i64]
+        lib.rf_gelu.restype = None
         self.lib = lib
         self.isa = lib.rf_isa().decode()
 
@@ -210,6 +212,12 @@ class Library:
         self.check(
             self.lib.rf_quantized_activation(x.ctypes.data, x.size, int(k_quant), out.ctypes.data, err, _ERR), err
         )
+        return out
+
+    def gelu(self, x: np.ndarray) -> np.ndarray:
+        """GELU (tanh form) of a vector with the feed-forward's kernel."""
+        out = np.array(x, dtype=np.float32)  # a copy: the kernel works in place
+        self.lib.rf_gelu(out.ctypes.data, out.size)
         return out
 
     def softmax(self, x: np.ndarray) -> np.ndarray:
