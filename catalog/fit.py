@@ -73,6 +73,12 @@ class ModelShape:
     # the buffer choice in src/llama-model-loader.cpp) — ggml-org/llama.cpp 0c1e57098, the sources in the
     # llama-cpp-python 0.3.36 sdist. 0 for every other architecture.
     per_layer_embed_params: int = 0
+    # The layers whose feed-forward is a mixture of experts (None: every layer, when `n_experts` is set). Llama 4
+    # Maverick interleaves MoE and dense layers (interleave_moe_layer_step = 2: layers 1, 3, ..., 47; llama.cpp
+    # src/models/llama4.cpp: is_moe_layer = (il + 1) % n_moe_layer_step == 0), DeepSeek V2/V3 and Kimi K2 start with
+    # first_k_dense_replace dense layers. Only these layers hold routed-expert tensors (ffn_*_exps), the ones
+    # --n-cpu-moe moves: catalog.importers.moe_layer_indices.
+    moe_layers: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         # Callers pass JSON lists (Model fields, a parsed config.json): keep hashable sets, since the memoized
@@ -81,8 +87,10 @@ class ModelShape:
             value = getattr(self, name)
             if not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(value or ()))
-        if self.attention_layers is not None and not isinstance(self.attention_layers, frozenset):
-            object.__setattr__(self, "attention_layers", frozenset(self.attention_layers))
+        for name in ("attention_layers", "moe_layers"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, frozenset):
+                object.__setattr__(self, name, frozenset(value))
         if not isinstance(self.kv_heads_per_layer, tuple):
             object.__setattr__(self, "kv_heads_per_layer", tuple(self.kv_heads_per_layer or ()))
 
@@ -149,9 +157,22 @@ class MemoryBreakdown:
     vision_bytes: int
     total_bytes: int
     estimated: frozenset[str] = field(default_factory=frozenset)
-    # The part of `weights_bytes` llama.cpp keeps in host memory even with every layer on a discrete GPU: Gemma 3n's
-    # per-layer token embeddings (WeightsSplit.per_layer_embed_bytes); 0 for other models.
+    # The part of `weights_bytes` llama.cpp keeps in host memory even with every layer on a discrete GPU: its input
+    # layer, the token embeddings (WeightsSplit.embed_bytes) and Gemma 3n's per-layer token embeddings
+    # (WeightsSplit.per_layer_embed_bytes). llama_model::load_tensors (src/llama-model.cpp) gives the input layer
+    # `dev_input`, the CPU, whatever -ngl says.
     host_weights_bytes: int = 0
+    # Tied embeddings: the output layer reads the token embeddings too, and llama.cpp loads them a second time into
+    # the output layer's buffer (TENSOR_DUPLICATED: llama_model_loader::create_tensor reuses the tensor only when both
+    # layers share a buffer type). On a discrete GPU that copy sits beside the layers, on top of `weights_bytes`;
+    # 0 for untied models.
+    output_copy_bytes: int = 0
+
+    @property
+    def gpu_weights_bytes(self) -> int:
+        """Weight bytes on a discrete GPU with every layer offloaded (llama.cpp's CUDA0 model buffer, less
+        alignment): the whole text model less its input layer, plus the tied output copy."""
+        return self.weights_bytes - self.host_weights_bytes + self.output_copy_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +183,7 @@ class FitResult:
     n_layers: int
     # One basis for the verdict (docs/fit.md, "Verdict and headroom"): usable = capacity - runtime overhead (once per
     # GPU); needed = everything else the run allocates (weights, KV, compute buffers once per GPU, vision encoder;
-    # on a discrete GPU less the weights llama.cpp keeps in host memory, MemoryBreakdown.host_weights_bytes);
+    # on a discrete GPU less the weights llama.cpp keeps in host memory, MemoryBreakdown.gpu_weights_bytes);
     # headroom = usable - needed, exactly; the model fits entirely when headroom >= 0.
     needed_bytes: int
     usable_bytes: int
@@ -748,7 +769,8 @@ def memory_breakdown(
         vision_bytes=vision,
         total_bytes=weights + kv + compute + overhead + vision,
         estimated=frozenset(estimated),
-        host_weights_bytes=split.per_layer_embed_bytes,
+        host_weights_bytes=split.embed_bytes + split.per_layer_embed_bytes,
+        output_copy_bytes=split.embed_bytes if shape.tied_embeddings else 0,
     )
 
 
@@ -801,7 +823,7 @@ def placement_of(result: FitResult) -> _Placement:
 def expert_bytes(shape: ModelShape, quant: QuantSpec) -> float:
     """Bytes of a MoE's routed experts in the repeating layers (0 for a dense model). With layer bytes W, active
     share a and k of E experts selected: W x a = dense + experts x k/E and W = dense + experts, so
-    experts = W x (1 - a) / (1 - k/E), at most W."""
+    experts = W x (1 - a) / (1 - k/E), at most W. Dense layers between the MoE ones (Maverick) sit in `dense`."""
     if not shape.n_experts or not shape.n_experts_used or shape.n_experts_used >= shape.n_experts:
         return 0.0
     if not shape.n_active_params or shape.n_active_params >= shape.n_params:
@@ -809,6 +831,41 @@ def expert_bytes(shape: ModelShape, quant: QuantSpec) -> float:
     share = shape.n_active_params / _text_params(shape)
     layers = weights_split(shape, quant).layers_bytes
     return min(layers * (1 - share) / (1 - shape.n_experts_used / shape.n_experts), float(layers))
+
+
+def moe_layer_indices(shape: ModelShape) -> tuple[int, ...]:
+    """The layers that hold routed experts, in order: `ModelShape.moe_layers` (Maverick's odd layers, DeepSeek's
+    layers after the first dense ones), every layer of a MoE without it, none for a dense model."""
+    if not shape.n_experts:
+        return ()
+    if shape.moe_layers is None:
+        return tuple(range(shape.n_layers))
+    return tuple(sorted(il for il in shape.moe_layers if 0 <= il < shape.n_layers))
+
+
+def host_expert_bytes(shape: ModelShape, quant: QuantSpec, n_cpu_moe: int) -> float:
+    """Routed-expert bytes llama.cpp's `--n-cpu-moe N` keeps in host RAM: the expert tensors of the MoE layers among
+    the first N layers. The flag adds one buffer override per layer index i < N, blk.<i>.ffn_(up|down|gate|gate_up)_
+    (ch|)exps -> CPU (common/arg.cpp, llm_add_n_cpu_ffn_overrides and LLM_FFN_EXPS_REGEX in common/common.h), which
+    matches nothing in a dense layer. Every MoE layer holds the same experts (`expert_bytes` / MoE layers)."""
+    layers = moe_layer_indices(shape)
+    if not layers or n_cpu_moe <= 0:
+        return 0.0
+    per_layer = expert_bytes(shape, quant) / len(layers)
+    return per_layer * sum(1 for il in layers if il < n_cpu_moe)
+
+
+def _n_cpu_moe_for(shape: ModelShape, quant: QuantSpec, short: float) -> int | None:
+    """The smallest --n-cpu-moe N whose host experts cover `short` bytes, None when all of them do not."""
+    layers = moe_layer_indices(shape)
+    experts = expert_bytes(shape, quant)
+    if not layers or experts <= 0:
+        return None
+    per_layer = experts / len(layers)
+    needed_layers = max(-int(-short // per_layer), 1)  # ceil, at least one
+    if needed_layers > len(layers):
+        return None
+    return layers[needed_layers - 1] + 1  # the first N layers take in the MoE layers up to that one
 
 
 def _place(
@@ -822,11 +879,13 @@ def _place(
     # One basis: the runtime overhead comes off the capacity (usable) and out of what is needed, once per GPU on
     # both sides; the compute buffer is needed once per GPU too.
     usable = capacity - mem.overhead_bytes * count
-    # Gemma 3n's per-layer embeddings stay in host memory with every layer offloaded (ModelShape.
-    # per_layer_embed_params): off a discrete GPU's need, into system RAM's. Unified memory keeps them in the one
+    # The input layer (token embeddings, Gemma 3n's per-layer table) stays in host memory with every layer offloaded
+    # (dev_input is the CPU), and tied embeddings come back to the GPU as the output layer's copy: off a discrete
+    # GPU's need and into system RAM's (MemoryBreakdown.gpu_weights_bytes). Unified memory keeps it all in the one
     # pool, counted as before.
     host_weights = mem.host_weights_bytes if device.kind == "gpu" else 0
-    needed = mem.total_bytes - mem.overhead_bytes + mem.compute_bytes * (count - 1) - host_weights
+    output_copy = mem.output_copy_bytes if device.kind == "gpu" else 0
+    needed = mem.total_bytes - mem.overhead_bytes + mem.compute_bytes * (count - 1) - host_weights + output_copy
     headroom = usable - needed
     if device.kind == "cpu":
         verdict = Verdict.CPU_ONLY if headroom >= 0 else Verdict.DOES_NOT_FIT
@@ -835,26 +894,28 @@ def _place(
     if headroom >= 0 and (not host_weights or host_weights + CPU_OVERHEAD_BYTES <= host_ram):
         return _Placement(Verdict.FITS_GPU, shape.n_layers, usable, headroom, needed)
 
-    experts = expert_bytes(shape, quant)
-    if experts > 0 and device.kind == "gpu":
+    if device.kind == "gpu" and headroom < 0:
         # A MoE keeps every layer (attention, shared weights, the KV cache) on the GPU and moves the routed experts of
-        # the first N layers to host RAM (llama.cpp --n-cpu-moe N, the placement its fit tool prints): a token reads
-        # only the few experts it selects there, so this beats offloading whole layers.
-        per_layer = experts / shape.n_layers
-        cpu_moe = min(-(-(needed - usable) // per_layer), shape.n_layers)
-        host_need = cpu_moe * per_layer + mem.compute_bytes + CPU_OVERHEAD_BYTES
-        if cpu_moe * per_layer >= needed - usable and host_need <= host_ram:
-            return _Placement(
-                Verdict.PARTIAL_OFFLOAD, shape.n_layers, usable, headroom, needed, cpu_moe_layers=int(cpu_moe)
-            )
+        # the MoE layers among the first N layers to host RAM (llama.cpp --n-cpu-moe N, the placement its fit tool
+        # prints): a token reads only the few experts it selects there, so this beats offloading whole layers.
+        cpu_moe = _n_cpu_moe_for(shape, quant, needed - usable)
+        if cpu_moe is not None:
+            moved = host_expert_bytes(shape, quant, cpu_moe)
+            host_need = moved + host_weights + mem.compute_bytes + CPU_OVERHEAD_BYTES
+            if host_need <= host_ram:
+                return _Placement(
+                    Verdict.PARTIAL_OFFLOAD, shape.n_layers, usable, headroom, needed, cpu_moe_layers=cpu_moe
+                )
 
-    # Partial offload: llama.cpp puts the last n_gpu_layers repeating layers on the GPU with their KV (offload_kqv);
-    # the token embeddings and, until every layer is offloaded, the output matrix stay in host memory
-    # (llama_model::load_tensors: dev_input is the CPU, dev_output the GPU only when n_gpu_layers > n_layer).
+    # Partial offload: llama.cpp's -ngl N puts its output layer (index n_layer) and the last N - 1 repeating layers
+    # on the GPU (llama_model::load_tensors, src/llama-model.cpp: i_gpu_start = n_layer + 1 - n_gpu_layers), with
+    # their KV (offload_kqv); the input layer stays in host memory. The output layer holds the output matrix, or
+    # with tied embeddings the token embeddings' copy. `gpu_layers` counts the repeating layers (-ngl gpu_layers + 1).
     split = weights_split(shape, quant)
     ctx = context_tokens(shape, options)
     layer_weights = split.layers_bytes / shape.n_layers
-    room = capacity - per_device * count - mem.vision_bytes
+    output_on_gpu = split.embed_bytes if shape.tied_embeddings else split.output_bytes
+    room = capacity - per_device * count - mem.vision_bytes - output_on_gpu
     gpu_layers, on_gpu = 0, 0.0
     for il in reversed(range(shape.n_layers)):
         cost = (
@@ -868,10 +929,13 @@ def _place(
             break
         on_gpu += cost
         gpu_layers += 1
-    # The host keeps everything else, a compute buffer of its own and the process overhead.
-    host_need = mem.weights_bytes + mem.kv_cache_bytes - on_gpu + mem.compute_bytes + CPU_OVERHEAD_BYTES
+    # The host keeps everything else (the untied output matrix is on the GPU), a compute buffer of its own and the
+    # process overhead.
+    host_need = (
+        mem.weights_bytes + mem.kv_cache_bytes - on_gpu - split.output_bytes + mem.compute_bytes + CPU_OVERHEAD_BYTES
+    )
     if device.kind == "unified":
-        host_need += on_gpu + per_device + mem.vision_bytes  # one physical memory for both
+        host_need += on_gpu + output_on_gpu + per_device + mem.vision_bytes  # one physical memory for both
     if gpu_layers >= 1 and host_need <= host_ram:
         return _Placement(Verdict.PARTIAL_OFFLOAD, gpu_layers, usable, headroom, needed)
     cpu_need = mem.total_bytes - mem.overhead_bytes + CPU_OVERHEAD_BYTES
@@ -1064,12 +1128,14 @@ __all__ = [
     "compute_bytes",
     "fit",
     "fits_entirely",
+    "host_expert_bytes",
     "kv_cache_bytes",
     "layer_kv_heads",
     "layer_state_bytes",
     "mamba2_state_values",
     "max_context",
     "memory_breakdown",
+    "moe_layer_indices",
     "nominal_bits_per_weight",
     "overhead_bytes",
     "recommend",

@@ -59,12 +59,13 @@ ALL_LAYERS = 99  # llama.cpp's idiom for "every layer and the output on the GPU"
 
 def gpu_layers_flag(result: fit.FitResult | None) -> int:
     """llama.cpp's -ngl for the verdict's placement: every layer when the model fits entirely, the verdict's layer
-    count for a partial offload (llama.cpp offloads the last n_gpu_layers repeating layers, as fit._place counts
-    them), 0 for a CPU-only run. Without a verdict (no device chosen): every layer."""
+    count plus one for a partial offload (llama.cpp's -ngl N offloads its output layer and the last N - 1 repeating
+    layers: i_gpu_start = n_layer + 1 - n_gpu_layers in llama_model::load_tensors, as fit._place counts them), 0 for
+    a CPU-only run. Without a verdict (no device chosen): every layer."""
     if result is None or result.verdict == fit.Verdict.FITS_GPU or result.cpu_moe_layers:
         return ALL_LAYERS
     if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
-        return result.gpu_layers
+        return result.gpu_layers + 1
     return 0
 
 
@@ -92,14 +93,14 @@ def _placement_note(result: fit.FitResult | None) -> str:
         return "Every layer on the GPU (-ngl 99), as the verdict above."
     if result.verdict == fit.Verdict.PARTIAL_OFFLOAD and result.cpu_moe_layers:
         return (
-            f"Every layer on the GPU (-ngl 99) but the routed experts of {result.cpu_moe_layers} of "
+            f"Every layer on the GPU (-ngl 99) but the routed experts of the first {result.cpu_moe_layers} of "
             f"{result.n_layers} layers, which stay in system RAM (--n-cpu-moe {result.cpu_moe_layers}), as the "
             "verdict above."
         )
     if result.verdict == fit.Verdict.PARTIAL_OFFLOAD:
         return (
-            f"{result.gpu_layers} of {result.n_layers} layers on the GPU (-ngl {result.gpu_layers}), the rest in "
-            "system RAM, as the verdict above."
+            f"{result.gpu_layers} of {result.n_layers} layers and the output layer on the GPU "
+            f"(-ngl {gpu_layers_flag(result)}), the rest in system RAM, as the verdict above."
         )
     if result.verdict == fit.Verdict.CPU_ONLY:
         return "On the CPU (-ngl 0), as the verdict above."

@@ -206,11 +206,14 @@ def test_it_offloads_some_layers_when_the_gpu_is_too_small():
     result = fit.fit(big, Q4, gpu_8g, FitOptions(ctx=4096, system_ram_bytes=64 * GIB))
     assert result.verdict == Verdict.PARTIAL_OFFLOAD
     assert result.headroom_bytes < 0
-    # Each layer: ~0.47 GiB of Q4_K_M weights + 40 MiB KV; about 7.3 GiB free after compute and overhead.
+    # Each layer: ~0.47 GiB of Q4_K_M weights + 40 MiB KV; about 7.3 GiB free after compute and overhead, less the
+    # output matrix, which llama.cpp's -ngl N puts on the GPU first (its output layer and the last N - 1 layers):
+    # 128,256 x 8,192 Q6_K values = 862 MB. So 13 layers, not the 14 that would fit without the output matrix.
     split = fit.weights_split(big, Q4)
     per_layer = split.layers_bytes / 80 + fit.kv_layer_bytes(big, 0, 4096)
-    room = 8 * GIB - result.memory.compute_bytes - result.memory.overhead_bytes
-    assert result.gpu_layers == int(room // per_layer)
+    room = 8 * GIB - result.memory.compute_bytes - result.memory.overhead_bytes - split.output_bytes
+    assert split.output_bytes > 128_256 * 8192 * 6.5625 / 8 * 0.99
+    assert result.gpu_layers == int(room // per_layer) == 13
     assert 0 < result.gpu_layers < 80
     full_gpu = fit.fit(big, Q4, dataclasses.replace(gpu_8g, memory_bytes=80 * GIB), FitOptions(ctx=4096))
     assert result.est_decode_tps is not None and full_gpu.est_decode_tps is not None
@@ -340,27 +343,39 @@ WEIGHTS = 4_920_733_696
 KV_4K = 32 * 2 * 8 * 128 * 4096 * 2  # layers x (K, V) x KV heads x head dim x cells x f16 bytes = 536,870,912
 COMPUTE = 512 * (128_256 + 2 * 4096) * 4  # ubatch x (vocab + 2 x hidden) x f32 = 279,445,504
 OVERHEAD = 400 * MIB + 128_256 * 4  # CUDA context estimate + output buffer (vocab x f32) = 419,943,424
+# The token embeddings stay in host memory with every layer on the GPU (llama.cpp's input layer is always on the CPU;
+# the H200 fixture's CPU_Mapped buffer is exactly Llama 3.1 8B Q4_K_M's 295,501,824-byte token_embd). From a file size
+# the engine scales its Q4_K_M mix to the file: token_embd 128,256 x 4,096 x 4.5 / 8 = 295,501,824 bytes, in a mix that
+# totals 4.58 GiB = 4,917,737,553.92 bytes at this shape (llama.cpp's quantize table), scaled by 4,920,733,696 /
+# 4,917,737,553.92: 295,681,859.12, so 295,681,859 bytes.
+EMBED = 295_681_859
+GPU_NEED = WEIGHTS - EMBED + KV_4K + COMPUTE  # 5,441,368,253
 
 
 def test_it_measures_needs_usable_and_headroom_on_one_basis():
     device = DeviceSpec("24 GiB", "gpu", 24 * GIB, 1000.0)
     result = fit.fit(LLAMA_8B, Q4_FILE, device, FitOptions(ctx=4096))
-    assert result.needed_bytes == 5_737_050_112  # weights + KV + compute: the overhead is not "needed" twice
+    # Weights less the host-side token embeddings + KV + compute: the overhead is not "needed" twice.
+    assert result.needed_bytes == GPU_NEED == 5_441_368_253
     assert result.usable_bytes == 25_769_803_776 - 419_943_424
-    assert result.headroom_bytes == 25_769_803_776 - 419_943_424 - 5_737_050_112
+    assert result.headroom_bytes == 25_769_803_776 - 419_943_424 - 5_441_368_253
     assert result.memory.total_bytes == WEIGHTS + KV_4K + COMPUTE + OVERHEAD == 6_156_993_536
+    assert result.memory.host_weights_bytes == EMBED
+    assert result.memory.gpu_weights_bytes == WEIGHTS - EMBED
 
 
 @pytest.mark.parametrize(
     ("count", "memory_bytes", "headroom", "verdict"),
     [
-        # One GPU: it fits exactly when capacity >= weights + KV + compute + overhead = 6,156,993,536 bytes.
-        (1, 6_156_993_536, 0, Verdict.FITS_GPU),
-        (1, 6_156_993_535, -1, Verdict.PARTIAL_OFFLOAD),
-        # Two GPUs: compute and overhead once per GPU on both sides: 2 x M >= 4,920,733,696 + 536,870,912
-        # + 2 x 279,445,504 + 2 x 419,943,424 = 6,856,382,464, so M = 3,428,191,232 is the boundary.
-        (2, 3_428_191_232, 0, Verdict.FITS_GPU),
-        (2, 3_428_191_231, -2, Verdict.PARTIAL_OFFLOAD),
+        # One GPU: it fits exactly when capacity >= weights - token embeddings + KV + compute + overhead =
+        # 4,920,733,696 - 295,681,859 + 536,870,912 + 279,445,504 + 419,943,424 = 5,861,311,677 bytes.
+        (1, 5_861_311_677, 0, Verdict.FITS_GPU),
+        (1, 5_861_311_676, -1, Verdict.PARTIAL_OFFLOAD),
+        # Two GPUs: compute and overhead once per GPU on both sides: 2 x M >= 4,920,733,696 - 295,681,859
+        # + 536,870,912 + 2 x 279,445,504 + 2 x 419,943,424 = 6,560,700,605, so M = 3,280,350,303 fits with 1 byte
+        # to spare and one byte less each is 1 byte short.
+        (2, 3_280_350_303, 1, Verdict.FITS_GPU),
+        (2, 3_280_350_302, -1, Verdict.PARTIAL_OFFLOAD),
     ],
 )
 def test_it_flips_the_verdict_at_the_byte_where_headroom_turns_negative(count, memory_bytes, headroom, verdict):
@@ -369,7 +384,7 @@ def test_it_flips_the_verdict_at_the_byte_where_headroom_turns_negative(count, m
     assert result.headroom_bytes == headroom
     assert result.headroom_bytes == result.usable_bytes - result.needed_bytes
     assert result.usable_bytes == count * memory_bytes - count * OVERHEAD
-    assert result.needed_bytes == WEIGHTS + KV_4K + count * COMPUTE
+    assert result.needed_bytes == WEIGHTS - EMBED + KV_4K + count * COMPUTE
     assert result.verdict == verdict
 
 
@@ -393,15 +408,15 @@ def test_it_clamps_a_context_above_the_models_maximum():
 
 def test_it_finds_the_largest_context_that_fits():
     # 8 GiB card, Llama 8B Q4_K_M (exact file), f16 KV: 131,072 bytes of KV per token (32 x 2 x 1024 x 2). Room for
-    # KV = 8,589,934,592 - 4,920,733,696 - 279,445,504 - 419,943,424 = 2,969,811,968 bytes = 22,657.8 tokens, cut
-    # to whole 256-cell pages: 88 x 256 = 22,528 tokens.
+    # KV = 8,589,934,592 - (4,920,733,696 - 295,681,859 host-side token embeddings) - 279,445,504 - 419,943,424 =
+    # 3,265,493,827 bytes = 24,913.7 tokens, cut to whole 256-cell pages: 97 x 256 = 24,832 tokens.
     card = DeviceSpec("8 GiB", "gpu", 8 * GIB, 272.0)
-    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(), limit=131_072) == 22_528
-    at = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=22_528))
-    beyond = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=22_528 + 1))
+    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(), limit=131_072) == 24_832
+    at = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=24_832))
+    beyond = fit.fit(LLAMA_8B, Q4_FILE, card, FitOptions(ctx=24_832 + 1))
     assert (at.verdict, beyond.verdict) == (Verdict.FITS_GPU, Verdict.PARTIAL_OFFLOAD)
     # The model's own maximum caps it; a device too small for 256 tokens gets None.
     assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(), limit=8192) == 8192
     assert fit.max_context(LLAMA_8B, Q4_FILE, DeviceSpec("4 GiB", "gpu", 4 * GIB, 200.0), FitOptions(), 8192) is None
-    # q8_0 KV (34 bytes per 32 values) holds 2,969,811,968 / (32 x 2 x 1024 x 34 / 32) = 42,650 tokens: 166 pages.
-    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(kv_type="q8_0"), limit=131_072) == 166 * 256
+    # q8_0 KV (34 bytes per 32 values) holds 3,265,493,827 / (32 x 2 x 1024 x 34 / 32) = 46,896.6 tokens: 183 pages.
+    assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(kv_type="q8_0"), limit=131_072) == 183 * 256

@@ -132,7 +132,10 @@ def test_it_keeps_the_per_layer_table_off_the_gpu(layers, ff, table, layer_bytes
     assert split.layers_bytes == layer_bytes
     mem = fit.memory_breakdown(shape, Q4_K_M, OPTIONS)
     assert mem.weights_bytes == 440_401_920 + layer_bytes + table  # the whole file still counts as weights
-    assert mem.host_weights_bytes == table
+    # Host memory holds the input layer, token_embd and the table; the tied output layer takes token_embd's copy
+    # onto the GPU (llama.cpp TENSOR_DUPLICATED), so the GPU need is unchanged by the token embeddings.
+    assert mem.host_weights_bytes == 440_401_920 + table
+    assert mem.output_copy_bytes == 440_401_920
     assert (mem.kv_cache_bytes, mem.compute_bytes) == (67_108_864, 545_259_520)
     result = fit.fit(shape, Q4_K_M, gpu(8 * GIB), OPTIONS)
     assert result.verdict == fit.Verdict.FITS_GPU
@@ -170,12 +173,14 @@ def test_e4b_q4_k_m_fits_8_gib_either_way_and_4_gib_only_with_the_table_on_the_h
 
 
 def test_the_table_needs_system_ram():
-    # 1,926,758,400 bytes of table + 100 MiB process overhead do not fit 1 GiB of system RAM: not entirely on the
-    # GPU, however large the card.
+    # 1,926,758,400 bytes of table + 440,401,920 of token embeddings (the input layer) + 100 MiB process overhead do
+    # not fit 1 GiB of system RAM: not entirely on the GPU, however large the card.
     shape = gemma3n_shape(35, 16384)
     tight = dataclasses.replace(OPTIONS, system_ram_bytes=GIB)
     assert fit.fit(shape, Q4_K_M, gpu(80 * GIB), tight).verdict != fit.Verdict.FITS_GPU
-    roomy = dataclasses.replace(OPTIONS, system_ram_bytes=1_926_758_400 + 100 * MIB)
+    short = dataclasses.replace(OPTIONS, system_ram_bytes=1_926_758_400 + 440_401_920 + 100 * MIB - 1)
+    assert fit.fit(shape, Q4_K_M, gpu(80 * GIB), short).verdict != fit.Verdict.FITS_GPU
+    roomy = dataclasses.replace(OPTIONS, system_ram_bytes=1_926_758_400 + 440_401_920 + 100 * MIB)
     assert fit.fit(shape, Q4_K_M, gpu(80 * GIB), roomy).verdict == fit.Verdict.FITS_GPU
 
 
@@ -188,10 +193,12 @@ def test_a_cpu_and_unified_memory_count_the_table_as_before():
     assert mac.needed_bytes == 5_369_843_878
 
 
-def test_a_plain_model_has_no_host_side_weights():
+def test_a_plain_model_keeps_only_its_token_embeddings_on_the_host():
+    # Llama 3 8B Q4_K_M by name: token_embd 128,256 x 4,096 Q4_K values = 525,336,576 x 4.5 / 8 = 295,501,824 bytes.
     llama = fit.ModelShape(8_030_261_248, 32, 4096, 32, 8, 128, 128_256, 14_336)
     assert fit.weights_split(llama, Q4_K_M).per_layer_embed_bytes == 0
-    assert fit.memory_breakdown(llama, Q4_K_M, OPTIONS).host_weights_bytes == 0
+    mem = fit.memory_breakdown(llama, Q4_K_M, OPTIONS)
+    assert (mem.host_weights_bytes, mem.output_copy_bytes) == (295_501_824, 0)
 
 
 @pytest.mark.django_db

@@ -79,4 +79,5 @@ def test_a_dense_model_still_offloads_whole_layers():
     result = fit.fit(dense, QUANT, GPU_8GB, OPTIONS)
     assert result.verdict == Verdict.PARTIAL_OFFLOAD and result.cpu_moe_layers == 0
     assert 0 < result.gpu_layers < 48
-    assert howto.llama_cpp_flags(ctx=4096, kv_type="f16", result=result)[3] == str(result.gpu_layers)
+    # llama.cpp's -ngl N holds the output layer and the last N - 1 repeating layers.
+    assert howto.llama_cpp_flags(ctx=4096, kv_type="f16", result=result)[3] == str(result.gpu_layers + 1)

@@ -32,6 +32,11 @@ KV = 32 * 2 * 8 * 128 * 2 * 4096  # layers x (K and V) x KV heads x head_dim x 2
 COMPUTE_FA = 512 * (128_256 + 2 * 4096) * 4  # ubatch x (vocab + 2 x hidden) x 4 bytes, flash attention: logits phase
 OVERHEAD_GPU = 400 * MIB + 128_256 * 4  # CUDA context estimate + the output buffer (vocab x 4 bytes per sequence)
 TOTAL = WEIGHTS + KV + COMPUTE_FA + OVERHEAD_GPU
+# The token embeddings stay in host memory with every layer on the GPU (llama.cpp's input layer is on the CPU). The
+# engine's share of them in the exact total: 128,256 x 4,096 Q4_K values x 4.5 / 8 = 295,501,824 bytes in a Q4_K_M mix
+# of 4.58 GiB = 4,917,737,553.92 bytes at this shape, scaled to 4,912,898,304: 295,211,038.42 -> 295,211,038 (the
+# GGUF's own token_embd is 295,501,824 bytes: 0.1% more).
+EMBED = 295_211_038
 
 
 def gpu(memory_bytes: int, count: int = 1) -> fit.DeviceSpec:
@@ -76,32 +81,34 @@ def test_the_overhead_per_device_kind():
 def test_exact_headroom_on_one_gpu():
     result = fit.fit(LLAMA_8B, Q4_K_M, gpu(8 * GIB), OPTIONS)
     # usable = 8 GiB - overhead = 8,589,934,592 - 419,943,424 = 8,169,991,168
-    # needed = weights + KV + compute = 5,729,214,720; headroom = 2,440,776,448
+    # needed = weights - token embeddings + KV + compute = 5,729,214,720 - 295,211,038 = 5,434,003,682;
+    # headroom = 2,735,987,486
     assert result.verdict == fit.Verdict.FITS_GPU and result.gpu_layers == 32
     assert result.usable_bytes == 8_169_991_168
-    assert result.needed_bytes == 5_729_214_720
-    assert result.headroom_bytes == 2_440_776_448 and result.short_bytes == 0
+    assert result.needed_bytes == 5_434_003_682
+    assert result.headroom_bytes == 2_735_987_486 and result.short_bytes == 0
 
 
 def test_exact_headroom_on_two_gpus():
     result = fit.fit(LLAMA_8B, Q4_K_M, gpu(4 * GIB, count=2), OPTIONS)
     # Each GPU keeps its own context and compute buffer (llama.cpp --split-mode layer):
     # usable = 2 x 4 GiB - 2 x 419,943,424 = 7,750,047,744
-    # needed = 5,729,214,720 + one more compute buffer 279,445,504 = 6,008,660,224; headroom = 1,741,387,520
+    # needed = 5,434,003,682 + one more compute buffer 279,445,504 = 5,713,449,186; headroom = 2,036,598,558
     assert result.verdict == fit.Verdict.FITS_GPU
     assert result.usable_bytes == 7_750_047_744
-    assert result.needed_bytes == 6_008_660_224
-    assert result.headroom_bytes == 1_741_387_520
+    assert result.needed_bytes == 5_713_449_186
+    assert result.headroom_bytes == 2_036_598_558
     # The breakdown shown counts both GPUs' buffers: 6,149,158,144 + 279,445,504 + 419,943,424.
     assert result.memory.compute_bytes == 2 * COMPUTE_FA and result.memory.overhead_bytes == 2 * OVERHEAD_GPU
     assert result.memory.total_bytes == 6_848_547_072
 
 
 def test_the_verdict_flips_at_the_exact_byte():
-    # Fits with zero headroom when the GPU holds exactly the total; one byte less and it is short by one byte.
-    exact = fit.fit(LLAMA_8B, Q4_K_M, gpu(TOTAL), OPTIONS)
+    # Fits with zero headroom when the GPU holds exactly the total less the host-side token embeddings; one byte
+    # less and it is short by one byte.
+    exact = fit.fit(LLAMA_8B, Q4_K_M, gpu(TOTAL - EMBED), OPTIONS)
     assert exact.verdict == fit.Verdict.FITS_GPU and exact.headroom_bytes == 0 and exact.short_bytes == 0
-    short = fit.fit(LLAMA_8B, Q4_K_M, gpu(TOTAL - 1), OPTIONS)
+    short = fit.fit(LLAMA_8B, Q4_K_M, gpu(TOTAL - EMBED - 1), OPTIONS)
     assert short.verdict == fit.Verdict.PARTIAL_OFFLOAD and short.headroom_bytes == -1 and short.short_bytes == 1
     assert 0 < short.gpu_layers < 32
 
@@ -248,18 +255,19 @@ def test_a_gpu_too_small_for_one_layer_falls_back_to_the_cpu_at_the_exact_byte()
 
 def test_a_moe_too_big_for_the_gpu_moves_the_experts_of_the_fewest_layers_to_ram():
     # MOE at 16 bits: weights 2,000,000,000; KV 10 x 2 x 1,000 x 2 x 4096 = 163,840,000; compute (flash)
-    # 512 x (1,000 + 2 x 1,000) x 4 = 6,144,000: needed 2,169,984,000. Overhead 400 MiB + 4,000 = 419,434,400.
-    # A GPU of 2,289,418,400 bytes leaves usable 1,869,984,000: 300,000,000 short. Experts 1,596,800,000, 159,680,000
-    # per layer: ceil(300,000,000 / 159,680,000) = 2 layers' experts in RAM (llama.cpp --n-cpu-moe 2).
+    # 512 x (1,000 + 2 x 1,000) x 4 = 6,144,000, less the host-side token embeddings 1,000 x 1,000 x 2 = 2,000,000:
+    # needed 2,167,984,000. Overhead 400 MiB + 4,000 = 419,434,400.
+    # A GPU of 2,289,418,400 bytes leaves usable 1,869,984,000: 298,000,000 short. Experts 1,596,800,000, 159,680,000
+    # per layer: ceil(298,000,000 / 159,680,000) = 2 layers' experts in RAM (llama.cpp --n-cpu-moe 2).
     result = fit.fit(MOE, F16_UNKNOWN, gpu(2_289_418_400), fit.FitOptions(ctx=4096))
     assert (result.needed_bytes, result.usable_bytes, result.headroom_bytes) == (
-        2_169_984_000,
+        2_167_984_000,
         1_869_984_000,
-        -300_000_000,
+        -298_000_000,
     )
     assert (result.verdict, result.gpu_layers, result.cpu_moe_layers) == (fit.Verdict.PARTIAL_OFFLOAD, 10, 2)
     assert fit.placement_of(result) == fit._Placement(
-        fit.Verdict.PARTIAL_OFFLOAD, 10, 1_869_984_000, -300_000_000, 2_169_984_000, cpu_moe_layers=2
+        fit.Verdict.PARTIAL_OFFLOAD, 10, 1_869_984_000, -298_000_000, 2_167_984_000, cpu_moe_layers=2
     )
 
 
@@ -324,3 +332,28 @@ def test_on_unified_memory_the_host_share_lives_in_the_same_memory():
     result = fit.fit(LLAMA_8B, Q4_K_M, mac, fit.FitOptions(ctx=4096, system_ram_bytes=GIB))
     assert result.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < result.gpu_layers < 32
     assert result.usable_bytes == 5_726_623_061 - (200 * MIB + 128_256 * 4)
+
+
+def test_the_largest_context_on_a_cpu_counts_its_ram_to_the_exact_byte():
+    # On a CPU the whole RAM less the CPU overhead (100 MiB + 128,256 x 4 = 105,370,624) is usable, and the run fits
+    # entirely when the CPU holds it (verdict "CPU only"). At 256 tokens: KV 131,072 bytes per cell x 256 cells =
+    # 33,554,432; compute (flash attention) 256 tokens x (128,256 + 2 x 4,096) x 4 = 139,722,752; needed =
+    # 4,912,898,304 + 33,554,432 + 139,722,752 = 5,086,175,488. At 257 tokens the cells pad to 512 (KV 67,108,864)
+    # and the graph grows to 257 tokens (140,268,544): 5,120,275,712, over by 34,100,224.
+    needed_256 = WEIGHTS + 131_072 * 256 + 256 * 136_448 * 4
+    assert needed_256 == 5_086_175_488
+    ram = needed_256 + 105_370_624
+    cpu = fit.DeviceSpec(name="cpu", kind="cpu", memory_bytes=ram, bandwidth_gbps=60.0)
+    assert fit.max_context(LLAMA_8B, Q4_K_M, cpu, OPTIONS, limit=257) == 256
+    assert fit.max_context(LLAMA_8B, Q4_K_M, cpu, OPTIONS, limit=256) == 256
+    # one byte less RAM: not even 256 tokens
+    smaller = fit.DeviceSpec(name="cpu", kind="cpu", memory_bytes=ram - 1, bandwidth_gbps=60.0)
+    assert fit.max_context(LLAMA_8B, Q4_K_M, smaller, OPTIONS, limit=257) is None
+    # a CPU with room to spare runs the model's whole 8,192 tokens
+    roomy = fit.DeviceSpec(name="cpu", kind="cpu", memory_bytes=64 * GIB, bandwidth_gbps=60.0)
+    assert fit.max_context(LLAMA_8B, Q4_K_M, roomy, OPTIONS, limit=8192) == 8192
+
+
+def test_max_context_names_a_bad_limit():
+    with pytest.raises(ValueError, match=r"^limit must be an integer >= 1, got 0$"):
+        fit.max_context(LLAMA_8B, Q4_K_M, gpu(8 * GIB), OPTIONS, limit=0)
