@@ -148,7 +148,10 @@ def test_it_answers_fits_on_the_same_basis_as_the_pages(client, catalog):
     llama = rows["llama-3-1-8b"]
     assert llama["usable_bytes"] == 8_169_991_168
     assert llama["headroom_bytes"] == llama["usable_bytes"] - llama["needed_bytes"]
-    assert llama["needed_bytes"] == llama["total_bytes"] - 419_943_424
+    # needed = total - overhead - the token embeddings llama.cpp keeps in host memory: 128,256 x 4,096 values at the
+    # quant's embedding type, 4.5 to 8.5 bits (Q4_K .. Q8_0): 295,501,824 to 558,170,112 bytes.
+    host = llama["total_bytes"] - 419_943_424 - llama["needed_bytes"]
+    assert 295_501_824 * 0.97 <= host <= 558_170_112 * 1.03
     assert (llama["ctx"], llama["ctx_clamped"]) == (4096, False)
     assert llama["recommended"] is True
 

@@ -221,8 +221,12 @@ def test_it_starts_with_the_recommended_quant_once_a_device_is_chosen(client, ca
 #   KV         536,870,912 = 32 layers x 2 (K, V) x 8 KV heads x 128 dims x 4,096 cells x 2 bytes
 #   compute    279,445,504 = ubatch 512 x (vocab 128,256 + 2 x hidden 4,096) x 4 bytes (flash attention)
 #   overhead   419,943,424 = 400 MiB CUDA context + vocab 128,256 x 4 bytes of output buffer
-# needed = weights + KV + compute = 5,737,050,112; usable = memory - overhead; fits exactly when usable >= needed.
-NEEDED_1 = 5_737_050_112
+#   token embeddings 295,681,859 in host memory (llama.cpp keeps its input layer on the CPU): 128,256 x 4,096 Q4_K
+#            values x 4.5 / 8 = 295,501,824 in a 4.58 GiB (4,917,737,553.92-byte) Q4_K_M mix, scaled to the file
+# needed = weights - token embeddings + KV + compute = 5,441,368,253; usable = memory - overhead; fits exactly when
+# usable >= needed.
+EMBED = 295_681_859
+NEEDED_1 = 5_441_368_253
 OVERHEAD = 419_943_424
 
 
@@ -253,17 +257,21 @@ def _needs(text: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(
-    ("count", "memory_bytes", "label", "headroom_text"),
+    ("count", "memory_bytes", "label", "headroom_text", "headroom"),
     [
-        (1, 6_156_993_536, "Fits in GPU memory", "(0.00 GB headroom)"),
-        (1, 6_156_993_535, "Partial offload", "(0.0 MB short)"),
-        # Two GPUs: compute and overhead once per GPU: 2 x M >= 4,920,733,696 + 536,870,912 + 2 x 279,445,504
-        # + 2 x 419,943,424 = 6,856,382,464, so M = 3,428,191,232 fits with nothing to spare.
-        (2, 3_428_191_232, "Fits in GPU memory", "(0.00 GB headroom)"),
-        (2, 3_428_191_231, "Partial offload", "(0.0 MB short)"),
+        # One GPU: needed + overhead = 5,441,368,253 + 419,943,424 = 5,861,311,677 bytes fits with nothing to spare.
+        (1, 5_861_311_677, "Fits in GPU memory", "(0.00 GB headroom)", 0),
+        (1, 5_861_311_676, "Partial offload", "(0.0 MB short)", -1),
+        # Two GPUs: compute and overhead once per GPU: 2 x M >= 4,920,733,696 - 295,681,859 + 536,870,912
+        # + 2 x 279,445,504 + 2 x 419,943,424 = 6,560,700,605, so M = 3,280,350,303 fits with 1 byte to spare and
+        # one byte less on each GPU is 1 byte short.
+        (2, 3_280_350_303, "Fits in GPU memory", "(0.0 MB headroom)", 1),
+        (2, 3_280_350_302, "Partial offload", "(0.0 MB short)", -1),
     ],
 )
-def test_it_flips_the_page_verdict_at_the_byte_boundary(client, catalog, count, memory_bytes, label, headroom_text):
+def test_it_flips_the_page_verdict_at_the_byte_boundary(
+    client, catalog, count, memory_bytes, label, headroom_text, headroom
+):
     from tests.factories import make_hardware
 
     _exact_llama()
@@ -273,11 +281,11 @@ def test_it_flips_the_page_verdict_at_the_byte_boundary(client, catalog, count, 
     ).text
     assert f"Q4_K_M on Boundary GPU{' ×2' if count == 2 else ''}: <b>{label}</b>" in text
     needed, usable = _needs(text)
-    assert needed == 4_920_733_696 + 536_870_912 + count * 279_445_504
+    assert needed == 4_920_733_696 - EMBED + 536_870_912 + count * 279_445_504
     assert usable == count * memory_bytes - count * OVERHEAD
     fits = label == "Fits in GPU memory"
     shown = int(_attr(text, "headroom" if fits else "short"))
-    assert shown == (0 if fits else count)  # one byte short per GPU
+    assert shown == abs(headroom)
     assert headroom_text in _flat(text)
     # The API answers on the same basis.
     body = client.get(
@@ -289,15 +297,16 @@ def test_it_flips_the_page_verdict_at_the_byte_boundary(client, catalog, count, 
 
 
 def test_it_shows_needs_usable_and_headroom_written_out(client, catalog):
-    # On the 24 GiB card at 8,192 tokens: KV doubles to 1,073,741,824, so needed = 4,920,733,696 + 1,073,741,824 +
-    # 279,445,504 = 6,273,921,024; usable = 25,769,803,776 - 419,943,424 = 25,349,860,352; headroom 19,075,939,328.
+    # On the 24 GiB card at 8,192 tokens: KV doubles to 1,073,741,824, so needed = 4,920,733,696 - 295,681,859 +
+    # 1,073,741,824 + 279,445,504 = 5,978,239,165; usable = 25,769,803,776 - 419,943,424 = 25,349,860,352; headroom
+    # 19,371,621,187.
     _exact_llama()
     text = client.get("/models/llama-exact/", {"hardware": "geforce-rtx-4090", "ctx": 8192}).text
     flat = _flat(text)
     assert "Q4_K_M on GeForce RTX 4090: Fits in GPU memory" in flat
-    assert "Needs 6.27 GB of 25.3 GB usable (19.1 GB headroom)" in flat
-    assert _needs(text) == (6_273_921_024, 25_349_860_352)
-    assert _attr(text, "headroom") == "19075939328"
+    assert "Needs 5.98 GB of 25.3 GB usable (19.4 GB headroom)" in flat
+    assert _needs(text) == (5_978_239_165, 25_349_860_352)
+    assert _attr(text, "headroom") == "19371621187"
 
 
 def test_it_gives_the_per_user_speed_of_the_serving_plan(client, catalog):
@@ -416,14 +425,15 @@ def _server_command(text: str) -> str:
 
 
 def test_it_writes_the_llama_cpp_flags_from_the_verdict(client, catalog):
-    # Partial offload: -ngl is the verdict's layer count, not 99.
+    # Partial offload: -ngl is the verdict's layer count plus llama.cpp's output layer, not 99.
     partial = client.get("/models/llama-3-1-8b/", {"hardware": "geforce-rtx-4060", "quant": "F16", "ctx": 4096})
     result = partial.context["chosen"].result
     assert result.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < result.gpu_layers < 32
     layers = re.search(r'<span class="layers">(\d+) of 32 layers on the GPU</span>', partial.text)
     assert layers and int(layers.group(1)) == result.gpu_layers
+    ngl = str(result.gpu_layers + 1)
     command = _server_command(partial.text)
-    assert f" -c 4096 -ngl {layers.group(1)} " in command
+    assert f" -c 4096 -ngl {ngl} " in command
     # All on the GPU: 99; a quantized KV cache and several users: -ctk/-ctv, flash attention, -c shared by -np slots.
     fits = client.get(
         "/models/llama-3-1-8b/",
@@ -439,7 +449,7 @@ def test_it_writes_the_llama_cpp_flags_from_the_verdict(client, catalog):
     body = client.get(
         "/api/fit", {"model": "llama-3-1-8b", "quant": "F16", "hardware": "geforce-rtx-4060", "ctx": 4096}
     ).json()
-    assert body["llama_cpp_flags"] == ["-c", "4096", "-ngl", layers.group(1)]
+    assert body["llama_cpp_flags"] == ["-c", "4096", "-ngl", ngl]
     assert body["gpu_layers"] == int(layers.group(1))
 
 
@@ -454,14 +464,14 @@ def test_it_offers_vllm_only_where_the_16_bit_weights_fit(client, catalog):
 
 def test_it_shows_the_largest_context_that_fits_per_quant(client, catalog):
     # 8 GiB card, Q4_K_M from its exact file, f16 KV at 131,072 bytes per token: room for KV is 8,589,934,592 -
-    # 4,920,733,696 - 279,445,504 - 419,943,424 = 2,969,811,968 bytes = 22,657.9 tokens, in whole 256-cell pages
-    # 22,528.
+    # (4,920,733,696 - 295,681,859 token embeddings in host memory) - 279,445,504 - 419,943,424 = 3,265,493,827 bytes
+    # = 24,913.7 tokens, in whole 256-cell pages 24,832.
     _exact_llama()
     text = client.get("/models/llama-exact/", {"hardware": "geforce-rtx-4060"}).text
-    assert '<td class="max-ctx" data-max-ctx="22528">22,528</td>' in text
+    assert '<td class="max-ctx" data-max-ctx="24832">24,832</td>' in text
     assert "Largest context that fits" in text
     body = client.get("/api/fit", {"model": "llama-exact", "quant": "Q4_K_M", "hardware": "geforce-rtx-4060"}).json()
-    assert body["max_ctx"] == 22_528
+    assert body["max_ctx"] == 24_832
 
 
 def test_it_labels_the_quality_column_as_the_reference_models(client, catalog):
@@ -478,12 +488,12 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
     from tests.factories import make_hardware
 
     _exact_llama()
-    make_hardware(name="Boundary GPU", slug="boundary", memory_bytes=6_156_993_536)
+    make_hardware(name="Boundary GPU", slug="boundary", memory_bytes=5_861_311_677)
     with chromium_page() as page:
         page.goto(f"{live_server.url}/models/llama-exact/?hardware=boundary&ctx=4096&quant=Q4_K_M")
         verdict = page.locator(".verdict").inner_text()
         assert "Q4_K_M on Boundary GPU: Fits in GPU memory" in verdict
-        assert "Needs 5.74 GB of 5.74 GB usable (0.00 GB headroom)" in " ".join(verdict.split())
+        assert "Needs 5.44 GB of 5.44 GB usable (0.00 GB headroom)" in " ".join(verdict.split())
         assert " -c 4096 -ngl 99 " in page.locator("#howto").inner_text()
         # Twice the context no longer fits the card exactly: the verdict, the recipe's -ngl and the runs-on list
         # follow without a reload (the recipe and the list are swapped out of band).
@@ -493,7 +503,7 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         assert "Partial offload" in verdict
         layers = re.search(r"(\d+) of 32 layers on the GPU", verdict)
         assert layers
-        assert f" -c 8192 -ngl {layers.group(1)} " in page.locator("#howto").inner_text()
+        assert f" -c 8192 -ngl {int(layers.group(1)) + 1} " in page.locator("#howto").inner_text()
         assert "At 8,192 tokens of context" in page.locator("#runs-on").inner_text()
 
 
