@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,18 @@ _QUANT_RE = re.compile(
 )
 _CONFIG_CAP_BYTES = 2 * MIB
 _MAX_SHARDS = 16
+# huggingface_hub's ModelInfo.created_at: "the lowest value is 2022-03-02T23:29:04.000Z, corresponding to the date when
+# we began to store creation dates" (huggingface_hub/hf_api.py, ModelInfo docstring): older repositories all carry it.
+HUB_CREATED_AT_FLOOR = datetime(2022, 3, 2, 23, 29, 4, tzinfo=UTC)
+
+
+def _hub_date(value: Any) -> date | None:
+    """A Hub timestamp (huggingface_hub parses the API's ISO strings into aware datetimes) as a UTC calendar day."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).date()
+    if isinstance(value, date):
+        return value
+    return None
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,15 @@ class RepoSnapshot:
     quants: list[QuantFile] = field(default_factory=list)
     has_gguf: bool = False
     notes: list[str] = field(default_factory=list)
+    # The repository's dates on the Hub (huggingface_hub ModelInfo.created_at / .last_modified, the API's createdAt /
+    # lastModified) as read at `sha`, for Model.released / Model.repo_updated; None when the Hub gives none.
+    created: date | None = None
+    updated: date | None = None
+
+    @property
+    def api_citation(self) -> str:
+        """Where the dates come from: the Hub's model API at the revision read."""
+        return f"{self.endpoint}/api/models/{self.repo_id}/revision/{self.sha}"
 
 
 @dataclass(frozen=True)
@@ -516,6 +538,9 @@ def _read_repository(*, repo_id: str, revision: str | None, deadline: _Deadline)
 
     owner, name = repo_id.split("/", 1)
     card = info.card_data.to_dict() if info.card_data is not None else {}
+    created = _hub_date(getattr(info, "created_at", None))
+    if created is not None and getattr(info, "created_at", None) == HUB_CREATED_AT_FLOOR:
+        created = None  # a repository older than the Hub's creation dates: the floor, not its release
     licence = card.get("license") if isinstance(card.get("license"), str) else "unknown"
     at = f"{endpoint}/{repo_id}/blob/{sha}"
     snapshot = RepoSnapshot(
@@ -532,6 +557,8 @@ def _read_repository(*, repo_id: str, revision: str | None, deadline: _Deadline)
         modality=Modality.TEXT,
         has_gguf=bool(groups),
         notes=notes,
+        created=created,
+        updated=_hub_date(getattr(info, "last_modified", None)),
     )
 
     header_quant: str | None = None
@@ -693,6 +720,7 @@ def store_snapshot(snapshot: RepoSnapshot, *, status: str, user: Any = None) -> 
                 imported_by=user if getattr(user, "is_authenticated", False) else None,
             )
         before = {name: getattr(model, name) for name in ARCHITECTURE_FIELDS} if not created else {}
+        previous_sources = dict(model.sources or {})
         for name in ARCHITECTURE_FIELDS:
             setattr(model, name, snapshot.fields.get(name, Model._meta.get_field(name).get_default()))
         if model.swa_layers is None:
@@ -708,6 +736,17 @@ def store_snapshot(snapshot: RepoSnapshot, *, status: str, user: Any = None) -> 
         model.sources = {
             name: snapshot.citation for name in ARCHITECTURE_FIELDS if snapshot.fields.get(name) is not None
         }
+        # Release dates from the Hub's own record of the repository, cited to the API at the revision read; a date the
+        # Hub no longer gives keeps the one stored before.
+        for name, day, key in (
+            ("released", snapshot.created, "createdAt"),
+            ("repo_updated", snapshot.updated, "lastModified"),
+        ):
+            if day is not None:
+                setattr(model, name, day)
+                model.sources[name] = f"{snapshot.api_citation} ({key}, the repository on the Hub)"
+            elif getattr(model, name) is not None:
+                model.sources[name] = (previous_sources or {}).get(name, "an earlier import from the Hub")
         vouched = model.review_status == ReviewStatus.PENDING and status != ReviewStatus.PENDING
         if not created and (vouched or (model.review_status == ReviewStatus.REVIEWED and changed)):
             model.review_status = ReviewStatus.UNREVIEWED

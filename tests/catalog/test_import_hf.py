@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,10 @@ class FakeHub:
             }
             if "safetensors" in repo:
                 body["safetensors"] = repo["safetensors"]
+            # The Hub's model API names the repository's dates createdAt and lastModified (ISO 8601, UTC).
+            for key in ("createdAt", "lastModified"):
+                if key in repo:
+                    body[key] = repo[key]
             return self._send(request, 200, json.dumps(body).encode(), {"Content-Type": "application/json"})
         assert resolve is not None
         if repo.get("gated"):
@@ -527,3 +532,48 @@ def test_it_stores_a_hybrids_attention_and_recurrent_layers(hub):
     assert model.attention_layers == [2, 5, 8, 10, 12, 14]
     assert len(model.recurrent_layers) == 10 and 2 not in model.recurrent_layers
     assert model.recurrent_state_values == 4096
+
+
+# --- release dates from the Hub -------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_reads_the_release_dates_from_the_hub_and_cites_the_api_at_that_revision(hub, gguf_repo):
+    hub.repos["someone/tiny-GGUF"].update(createdAt="2025-08-05T16:42:10.000Z", lastModified="2025-08-12T23:59:59.000Z")
+    call_command("import_hf", "someone/tiny-GGUF")
+    model = Model.all_objects.get(source_repo="someone/tiny-GGUF")
+    assert (model.released, model.repo_updated) == (date(2025, 8, 5), date(2025, 8, 12))
+    api = f"{hub.url}/api/models/someone/tiny-GGUF/revision/{SHA}"
+    assert model.sources["released"] == f"{api} (createdAt, the repository on the Hub)"
+    assert model.sources["repo_updated"] == f"{api} (lastModified, the repository on the Hub)"
+
+
+@pytest.mark.django_db
+def test_a_refresh_moves_the_update_date_and_keeps_the_release_date(hub, gguf_repo):
+    hub.repos["someone/tiny-GGUF"].update(createdAt="2025-08-05T16:42:10.000Z", lastModified="2025-08-12T09:00:00.000Z")
+    call_command("import_hf", "someone/tiny-GGUF")
+    hub.add("someone/tiny-GGUF", gguf_repo, sha=SHA2, lastModified="2025-11-30T01:02:03.000Z")  # no createdAt now
+    call_command("refresh_hf")
+    model = Model.all_objects.get(source_repo="someone/tiny-GGUF")
+    assert (model.released, model.repo_updated) == (date(2025, 8, 5), date(2025, 11, 30))
+    assert model.sources["repo_updated"].startswith(f"{hub.url}/api/models/someone/tiny-GGUF/revision/{SHA2} ")
+    assert model.sources["released"].startswith(f"{hub.url}/api/models/someone/tiny-GGUF/revision/{SHA} ")
+
+
+@pytest.mark.django_db
+def test_it_does_not_take_the_hubs_oldest_creation_date_for_a_release(hub, safetensors_repo):
+    # huggingface_hub's ModelInfo.created_at: "the lowest value is 2022-03-02T23:29:04.000Z, corresponding to the date
+    # when we began to store creation dates": a repository that old has no creation date of its own.
+    hub.repos["someone/small-llama"].update(createdAt="2022-03-02T23:29:04.000Z", lastModified="2024-09-25T14:40:33Z")
+    call_command("import_hf", "someone/small-llama")
+    model = Model.all_objects.get(source_repo="someone/small-llama")
+    assert (model.released, model.repo_updated) == (None, date(2024, 9, 25))
+    assert "released" not in model.sources and "lastModified" in model.sources["repo_updated"]
+
+
+@pytest.mark.django_db
+def test_a_repository_without_dates_stores_none(hub, safetensors_repo):
+    call_command("import_hf", "someone/small-llama")
+    model = Model.all_objects.get(source_repo="someone/small-llama")
+    assert (model.released, model.repo_updated) == (None, None)
+    assert "released" not in model.sources and "repo_updated" not in model.sources
