@@ -234,8 +234,14 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
     # With a device chosen and no quant asked for, the verdict speaks of the quant the page recommends.
     picked = (recommendation.recommended or recommendation.fastest) if recommendation else None
     chosen = next((r for r in rows if r.quant.name == request_quant(form)), None) or picked or default_row(rows)
-    plan = decode_start = None
+    plan = decode_start = gpu_weights = None
     if chosen is not None and hardware is not None:
+        result = chosen.result
+        if hardware.kind == "gpu":
+            # The verdict's "needs" counts only the weights llama.cpp places on a discrete GPU; the legend lists all
+            # of them, so the page states the GPU's share: needs less everything else it counts.
+            mem = result.memory
+            gpu_weights = result.needed_bytes - mem.kv_cache_bytes - mem.compute_bytes - mem.vision_bytes
         device = device_spec_of(hardware, gpu_count)
         plan = fit.serving_plan(shape, quant_spec_of(chosen.quant), device, options, speed_model())
         # The verdict's speed is with the context full; a conversation starts far faster.
@@ -256,12 +262,28 @@ def _fit_panel_context(model: Model, form: FitForm) -> dict:
         "recommendation": recommendation,
         "min_decode_tps": fit.MIN_DECODE_TPS,
         "kv_bytes": fit.kv_cache_bytes(shape, options.ctx, options.kv_type, options.users),
+        **_kv_layers(shape, options.users),
         "text_after_image": fit.text_tokens_after_image(shape, options.ctx),
         "ctx_ticks": [t for t in CONTEXT_TICKS if t <= max(model.context_length, 512)],
         "speed": speed_model(),
         "decode_start_tps": decode_start,
+        "gpu_weights_bytes": gpu_weights,
         "start_depth": START_DEPTH,
         "evidence": speed_evidence(model=model, hardware=hardware, gpu_count=gpu_count) if hardware else None,
+    }
+
+
+def _kv_layers(shape: fit.ModelShape, users: int) -> dict:
+    """Which layers the KV figure speaks of: those that keep a KV cache (a hybrid's recurrent layers and Gemma 3n's
+    KV-sharing layers keep none), the sliding-window ones among them, and the recurrent state the others hold,
+    which the memory breakdown counts with the KV cache."""
+    kv_layers = [il for il in range(shape.n_layers) if fit.layer_kv_heads(shape, il)]
+    swa = set(shape.swa_layers) if shape.sliding_window else set()
+    return {
+        "kv_layers": len(kv_layers),
+        "kv_swa_layers": sum(1 for il in kv_layers if il in swa),
+        "recurrent_layers": sum(1 for il in shape.recurrent_layers if 0 <= il < shape.n_layers),
+        "state_bytes": fit.recurrent_state_bytes(shape, users),
     }
 
 

@@ -81,6 +81,19 @@ def verdict_class(value: str) -> str:
 
 
 @register.filter
+def vram_bytes(memory: object) -> int | None:
+    """What a run needs of a discrete GPU with every layer on it, runtime overhead included: the breakdown's total
+    with only the weights llama.cpp places on the GPU (it keeps the input embeddings in system RAM; a tied output
+    layer gets its own copy), so the quant table's "VRAM needed" agrees with the verdict's "needs" on a GPU."""
+    if memory is None or memory == "":
+        return None
+    on_gpu = getattr(memory, "gpu_weights_bytes", None)
+    if on_gpu is None:
+        on_gpu = memory.weights_bytes - getattr(memory, "host_weights_bytes", 0)
+    return memory.total_bytes - memory.weights_bytes + on_gpu
+
+
+@register.filter
 def percent(part: int | float, whole: int | float) -> float:
     if not whole:
         return 0.0

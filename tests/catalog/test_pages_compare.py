@@ -26,7 +26,7 @@ def measured(catalog):
 
 
 def cells(html: str, header: str) -> list[str]:
-    row = re.search(rf"<tr><th>{header}.*?</th>(.*?)</tr>", html, re.S).group(1)
+    row = re.search(rf"<tr><th[^>]*>{header}.*?</th>(.*?)</tr>", html, re.S).group(1)
     return re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
 
 
