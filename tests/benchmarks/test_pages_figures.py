@@ -1,0 +1,31 @@
+"""Community-benchmark figures read like the rest of the site's: thousands grouped (a UX review found "12227.5"
+beside the model page's "2,082 tok/s")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmarks.conftest import make_run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_groups_thousands_in_the_leaderboards_medians(client, gemma, gpu, user):
+    # Prompt processing on a fast GPU runs in the thousands of tokens/sec: two pp512 runs, median (12,000 + 12,455) / 2.
+    for value in (12_000.0, 12_455.0):
+        make_run(
+            user=user,
+            hardware="test-gpu-1008",
+            backend="cuda",
+            n_prompt=512,
+            n_gen=0,
+            avg_ts=value,
+            stddev_ts=1_250.0,
+            samples_ts=[],
+        )
+    make_run(user=user, hardware="test-gpu-1008", backend="cuda", avg_ts=300.0, samples_ts=[])
+    html = client.get("/benchmarks/").text
+    assert "12,227.5" in html and "12227.5" not in html
+    assert "<strong>300.0</strong>" in html  # under a thousand: as before
+    # The list of every accepted run, each with its own mean and standard deviation.
+    assert '>12,455.0</a> <small class="muted">± 1,250.0</small>' in html
