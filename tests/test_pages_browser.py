@@ -180,3 +180,53 @@ def test_it_offers_a_skip_link_first_with_a_visible_focus_ring(seeded_site, brow
         assert page.evaluate("() => document.activeElement.id") == "main"
     finally:
         context.close()
+
+
+# Each word of the source labels, split at spaces and hyphens, with the number of lines it is drawn on.
+WORDS_ON_MORE_THAN_ONE_LINE = """() => {
+  const split = [];
+  for (const dt of document.querySelectorAll(".sources dt")) {
+    for (const node of dt.childNodes) {
+      if (node.nodeType !== Node.TEXT_NODE) continue;
+      for (const m of node.textContent.matchAll(/[^\\s,-]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) split.push(m[0]);
+      }
+    }
+  }
+  return split;
+}"""
+
+
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
+def test_it_wraps_the_source_labels_between_words(seeded_site, browser, viewport):
+    # word-break: break-all drew "feed-fo" / "rward" and "embe" / "ddings" on every model page (UX review).
+    context = browser.new_context(viewport=VIEWPORTS[viewport])
+    try:
+        page = context.new_page()
+        page.goto(f"{seeded_site}/models/llama-3-1-8b/")
+        assert page.locator(".sources dt").count() >= 2
+        assert page.evaluate(WORDS_ON_MORE_THAN_ONE_LINE) == []
+        size = page.evaluate(MEASURE_OVERFLOW)  # the long source URLs still break rather than widen the page
+        assert size["scrollWidth"] <= size["innerWidth"], size
+    finally:
+        context.close()
+
+
+def test_it_labels_every_header_cell_of_the_compare_table(seeded_site, browser):
+    # axe's minor rule too: the corner cell was an empty <th>.
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)
+    try:
+        page = context.new_page()
+        url = f"{seeded_site}/compare/?models=llama-3-1-8b&models=qwen2-5-7b&hardware=nvidia-geforce-rtx-4060"
+        result = audit(page, url)
+        assert [v["id"] for v in result.violations if v["id"] == "empty-table-header"] == []
+        label = page.locator("table.compare thead th .visually-hidden")
+        assert label.text_content() == "Figure"  # read by screen readers...
+        box = label.bounding_box()
+        assert box is not None and box["width"] <= 1 and box["height"] <= 1  # ...and not drawn
+    finally:
+        context.close()
