@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ ARCHITECTURE_FIELDS = (
     "recurrent_state_values",
     "kv_heads_per_layer",
     "per_layer_embed_params",
+    "moe_layers",
 )
 _MAX_DIM = 1 << 20  # hidden/intermediate/head sizes
 _MAX_LAYERS = 4096
@@ -63,6 +65,9 @@ _MAX_HEADS = 16_384
 _MAX_VOCAB = 16 * 1024 * 1024
 _MAX_CONTEXT = 1 << 27
 _MAX_EXPERTS = 16_384
+# Routed-expert tensors, as llama.cpp's --n-cpu-moe matches them (LLM_FFN_EXPS_REGEX in common/common.h:
+# \.ffn_(up|down|gate|gate_up)_(ch|)exps, after blk.<i>).
+_EXPERT_TENSOR_RE = re.compile(r"^blk\.(\d+)\.ffn_(?:up|down|gate|gate_up)_(?:ch|)exps(?:\.|$)")
 
 # Model types whose attention has per-head RMS norms on q and k (Gemma 3, Qwen 3, OLMo 2).
 _QK_NORM_TYPES = {"gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "qwen3", "qwen3_moe", "olmo2"}
@@ -521,6 +526,12 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         "v_head_dim": _optional(text, ("v_head_dim",), maximum=_MAX_DIM),
         "extra_params": fields.pop("extra_params", 0),
     }
+    if n_experts:
+        # The layers that hold routed experts, where not every layer does (Maverick, DeepSeek's leading dense
+        # layers): llama.cpp's --n-cpu-moe moves only theirs (fit.ModelShape.moe_layers).
+        moe = moe_layer_indices(n_layers, shape_extras["first_k_dense_replace"], shape_extras["moe_layer_step"])
+        if len(moe) < n_layers:
+            fields["moe_layers"] = moe
     n_params = estimate_n_params({**fields, **shape_extras})
     if n_experts:
         fields["n_active_params"] = estimate_n_params({**fields, **shape_extras, "n_experts": n_experts_used})
@@ -536,6 +547,16 @@ def model_fields_from_hf_config(config: Any) -> dict[str, Any]:
         n_params = _nemotron_h_params(text, fields, vocab) + (fields.get("vision_params") or 0)
     fields["n_params"] = n_params
     return fields
+
+
+def moe_layer_indices(n_layers: int, first_k_dense: int | None = 0, step: int | None = 1) -> list[int]:
+    """The layers of a MoE whose feed-forward is a mixture of experts: after the first `first_k_dense` dense layers
+    (DeepSeek V2/V3, Kimi K2: first_k_dense_replace; llama.cpp src/models/deepseek2.cpp: `i < n_layer_dense_lead` is
+    dense), every `step`-th layer (Llama 4: interleave_moe_layer_step; llama.cpp src/models/llama4.cpp: is_moe_layer =
+    (i + 1) % n_moe_layer_step == 0, so Maverick's step 2 gives layers 1, 3, ..., 47)."""
+    dense = min(max(int(first_k_dense or 0), 0), n_layers)
+    every = max(int(step or 1), 1)
+    return list(range(dense + every - 1, n_layers, every))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -615,9 +636,7 @@ def estimate_n_params(fields: Mapping[str, Any]) -> int:
         moe_mlp = int(n_experts) * (gated_mlp(expert_width) + hidden) + n_shared * gated_mlp(shared_width)
         if fields.get("shared_expert_intermediate_size") and not n_shared:
             moe_mlp += gated_mlp(shared_width) + hidden  # Qwen-MoE: one shared expert with its own gate
-        dense_layers = min(int(fields.get("first_k_dense_replace") or 0), n_layers)
-        step = int(fields.get("moe_layer_step") or 1)
-        moe_layers = len(range(dense_layers + step - 1, n_layers, step))
+        moe_layers = len(moe_layer_indices(n_layers, fields.get("first_k_dense_replace"), fields.get("moe_layer_step")))
         mlp_total = (n_layers - moe_layers) * dense_mlp + moe_layers * moe_mlp
     else:
         mlp_total = n_layers * dense_mlp
@@ -755,6 +774,7 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
     n_params = 0
     has_output = False
     per_layer_embed = 0
+    expert_layers: set[int] = set()
     for tensor in reader.tensors:
         tensor_bytes += int(tensor.n_bytes)
         n_params += int(tensor.n_elements)
@@ -763,6 +783,9 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
         has_output = has_output or tensor.name == "output.weight"
         if tensor.name == "per_layer_token_embd.weight":  # Gemma 3n: kept in host memory by llama.cpp
             per_layer_embed = int(tensor.n_elements)
+        expert = _EXPERT_TENSOR_RE.match(tensor.name)
+        if expert:
+            expert_layers.add(int(expert.group(1)))
     if n_params == 0:
         raise GgufError(f"{path.name}: GGUF file holds no tensors")
 
@@ -788,6 +811,8 @@ def model_fields_from_gguf(path: Path | str) -> GgufSummary:
     }
     if per_layer_embed:
         fields["per_layer_embed_params"] = per_layer_embed
+    if n_experts and expert_layers and len(expert_layers) < n_layers:
+        fields["moe_layers"] = sorted(expert_layers)  # the tensors --n-cpu-moe's pattern moves, layer by layer
     if fields["intermediate_size"] is None and not n_experts:
         fields["intermediate_size"] = _gguf_int(reader, f"{arch}.feed_forward_length")
     if n_kv > n_heads:

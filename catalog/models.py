@@ -172,6 +172,11 @@ class Model(models.Model):
         blank=True,
         help_text="Gemma 3n's per-layer token embeddings (part of n_params), kept in host memory by llama.cpp.",
     )
+    moe_layers = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Indices of the layers that hold routed experts, where not every layer does (null: all of a MoE's).",
+    )
 
     # How people run it.
     ollama_tag = models.CharField(max_length=80, blank=True)

@@ -420,3 +420,57 @@ def test_it_finds_the_largest_context_that_fits():
     assert fit.max_context(LLAMA_8B, Q4_FILE, DeviceSpec("4 GiB", "gpu", 4 * GIB, 200.0), FitOptions(), 8192) is None
     # q8_0 KV (34 bytes per 32 values) holds 3,265,493,827 / (32 x 2 x 1024 x 34 / 32) = 46,896.6 tokens: 183 pages.
     assert fit.max_context(LLAMA_8B, Q4_FILE, card, FitOptions(kv_type="q8_0"), limit=131_072) == 183 * 256
+
+
+# --- --n-cpu-moe counts only the MoE layers (Llama 4 Maverick, DeepSeek's leading dense layers) -------------------
+# A 10-layer MoE at 16 bits (an unknown quant name: 16 bits everywhere), worked out by hand:
+#   token_embd and output 1,000 x 1,000 x 2 = 2,000,000 bytes each; layers (1,000,000,000 - 2,000,000) x 2 =
+#   1,996,000,000 bytes; routed experts W x (1 - a) / (1 - k/E) = 1,996,000,000 x 0.6 / 0.75 = 1,596,800,000 bytes.
+#   KV 10 layers x 2 x 1,000 x 2 bytes x 4,096 cells = 163,840,000; compute (flash) 512 x 3,000 x 4 = 6,144,000.
+#   GPU need = 2,004,000,000 - 2,000,000 (token_embd on the host) + 163,840,000 + 6,144,000 = 2,167,984,000.
+#   Overhead 400 MiB + 1,000 x 4 = 419,434,400. A GPU of 2,187,418,400 bytes: usable 1,767,984,000, 400,000,000 short.
+MOE_10 = ModelShape(
+    n_params=1_000_000_000, n_layers=10, hidden_size=1000, n_heads=8, n_kv_heads=8, head_dim=125, vocab_size=1000,
+    n_active_params=400_000_000, n_experts=8, n_experts_used=2,
+)  # fmt: skip
+F16_ANY = QuantSpec("NOT_A_QUANT")
+MOE_GPU = DeviceSpec("MoE test GPU", "gpu", 2_187_418_400, 1000.0)
+MOE_OPTIONS = FitOptions(ctx=4096, system_ram_bytes=64 * GIB)
+
+
+@pytest.mark.parametrize(
+    ("moe_layers", "n_cpu_moe", "host_experts"),
+    [
+        # Every layer MoE: 159,680,000 of experts each; ceil(400,000,000 / 159,680,000) = 3 layers: --n-cpu-moe 3.
+        (None, 3, 3 * 159_680_000),
+        # Maverick's pattern (interleave_moe_layer_step 2: layers 1, 3, 5, 7, 9): 319,360,000 each; 2 MoE layers
+        # cover the shortfall, and the first 4 layers hold two of them (1 and 3): --n-cpu-moe 4. The old count,
+        # --n-cpu-moe 3, would move only layer 1's 319,360,000 bytes: 80,640,000 short on the GPU.
+        (frozenset({1, 3, 5, 7, 9}), 4, 2 * 319_360_000),
+        # Three leading dense layers (DeepSeek's first_k_dense_replace 3): 7 MoE layers of 228,114,285.7; 2 cover it,
+        # layers 3 and 4: --n-cpu-moe 5.
+        (frozenset(range(3, 10)), 5, 2 * 1_596_800_000 / 7),
+    ],
+)
+def test_n_cpu_moe_moves_only_the_experts_of_the_moe_layers(moe_layers, n_cpu_moe, host_experts):
+    from catalog import howto
+
+    shape = dataclasses.replace(MOE_10, moe_layers=moe_layers)
+    result = fit.fit(shape, F16_ANY, MOE_GPU, MOE_OPTIONS)
+    assert (result.needed_bytes, result.usable_bytes) == (2_167_984_000, 1_767_984_000)
+    assert (result.verdict, result.gpu_layers, result.cpu_moe_layers) == (Verdict.PARTIAL_OFFLOAD, 10, n_cpu_moe)
+    assert fit.host_expert_bytes(shape, F16_ANY, n_cpu_moe) == pytest.approx(host_experts)
+    assert fit.host_expert_bytes(shape, F16_ANY, n_cpu_moe - 1) < 400_000_000 <= host_experts
+    assert howto.llama_cpp_flags(ctx=4096, kv_type="f16", result=result) == [
+        "-c", "4096", "-ngl", "99", "--n-cpu-moe", str(n_cpu_moe),
+    ]  # fmt: skip
+
+
+def test_the_moe_layers_of_a_shape():
+    assert fit.moe_layer_indices(MOE_10) == tuple(range(10))
+    assert fit.moe_layer_indices(dataclasses.replace(MOE_10, moe_layers=[9, 1, 3, 42])) == (1, 3, 9)
+    assert fit.moe_layer_indices(LLAMA_8B) == ()
+    assert fit.host_expert_bytes(LLAMA_8B, Q4, 32) == 0.0
+    # All of them in RAM: the whole 1,596,800,000 bytes, whatever the pattern.
+    maverick_like = dataclasses.replace(MOE_10, moe_layers=frozenset({1, 3, 5, 7, 9}))
+    assert fit.host_expert_bytes(maverick_like, F16_ANY, 10) == pytest.approx(1_596_800_000)
