@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from types import SimpleNamespace
 
 from django.core.cache import cache
 
-from catalog import extensions, fit
+from catalog import extensions, fit, fit_batch
 from catalog import speed as speed_engine
 from catalog.caching import data_version
 from catalog.models import Hardware, HardwareKind, Model, Quantization
@@ -386,8 +387,47 @@ class FitEntry:
 
 
 # A fit table's row: (model id, verdict value, the pickled FitEntry). Filtering and counting read the first two; only
-# the rows a page shows are unpickled (a table of 1,000 dataclass rows took ~25 ms to unpickle, its bytes ~1 ms).
+# the rows a page shows are unpickled (a table of 1,000 dataclass rows took ~25 ms to unpickle, its bytes ~1 ms). The
+# bytes hold the entry's fields as plain tuples (_entry_state): pickling 1,000 nested dataclasses took ~10 ms.
 FitRow = tuple[int, str, bytes]
+_MEMORY_FIELDS = tuple(f.name for f in dataclasses.fields(fit.MemoryBreakdown))
+_RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(fit.FitResult) if f.name != "memory")
+_ENTRY_LAYOUT = "entry-state-1"  # the layout of _entry_state, part of the cache key (_pickled_format)
+
+
+def _entry_state(facts: ModelFacts, picked: Pick) -> tuple:
+    """A FitEntry as plain values: its own fields, the FitResult's (the verdict by value) and the breakdown's, each
+    in field order."""
+    result = picked.result
+    return (
+        facts.model_id,
+        picked.quant.quant_id,
+        facts.n_params,
+        facts.name,
+        picked.ctx,
+        picked.ctx_clamped,
+        picked.recommended,
+        tuple(getattr(result.memory, name) for name in _MEMORY_FIELDS),
+        tuple(getattr(result, name) for name in _RESULT_FIELDS),
+    )
+
+
+def _entry_of(state: tuple) -> FitEntry:
+    model_id, quant_id, n_params, name, ctx, ctx_clamped, recommended, memory, result = state
+    fields = dict(zip(_RESULT_FIELDS, result, strict=True))
+    fields["verdict"] = fit.Verdict(fields["verdict"])
+    return FitEntry(
+        model_id=model_id,
+        quant_id=quant_id,
+        n_params=n_params,
+        name=name,
+        result=fit.FitResult(memory=fit.MemoryBreakdown(**dict(zip(_MEMORY_FIELDS, memory, strict=True))), **fields),
+        ctx=ctx,
+        ctx_clamped=ctx_clamped,
+        recommended=recommended,
+    )
+
+
 # What a list row never shows: the long texts and the per-layer lists (a model page reads the whole row).
 LIST_DEFERRED = (
     "description",
@@ -399,6 +439,9 @@ LIST_DEFERRED = (
     "recurrent_layers",
     "kv_heads_per_layer",
 )
+# The long texts no fit reads, left out of catalog_facts' queries.
+FACTS_DEFERRED = ("description", "strengths", "limitations", "sources")
+QUANT_DEFERRED = ("quality_source", "source", "file_name")
 # This process's copy of the catalog's facts, with the token of the data version it was read at (see catalog_facts).
 _facts_memo: dict[str, tuple[int, str, list[ModelFacts]]] = {}
 
@@ -413,12 +456,52 @@ def catalog_facts() -> list[ModelFacts]:
     memo = _facts_memo.get("catalog")
     if memo is not None and token is not None and memo[:2] == (version, token):
         return memo[2]
-    facts = [model_facts(model) for model in Model.objects.with_quantizations()]
+    facts = _listed_facts()
     if token is None:
         cache.add(token_key, uuid.uuid4().hex, FIT_TABLE_TTL_S)
         token = cache.get(token_key)
     if token is not None:
         _facts_memo["catalog"] = (version, token, facts)
+    return facts
+
+
+class _QuantValues(SimpleNamespace):
+    """A quantization row read with values(): what quant_spec_of and effective_bits read of a Quantization."""
+
+    exact_bytes = Quantization.exact_bytes
+
+
+def _listed_facts() -> list[ModelFacts]:
+    """model_facts of every listed model, in the catalog's order, from two values() queries: building 1,000 Model and
+    8,000 Quantization instances (with_quantizations) took ~0.3 s; the facts are the same (shape_of and
+    quant_spec_of read the same fields off plain rows)."""
+    model_fields = [f.attname for f in Model._meta.concrete_fields if f.name not in FACTS_DEFERRED]
+    quant_fields = [f.attname for f in Quantization._meta.concrete_fields if f.name not in QUANT_DEFERRED]
+    by_model: dict[int, dict[str, QuantFacts]] = {}
+    rows = (
+        Quantization.objects.filter(model__in=Model.objects.values("pk"))
+        .order_by("model_id", *Quantization._meta.ordering)
+        .values(*quant_fields)
+    )
+    for row in rows:
+        quant = _QuantValues(pk=row["id"], **row)
+        # One per name, the last row of a name winning at the first one's place (as model_facts' dict does).
+        by_model.setdefault(row["model_id"], {})[quant.name] = QuantFacts(
+            quant.pk, quant.name, quant_spec_of(quant), effective_bits(quant), quant.perplexity_delta
+        )
+    facts = []
+    for row in Model.objects.values(*model_fields):
+        model = SimpleNamespace(pk=row["id"], **row)
+        facts.append(
+            ModelFacts(
+                model_id=model.pk,
+                name=model.name,
+                n_params=model.n_params,
+                context_length=model.context_length,
+                shape=shape_of(model),  # type: ignore[arg-type]  # reads the same fields off the row
+                quants=tuple(by_model.get(model.pk, {}).values()),
+            )
+        )
     return facts
 
 
@@ -431,10 +514,72 @@ def _pickled_format() -> str:
         for cls in [*classes, FitEntry]
         if dataclasses.is_dataclass(cls)
     )
-    return hashlib.sha256(repr(shapes).encode()).hexdigest()[:12]
+    return hashlib.sha256(repr((_ENTRY_LAYOUT, shapes)).encode()).hexdigest()[:12]
 
 
 _PICKLED_FORMAT = _pickled_format()
+
+
+def _batch_of(facts: list[ModelFacts]) -> fit_batch.Catalog:
+    """The catalog's facts as fit_batch's arrays, kept beside this process's copy of the facts (catalog_facts)."""
+    memo = _batch_memo.get("catalog")
+    if memo is not None and memo[0] is facts:
+        return memo[1]
+    batch = fit_batch.prepare(
+        [
+            fit_batch.ModelInput(
+                shape=model.shape,
+                context_length=model.context_length,
+                quants=tuple(
+                    fit_batch.QuantInput(quant.spec, quant.bits_per_weight, quant.perplexity_delta)
+                    for quant in model.quants
+                ),
+            )
+            for model in facts
+        ]
+    )
+    _batch_memo["catalog"] = (facts, batch)
+    return batch
+
+
+_batch_memo: dict[str, tuple[list[ModelFacts], fit_batch.Catalog]] = {}
+
+
+def catalog_picks(
+    *, device: fit.DeviceSpec, options: fit.FitOptions, allow_offload: bool, speed: SpeedModel
+) -> list[tuple[ModelFacts, Pick]]:
+    """pick_quant for every listed model, in the catalog's order: every model x quant fitted at once with numpy
+    (fit_batch, the same figures), or one by one where fit_batch cannot take the input or no longer matches the
+    engine (fit_batch.in_step)."""
+    facts = catalog_facts()
+    fits = None
+    if fit_batch.in_step():
+        batch = _batch_of(facts)
+        fits = fit_batch.fit_all(batch, device, options, speed)
+    if fits is None:
+        return [
+            (model, picked)
+            for model in facts
+            if (picked := pick_quant(model, device=device, options=options, allow_offload=allow_offload, speed=speed))
+        ]
+    rows, recommended = fits.picks(allow_offload=allow_offload)
+    chosen = [(m, row) for m, row in enumerate(rows.tolist()) if row >= 0]
+    results = fits.results([row for _m, row in chosen])
+    quants, ctx, clamped, recommended_list = (
+        batch.row_quant.tolist(),
+        fits.ctx.tolist(),
+        fits.clamped.tolist(),
+        recommended.tolist(),
+    )
+    by_model = {
+        m: Pick(facts[m].quants[quants[row]], result, ctx[m], clamped[m], recommended_list[m])
+        for (m, row), result in zip(chosen, results, strict=True)
+    }
+    for m in batch.fallback:  # an input fit_batch leaves to the engine (which may reject it, as it always has)
+        picked = pick_quant(facts[m], device=device, options=options, allow_offload=allow_offload, speed=speed)
+        if picked is not None:
+            by_model[m] = picked
+    return [(facts[m], by_model[m]) for m in sorted(by_model)]
 
 
 def fit_table(
@@ -448,32 +593,19 @@ def fit_table(
     key = f"catalog:fit-table:{_PICKLED_FORMAT}:{data_version()}:{digest}"
     table = cache.get(key)
     if table is None:
-        device = device_spec_of(hardware, gpu_count)
-        speed = speed_model()
-        found = [
-            (facts, picked)
-            for facts in catalog_facts()
-            if (picked := pick_quant(facts, device=device, options=options, allow_offload=allow_offload, speed=speed))
-        ]
+        found = catalog_picks(
+            device=device_spec_of(hardware, gpu_count),
+            options=options,
+            allow_offload=allow_offload,
+            speed=speed_model(),
+        )
         # best_fits' ranking (a stable sort of the catalog's order).
         found.sort(key=lambda pair: (VERDICT_RANK[pair[1].result.verdict], -pair[0].n_params, pair[0].name))
         table = [
             (
                 facts.model_id,
                 picked.result.verdict.value,
-                pickle.dumps(
-                    FitEntry(
-                        model_id=facts.model_id,
-                        quant_id=picked.quant.quant_id,
-                        n_params=facts.n_params,
-                        name=facts.name,
-                        result=picked.result,
-                        ctx=picked.ctx,
-                        ctx_clamped=picked.ctx_clamped,
-                        recommended=picked.recommended,
-                    ),
-                    pickle.HIGHEST_PROTOCOL,
-                ),
+                pickle.dumps(_entry_state(facts, picked), pickle.HIGHEST_PROTOCOL),
             )
             for facts, picked in found
         ]
@@ -483,7 +615,7 @@ def fit_table(
 
 def fit_entries(rows: Iterable[FitRow]) -> list[FitEntry]:
     # Our own rows from our own cache, which pickles every value anyway.
-    return [pickle.loads(blob) for _model_id, _verdict, blob in rows]
+    return [_entry_of(pickle.loads(blob)) for _model_id, _verdict, blob in rows]
 
 
 def best_fits_of(rows: Sequence[FitRow]) -> list[BestFit]:
