@@ -474,3 +474,31 @@ def test_the_moe_layers_of_a_shape():
     # All of them in RAM: the whole 1,596,800,000 bytes, whatever the pattern.
     maverick_like = dataclasses.replace(MOE_10, moe_layers=frozenset({1, 3, 5, 7, 9}))
     assert fit.host_expert_bytes(maverick_like, F16_ANY, 10) == pytest.approx(1_596_800_000)
+
+
+def test_a_tied_model_offloads_its_output_copy_first():
+    # Tied 10-layer model at 16 bits (unknown quant name), by hand: token_embd 100,000 x 1,000 x 2 = 200,000,000 bytes,
+    # on the host as the input layer and again on the GPU as the output layer's copy (llama.cpp TENSOR_DUPLICATED);
+    # layers (1,000,000,000 - 100,000,000) x 2 / 10 = 180,000,000 each + KV 2 x 8 x 125 x 4,096 x 2 = 16,384,000.
+    # 1 GiB GPU: compute 512 x (100,000 + 2 x 1,000) x 4 = 208,896,000, overhead 400 MiB + 400,000 = 419,830,400,
+    # room 1,073,741,824 - 208,896,000 - 419,830,400 - 200,000,000 = 245,015,424: one layer of 196,384,000 (two
+    # without the copy), so -ngl 2 (the output layer and the last layer).
+    from catalog import howto
+
+    tied = ModelShape(
+        n_params=1_000_000_000, n_layers=10, hidden_size=1000, n_heads=8, n_kv_heads=8, head_dim=125,
+        vocab_size=100_000, tied_embeddings=True,
+    )  # fmt: skip
+    result = fit.fit(tied, F16_ANY, DeviceSpec("1 GiB", "gpu", GIB, 100.0), MOE_OPTIONS)
+    assert (result.verdict, result.gpu_layers) == (Verdict.PARTIAL_OFFLOAD, 1)
+    assert howto.llama_cpp_flags(ctx=4096, kv_type="f16", result=result)[2:4] == ["-ngl", "2"]
+    mem = result.memory
+    assert (mem.host_weights_bytes, mem.output_copy_bytes, mem.gpu_weights_bytes) == (
+        200_000_000,
+        200_000_000,
+        2_000_000_000,
+    )
+    # Fitting entirely, the GPU needs the whole file (the copy stands in for the host's token_embd): 2,000,000,000
+    # + KV 163,840,000 + compute 208,896,000.
+    big = fit.fit(tied, F16_ANY, DeviceSpec("80 GiB", "gpu", 80 * GIB, 100.0), MOE_OPTIONS)
+    assert (big.verdict, big.needed_bytes) == (Verdict.FITS_GPU, 2_372_736_000)
