@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH, HEIGHT = 720, 360
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 120  # bars: room for rotated device names
+MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 64, 16, 36, 140  # bars: room for rotated device names
+# The bar chart's device names run down-left from under each bar at LABEL_ANGLE degrees, in LABEL_FONT_PX text
+# (LABEL_CHAR_PX a generous width per character). Each is cut to what fits above the picture's bottom edge, and the
+# bars move right far enough that the first name ends inside the left edge: names cut at the edge lost their start,
+# the device, and kept "· Llama 2 7B Q4_0".
+LABEL_ANGLE, LABEL_FONT_PX, LABEL_CHAR_PX, LABEL_GAP = 35.0, 10, 6.0, 14
 SCATTER_BOTTOM = 56  # the scatter's x axis has numbers and one label only
 
 
@@ -97,6 +102,14 @@ def _y_axis(svg: ET.Element, y_max: float, label: str, *, bottom: int = MARGIN_B
     ).text = label
 
 
+def _x_tick(x: float) -> dict[str, str]:
+    """Where an x-axis number goes: centred under its tick, except at the plot's right end, where a centred label
+    ran past the picture (the accuracy plot's 100000 drew as "10000"): that one ends at the picture's edge."""
+    if x >= WIDTH - MARGIN_RIGHT - 0.5:
+        return {"x": str(WIDTH - 2), "text-anchor": "end"}
+    return {"x": _fmt(x), "text-anchor": "middle"}
+
+
 def _empty(svg: ET.Element, message: str) -> str:
     ET.SubElement(
         svg, "text", {"x": str(WIDTH // 2), "y": str(HEIGHT // 2), "text-anchor": "middle", "class": "empty"}
@@ -113,7 +126,15 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
     _y_axis(svg, y_max, y_label)
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
-    slot = plot_w / len(bars)
+    sin, cos = math.sin(math.radians(LABEL_ANGLE)), math.cos(math.radians(LABEL_ANGLE))
+    label_px = (MARGIN_BOTTOM - LABEL_GAP - 5) / sin  # the longest name that stays above the bottom edge
+    max_chars = int(label_px / LABEL_CHAR_PX)
+    longest = min(max(len(bar.label) for bar in bars), max_chars) * LABEL_CHAR_PX
+    # The first bar's centre must sit `longest x cos` right of the picture's edge; with n bars in (plot_w - pad),
+    # that centre is MARGIN_LEFT + pad + (plot_w - pad) / 2n.
+    n = len(bars)
+    pad = max(0.0, (2 + longest * cos - MARGIN_LEFT - plot_w / (2 * n)) / (1 - 1 / (2 * n)))
+    slot = (plot_w - pad) / n
     width = min(slot * 0.6, 60)
 
     def y_of(value: float) -> float:
@@ -123,7 +144,7 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
     spreads = ET.SubElement(svg, "g", {"class": "series", "data-series": "spread"})
     labels = ET.SubElement(svg, "g", {"class": "axis x"})
     for i, bar in enumerate(bars):
-        cx = MARGIN_LEFT + slot * (i + 0.5)
+        cx = MARGIN_LEFT + pad + slot * (i + 0.5)
         rect = ET.SubElement(
             series,
             "rect",
@@ -154,7 +175,7 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
                 "data-high": f"{bar.high:.6g}",
             },
         )
-        label_y = HEIGHT - MARGIN_BOTTOM + 14
+        label_y = HEIGHT - MARGIN_BOTTOM + LABEL_GAP
         ET.SubElement(
             labels,
             "text",
@@ -162,9 +183,10 @@ def bars_by_hardware(bars: Sequence[Bar], *, title: str, y_label: str = "tokens/
                 "x": _fmt(cx),
                 "y": _fmt(label_y),
                 "text-anchor": "end",
-                "transform": f"rotate(-35 {_fmt(cx)} {_fmt(label_y)})",
+                "font-size": str(LABEL_FONT_PX),
+                "transform": f"rotate(-{LABEL_ANGLE:g} {_fmt(cx)} {_fmt(label_y)})",
             },
-        ).text = bar.label if len(bar.label) <= 34 else bar.label[:33] + "…"
+        ).text = bar.label if len(bar.label) <= max_chars else bar.label[: max_chars - 1] + "…"
     return ET.tostring(svg, encoding="unicode")
 
 
@@ -193,9 +215,7 @@ def bandwidth_scatter(
     for i in range(5):
         value = x_max * i / 4
         x, _ = xy(value, 0)
-        ET.SubElement(
-            x_axis, "text", {"x": _fmt(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16), "text-anchor": "middle"}
-        ).text = f"{value:g}"
+        ET.SubElement(x_axis, "text", {**_x_tick(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16)}).text = f"{value:g}"
     ET.SubElement(
         x_axis,
         "text",
@@ -306,9 +326,7 @@ def estimate_scatter(points: Sequence[tuple[Point, str]], *, title: str, band_pc
     decade = low
     while decade <= high * 1.0001:
         x, y = xy(decade, decade)
-        ET.SubElement(
-            axes, "text", {"x": _fmt(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16), "text-anchor": "middle"}
-        ).text = f"{decade:g}"
+        ET.SubElement(axes, "text", {**_x_tick(x), "y": str(HEIGHT - SCATTER_BOTTOM + 16)}).text = f"{decade:g}"
         ET.SubElement(
             axes, "text", {"x": str(MARGIN_LEFT - 6), "y": _fmt(y + 4), "text-anchor": "end"}
         ).text = f"{decade:g}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -88,3 +89,39 @@ def test_it_keeps_every_point_label_inside_the_picture():
     # a label drawn leftwards from the rightmost dot ends left of it; 6 px per character at 10 px is generous
     assert float(right.get("x")) - 6 * len(right.text) > 0
     assert float(right.get("x")) < plots.WIDTH
+
+
+def test_it_draws_every_bar_label_inside_the_picture_from_its_first_character():
+    # Twenty bars named "<device> · <model> <quant>" (34 characters, as on the leaderboard): each name runs down-left
+    # from under its bar at 35 degrees, so its start sits len x w x cos 35 left of and len x w x sin 35 below its
+    # anchor. With 6 px a character at 10 px (generous) every start must land inside the 720 x 360 picture; names
+    # used to start left of x = 0 and below y = 360, so the device, the first words, were the part cut off.
+    bars = [
+        plots.Bar(f"GeForce RTX {5090 - i} · Llama 2 7B Q4_0", 200.0 - i, 190.0 - i, 210.0 - i, 1) for i in range(20)
+    ]
+    svg = plots.bars_by_hardware(bars, title="t")
+    labels = ET.fromstring(svg).find(".//svg:g[@class='axis x']", NS).findall("svg:text", NS)
+    assert len(labels) == 20
+    cos, sin = math.cos(math.radians(35)), math.sin(math.radians(35))
+    for label, bar in zip(labels, bars, strict=True):
+        assert label.text == bar.label  # 34 characters fit whole
+        length = 6 * len(label.text)
+        assert float(label.get("x")) - length * cos >= 0
+        assert float(label.get("y")) + length * sin <= plots.HEIGHT
+    # A longer name is cut at its end, never at its start.
+    long = plots.Bar("Apple M3 Ultra (80-core GPU) · Meta Llama 3 8B Instruct Q4_K_M", 90.0, 90.0, 90.0, 1)
+    text = ET.fromstring(plots.bars_by_hardware([long], title="t")).find(".//svg:g[@class='axis x']/svg:text", NS)
+    assert text.text.startswith("Apple M3 Ultra (80-core GPU)") and text.text.endswith("…")
+    assert float(text.get("y")) + 6 * len(text.text) * sin <= plots.HEIGHT
+
+
+def test_it_keeps_the_last_number_of_a_log_axis_inside_the_picture():
+    # Prompt speeds up to 100,000 tokens/sec: the axis runs 10 ... 100000, and the last number, centred on the
+    # plot's right end (704 px of 720), ran 18 px past the edge and read "10000".
+    points = [(plots.Point(12.0, 15.0, ""), "metal"), (plots.Point(60_000.0, 80_000.0, ""), "cuda")]
+    svg = plots.estimate_scatter(points, title="t")
+    texts = list(ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text"))
+    last = next(t for t in texts if t.text == "100000")  # the x axis's, drawn before the y axis's
+    assert last.get("text-anchor") == "end" and float(last.get("x")) <= plots.WIDTH
+    first = next(t for t in texts if t.text == "10")
+    assert first.get("text-anchor") == "middle"  # the others stay centred under their ticks
