@@ -119,7 +119,7 @@ def predict_s(obs: Observation, params: ClassParams) -> float:
     return float(np.dot(obs.features, _vector(params, obs.test))) + obs.offset_s
 
 
-def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.ndarray:
+def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test, *, prior_for_cpu: bool = False) -> np.ndarray:
     """Relative least squares shrunk toward `prior`, with every parameter kept at or above its physical floor:
     minimise sum((x.theta + offset) / t - 1)^2 + PRIOR_WEIGHT x sum((theta_i - prior_i) / scale_i)^2.
 
@@ -128,7 +128,11 @@ def _solve(rows: Sequence[Observation], prior: np.ndarray, test: Test) -> np.nda
     below its floor is pinned there and the rest refitted (enough for eight unknowns)."""
     n = len(prior)
     floor = np.array([FLOORS.get(name, 0.0) for name in _fields(test)])
-    scale = np.where(prior > 0, prior, 1.0)
+    # A deviation is measured relative to the prior's own value; where the prior is 0 (the pooled fit pinned, say, the
+    # fixed step overhead at its floor), relative to the physical starting point's size, so that the parameter is not
+    # left free (scaled by 1 s) for a backend with a handful of runs to push wherever its outliers want.
+    physical = _vector(PRIOR_CPU if prior_for_cpu else PRIOR_GPU, test)
+    scale = np.where(prior > 0, prior, np.where(physical > 0, physical, 1.0))
     a_rows, b_rows = [], []
     # One set-up measured many times (a depth sweep, several models on one card) should not drown the others: the
     # rows of one set-up of one source (`Observation.group`) share a weight that grows as sqrt(their count), not
@@ -182,7 +186,7 @@ def _fit_params(rows: Sequence[Observation]) -> tuple[dict[str, ClassParams], Cl
         for test in ("tg", "pp"):
             these = [obs for obs in members if obs.test == test]
             if these:
-                params = _with(params, test, _solve(these, _vector(start, test), test))
+                params = _with(params, test, _solve(these, _vector(start, test), test, prior_for_cpu=backend == "cpu"))
         fitted[backend] = params
     return fitted, pooled
 

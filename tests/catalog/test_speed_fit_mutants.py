@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from catalog import fit, speed_fit
+from catalog.speed import PRIOR_GPU
 from catalog.speed_fit import Observation, Prediction
 
 # 1B parameters, hidden and vocabulary 1000, 10 layers of 8 KV heads x 125; no known quant: 16 bits per weight, so
@@ -430,3 +431,16 @@ def test_it_reads_a_grouped_kv_cache_once_per_query_head_without_flash_attention
     # Without grouping (8 KV heads for 8 query heads) there is nothing to broadcast: the same bytes either way.
     plain = {**run, "shape": SHAPE}
     assert observe(**plain, flash_attention=False).features[4] == observe(**plain, flash_attention=True).features[4]
+
+
+def test_a_backend_with_one_run_cannot_park_its_error_in_a_parameter_the_pool_pinned_at_zero():
+    # The pool: CUDA runs read at exactly full bandwidth with no fixed cost, so its overhead sits at its floor, 0. One
+    # Vulkan run takes 1 ms more than that predicts (3 ms for 2 ms of reads). Each parameter's move is priced relative
+    # to its size: the overhead's against the physical starting point's 0.3 ms (not against 1 s, which left it free
+    # to take the whole 1 ms). Minimising (d_overhead / 0.0003)^2 + (d_read / 1)^2 with d_overhead + 0.002 d_read =
+    # 0.001 gives d_overhead = 0.001 x 9e-8 / (9e-8 + 4e-6) = 0.022 ms and d_read = 0.001 x 0.002 / 4.09e-6 = 0.489.
+    pool = replace(PRIOR_GPU, overhead_s=0.0, quant_read_factor=1.0)
+    theta = speed_fit._solve([_tg("v1", "vulkan", 0.002, 0.003)], speed_fit._vector(pool, "tg"), "tg")
+    vulkan = speed_fit._with(pool, "tg", theta)
+    assert vulkan.overhead_s == pytest.approx(2.2e-5, rel=5e-2)
+    assert vulkan.quant_read_factor == pytest.approx(1.489, rel=5e-2)
