@@ -209,8 +209,13 @@ class RunForm(forms.Form):
     runtime_version = forms.CharField(max_length=60, required=False)
     build_commit = forms.CharField(max_length=60, required=False)
     backend = forms.ChoiceField(choices=Backend.choices)
-    n_prompt = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=0, required=False)
-    n_gen = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=128, required=False)
+    # llama-bench's names in brackets: its pp512 test is n_prompt 512, tg128 is n_gen 128.
+    n_prompt = forms.IntegerField(
+        label="Prompt tokens (n_prompt)", min_value=0, max_value=MAX_TOKENS, initial=0, required=False
+    )
+    n_gen = forms.IntegerField(
+        label="Generated tokens (n_gen)", min_value=0, max_value=MAX_TOKENS, initial=128, required=False
+    )
     n_depth = forms.IntegerField(min_value=0, max_value=MAX_TOKENS, initial=0, required=False)
     avg_ts = forms.FloatField(label="Tokens/sec (mean)", validators=[positive])
     stddev_ts = forms.FloatField(label="Tokens/sec (stddev)", required=False, validators=[non_negative])
@@ -233,7 +238,7 @@ class RunForm(forms.Form):
     flash_attn = forms.NullBooleanField(required=False)
     power_watts = forms.FloatField(required=False, validators=[positive])
     test_time = forms.DateTimeField(required=False, help_text="When the test ran (UTC).")
-    os = forms.CharField(max_length=120, required=False)
+    os = forms.CharField(label="Operating system", max_length=120, required=False)
     cpu_info = forms.CharField(max_length=200, required=False)
     gpu_info = forms.CharField(max_length=200, required=False)
     ram_bytes = forms.IntegerField(min_value=1, max_value=MAX_BYTES, required=False)
@@ -324,7 +329,7 @@ class LlamaBenchForm(forms.Form):
         help_text="Leave empty to take it from the output's gpu_info (cpu_info for CPU runs); names as your "
         "system spells them are matched to the catalog.",
     )
-    os = forms.CharField(max_length=120, required=False)
+    os = forms.CharField(label="Operating system", max_length=120, required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Its own element ids: it shares a page with RunForm, whose fields have the same names.

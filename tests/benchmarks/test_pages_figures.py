@@ -29,3 +29,11 @@ def test_it_groups_thousands_in_the_leaderboards_medians(client, gemma, gpu, use
     assert "<strong>300.0</strong>" in html  # under a thousand: as before
     # The list of every accepted run, each with its own mean and standard deviation.
     assert '>12,455.0</a> <small class="muted">± 1,250.0</small>' in html
+
+
+def test_the_submit_form_labels_its_fields_in_words(client):
+    # Django's labels from the field names read "N prompt", "N gen" and "Os" (UX review).
+    html = client.get("/benchmarks/submit/").text
+    assert "Prompt tokens (n_prompt)" in html and "Generated tokens (n_gen)" in html
+    assert html.count(">Operating system<") == 2  # the run form and the llama-bench form
+    assert ">N prompt<" not in html and ">Os<" not in html
