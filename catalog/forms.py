@@ -20,7 +20,8 @@ KV_TYPE_CHOICES = [
     ("bf16", "bf16"),
     ("f32", "f32"),
 ]
-RAM_CHOICES = [(str(gb), f"{gb} GB") for gb in (8, 16, 32, 64, 128, 192, 256, 512)]
+# GiB, as the figures use them (system_ram_bytes = value x 2^30); the site marks GiB where it means it.
+RAM_CHOICES = [(str(gb), f"{gb} GiB") for gb in (8, 16, 32, 64, 128, 192, 256, 512)]
 CONTEXT_TICKS = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 # The context control's range where no model sets it: 512 ... 128K.
 CONTEXT_CONTROL_MAX = 131072

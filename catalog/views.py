@@ -156,6 +156,8 @@ def model_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "fits_on": fits_on,
+        # What the list assumes beside a discrete GPU for the part that spills off it (the list has no RAM control).
+        "system_ram_gib": fit.FitOptions().system_ram_bytes // 1024**3,
         "evidence": speed_evidence(model=None, hardware=fits_on) if fits_on else None,
         "best_by_model": best_by_model,
         "ctx": ctx,

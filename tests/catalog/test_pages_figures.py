@@ -132,3 +132,17 @@ def test_the_hardware_page_asks_for_system_ram_only_beside_a_discrete_gpu(client
     # page changed nothing and contradicted the chip above it.
     html = client.get(f"/hardware/{slug}/").text
     assert ('name="ram_gb"' in html) is shown
+
+
+@pytest.mark.parametrize(("slug", "stated"), [("geforce-rtx-4060", True), ("apple-m2-max-32gb", False)])
+def test_the_model_list_states_the_system_ram_it_assumes_beside_a_gpu(client, catalog, slug, stated):
+    # "Runs on" an 8 GiB card includes partial offloads whose rest sits in system RAM; the list has no RAM control,
+    # so it says what it assumes: the fit engine's default, 32 GiB (FitOptions.system_ram_bytes = 32 x 2^30).
+    html = client.get("/models/", {"fits": slug}).text
+    assert ('with <span data-system-ram-gib="32">32 GiB</span> of system RAM' in html) is stated
+
+
+def test_the_system_ram_choices_are_labelled_in_the_units_computed(client, catalog):
+    # ram_gb=32 means 32 x 2^30 bytes in the figures; the option read "32 GB" on a site whose GB is 10^9 bytes.
+    html = client.get("/models/llama-3-1-8b/").text
+    assert '<option value="32" selected>32 GiB</option>' in html and ">32 GB</option>" not in html

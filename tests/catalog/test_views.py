@@ -400,7 +400,7 @@ def test_it_lists_hardware_that_runs_it_at_the_chosen_settings(client, catalog):
 def test_it_shows_the_system_ram_it_uses(client, catalog):
     # The dropdown shows the 32 GB the figures assume before anything is chosen.
     page = client.get("/models/llama-3-1-8b/").text
-    assert re.search(r'<option value="32" selected>32 GB</option>', page)
+    assert re.search(r'<option value="32" selected>32 GiB</option>', page)  # 2^30-byte units, as computed
     # F16 Llama 8B (16 GB of weights) on the 8 GiB card: with 32 GB of RAM the rest offloads; 8 GB holds nothing.
     base = {"hardware": "geforce-rtx-4060", "quant": "F16"}
     default = client.get("/models/llama-3-1-8b/", base).context["chosen"].result
