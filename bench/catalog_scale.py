@@ -16,6 +16,10 @@ Three states per page, each request at a context not asked before (so no URL rep
   page of this data version: the first visitor for a device and context (catalog.services.catalog_facts);
 - page miss: only the page cache emptied: a new URL (other filters, sort, page, htmx or not) once the device's fit
   table for that context is built (catalog.services.fit_table).
+
+A fit table fits every model x quant at once (catalog.fit_batch); the "one by one" rows time the same "new settings"
+requests in the same run with it turned off (one fit.fit call per quant, as before it), the path tables take whenever
+fit_batch no longer matches the engine.
 """
 
 from __future__ import annotations
@@ -166,9 +170,23 @@ def main() -> None:
             for state in STATES if vary else ("cold", "page miss"):
                 wall, cpu = median_ms(client, url, args.repeat, state=state, vary_ctx=vary, htmx=htmx)
                 print(
-                    f"{name + ', ' + state:38} {wall:8.1f} ({wall / baseline:5.0f}x) | "
+                    f"{name + ', ' + state:42} {wall:8.1f} ({wall / baseline:5.0f}x) | "
                     f"{cpu:8.1f} ({cpu / baseline_cpu:5.0f}x)"
                 )
+        from catalog import fit_batch
+
+        batch_in_step = fit_batch.in_step
+        fit_batch.in_step = lambda: False  # type: ignore[assignment]  # one fit.fit call per model x quant
+        try:
+            for name in ("hardware page", "model list, fits on"):
+                url, vary, htmx = targets[name]
+                wall, cpu = median_ms(client, url, args.repeat, state="new settings", vary_ctx=vary, htmx=htmx)
+                print(
+                    f"{name + ', new settings, one by one':42} {wall:8.1f} ({wall / baseline:5.0f}x) | "
+                    f"{cpu:8.1f} ({cpu / baseline_cpu:5.0f}x)"
+                )
+        finally:
+            fit_batch.in_step = batch_in_step
         again, again_cpu = median_ms(client, "/healthz", args.repeat * 3, state="cold", vary_ctx=False)
         print(f"{'/healthz (again)':28} {again:8.2f} | {again_cpu:8.2f}")
 
