@@ -230,3 +230,25 @@ def test_it_labels_every_header_cell_of_the_compare_table(seeded_site, browser):
         assert box is not None and box["width"] <= 1 and box["height"] <= 1  # ...and not drawn
     finally:
         context.close()
+
+
+def test_it_keeps_each_memory_legend_swatch_on_its_labels_line_on_a_phone(seeded_site, browser):
+    # On a 390 px phone the swatch of "KV 0.30 GB" ended one line and its label began the next (UX review).
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        for url in (
+            "/models/gemma-3n-e4b/?hardware=nvidia-geforce-rtx-3060-12-gb&ctx=32768",
+            "/models/llama-3-1-8b/?hardware=nvidia-geforce-rtx-4060&ctx=8192",
+        ):
+            page.goto(seeded_site + url)
+            lines = page.evaluate(
+                "() => [...document.querySelectorAll('.legend span')]"
+                ".map(s => [s.textContent, s.getClientRects().length])"
+            )
+            assert len(lines) >= 4, url
+            assert [text for text, boxes in lines if boxes != 1] == [], url
+            size = page.evaluate(MEASURE_OVERFLOW)
+            assert size["scrollWidth"] <= size["innerWidth"], size
+    finally:
+        context.close()
