@@ -423,6 +423,7 @@ class PrefillTerms:
     upload_s: float  # host-resident weights streamed to the GPU
     extra_gpus: int = 0
     alu_s: float = 0.0  # quantized weights: the same FLOPs over the device's FP32 rate (0 where it is unknown)
+    weights_read_s: float = 0.0  # the weights each ubatch touches, once per ubatch, at the device's peak bandwidth
 
 
 def prefill_terms(
@@ -449,6 +450,13 @@ def prefill_terms(
             host_bytes = weights_split(shape, quant).layers_bytes / shape.n_layers * host_layers
         upload = host_bytes * -(-n_prompt // ubatch) / PCIE_BYTES_PER_S
     on_gpus = device.kind == "gpu" and (place is None or place.verdict == Verdict.FITS_GPU)
+    on_device = place is None or place.verdict == Verdict.FITS_GPU or device.kind != "gpu"
+    # Every ubatch multiplies the activations by every weight the ubatch touches, so those weights stream from memory
+    # once per ubatch: all the layers of a dense model, and for a MoE every expert some token of the ubatch selects
+    # (nearly all of them at 512 tokens). Small next to the FLOPs on a discrete GPU; on a low-bandwidth device
+    # (LPDDR, a DGX Spark's 273 GB/s) a MoE's 30-60 GB of experts per ubatch is most of the time.
+    ubatches = -(-n_prompt // ubatch)
+    weights_read = _weights_read(shape, quant, min(n_prompt, ubatch)) * ubatches if on_device else 0.0
     return PrefillTerms(
         tokens=n_prompt,
         device_flops_s=flops / flops_per_s,
@@ -456,6 +464,7 @@ def prefill_terms(
         upload_s=upload,
         extra_gpus=device.count - 1 if on_gpus else 0,
         alu_s=flops / (device.fp32_tflops * 1e12) if quantized and device.fp32_tflops else 0.0,
+        weights_read_s=weights_read / (device.bandwidth_gbps * 1e9) if device.bandwidth_gbps > 0 else 0.0,
     )
 
 
@@ -478,6 +487,7 @@ def prefill_seconds(terms: PrefillTerms, params: ClassParams) -> float:
         + terms.device_flops_s * factor
         + terms.alu_s * params.prefill_quant_alu_factor
         + terms.upload_s
+        + terms.weights_read_s
     )
 
 

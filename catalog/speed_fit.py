@@ -372,7 +372,7 @@ def observe(
         source=source,
         test="pp",
         features=speed_model.prefill_features(prefill),
-        offset_s=prefill.upload_s,
+        offset_s=prefill.upload_s + prefill.weights_read_s,
         measured_s=n_prompt / measured_tps,
         label=label,
         setup=setup,

@@ -70,7 +70,9 @@ def test_it_estimates_prompt_processing_from_flops_by_hand():
     tps = speed.prefill_tps(LLAMA_8B, GPU, SIMPLE, Q4, n_prompt=512)
     attention = 4 * 32 * 32 * 128 * 512 * (0 + 256)  # layers x heads x head dim x tokens x (depth + tokens / 2)
     flops = 2 * LLAMA_8B.n_params * 512 + attention
-    seconds = 512 * 1e-5 + flops * 2.0 / 100e12
+    # The one 512-token ubatch streams every layer's weights and the output matrix once, at 1000 GB/s.
+    split = fit.weights_split(LLAMA_8B, Q4)
+    seconds = 512 * 1e-5 + flops * 2.0 / 100e12 + (split.layers_bytes + split.output_bytes) / 1000e9
     assert tps == pytest.approx(512 / seconds)
     # Deeper in the context, each prompt token attends to more: slower.
     assert speed.prefill_tps(LLAMA_8B, GPU, SIMPLE, Q4, n_prompt=512, depth=8192) < tps
@@ -198,3 +200,19 @@ def test_it_never_decodes_faster_without_flash_attention():
     off = fit.fit(LLAMA_8B, Q4, GPU, FitOptions(ctx=8192, flash_attention=False), SIMPLE)
     assert off.verdict == on.verdict == Verdict.FITS_GPU
     assert 1 / off.est_decode_tps - 1 / on.est_decode_tps == pytest.approx(3 * 1_073_741_824 / 1000e9 * 4.0)
+
+
+def test_it_streams_the_weights_once_per_ubatch_and_every_selected_expert_of_a_moe():
+    # 1024 prompt tokens are two 512-token ubatches: the dense weights (layers and output matrix) stream twice.
+    split = fit.weights_split(LLAMA_8B, Q4)
+    dense = speed.prefill_terms(LLAMA_8B, Q4, GPU, n_prompt=1024)
+    assert dense.weights_read_s == pytest.approx(2 * (split.layers_bytes + split.output_bytes) / 1000e9)
+    # A MoE decodes one token from its active share but a 512-token ubatch touches nearly every expert: DeepSeek-V2
+    # Lite routes each token to 6 of 64 experts, and 1 - (58 / 64)^512 of them is 1 to 21 decimals, so a prompt
+    # streams (almost exactly) all the layer weights, against the active share's bytes for one decode step.
+    moe_split = fit.weights_split(DEEPSEEK_V2_LITE, Q4)
+    moe = speed.prefill_terms(DEEPSEEK_V2_LITE, Q4, GPU, n_prompt=512)
+    assert moe.weights_read_s == pytest.approx((moe_split.layers_bytes + moe_split.output_bytes) / 1000e9, rel=1e-6)
+    # The term makes a slower memory slower at the same matrix rate.
+    slow = dataclasses.replace(GPU, bandwidth_gbps=250.0)
+    assert speed.prefill_tps(DEEPSEEK_V2_LITE, slow, SIMPLE, Q4) < speed.prefill_tps(DEEPSEEK_V2_LITE, GPU, SIMPLE, Q4)

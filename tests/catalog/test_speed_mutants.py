@@ -170,10 +170,10 @@ def test_decode_speed_at_a_depth_on_a_cpu_by_hand():
 
 def test_time_to_first_token_is_the_prompt_over_the_prefill_rate():
     # 100 tokens on 10 TFLOPS, GPU prior: FLOPs 2e9 x 100 + 4 x 10 x 8 x 125 x 100 x 50 = 2.002e11 -> 0.02002 s at
-    # factor 1; 100 x 2e-6 + 0.02002 / 0.35 = 0.0574 s.
+    # factor 1; 100 x 2e-6 + 0.02002 / 0.35 = 0.0574 s, plus the one ubatch's weights, 1,998,000,000 bytes at 1 GB/s.
     device = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1.0, matrix_tflops=10.0)
     ttft = speed.time_to_first_token_s(SHAPE, RAW16, device, speed.SpeedModel(), n_prompt=100)
-    assert ttft == pytest.approx(0.0002 + 0.02002 / 0.35)
+    assert ttft == pytest.approx(0.0002 + 0.02002 / 0.35 + 1.998)
     assert (
         speed.time_to_first_token_s(SHAPE, RAW16, fit.DeviceSpec("x", "gpu", 1, 1.0), speed.SpeedModel(), 100) is None
     )
@@ -244,9 +244,12 @@ def test_quantized_prompt_processing_also_pays_its_flops_at_the_fp32_rate():
     assert terms.device_flops_s == pytest.approx(0.0102924288)
     assert terms.alu_s == pytest.approx(0.051462144)
     assert speed.prefill_features(terms) == pytest.approx((512.0, 0.0, 0.0102924288, 0.0, 0.051462144))
-    # With an ALU factor of 0.5: 512 x 2e-6 + 0.0102924288 / 0.35 + 0.051462144 x 0.5 = 0.0560...
+    # The one ubatch streams the Q4_K_M layers and output matrix once at 500 GB/s.
+    split = fit.weights_split(SHAPE, q4)
+    assert terms.weights_read_s == pytest.approx((split.layers_bytes + split.output_bytes) / 500e9)
+    # With an ALU factor of 0.5: 512 x 2e-6 + 0.0102924288 / 0.35 + 0.051462144 x 0.5 = 0.0560..., plus that read.
     params = replace(speed.PRIOR_GPU, prefill_quant_alu_factor=0.5)
-    expected = 512 * 2e-6 + 0.0102924288 / 0.35 + 0.051462144 * 0.5
+    expected = 512 * 2e-6 + 0.0102924288 / 0.35 + 0.051462144 * 0.5 + terms.weights_read_s
     assert speed.prefill_seconds(terms, params) == pytest.approx(expected)
     assert speed.prefill_tps(SHAPE, device, speed.SpeedModel(default_gpu=params), q4) == pytest.approx(512 / expected)
     # F16 weights run through cuBLAS on the matrix units (50 TFLOPS here): no ALU term.
