@@ -85,7 +85,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     speed_engine.prefill_seconds,
     speed_engine.prefill_tps,
 )
-MIRRORED_DIGEST = "753832a6ad13d8c4"
+MIRRORED_DIGEST = "b9ff46c800408c40"
 
 
 def _code_digest(functions: Sequence[Callable[..., object]]) -> str:
@@ -706,6 +706,19 @@ def _kv_read(c: Catalog, ctx: IntArray, read_per_token: FloatArray, flash_attent
     return total
 
 
+def _weights_read(c: Catalog, batch: int) -> FloatArray:
+    """speed._weights_read of every row for a batch of `batch` sequences."""
+    rm = c.row_model
+    share = c.share[rm]
+    unused = np.array([(1 - used) ** batch for used in c.read_used], np.float64)[rm]  # as speed.py takes the power
+    with np.errstate(divide="ignore", invalid="ignore"):
+        whole = c.read_one / share
+        used = np.array(c.read_used, np.float64)[rm]
+        experts = np.minimum(whole * (1 - share) / (1 - used), whole)
+        dense = whole - experts
+        return np.where(c.read_moe[rm], dense + experts * (1 - unused), c.read_one)
+
+
 def _speeds(
     c: Catalog,
     device: DeviceSpec,
@@ -730,20 +743,13 @@ def _speeds(
     quantized = np.array([q for _, q in rates], bool)[c.row_name]
     has_rate = ~np.isnan(rate)
     share_model = c.share
-    share = share_model[rm]
     text = c.text_params
-    pw = np.array([(1 - used) ** users for used in c.read_used], np.float64)[rm]
     host_pw = np.array([1 - (1 - used) ** users for used in c.host_used], np.float64)[rm]
     decode = np.full(n_rows, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         if device.bandwidth_gbps > 0:
             kv = users * _kv_read(c, ctx, read_per_token, options.flash_attention)[rm]
-            # speed._weights_read
-            whole = c.read_one / share
-            used = np.array(c.read_used, np.float64)[rm]
-            experts = np.minimum(whole * (1 - share) / (1 - used), whole)
-            dense = whole - experts
-            weights = np.where(c.read_moe[rm], dense + experts * (1 - pw), c.read_one)
+            weights = _weights_read(c, users)
             if kind == "cpu":
                 gpu_share = np.ones(n_rows)
                 host_bw = device.bandwidth_gbps
@@ -809,11 +815,17 @@ def _speeds(
             else np.zeros(n_rows)
         )
         prompt_factor = np.where(quantized, params.prefill_quant_flop_factor, params.prefill_flop_factor)
+        # The weights each ubatch touches, once per ubatch, at the device's bandwidth.
+        ubatches = -(-n_prompt // ubatch)
+        on_device = (verdict == FITS_GPU) | (kind != "gpu")
+        weights_read = np.where(on_device, _weights_read(c, min(n_prompt, ubatch)) * ubatches, 0.0)
+        weights_read_s = weights_read / (device.bandwidth_gbps * 1e9) if device.bandwidth_gbps > 0 else np.zeros(n_rows)
         prompt_seconds = (
             n_prompt * (params.prefill_token_s + params.prefill_extra_gpu_token_s * extra)
             + flops_prompt / rate * prompt_factor
             + alu_s * params.prefill_quant_alu_factor
             + upload
+            + weights_read_s
         )
         prefill = np.where(has_rate, n_prompt / prompt_seconds, np.nan)
     return decode, prefill
