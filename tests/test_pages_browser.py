@@ -252,3 +252,21 @@ def test_it_keeps_each_memory_legend_swatch_on_its_labels_line_on_a_phone(seeded
             assert size["scrollWidth"] <= size["innerWidth"], size
     finally:
         context.close()
+
+
+def test_it_puts_each_add_model_help_text_under_its_input_on_a_phone(seeded_site, browser):
+    # The help wrapped beside the input, its second line under both (UX review).
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        page.goto(f"{seeded_site}/models/add/")
+        fields = page.evaluate(
+            """() => [...document.querySelectorAll('.add-model-form .field')].map(f => {
+                 const input = f.querySelector('input').getBoundingClientRect();
+                 const help = f.querySelector('small').getBoundingClientRect();
+                 return [help.top >= input.bottom, help.left <= input.left + 1];
+               })"""
+        )
+        assert fields and all(below and aligned for below, aligned in fields), fields
+    finally:
+        context.close()

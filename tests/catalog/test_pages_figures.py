@@ -146,3 +146,10 @@ def test_the_system_ram_choices_are_labelled_in_the_units_computed(client, catal
     # ram_gb=32 means 32 x 2^30 bytes in the figures; the option read "32 GB" on a site whose GB is 10^9 bytes.
     html = client.get("/models/llama-3-1-8b/").text
     assert '<option value="32" selected>32 GiB</option>' in html and ">32 GB</option>" not in html
+
+
+def test_the_add_model_page_gives_the_header_cap_in_the_unit_it_is(client, catalog):
+    # catalog.hf.WEB_LIMITS reads at most 32 x 2^20 bytes of a GGUF header; filesizeformat wrote "32.0 MB" (binary
+    # units under a decimal name) on a site whose MB is 10^6 bytes.
+    html = client.get("/models/add/").text
+    assert "up to 32 MiB." in html and "32.0 MB" not in html
