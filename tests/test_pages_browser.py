@@ -270,3 +270,18 @@ def test_it_puts_each_add_model_help_text_under_its_input_on_a_phone(seeded_site
         assert fields and all(below and aligned for below, aligned in fields), fields
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False])
+def test_it_offers_detect_my_hardware_only_where_it_can_work(seeded_site, browser, javascript):
+    # The button reads the GPU through the browser's script APIs; without JavaScript it was a dead button.
+    context = browser.new_context(viewport=DESKTOP, java_script_enabled=javascript)
+    try:
+        page = context.new_page()
+        for url in ("/models/llama-3-1-8b/", "/hardware/", "/"):
+            page.goto(seeded_site + url)
+            buttons = page.locator("button[data-detect-hardware]")
+            assert buttons.count() >= 1, url
+            assert all(buttons.nth(i).is_visible() is javascript for i in range(buttons.count())), url
+    finally:
+        context.close()

@@ -126,6 +126,8 @@
     var buttons = (root || document).querySelectorAll("button[data-detect-hardware]:not([data-detect-ready])");
     Array.prototype.forEach.call(buttons, function (button) {
       button.setAttribute("data-detect-ready", "");
+      // The button is rendered hidden: without this script it could do nothing.
+      button.hidden = false;
       button.addEventListener("click", function () { detect(button); });
     });
   }
