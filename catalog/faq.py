@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from catalog import fit
 from catalog.models import Hardware, Model
 from catalog.services import QuantRow, RowRecommendation
-from catalog.templatetags.rigfit import gb, tps, verdict_label
+from catalog.templatetags.rigfit import gb, tps, verdict_label, vram_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,12 +16,24 @@ class Answer:
     answer: str
 
 
+def _vram(row: QuantRow) -> int:
+    """The quant table's "VRAM needed" (only the weights llama.cpp puts on the GPU), so the answer and the table
+    give one figure."""
+    return vram_bytes(row.gpu)
+
+
 def _smallest(rows: list[QuantRow]) -> QuantRow | None:
-    return min(rows, key=lambda r: r.gpu.total_bytes, default=None)
+    return min(rows, key=_vram, default=None)
 
 
 def _largest(rows: list[QuantRow]) -> QuantRow | None:
-    return max(rows, key=lambda r: r.gpu.total_bytes, default=None)
+    return max(rows, key=_vram, default=None)
+
+
+def _article(n: int) -> str:
+    """'a' or 'an' before a number as it is read: an 8,192, an 11,000, an 18-token, but a 4,096 and a 16,384."""
+    lead = f"{n:,}".split(",")[0]
+    return "an" if lead.startswith("8") or lead in ("11", "18") else "a"
 
 
 def _lead_row(rows: list[QuantRow], recommendation: RowRecommendation | None) -> QuantRow | None:
@@ -33,7 +45,8 @@ def _lead_row(rows: list[QuantRow], recommendation: RowRecommendation | None) ->
 def _which_quant(
     model: Model, rows: list[QuantRow], recommendation: RowRecommendation | None, hardware: Hardware | None, ctx: str
 ) -> Answer | None:
-    """The first question, answered by the same rule the page's recommendation uses (fit.recommend)."""
+    """The first question, answered by the same rule the page's recommendation uses (fit.recommend). `ctx` comes
+    with its article ("a 4,096-token context")."""
     question = "Which quantization should I pick?"
     rule = (
         f"the highest-quality quant that fits entirely in memory and decodes at least {fit.MIN_DECODE_TPS:g} tok/s "
@@ -42,15 +55,15 @@ def _which_quant(
     if recommendation is None or hardware is None:
         if not rows:
             return None
-        return Answer(question, f"Choose your hardware above: rigfit recommends {rule} on it, at a {ctx}.")
+        return Answer(question, f"Choose your hardware above: rigfit recommends {rule} on it, at {ctx}.")
     rec, fastest, best = recommendation.recommended, recommendation.fastest, recommendation.best_quality
     if rec is not None and rec.result is not None:
         text = (
-            f"On {hardware.name} at a {ctx}: {rec.quant.name} ({verdict_label(rec.result.verdict).lower()}, "
+            f"On {hardware.name} at {ctx}: {rec.quant.name} ({verdict_label(rec.result.verdict).lower()}, "
             f"{gb(rec.result.needed_bytes)} needed, about {tps(rec.result.est_decode_tps)} tok/s), {rule}."
         )
     else:
-        text = f"On {hardware.name} at a {ctx} no quantization keeps {fit.MIN_DECODE_TPS:g} tok/s."
+        text = f"On {hardware.name} at {ctx} no quantization keeps {fit.MIN_DECODE_TPS:g} tok/s."
     if fastest is not None and fastest.result is not None and fastest is not rec:
         text += f" Fastest: {fastest.quant.name} ({tps(fastest.result.est_decode_tps)} tok/s)."
     if best is not None and best is not rec:
@@ -68,7 +81,8 @@ def model_faq(
     answers: list[Answer] = []
     smallest, largest = _smallest(rows), _largest(rows)
     ctx = f"{options.ctx:,}-token context"
-    first = _which_quant(model, rows, recommendation, hardware, ctx)
+    a = _article(options.ctx)
+    first = _which_quant(model, rows, recommendation, hardware, f"{a} {ctx}")
     if first is not None:
         answers.append(first)
     if smallest and largest:
@@ -78,7 +92,7 @@ def model_faq(
         lead = _lead_row(rows, recommendation)
         lead_text = ""
         if lead is not None and lead not in (smallest, largest):
-            lead_text = f"{gb(lead.gpu.total_bytes)} with {lead.quant.name}" + (
+            lead_text = f"{gb(_vram(lead))} with {lead.quant.name}" + (
                 " (the recommended quant on your device); "
                 if recommendation and lead is recommendation.recommended
                 else " (the usual choice); "
@@ -86,17 +100,17 @@ def model_faq(
         answers.append(
             Answer(
                 f"How much VRAM does {model.name} need?",
-                f"At a {ctx}: {lead_text}from {gb(smallest.gpu.total_bytes)} with {smallest.quant.name}, the smallest "
-                f"quantization listed, up to {gb(largest.gpu.total_bytes)} with {largest.quant.name}{estimated}. That "
-                f"is weights, KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), compute buffers and "
-                "runtime overhead; change the context above to see it move.",
+                f"At {a} {ctx}: {lead_text}from {gb(_vram(smallest))} with {smallest.quant.name}, the smallest "
+                f"quantization listed, up to {gb(_vram(largest))} with {largest.quant.name}{estimated}. That "
+                f"is the weights on the GPU, KV cache ({gb(smallest.gpu.kv_cache_bytes)} in {options.kv_type}), "
+                "compute buffers and runtime overhead, as in the table above; change the context above to see it move.",
             )
         )
     if smallest:
         answers.append(
             Answer(
                 f"Can {model.name} run on a CPU?",
-                f"Yes, with {gb(smallest.cpu.total_bytes)} of free RAM for {smallest.quant.name} at a {ctx}. "
+                f"Yes, with {gb(smallest.cpu.total_bytes)} of free RAM for {smallest.quant.name} at {a} {ctx}. "
                 "Decode speed is bounded by memory bandwidth: roughly bandwidth divided by the bytes read per token, "
                 "so dual-channel DDR5 gives a fraction of a GPU's speed.",
             )
@@ -114,7 +128,7 @@ def model_faq(
         answers.append(
             Answer(
                 f"How long a context can {model.name} handle, and what does it cost?",
-                f"Its native maximum is {model.context_length:,} tokens. At a {ctx} the KV cache takes "
+                f"Its native maximum is {model.context_length:,} tokens. At {a} {ctx} the KV cache takes "
                 f"{gb(kv_native)} ({shape_note}).",
             )
         )
@@ -129,7 +143,7 @@ def model_faq(
             Answer(
                 f"What does the vision part of {model.name} add?",
                 f"A vision encoder of {model.vision_params or 0:,} parameters, counted in the figures above, and "
-                f"{model.image_tokens or 0} tokens per image, which take their place inside the context: at a {ctx} "
+                f"{model.image_tokens or 0} tokens per image, which take their place inside the context: at {a} {ctx} "
                 f"{max(options.ctx - (model.image_tokens or 0), 0):,} tokens remain for text after one image.",
             )
         )

@@ -153,3 +153,29 @@ def test_the_add_model_page_gives_the_header_cap_in_the_unit_it_is(client, catal
     # units under a decimal name) on a site whose MB is 10^6 bytes.
     html = client.get("/models/add/").text
     assert "up to 32 MiB." in html and "32.0 MB" not in html
+
+
+def test_the_faq_gives_the_quant_tables_vram_figures(client, catalog):
+    # "How much VRAM" said 8.37 GB for the recommended Q6_K while the table beside it said 7.93 GB: the answer now
+    # quotes the table's own column for its lead quant, its smallest and its largest.
+    html = client.get("/models/llama-3-1-8b/", {"hardware": "geforce-rtx-4060", "ctx": 8192}).text
+    vram = dict(
+        re.findall(
+            r'<td><a href="[^"]*">([\w_]+)</a></td>.*?<td class="vram" data-bytes="\d+">([^<]+)</td>', html, re.S
+        )
+    )
+    answer = re.search(r"How much VRAM does .*?</summary>\s*<p>(.*?)</p>", html, re.S).group(1)
+    lead, smallest, largest = re.search(
+        r"At an 8,192-token context: (\S+ GB) with \w+ .*?from (\S+ GB) with Q2_K, .*?up to (\S+ GB) with F16", answer
+    ).groups()
+    assert (smallest, largest) == (vram["Q2_K"], vram["F16"])
+    assert lead in vram.values()
+
+
+@pytest.mark.parametrize(
+    ("ctx", "article"), [(4096, "a"), (8192, "an"), (16384, "a"), (131072, "a"), (2048, "a"), (512, "a")]
+)
+def test_the_faq_reads_its_context_with_the_right_article(client, catalog, ctx, article):
+    # "at a 8,192-token context": eight is read with a vowel sound; the others are not (four, sixteen, one hundred...).
+    html = client.get("/models/llama-3-1-8b/", {"ctx": ctx}).text
+    assert f"At {article} {ctx:,}-token context" in html
