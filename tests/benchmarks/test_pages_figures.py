@@ -37,3 +37,22 @@ def test_the_submit_form_labels_its_fields_in_words(client):
     assert "Prompt tokens (n_prompt)" in html and "Generated tokens (n_gen)" in html
     assert html.count(">Operating system<") == 2  # the run form and the llama-bench form
     assert ">N prompt<" not in html and ">Os<" not in html
+
+
+def test_a_prompt_runs_page_explains_why_it_passes_the_decode_limit(client, gemma, gpu, user):
+    # A pp512 run at 12,000 t/s beside "Physical decode limit: 4,000 t/s" read as a contradiction (UX review).
+    run = make_run(
+        user=user, hardware="test-gpu-1008", backend="cuda", n_prompt=512, n_gen=0, avg_ts=12_000.0, samples_ts=[]
+    )
+    html = client.get(f"/benchmarks/runs/{run.pk}/").text
+    assert "Physical decode limit" in html and "data-prompt-test" in html
+    tg = make_run(user=user, hardware="test-gpu-1008", backend="cuda", avg_ts=300.0, samples_ts=[])
+    html = client.get(f"/benchmarks/runs/{tg.pk}/").text
+    assert "this run reaches" in html and "data-prompt-test" not in html
+
+
+def test_a_cpu_runs_page_shows_zero_gpu_layers_as_zero(client, gemma, epyc, user):
+    # "GPU layers ?" for a run that said -ngl 0: Django's `default` treats 0 as missing.
+    run = make_run(user=user, n_gpu_layers=0)
+    html = client.get(f"/benchmarks/runs/{run.pk}/").text
+    assert "threads 2, GPU layers 0," in html
