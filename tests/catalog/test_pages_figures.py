@@ -179,3 +179,13 @@ def test_the_faq_reads_its_context_with_the_right_article(client, catalog, ctx, 
     # "at a 8,192-token context": eight is read with a vowel sound; the others are not (four, sixteen, one hundred...).
     html = client.get("/models/llama-3-1-8b/", {"ctx": ctx}).text
     assert f"At {article} {ctx:,}-token context" in html
+
+
+def test_the_compare_page_states_the_system_ram_its_partial_offloads_use(client, catalog):
+    # Partial-offload verdicts on a GPU depend on system RAM, which compare has no control for: 32 GiB by default
+    # (FitOptions.system_ram_bytes = 32 x 2^30), 64 when the link says ram_gb=64.
+    base = {"models": ["llama-3-1-8b", "gemma-3-270m"], "hardware": "geforce-rtx-4060"}
+    assert "<span data-system-ram-gib>32 GiB</span> of system RAM" in client.get("/compare/", base).text
+    assert "<span data-system-ram-gib>64 GiB</span>" in client.get("/compare/", {**base, "ram_gb": 64}).text
+    on_a_mac = client.get("/compare/", {**base, "hardware": "apple-m2-max-32gb"}).text
+    assert "data-system-ram-gib" not in on_a_mac
