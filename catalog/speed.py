@@ -164,11 +164,9 @@ def _active_share(shape: ModelShape) -> float:
 
 
 def _read_per_token(shape: ModelShape, quant: QuantSpec) -> float:
-    """Weight bytes one decode step reads: everything but the token embeddings (one row is looked up), scaled to
-    the active share for a MoE (routed experts are read only when selected)."""
-    split = weights_split(shape, quant)
-    output = split.embed_bytes if shape.tied_embeddings else split.output_bytes
-    return (split.layers_bytes + output) * _active_share(shape)
+    """Weight bytes one decode step reads: everything but the token embeddings (one row is looked up); for a MoE
+    only the selected routed experts (`_weights_read` at a batch of one)."""
+    return _weights_read(shape, quant, 1)
 
 
 def _kv_read(shape: ModelShape, ctx: int, kv_type: str, *, flash_attention: bool = True) -> float:
@@ -212,19 +210,41 @@ def roofline_decode_tps(
     return bandwidth_gbps * 1e9 / read
 
 
+# MXFP4 (llama.cpp's GGML_TYPE_MXFP4: 32 4-bit values and one 8-bit shared exponent) holds only a MoE's routed
+# experts: the converter keeps every other tensor at its source type (gpt-oss: convert_hf_to_gguf.py, GptOssModel)
+# and llama-quantize's MXFP4_MOE writes them as Q8_0, so the dense part a token always reads is far denser in bytes
+# than the file's average (gpt-oss-20b: 1.24 GB of attention in 10.8 GB of layers, 9.6 GB of experts).
+MXFP4_BITS = 4.25
+
+
+def _moe_experts_bytes(shape: ModelShape, quant: QuantSpec) -> float:
+    """Bytes of the routed experts in the repeating layers (0 for a dense model): the uniform split of
+    fit.expert_bytes, except for MXFP4, where the experts are the layers' parameters that the same split assigns to
+    the experts, at 4.25 bits each."""
+    if not shape.n_experts or not shape.n_experts_used or shape.n_experts_used >= shape.n_experts:
+        return 0.0
+    experts = expert_bytes(shape, quant)
+    if quant.name.strip().upper() in ("MXFP4", "MXFP4_MOE") and experts:
+        embeddings = shape.vocab_size * shape.hidden_size * (1 if shape.tied_embeddings else 2)
+        layer_params = max(_text_params(shape) - embeddings - shape.per_layer_embed_params, 1)
+        used = shape.n_experts_used / shape.n_experts
+        expert_params = min(layer_params * (1 - _active_share(shape)) / (1 - used), layer_params)
+        experts = min(expert_params * MXFP4_BITS / 8, float(weights_split(shape, quant).layers_bytes))
+    return experts
+
+
 def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
-    """Weight bytes one decode step for `batch` sequences reads. For a MoE, the routed experts are read only when
-    selected: with dense bytes D and expert bytes X (from the active share a: W x a = D + X x k/E), a batch of B
-    touches 1 - (1 - k/E)^B of the experts (independent routing), so it reads D + X x (1 - (1 - k/E)^B)."""
-    read_one = _read_per_token(shape, quant)
-    share = _active_share(shape)
-    if share >= 1 or not shape.n_experts or not shape.n_experts_used or shape.n_experts_used >= shape.n_experts:
-        return read_one
-    whole = read_one / share
-    used = shape.n_experts_used / shape.n_experts
-    experts = min(whole * (1 - share) / (1 - used), whole)
-    dense = whole - experts
-    return dense + experts * (1 - (1 - used) ** batch)
+    """Weight bytes one decode step for `batch` sequences reads: the output matrix (the tied embeddings) whole, the
+    layers' dense part (attention, norms, router, shared experts) whole, and of the routed experts X the ones the
+    batch selects: with k of E selected per token and independent routing, 1 - (1 - k/E)^B of them."""
+    split = weights_split(shape, quant)
+    output = split.embed_bytes if shape.tied_embeddings else split.output_bytes
+    experts = _moe_experts_bytes(shape, quant)
+    if not experts:
+        return split.layers_bytes + output
+    used = shape.n_experts_used / shape.n_experts  # type: ignore[operator]  # set where experts > 0
+    dense = split.layers_bytes - experts
+    return output + dense + experts * (1 - (1 - used) ** batch)
 
 
 def _host_expert_read(shape: ModelShape, quant: QuantSpec, batch: int, cpu_moe_layers: int) -> float:

@@ -49,14 +49,28 @@ def test_sliding_window_layers_read_at_most_their_window():
     assert speed.roofline_decode_tps(mla, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / (1_998_000_000 + 1_152_000))
 
 
-def test_a_moe_reads_its_active_share_and_a_batch_reads_the_experts_it_selects():
-    # Active share 0.4: 1,998,000,000 x 0.4 = 799,200,000 bytes per token, + 4,000,000 of KV at 100 tokens.
-    assert speed.roofline_decode_tps(MOE, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / 803_200_000)
-    # Experts = W x (1 - a) / (1 - k/E) = 1,998,000,000 x 0.6 / 0.75 = 1,598,400,000; dense 399,600,000. A batch of 2
-    # touches 1 - (1 - 2/8)^2 = 0.4375 of the experts: 399,600,000 + 1,598,400,000 x 0.4375 = 1,098,900,000.
-    assert speed._weights_read(MOE, RAW16, 1) == pytest.approx(799_200_000)
-    assert speed._weights_read(MOE, RAW16, 2) == pytest.approx(1_098_900_000)
+def test_a_moe_reads_its_dense_part_and_output_whole_and_a_batch_reads_the_experts_it_selects():
+    # Experts = layers x (1 - a) / (1 - k/E) = 1,996,000,000 x 0.6 / 0.75 = 1,596,800,000; the layers' dense part
+    # 399,200,000; the output matrix 2,000,000 is read whole. One token selects 2 of 8 experts: 2,000,000 + 399,200,000
+    # + 1,596,800,000 x 0.25 = 800,400,000 bytes, + 4,000,000 of KV at 100 tokens. A batch of 2 touches
+    # 1 - (1 - 2/8)^2 = 0.4375 of the experts: 401,200,000 + 698,600,000 = 1,099,800,000.
+    assert speed.roofline_decode_tps(MOE, RAW16, 1000.0, ctx=100) == pytest.approx(1e12 / 804_400_000)
+    assert speed._weights_read(MOE, RAW16, 1) == pytest.approx(800_400_000)
+    assert speed._weights_read(MOE, RAW16, 2) == pytest.approx(1_099_800_000)
     assert speed._weights_read(SHAPE, RAW16, 4) == pytest.approx(1_998_000_000)  # dense: the same bytes for any batch
+
+
+def test_mxfp4_experts_are_the_expert_parameters_at_four_and_a_quarter_bits():
+    # MXFP4 holds only the routed experts. Layer parameters 1e9 - 2 x 1e6 (embeddings and output) = 998,000,000, of
+    # which 998,000,000 x 0.6 / 0.75 = 798,400,000 are experts: x 4.25 / 8 = 424,150,000 bytes, whatever the file's
+    # average density; the rest of the layers' bytes is the dense part every token reads.
+    for name in ("MXFP4", "MXFP4_MOE"):
+        quant = fit.QuantSpec(name=name)
+        assert speed._moe_experts_bytes(MOE, quant) == pytest.approx(424_150_000)
+        layers = fit.weights_split(MOE, quant)
+        dense = layers.layers_bytes - 424_150_000
+        assert speed._weights_read(MOE, quant, 1) == pytest.approx(layers.output_bytes + dense + 424_150_000 / 4)
+    assert speed._moe_experts_bytes(SHAPE, fit.QuantSpec(name="MXFP4")) == 0.0  # dense model: no experts
     # --n-cpu-moe 5 of 10 layers, batch 1: expert bytes of the 16-bit layers (1,996,000,000 x 0.6 / 0.75 =
     # 1,596,800,000) x 0.25 selected x 5/10 = 199,600,000 read from host RAM.
     assert speed._host_expert_read(MOE, RAW16, 1, 5) == pytest.approx(199_600_000)
