@@ -253,7 +253,7 @@ def _host_expert_read(shape: ModelShape, quant: QuantSpec, batch: int, cpu_moe_l
     if not cpu_moe_layers:
         return 0.0
     used = shape.n_experts_used / shape.n_experts if shape.n_experts and shape.n_experts_used else 1.0
-    experts = expert_bytes(shape, quant)
+    experts = _moe_experts_bytes(shape, quant)
     return experts * (1 - (1 - used) ** batch) * cpu_moe_layers / shape.n_layers
 
 
