@@ -429,7 +429,7 @@ def test_it_writes_the_llama_cpp_flags_from_the_verdict(client, catalog):
     partial = client.get("/models/llama-3-1-8b/", {"hardware": "geforce-rtx-4060", "quant": "F16", "ctx": 4096})
     result = partial.context["chosen"].result
     assert result.verdict == fit.Verdict.PARTIAL_OFFLOAD and 0 < result.gpu_layers < 32
-    layers = re.search(r'<span class="layers">(\d+) of 32 layers on the GPU</span>', partial.text)
+    layers = re.search(r'<span class="layers">(\d+) of 32 layers and the output layer on the GPU</span>', partial.text)
     assert layers and int(layers.group(1)) == result.gpu_layers
     ngl = str(result.gpu_layers + 1)
     command = _server_command(partial.text)
@@ -501,7 +501,7 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         page.wait_for_function("() => document.querySelector('[data-runs-on-ctx=\"8192\"]') !== null")
         verdict = page.locator(".verdict").inner_text()
         assert "Partial offload" in verdict
-        layers = re.search(r"(\d+) of 32 layers on the GPU", verdict)
+        layers = re.search(r"(\d+) of 32 layers and the output layer on the GPU", verdict)
         assert layers
         assert f" -c 8192 -ngl {int(layers.group(1)) + 1} " in page.locator("#howto").inner_text()
         assert "At 8,192 tokens of context" in page.locator("#runs-on").inner_text()
