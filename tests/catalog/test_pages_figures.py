@@ -189,3 +189,25 @@ def test_the_compare_page_states_the_system_ram_its_partial_offloads_use(client,
     assert "<span data-system-ram-gib>64 GiB</span>" in client.get("/compare/", {**base, "ram_gb": 64}).text
     on_a_mac = client.get("/compare/", {**base, "hardware": "apple-m2-max-32gb"}).text
     assert "data-system-ram-gib" not in on_a_mac
+
+
+def test_a_macs_page_states_its_fp16_rate_once(client, catalog):
+    # Apple GPUs have no matrix units: matrix_tflops = fp16_tflops (20 cores x 128 ALUs x 2 x 1,470 MHz = 7.53 for
+    # the M4 Pro), and the page showed "7.5 FP16 TFLOPS" and "7.5 GPU FP16 TFLOPS" side by side.
+    from tests.factories import make_hardware
+
+    make_hardware(
+        name="Apple M4 Pro 48GB",
+        slug="apple-m4-pro-48gb",
+        vendor="Apple",
+        kind="unified",
+        memory_bytes=48 * GIB,
+        bandwidth_gbps=273.0,
+        fp16_tflops=7.53,
+        matrix_tflops=7.53,
+    )
+    html = client.get("/hardware/apple-m4-pro-48gb/").text
+    assert html.count("TFLOPS</li>") == 1 and "<b>7.5</b> FP16 TFLOPS" in html
+    gpu = client.get("/hardware/geforce-rtx-4060/").text  # a GPU's page: the weights on the GPU, as its verdicts
+    assert "Needs = weights on the GPU (llama.cpp keeps the input embeddings in system RAM)" in gpu
+    assert "Needs = weights + KV cache" in html  # a Mac keeps them in its one memory
