@@ -85,7 +85,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     speed_engine.prefill_seconds,
     speed_engine.prefill_tps,
 )
-MIRRORED_DIGEST = "b9ff46c800408c40"
+MIRRORED_DIGEST = "22a4a560e88961ae"
 
 
 def _code_digest(functions: Sequence[Callable[..., object]]) -> str:
@@ -163,8 +163,7 @@ class Catalog:
     full_compute: BoolArray  # compute_bytes sizes its attention on the full cache (_max_cells), else the SWA one
     text_params: IntArray
     share: FloatArray  # speed._active_share
-    read_moe: BoolArray  # _weights_read's condition for a MoE's partial expert read
-    read_used: list[float]  # k / E where read_moe (Python floats: the powers of it are taken as speed.py takes them)
+    read_used: list[float]  # k / E of a MoE, 0.0 otherwise (Python floats: powers taken as speed.py takes them)
     host_used: list[float]  # _host_expert_read's k / E (1.0 without experts)
     moe_count: IntArray  # layers with routed experts (fit.moe_layer_indices)
     # Per model and layer (padded to the deepest model).
@@ -182,7 +181,7 @@ class Catalog:
     output_on_gpu: IntArray  # what -ngl puts on the GPU with the output layer (fit._place)
     output_bytes: IntArray  # WeightsSplit.output_bytes
     vision: IntArray
-    read_one: FloatArray  # speed._read_per_token
+    moe_experts: FloatArray  # speed._moe_experts_bytes: the routed experts a decode step reads a share of
     experts: FloatArray  # fit.expert_bytes
     is_float: BoolArray
     bits: FloatArray  # effective bits, 0.0 where unknown (recommend's `or 0.0`)
@@ -240,7 +239,6 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
         for k in (
             "full_compute",
             "share",
-            "read_moe",
             "read_used",
             "host_used",
         )
@@ -249,7 +247,6 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
         if m in fallback:
             per_model["full_compute"].append(True)
             per_model["share"].append(1.0)
-            per_model["read_moe"].append(False)
             per_model["read_used"].append(0.0)
             per_model["host_used"].append(1.0)
             continue
@@ -268,10 +265,7 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
         )
         share = speed_engine._active_share(shape)
         per_model["share"].append(share)
-        moe = not (
-            share >= 1 or not shape.n_experts or not shape.n_experts_used or shape.n_experts_used >= shape.n_experts
-        )
-        per_model["read_moe"].append(moe)
+        moe = bool(shape.n_experts and shape.n_experts_used and shape.n_experts_used < shape.n_experts)
         per_model["read_used"].append(shape.n_experts_used / shape.n_experts if moe else 0.0)  # type: ignore[operator]
         per_model["host_used"].append(
             shape.n_experts_used / shape.n_experts if shape.n_experts and shape.n_experts_used else 1.0
@@ -288,7 +282,7 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
             "output_on_gpu",
             "output_bytes",
             "vision",
-            "read_one",
+            "moe_experts",
             "experts",
             "is_float",
             "bits",
@@ -326,7 +320,7 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
             rows["output_on_gpu"].append(split.embed_bytes if model.shape.tied_embeddings else split.output_bytes)
             rows["output_bytes"].append(split.output_bytes)
             rows["vision"].append(vision)
-            rows["read_one"].append(speed_engine._read_per_token(model.shape, quant.spec))
+            rows["moe_experts"].append(speed_engine._moe_experts_bytes(model.shape, quant.spec))
             rows["experts"].append(fit.expert_bytes(model.shape, quant.spec))
             rows["is_float"].append(speed_engine.is_float_quant(quant.spec))
             rows["bits"].append(quant.bits_per_weight or 0.0)
@@ -352,7 +346,6 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
         full_compute=np.array(per_model["full_compute"], bool),
         text_params=ints([fit._text_params(s) for s in shapes]),
         share=np.array(per_model["share"], np.float64),
-        read_moe=np.array(per_model["read_moe"], bool),
         read_used=per_model["read_used"],
         host_used=per_model["host_used"],
         heads=heads,
@@ -369,7 +362,7 @@ def prepare(models: Sequence[ModelInput]) -> Catalog:
         output_on_gpu=np.array(rows["output_on_gpu"], np.int64),
         output_bytes=np.array(rows["output_bytes"], np.int64),
         vision=np.array(rows["vision"], np.int64),
-        read_one=np.array(rows["read_one"], np.float64),
+        moe_experts=np.array(rows["moe_experts"], np.float64),
         experts=np.array(rows["experts"], np.float64),
         is_float=np.array(rows["is_float"], bool),
         bits=np.array(rows["bits"], np.float64),
@@ -707,16 +700,14 @@ def _kv_read(c: Catalog, ctx: IntArray, read_per_token: FloatArray, flash_attent
 
 
 def _weights_read(c: Catalog, batch: int) -> FloatArray:
-    """speed._weights_read of every row for a batch of `batch` sequences."""
-    rm = c.row_model
-    share = c.share[rm]
-    unused = np.array([(1 - used) ** batch for used in c.read_used], np.float64)[rm]  # as speed.py takes the power
-    with np.errstate(divide="ignore", invalid="ignore"):
-        whole = c.read_one / share
-        used = np.array(c.read_used, np.float64)[rm]
-        experts = np.minimum(whole * (1 - share) / (1 - used), whole)
-        dense = whole - experts
-        return np.where(c.read_moe[rm], dense + experts * (1 - unused), c.read_one)
+    """speed._weights_read of every row for a batch of `batch` sequences: the output matrix (or the tied embeddings)
+    and the layers whole, less the routed experts the batch does not select."""
+    unused = np.array([(1 - used) ** batch for used in c.read_used], np.float64)[c.row_model]  # as speed.py takes it
+    output = c.output_on_gpu  # embed_bytes when tied, else output_bytes: the same pick as speed.py's
+    experts = c.moe_experts
+    dense = c.layers_bytes - experts
+    moe = output + dense + experts * (1 - unused)
+    return np.where(experts != 0, moe, (c.layers_bytes + output).astype(np.float64))
 
 
 def _speeds(
@@ -764,7 +755,7 @@ def _speeds(
             if kind == "gpu":
                 on_host = cpu_moe > 0
                 gpu_share = np.where(on_host, 1.0, gpu_share)
-                moe_host = np.where(on_host, c.experts * host_pw * cpu_moe / n_layers, 0.0)
+                moe_host = np.where(on_host, c.moe_experts * host_pw * cpu_moe / n_layers, 0.0)
             device_bw = device.bandwidth_gbps * 1e9
             alu = device.fp32_tflops * 1e12 if device.fp32_tflops else float("inf")
             is_float = c.is_float
