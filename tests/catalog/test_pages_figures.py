@@ -211,3 +211,38 @@ def test_a_macs_page_states_its_fp16_rate_once(client, catalog):
     gpu = client.get("/hardware/geforce-rtx-4060/").text  # a GPU's page: the weights on the GPU, as its verdicts
     assert "Needs = weights on the GPU (llama.cpp keeps the input embeddings in system RAM)" in gpu
     assert "Needs = weights + KV cache" in html  # a Mac keeps them in its one memory
+
+
+def test_vram_bytes_counts_only_the_weights_on_the_gpu():
+    from types import SimpleNamespace
+
+    from catalog import fit
+    from catalog.templatetags.rigfit import vram_bytes
+
+    # 1,000 bytes of weights, 100 of them input embeddings kept in host RAM, a 40-byte tied output copy on the GPU:
+    # 940 bytes of weights on the GPU; total 1,280 = 1,000 + 200 KV + 50 compute + 30 overhead -> 1,280 - 60 = 1,220.
+    mem = fit.MemoryBreakdown(
+        weights_bytes=1000,
+        kv_cache_bytes=200,
+        compute_bytes=50,
+        overhead_bytes=30,
+        vision_bytes=0,
+        total_bytes=1280,
+        host_weights_bytes=100,
+        output_copy_bytes=40,
+    )
+    assert vram_bytes(mem) == 1220
+    # A breakdown without the GPU-weights figure: the host weights come off, nothing is added.
+    assert vram_bytes(SimpleNamespace(weights_bytes=1000, host_weights_bytes=100, total_bytes=1280)) == 1180
+    assert vram_bytes(None) is None
+
+
+@pytest.mark.parametrize(
+    ("n", "article"),
+    [(8, "an"), (11, "an"), (18, "an"), (80, "an"), (800, "an"), (8192, "an"), (11_000, "an"), (18_432, "an"),
+     (1, "a"), (110, "a"), (1_100, "a"), (4096, "a"), (16_384, "a"), (131_072, "a"), (1_048_576, "a")],
+)  # fmt: skip
+def test_the_faq_article_follows_how_the_number_is_read(n, article):
+    from catalog.faq import _article
+
+    assert _article(n) == article
