@@ -14,7 +14,11 @@
 // Threads: the matrix products run on the step's own small pool (`Pool`). The calling thread works too and hands rows
 // out in chunks from one atomic counter, so a helper thread that another process has pushed off its core costs
 // nothing unless it holds a chunk at that moment: the caller takes every chunk nobody has claimed. Idle helpers spin
-// briefly, then yield, then sleep on a futex. q/k/v and gate/up go out as one job each: four waits per layer.
+// briefly, then yield, then sleep on a futex. A decode step hands out three jobs per layer: q/k/v; the attention
+// with W_o (each unit one head's attention and its share of W_o's product, over that head's columns); the whole
+// feed-forward (each unit a slice of gate/up rows, their GELU and the slice's share of W_down). The caller adds the
+// shares in unit order, so the sums do not depend on which thread took which unit. A prompt's step splits the
+// per-token work (norms, rope, GELU, quantization) over the pool as well.
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -500,6 +504,8 @@ class Pool {
 
   int max_threads() const { return max_threads_; }
   int threads() const { return active_.load() + 1; }
+  // Jobs handed to the pool so far (each one a wait for every thread taking part), counted at any thread count.
+  int64_t jobs() const { return jobs_; }
 
   // CPU time the helpers have run (spinning included), so that a caller can tell its own use of the cores from
   // other processes' and threads'.
@@ -524,6 +530,7 @@ class Pool {
   void run(int64_t n, int64_t grain, const F& f) {
     grain = std::max<int64_t>(1, grain);
     if (n <= 0) return;
+    ++jobs_;
     if (active_.load(std::memory_order_relaxed) == 0 || n <= grain) {
       f(0, n);
       return;
@@ -609,6 +616,7 @@ class Pool {
   std::atomic<Fn> fn_{nullptr};
   std::atomic<const void*> ctx_{nullptr};
   std::vector<std::thread> helpers_;
+  int64_t jobs_ = 0;  // the calling thread's count (run is called from one thread at a time)
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -945,7 +953,7 @@ inline void gelu_mul(float* g, const float* u, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(g + i, _mm256_mul_ps(v_gelu(_mm256_loadu_ps(g + i)), _mm256_loadu_ps(u + i)));
-  for (; i < n; ++i) g[i] = gelu_one(g[i]) * u[i];
+  for (; i < n; ++i) g[i] = gelu_one(g[i]) * u[i];  // NOLINT (a tail of fewer than 8)
 }
 
 // x[i] = exp(x[i] - m) for i < n; returns their sum, added in order (as the scalar loop did: the sum in 8 lanes moved
@@ -969,7 +977,21 @@ struct Layer {
   Matrix q, k, v, o, gate, up, down;
   int64_t window;  // 0: global attention
   std::vector<float> inv_freq, k_cache, v_cache;
+  // W_o and W_down cut into column ranges for a decode step's fused jobs (see split_columns)
+  std::vector<uint8_t> o_parts, down_parts;
 };
+
+// W's columns in `parts` equal ranges of whole blocks, each range's rows stored together ([part][row][range's
+// blocks]): the decode step's fused jobs multiply one range per unit, reading it front to back instead of a piece
+// of every row of the file's layout.
+std::vector<uint8_t> split_columns(const Matrix& w, int64_t parts) {
+  const int64_t part_bytes = w.row_bytes / parts;
+  std::vector<uint8_t> out(w.N * w.row_bytes);
+  for (int64_t p = 0; p < parts; ++p)
+    for (int64_t n = 0; n < w.N; ++n)
+      std::memcpy(out.data() + (p * w.N + n) * part_bytes, w.data + n * w.row_bytes + p * part_bytes, part_bytes);
+  return out;
+}
 
 // The output head's 4-bit screening copy, made at load from a Q8_0 head: per block of 32, code c = q / 16 rounded,
 // + 8, at most 15, standing for (c - 8) * 16 * d with the block's own scale d (kept apart, as fp16, so that scoring
@@ -1031,7 +1053,8 @@ float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, c
   return hsum(acc) - offset;
 }
 
-constexpr int64_t kParallelAttention = 128;  // positions x tokens from which the heads are split over the pool
+constexpr int64_t kParallelAttention = 128;
+constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's fused job (one Q8_K block of g)  // positions x tokens from which the heads are split over the pool
 
 class GemmaModel {
  public:
@@ -1107,12 +1130,34 @@ class GemmaModel {
       L.v_cache.resize(n_kv_ * max_len_ * hd_);
       layers_.push_back(std::move(L));
     }
+    fused_o_ = fused_ffn_ = true;
+    for (const auto& L : layers_) {
+      const int64_t bs = block_size(L.o.type);  // heads per unit: whole blocks of W_o's columns
+      const int64_t per = hd_ % bs == 0 ? 1 : bs % hd_ == 0 ? bs / hd_ : 0;
+      heads_per_unit_ = std::max(heads_per_unit_, per);
+      fused_o_ = fused_o_ && L.o.type != kF32 && per > 0 && n_heads_ % per == 0;
+      fused_ffn_ = fused_ffn_ && L.down.type != kF32 && inter_ % kSlice == 0 && kSlice % block_size(L.down.type) == 0;
+    }
+    fused_o_ = fused_o_ && n_heads_ % heads_per_unit_ == 0;
+    for (const auto& L : layers_) fused_o_ = fused_o_ && (heads_per_unit_ * hd_) % block_size(L.o.type) == 0;
+    if (fused_o_) {
+      for (auto& L : layers_) L.o_parts = split_columns(L.o, n_heads_ / heads_per_unit_);
+    }
+    if (fused_ffn_) {
+      for (auto& L : layers_) L.down_parts = split_columns(L.down, inter_ / kSlice);
+    }
   }
 
   // Tokens at positions pos0, pos0 + 1, ...: fills the KV cache there. logits: 0 none (a prompt chunk that is not
   // the last), 1 the last token's [V], 2 every token's [T, V], written to `out`.
   void forward(const int64_t* tokens, int64_t T, int64_t pos0, int64_t logits, float* out) {
     CHECK(T > 0, "no tokens");
+    const int64_t jobs_before = pool_->jobs();
+    struct Count {
+      GemmaModel* m;
+      int64_t before;
+      ~Count() { m->last_jobs_ = m->pool_->jobs() - before; }
+    } count{this, jobs_before};
     CHECK(pos0 >= 0 && pos0 + T <= max_len_, "positions beyond the KV cache (", max_len_, ")");
     const int64_t H = hidden_, hd = hd_, qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
     Pool* pool = pool_.get();
@@ -1160,8 +1205,12 @@ class GemmaModel {
                       hd * sizeof(float));
         }
       });
-      attention(L, T, pos0);
-      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
+      if (T == 1 && fused_o_) {
+        attend_and_project(L, pos0);
+      } else {
+        attention(L, T, pos0);
+        matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
+      }
       per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
@@ -1169,9 +1218,13 @@ class GemmaModel {
         for (int64_t i = 0; i < H; ++i) h[i] += r[i];
         rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
       });
-      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
-      per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
-      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
+      if (T == 1 && fused_ffn_) {
+        feed_forward_one(L);
+      } else {
+        matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
+        per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
+        matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
+      }
       per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
@@ -1199,6 +1252,7 @@ class GemmaModel {
   }
 
   int64_t last_rescored() const { return last_rescored_; }
+  int64_t last_jobs() const { return last_jobs_; }
 
   void set_threads(int64_t n) {
     CHECK(n >= 1, "threads: at least 1");
@@ -1223,10 +1277,106 @@ class GemmaModel {
     }
   }
 
+  // A decode step's attention and output projection as one job on the pool (one wait instead of two, or three
+  // where the attention itself was split): each head's attention, then that head's share of W_o x, the product over
+  // the head's columns (the activation quantized per head: whole blocks, so the same codes as for the full row);
+  // the caller adds the heads' shares in head order.
+  void attend_and_project(Layer& L, int64_t pos0) {
+    const int64_t H = hidden_, hd = hd_, units = n_heads_ / heads_per_unit_, width = heads_per_unit_ * hd;
+    part_.resize(units * H);
+    pool_->run(units, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t u = begin; u < end; ++u) {
+        for (int64_t h = u * heads_per_unit_; h < (u + 1) * heads_per_unit_; ++h) attend(L, pos0, h);
+        project_part(L.o, L.o_parts, u, attn_.data() + u * width, width, part_.data() + u * H);
+      }
+    });
+    sum_parts(units, tmp_.data());
+  }
+
+  // A decode step's feed-forward as one job: each slice of kSlice gate/up rows, GELU, and the slice's share of
+  // W_down g (the product over those columns); the caller adds the slices' shares in slice order.
+  void feed_forward_one(Layer& L) {
+    const int64_t H = hidden_, slices = inter_ / kSlice;
+    const bool need0 = !L.gate.k_quant() || !L.up.k_quant(), needK = L.gate.k_quant() || L.up.k_quant();
+    quantize_act(x_.data(), 1, H, need0, needK, act_);
+    part_.resize(slices * H);
+    pool_->run(slices, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t sl = begin; sl < end; ++sl) {
+        const int64_t n0 = sl * kSlice;
+        for (int64_t n = n0; n < n0 + kSlice; ++n) {
+          gate_[n] = row_dot(L.gate, n, act_, 0, x_.data());
+          up_[n] = row_dot(L.up, n, act_, 0, x_.data());
+        }
+        gelu_mul(gate_.data() + n0, up_.data() + n0, kSlice);
+        project_part(L.down, L.down_parts, sl, gate_.data() + n0, kSlice, part_.data() + sl * H);
+      }
+    });
+    sum_parts(slices, tmp_.data());
+  }
+
+  // out[n] = sum over columns k0 .. k0 + len of W[n, k] x[k - k0], every row n, from W's column range `part` of
+  // split_columns; x quantized here as W's kernel wants
+  static void project_part(const Matrix& w, const std::vector<uint8_t>& parts, int64_t part, const float* x,
+                           int64_t len, float* out) {
+    const int64_t bs = block_size(w.type), bb = block_bytes(w.type), nb = len / bs;
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> d;
+    thread_local std::vector<int32_t> sums;
+    thread_local std::vector<int16_t> bsums;
+    q.resize(len);
+    d.resize(len / QK);
+    sums.resize(len / QK);
+    bsums.resize(len / 16);
+    if (w.k_quant()) {
+      quantize_q8_K(x, len, q.data(), d.data(), bsums.data());
+    } else {
+      quantize_q8_0(x, len, q.data(), d.data(), sums.data(), nullptr);
+    }
+    const int64_t part_bytes = nb * bb;
+    const uint8_t* base = parts.data() + part * w.N * part_bytes;
+    for (int64_t n = 0; n < w.N; ++n) {
+      const uint8_t* row = base + n * part_bytes;
+      switch (w.type) {
+        case kQ8_0:
+          out[n] = dot_q8_0(row, nb, q.data(), d.data(), nullptr);
+          break;
+        case kQ5_0:
+          out[n] = dot_q5_0(row, nb, q.data(), d.data(), sums.data());
+          break;
+        case kQ4_K:
+          out[n] = dot_q4_K(row, nb, q.data(), d.data(), bsums.data());
+          break;
+        default:
+          out[n] = dot_q6_K(row, nb, q.data(), d.data(), bsums.data());
+          break;
+      }
+    }
+  }
+
+  void sum_parts(int64_t parts, float* out) const {
+    const int64_t H = hidden_;
+    std::memcpy(out, part_.data(), H * sizeof(float));
+    for (int64_t p = 1; p < parts; ++p)
+      for (int64_t n = 0; n < H; ++n) out[n] += part_[p * H + n];
+  }
+
   void attention(Layer& L, int64_t T, int64_t pos0) {
-    const int64_t hd = hd_, qd = n_heads_ * hd_, group = n_heads_ / n_kv_;
     auto work = [&](int64_t begin, int64_t end) {
-      for (int64_t job = begin; job < end; ++job) {
+      for (int64_t job = begin; job < end; ++job) attend(L, pos0, job);
+    };
+    const int64_t jobs = T * n_heads_;
+    if (T * (pos0 + T) >= kParallelAttention) {
+      pool_->run(jobs, 1, work);
+    } else {
+      work(0, jobs);
+    }
+  }
+
+  // Attention of one query head of one token (job = t * heads + h) over the cached keys and values.
+  void attend(Layer& L, int64_t pos0, int64_t job) {
+    const int64_t hd = hd_, qd = n_heads_ * hd_, group = n_heads_ / n_kv_;
+    {
+      {
         const int64_t t = job / n_heads_, h = job % n_heads_, g = h / group;
         const int64_t pos = pos0 + t;
         const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
@@ -1281,12 +1431,6 @@ class GemmaModel {
           out[i] = acc;
         }
       }
-    };
-    const int64_t jobs = T * n_heads_;
-    if (T * (pos0 + T) >= kParallelAttention) {
-      pool_->run(jobs, 1, work);
-    } else {
-      work(0, jobs);
     }
   }
 
@@ -1316,13 +1460,15 @@ class GemmaModel {
 
   int64_t max_len_, hidden_ = 0, n_heads_ = 0, n_kv_ = 0, hd_ = 0, inter_ = 0, vocab_ = 0;
   float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f, screen_margin_ = 0.f;
-  int64_t screen_cap_ = 4096, last_rescored_ = 0;
+  int64_t screen_cap_ = 4096, last_rescored_ = 0, last_jobs_ = 0;
   Screen screen_;
   std::vector<int64_t> rows_;
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
-  std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_;
+  std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_, part_;
+  bool fused_o_ = false, fused_ffn_ = false;
+  int64_t heads_per_unit_ = 1;  // the decode step's fused jobs apply (whole blocks per head / slice)
   Act act_;
   std::unique_ptr<Pool> pool_;
 };
@@ -1373,6 +1519,8 @@ int rf_model_set_screen(void* handle, double margin, int64_t cap, int32_t* used,
 }
 
 int64_t rf_model_last_rescored(void* handle) { return static_cast<GemmaModel*>(handle)->last_rescored(); }
+// Jobs the last forward call handed to the pool: the waits of one step (a decode step: 3 per layer plus the head's)
+int64_t rf_model_last_jobs(void* handle) { return static_cast<GemmaModel*>(handle)->last_jobs(); }
 int64_t rf_model_vocab(void* handle) { return static_cast<GemmaModel*>(handle)->vocab(); }
 int64_t rf_model_threads(void* handle) { return static_cast<GemmaModel*>(handle)->threads(); }
 int64_t rf_model_max_threads(void* handle) { return static_cast<GemmaModel*>(handle)->max_threads(); }

@@ -164,7 +164,9 @@ class Library:
             ctypes.c_char_p,
             _i64,
         ]
-        for name in ("rf_model_vocab", "rf_model_threads", "rf_model_max_threads", "rf_model_last_rescored"):
+        for name in (
+            "rf_model_vocab", "rf_model_threads", "rf_model_max_threads", "rf_model_last_rescored", "rf_model_last_jobs"
+        ):  # fmt: skip
             getattr(lib, name).argtypes = [_p]
             getattr(lib, name).restype = _i64
         lib.rf_model_set_threads.argtypes = [_p, _i64]
@@ -290,6 +292,10 @@ class NativeModel:
     def last_rescored(self) -> int:
         """Head rows computed exactly at the last step (the whole vocabulary without the screen)."""
         return int(self.lib.rf_model_last_rescored(self.handle))
+
+    def last_jobs(self) -> int:
+        """Jobs the last step handed to the thread pool: its synchronisation points (each waits for every thread)."""
+        return int(self.lib.rf_model_last_jobs(self.handle))
 
     def threads(self) -> int:
         return int(self.lib.rf_model_threads(self.handle))
