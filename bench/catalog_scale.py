@@ -170,7 +170,7 @@ def main() -> None:
             for state in STATES if vary else ("cold", "page miss"):
                 wall, cpu = median_ms(client, url, args.repeat, state=state, vary_ctx=vary, htmx=htmx)
                 print(
-                    f"{name + ', ' + state:42} {wall:8.1f} ({wall / baseline:5.0f}x) | "
+                    f"{name + ', ' + state:46} {wall:8.1f} ({wall / baseline:5.0f}x) | "
                     f"{cpu:8.1f} ({cpu / baseline_cpu:5.0f}x)"
                 )
         from catalog import fit_batch
@@ -182,7 +182,7 @@ def main() -> None:
                 url, vary, htmx = targets[name]
                 wall, cpu = median_ms(client, url, args.repeat, state="new settings", vary_ctx=vary, htmx=htmx)
                 print(
-                    f"{name + ', new settings, one by one':42} {wall:8.1f} ({wall / baseline:5.0f}x) | "
+                    f"{name + ', new settings, one by one':46} {wall:8.1f} ({wall / baseline:5.0f}x) | "
                     f"{cpu:8.1f} ({cpu / baseline_cpu:5.0f}x)"
                 )
         finally:
