@@ -176,3 +176,21 @@ def test_it_answers_none_for_a_kv_type_a_models_rows_do_not_divide_into():
         fit.fit(shape, fit.QuantSpec("F16"), device, fit.FitOptions(kv_type="q8_0"))
     assert fit_batch.fit_all(batch, device, fit.FitOptions(kv_type="q8_0"), DEFAULT_SPEED) is None
     assert fit_batch.fit_all(batch, device, fit.FitOptions(kv_type="f16"), DEFAULT_SPEED) is not None
+
+
+def test_it_builds_the_same_table_one_by_one_when_the_engine_moved(seeded, monkeypatch):
+    """The path tables take while fit_batch no longer matches the engine (in_step false): one pick_quant per model,
+    row for row the same table."""
+    from django.core.cache import cache
+
+    hardware = Hardware.objects.get(slug="nvidia-geforce-rtx-4060")
+    options = fit.FitOptions(ctx=16384)
+    batched = services.fit_entries(services.fit_table(hardware=hardware, options=options))
+    cache.clear()
+    calls = []
+    real = services.pick_quant
+    monkeypatch.setattr(fit_batch, "in_step", lambda: False)
+    monkeypatch.setattr(services, "pick_quant", lambda facts, **kw: calls.append(facts) or real(facts, **kw))
+    one_by_one = services.fit_entries(services.fit_table(hardware=hardware, options=options))
+    assert len(calls) == len(services.catalog_facts())
+    assert [dataclasses.astuple(e) for e in one_by_one] == [dataclasses.astuple(e) for e in batched]
