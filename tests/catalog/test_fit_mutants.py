@@ -357,3 +357,106 @@ def test_the_largest_context_on_a_cpu_counts_its_ram_to_the_exact_byte():
 def test_max_context_names_a_bad_limit():
     with pytest.raises(ValueError, match=r"^limit must be an integer >= 1, got 0$"):
         fit.max_context(LLAMA_8B, Q4_K_M, gpu(8 * GIB), OPTIONS, limit=0)
+
+
+def _shape_with(**changes: object) -> fit.ModelShape:
+    return fit.ModelShape(**{**_fields(LLAMA_8B), **changes})
+
+
+@pytest.mark.parametrize(
+    ("call", "name", "value"),
+    [
+        # A bad argument is named in the error, so a person (or the API's 422) knows which figure to fix.
+        (lambda: fit.mamba2_state_values(d_conv=0, d_inner=8192, n_group=8, d_state=128), "d_conv", 0),
+        (lambda: fit.mamba2_state_values(d_conv=4, d_inner=-1, n_group=8, d_state=128), "d_inner", -1),
+        (lambda: fit.mamba2_state_values(d_conv=4, d_inner=8192, n_group=0, d_state=128), "n_group", 0),
+        (lambda: fit.mamba2_state_values(d_conv=4, d_inner=8192, n_group=8, d_state=0), "d_state", 0),
+        (lambda: fit.shortconv_state_values(hidden_size=0, l_cache=3), "hidden_size", 0),
+        (lambda: fit.shortconv_state_values(hidden_size=1024, l_cache=0), "l_cache", 0),
+        (lambda: fit.swa_layers_every(0, 6), "n_layers", 0),
+        (lambda: fit.swa_layers_every(26, 0), "period", 0),
+        (lambda: fit.kv_cells(0), "ctx", 0),
+        (lambda: fit.kv_cells(4096, 0), "users", 0),
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 0), "ctx", 0),
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 4096, users=0), "users", 0),
+        (lambda: fit.kv_cache_bytes(LLAMA_8B, 4096, ubatch=0), "ubatch", 0),
+        (lambda: fit.recurrent_state_bytes(LLAMA_8B, users=0), "users", 0),
+        (lambda: fit.clamp_ctx(0, 4096), "ctx", 0),
+        (lambda: fit.device_capacity_bytes(gpu(GIB, count=0)), "count", 0),
+        (lambda: fit.memory_breakdown(LLAMA_8B, Q4_K_M, fit.FitOptions(ctx=0)), "ctx", 0),
+        (lambda: fit.memory_breakdown(LLAMA_8B, Q4_K_M, fit.FitOptions(users=0)), "users", 0),
+        (lambda: fit.memory_breakdown(LLAMA_8B, Q4_K_M, fit.FitOptions(ubatch=0)), "ubatch", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(n_params=0), 4096), "n_params", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(n_layers=0), 4096), "n_layers", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(hidden_size=0), 4096), "hidden_size", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(n_heads=0), 4096), "n_heads", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(n_kv_heads=0), 4096), "n_kv_heads", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(head_dim=0), 4096), "head_dim", 0),
+        (lambda: fit.kv_cache_bytes(_shape_with(vocab_size=0), 4096), "vocab_size", 0),
+    ],
+)
+def test_it_names_the_argument_that_is_not_a_positive_integer(call, name, value):
+    with pytest.raises(ValueError, match=rf"^{name} must be an integer >= 1, got {value}$"):
+        call()
+
+
+def test_it_lists_the_layers_that_hold_routed_experts():
+    # Llama 4 Maverick's interleaved MoE: experts on the odd layers only. Indices outside 0 .. n_layers - 1 (here a
+    # stray 10 of a 10-layer shape) name no layer and are left out; the rest come sorted.
+    odd = fit.ModelShape(**{**_fields(MOE), "moe_layers": frozenset({9, 1, 7, 3, 5, 10})})
+    assert fit.moe_layer_indices(odd) == (1, 3, 5, 7, 9)
+    assert fit.moe_layer_indices(MOE) == tuple(range(10))  # a MoE without the list: every layer
+    dense = fit.ModelShape(**{**_fields(MOE), "n_experts": None, "n_experts_used": None})
+    assert fit.moe_layer_indices(dense) == ()
+
+
+def test_the_token_embeddings_need_their_place_in_system_ram_to_the_byte():
+    # On a discrete GPU the token embeddings stay in host memory (1,000 x 1,000 x 2 bytes = 2,000,000 at 16 bits),
+    # beside the CPU process's 100 MiB (104,857,600): with every layer on an 8 GiB GPU the run fits when system RAM
+    # holds 106,857,600 bytes. One byte less and nothing can run: the embeddings alone do not fit in RAM, so neither
+    # does a layer more there, nor the whole model.
+    dense = fit.ModelShape(**{**_fields(MOE), "n_experts": None, "n_experts_used": None, "n_active_params": None})
+    enough = fit.fit(dense, F16_UNKNOWN, gpu(8 * GIB), fit.FitOptions(ctx=4096, system_ram_bytes=106_857_600))
+    assert (enough.verdict, enough.gpu_layers) == (fit.Verdict.FITS_GPU, 10)
+    short = fit.fit(dense, F16_UNKNOWN, gpu(8 * GIB), fit.FitOptions(ctx=4096, system_ram_bytes=106_857_599))
+    assert short.verdict == fit.Verdict.DOES_NOT_FIT
+
+
+def test_the_moe_experts_moved_to_ram_must_fit_there_to_the_byte():
+    # The MoE above, --n-cpu-moe 2: RAM holds the experts of layers 0 and 1 (2 x 159,680,000 = 319,360,000), the
+    # token embeddings (2,000,000), a compute buffer of its own (6,144,000) and the process (104,857,600):
+    # 432,361,600 bytes. With exactly that much system RAM the experts move; one byte less and they cannot.
+    device = gpu(2_289_418_400)
+    moved = fit.fit(MOE, F16_UNKNOWN, device, fit.FitOptions(ctx=4096, system_ram_bytes=432_361_600))
+    assert (moved.verdict, moved.cpu_moe_layers) == (fit.Verdict.PARTIAL_OFFLOAD, 2)
+    short = fit.fit(MOE, F16_UNKNOWN, device, fit.FitOptions(ctx=4096, system_ram_bytes=432_361_599))
+    assert short.cpu_moe_layers == 0
+
+
+def test_a_partial_offload_counts_each_layers_own_kv_for_every_user():
+    # 4 layers of 200,000,000 bytes at 16 bits (402,000,000 params x 2 = 804,000,000, less 2,000,000 of token
+    # embeddings and 2,000,000 of output matrix), 8 KV heads of 125: 1,000 values each of K and V per cell, 4,000
+    # bytes. Layers 0-2 slide over 256 tokens: min(4096, 256 + 512) = 768 cells; layer 3 keeps all 4,096. Two users:
+    # two streams each. Costs from the last layer down: layer 3 = 200,000,000 + 8,192 x 4,000 = 232,768,000; layers
+    # 2 and 1 = 200,000,000 + 1,536 x 4,000 = 206,144,000 each. Cumulative: 232,768,000; 438,912,000; 645,056,000
+    # (llama.cpp keeps the first layer on the host either way: at most 3 of 4 on the GPU).
+    # The GPU's room for layers: capacity - (compute 512 x (1,000 + 2 x 1,000) x 4 = 6,144,000 + overhead 400 MiB +
+    # 1,000 x 4 x 2 users = 419,438,400) - the output matrix's 2,000,000.
+    swa = fit.ModelShape(
+        n_params=402_000_000, n_layers=4, hidden_size=1000, n_heads=8, n_kv_heads=8, head_dim=125, vocab_size=1000,
+        sliding_window=256, swa_layers=frozenset({0, 1, 2}),
+    )  # fmt: skip
+    fixed = 6_144_000 + 419_438_400 + 2_000_000
+    options = fit.FitOptions(ctx=4096, users=2, system_ram_bytes=64 * GIB)
+
+    def layers_with_room(room: int) -> int:
+        result = fit.fit(swa, F16_UNKNOWN, gpu(room + fixed), options)
+        assert result.verdict == fit.Verdict.PARTIAL_OFFLOAD
+        return result.gpu_layers
+
+    # 630,000,000 of room: 2 layers (3 need 645,056,000). Counted for one user, 3 would fit (216,384,000 +
+    # 2 x 203,072,000 = 622,528,000).
+    assert layers_with_room(630_000_000) == 2
+    # 660,000,000: 3 layers. Were every layer counted with the full 4,096 cells, 3 would need 698,304,000.
+    assert layers_with_room(660_000_000) == 3
+    assert layers_with_room(438_912_000 + 1_000_000) == 2 and layers_with_room(438_912_000 - 1_000_000) == 1
