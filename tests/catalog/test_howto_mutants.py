@@ -373,3 +373,5 @@ def test_it_offers_vllm_only_for_a_1b_plus_model_whose_16_bit_weights_fit_a_disc
     hardware = Hardware(kind=kind) if kind is not None else None
     found = howto.recipes(_model(**{**LLAMA_8B, "n_params": n_params}), hardware=hardware, vllm_result=vllm_result)
     assert ("vLLM" in [recipe.runtime for recipe in found]) is offered
+    if offered:  # the defaults: one GPU (no tensor parallelism), 4,096 tokens
+        assert found[-1].steps[1][1] == "vllm serve meta-llama/Llama-3.1-8B-Instruct --max-model-len 4096"

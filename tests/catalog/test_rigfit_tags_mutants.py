@@ -236,6 +236,12 @@ def test_it_rewrites_the_query_string_of_the_current_page(url, changes, query):
     assert rigfit.query_with(_context(url), **changes) == query
 
 
+def test_it_keeps_every_value_of_a_repeated_parameter():
+    # A filter link on a list page with two values of one parameter keeps both (QueryDict.urlencode writes each).
+    context = _context("/models/?family=gemma&family=llama")
+    assert rigfit.query_with(context, page=2) == "?family=gemma&family=llama&page=2"
+
+
 def test_it_builds_a_query_string_without_a_request():
     assert rigfit.query_with(Context({}), ctx=4096, hw=None, q="a b") == "?ctx=4096&q=a+b"
     assert rigfit.query_with(Context({}), hw=None) == "?"
