@@ -420,6 +420,19 @@ def test_the_token_embeddings_need_their_place_in_system_ram_to_the_byte():
     assert (enough.verdict, enough.gpu_layers) == (fit.Verdict.FITS_GPU, 10)
     short = fit.fit(dense, F16_UNKNOWN, gpu(8 * GIB), fit.FitOptions(ctx=4096, system_ram_bytes=106_857_599))
     assert short.verdict == fit.Verdict.DOES_NOT_FIT
+    # The figures stay those of the GPU: needed = 2,000,000,000 of weights - 2,000,000 of embeddings + KV
+    # 10 x 2 x 1,000 x 2 x 4,096 = 163,840,000 + compute 6,144,000 = 2,167,984,000; usable = 8 GiB - (400 MiB +
+    # 1,000 x 4) = 8,170,500,192; headroom 6,002,516,192.
+    assert (short.needed_bytes, short.usable_bytes, short.headroom_bytes) == (
+        2_167_984_000,
+        8_170_500_192,
+        6_002_516_192,
+    )
+
+
+def test_an_unknown_name_of_the_fit_module_says_which():
+    with pytest.raises(AttributeError, match=r"^module 'catalog.fit' has no attribute 'no_such_name'$"):
+        fit.no_such_name  # noqa: B018
 
 
 def test_the_moe_experts_moved_to_ram_must_fit_there_to_the_byte():
