@@ -56,7 +56,14 @@ def main() -> None:
     if importlib.util.find_spec("llama_cpp") is not None:
         from llama_cpp import Llama
 
-        llama = Llama(str(engine.source.path), n_ctx=1024, n_batch=512, n_threads=args.threads, verbose=False)
+        llama = Llama(
+            str(engine.source.path),
+            n_ctx=1024,
+            n_batch=512,
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            verbose=False,
+        )  # n_threads_batch (the prompt's threads) defaults to every CPU
     generator = torch.Generator().manual_seed(0)
 
     def timed(run) -> float:
