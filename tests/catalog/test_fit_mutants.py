@@ -473,3 +473,38 @@ def test_a_partial_offload_counts_each_layers_own_kv_for_every_user():
     # 660,000,000: 3 layers. Were every layer counted with the full 4,096 cells, 3 would need 698,304,000.
     assert layers_with_room(660_000_000) == 3
     assert layers_with_room(438_912_000 + 1_000_000) == 2 and layers_with_room(438_912_000 - 1_000_000) == 1
+    # --swa-full: every layer keeps all 4,096 cells per stream (232,768,000 each), so 660,000,000 holds 2.
+    full = fit.FitOptions(ctx=4096, users=2, system_ram_bytes=64 * GIB, swa_full=True)
+    assert fit.fit(swa, F16_UNKNOWN, gpu(660_000_000 + fixed), full).gpu_layers == 2
+    # System RAM for the rest with 2 layers on the GPU: weights 804,000,000 + KV (32,768,000 + 3 x 6,144,000 =
+    # 51,200,000) - the 438,912,000 on the GPU - the output matrix 2,000,000 (on the GPU) + a compute buffer
+    # 6,144,000 + the process 104,857,600 = 525,289,600. One byte less and it cannot run (all of it on the CPU
+    # would need 966,201,600).
+    ram = fit.FitOptions(ctx=4096, users=2, system_ram_bytes=525_289_600)
+    assert fit.fit(swa, F16_UNKNOWN, gpu(630_000_000 + fixed), ram).verdict == fit.Verdict.PARTIAL_OFFLOAD
+    ram = fit.FitOptions(ctx=4096, users=2, system_ram_bytes=525_289_599)
+    assert fit.fit(swa, F16_UNKNOWN, gpu(630_000_000 + fixed), ram).verdict == fit.Verdict.DOES_NOT_FIT
+
+
+def test_the_compute_buffer_of_models_without_a_full_attention_layer():
+    # Without flash attention: ubatch x cells x (heads + 1) x 4 + ubatch x (intermediate + 2 x hidden) x 4, or the
+    # logits phase 512 x (1,000 + 2 x 256) x 4 = 3,096,576 if larger. Two layers, 4 heads, intermediate 1,024:
+    # the second term is 512 x 1,536 x 4 = 3,145,728.
+    base = {
+        "n_params": 10**8, "n_layers": 2, "hidden_size": 256, "n_heads": 4, "n_kv_heads": 4, "head_dim": 64,
+        "vocab_size": 1000, "intermediate_size": 1024,
+    }  # fmt: skip
+    no_fa = fit.FitOptions(ctx=4096, flash_attention=False)
+    # Every layer slides over 256 tokens: the scores span min(4096, 256 + 512) = 768 cells:
+    # 512 x 768 x 5 x 4 + 3,145,728 = 11,010,048; with --swa-full all 4,096:
+    # 512 x 4096 x 5 x 4 + 3,145,728 = 45,088,768.
+    sliding = fit.ModelShape(**base, sliding_window=256, swa_layers=frozenset({0, 1}))
+    assert fit.compute_bytes(sliding, no_fa, "gpu") == 11_010_048
+    assert (
+        fit.compute_bytes(sliding, fit.FitOptions(ctx=4096, flash_attention=False, swa_full=True), "gpu") == 45_088_768
+    )
+    # A model of recurrent layers only keeps no KV; the estimate then spans the full context: 45,088,768.
+    recurrent = fit.ModelShape(
+        **base, attention_layers=frozenset(), recurrent_layers=frozenset({0, 1}), recurrent_state_values=10
+    )
+    assert fit.compute_bytes(recurrent, no_fa, "gpu") == 45_088_768
