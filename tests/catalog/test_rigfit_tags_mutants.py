@@ -32,6 +32,7 @@ GIB = 1024**3
         (10_000_000, 2, "0.01 GB"),  # exactly 0.01 GB: still GB
         (9_999_999, 2, "10.0 MB"),  # just under 0.01 GB: 9.999999 MB
         (5_000_000, 2, "5.0 MB"),
+        (1_050_001, 2, "1.1 MB"),  # 1.050001 MB: a millionth above the rounding step, so 10^6 exactly
         (-5_000_000, 2, "-5.0 MB"),  # a shortfall under 0.01 GB
         (9_990_000_000, 2, "9.99 GB"),
         (10_000_000_000, 2, "10.0 GB"),  # exactly 10 GB: one decimal from here
