@@ -51,6 +51,9 @@ def _llama_worker(conn, gguf: str, threads: int) -> None:
     while (job := conn.recv()) is not None:
         prompt, n_new = job
         tokens = llama.tokenize(prompt.encode(), add_bos=True, special=False)
+        # generate(reset=True) keeps the cached prefix of the last prompt (its "prefix-match hit"): a repeated prompt
+        # would then time one token, not the prompt. reset() empties the cache, as the engine starts from nothing.
+        llama.reset()
         started = time.perf_counter()
         first_at = last_at = started
         count = 0
