@@ -82,6 +82,8 @@ def test_it_prints_device_memory_in_gibibytes(value, shown):
         (None, "–"),
         (0, "–"),
         (268_098_176, "268M"),  # Gemma 3 270M's config.json count
+        (268_500_001, "269M"),  # 268.500001M: just above the rounding step, so 10^6 exactly
+        (1_050_000_001, "1.1B"),  # 1.050000001B: just above the step, so 10^9 exactly
         (999_499_999, "999M"),
         (999_500_000, "1.0B"),  # 999.5M reads as 1.0B, as it is marketed
         (8_030_261_248, "8.0B"),  # Llama 3.1 8B
