@@ -3,8 +3,8 @@
 Reads var/mutation/<module>.py.meta, else mutants/<module>.py.meta (mutmut 3 writes one per mutated file), and
 prints, per module: mutants, killed (a test failed or timed out), survived, not reached by any selected test, the
 kill rate over all mutants, and the kill rate once the equivalent mutants listed in docs/testing.md are set aside.
-Then every surviving mutant, with its reason when docs/testing.md lists it as equivalent and "NOT EXPLAINED" when
-it does not.
+Then every surviving mutant with its reason: "equivalent: ..." when docs/testing.md lists it as equivalent, "NOT KILLED
+(no test yet): ..." when it lists it as "- not killed, `name`: why", and "NOT EXPLAINED" when it does not list it.
 
     python tests/mutation_report.py [module ...]     # e.g. catalog/fit.py; default: every module with results
 
