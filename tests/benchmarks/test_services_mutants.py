@@ -597,3 +597,24 @@ def test_it_matches_by_vendor_and_name_in_two_queries(epyc, django_assert_num_qu
     # One query for a slug or exact name, one for the list: the vendor comes with the list, not a query per row.
     with django_assert_num_queries(2):
         assert services.match_hardware("AMD Test-EPYC") == epyc
+
+
+def test_it_numbers_the_llama_bench_tests_from_one_in_their_errors(gemma, epyc, user, settings):
+    # Every test of the output names a model the catalog does not have: each is refused with its field's message,
+    # numbered as a person counts the tests of the output (Test 1, Test 2, ...), never with an empty message.
+    text = read_fixture(_some_fixture())
+    count = len(llamabench.parse(text))
+    settings.RIGFIT_BENCH_MAX_RUNS_PER_REQUEST = count
+    result = services.submit_llama_bench(
+        text=text,
+        hardware="test-epyc",
+        channel=Channel.WEB,
+        submitter=user,
+        model_slug="no-such-model",
+        quant="Q4_K_M",
+    )
+    assert result.stored == [] and len(result.errors) >= count
+    assert {error.split(" (")[0] for error in result.errors} == {f"Test {i}" for i in range(1, count + 1)}
+    for error in result.errors:
+        assert error.split(": ", 1)[0].endswith("(model_slug)")
+        assert error.split(": ", 1)[1] not in ("", "None")
