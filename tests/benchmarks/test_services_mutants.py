@@ -198,6 +198,13 @@ def test_it_checks_decode_at_the_runs_depth_and_kv_type(gemma, epyc, user):
     # q8_0 stores 32 values in 34 bytes (1.0625 bytes a value) instead of f16's 2.
     q8_read = bandwidth / services.roofline_for(q8)
     assert deep_read - q8_read == pytest.approx(_gemma_kv_read(4096, 2) - _gemma_kv_read(4096, 34 / 32), rel=1e-9)
+    # The other cache types llama.cpp's -ctk takes and the catalog knows: f32 4 bytes a value, bf16 2, q4_0 18
+    # bytes per 32 values (0.5625), each read at its own size.
+    for type_k, bytes_per_value in (("f32", 4), ("bf16", 2), ("q4_0", 18 / 32)):
+        other = make_run(user=user, samples_ts=[], stddev_ts=0, n_depth=4096, type_k=type_k, avg_ts=50.25)
+        other_read = bandwidth / services.roofline_for(other)
+        expected = _gemma_kv_read(4096, bytes_per_value) - _gemma_kv_read(4096, 2)
+        assert other_read - deep_read == pytest.approx(expected, rel=1e-9, abs=1e-3)
 
 
 def test_it_counts_the_prompt_in_the_context_of_a_mixed_test(gemma, epyc, user):
