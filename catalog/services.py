@@ -73,6 +73,7 @@ def shape_of(model: Model) -> fit.ModelShape:
         recurrent_state_values=model.recurrent_state_values or 0,
         kv_heads_per_layer=tuple(model.kv_heads_per_layer or ()),
         per_layer_embed_params=model.per_layer_embed_params or 0,
+        moe_layers=None if model.moe_layers is None else frozenset(model.moe_layers),
     )
 
 
