@@ -206,9 +206,13 @@ def test_it_names_the_model_and_its_quantization_before_the_first_load(client):
     finally:
         set_engine(None)
     assert engine.state == "idle"  # nothing was loaded or assembled to name it
+    assert engine.status()["weights"] == ""
     line = re.search(r'<p class="demo-model">(.*?)</p>', body, re.S).group(1)
     assert ">Gemma 3 270M</a>" in line
     assert "gemma-3-270m-q4_k_m.gguf" in line and "<strong>Q4_K_M</strong>" in line
+    # No empty weights figure before the model loads (it read "weights in memory: · running on").
+    assert "weights in memory" not in line
+    assert "<strong>Q4_K_M</strong> · running on <strong>" in " ".join(line.split())
 
 
 @pytest.mark.django_db
