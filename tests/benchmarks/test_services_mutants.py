@@ -625,3 +625,27 @@ def test_it_numbers_the_llama_bench_tests_from_one_in_their_errors(gemma, epyc, 
     for error in result.errors:
         assert error.split(": ", 1)[0].endswith("(model_slug)")
         assert error.split(": ", 1)[1] not in ("", "None")
+
+
+# --- the stored decision and duplicates (sequential: the parallel race runs on PostgreSQL only) -----------------------
+
+
+def test_it_records_the_automatic_decision_with_its_reason(gemma, epyc):
+    run, verdict = services.submit_run(data=run_data(), channel=Channel.API, submitter=None)
+
+    decision = ModerationDecision.objects.get(run=run)
+    assert (decision.moderator, decision.from_status, decision.to_status) == (None, "", run.status)
+    assert decision.reason == verdict.reason != ""  # the reason a moderator reads is the one the submitter got
+
+
+def test_it_names_a_duplicate_only_to_its_own_submitter(gemma, epyc, user, django_user_model):
+    first, _ = services.submit_run(data=run_data(), channel=Channel.API, submitter=user)
+    with pytest.raises(services.Duplicate) as again:
+        services.submit_run(data=run_data(), channel=Channel.API, submitter=user)
+    assert again.value.run_id == first.pk
+
+    someone_else = django_user_model.objects.create_user(username="bob", password="s3cret-pass-43")
+    with pytest.raises(services.Duplicate) as theirs:
+        services.submit_run(data=run_data(), channel=Channel.API, submitter=someone_else)
+    assert theirs.value.run_id is None  # another user's run is not named
+    assert BenchmarkRun.objects.count() == 1
