@@ -15,7 +15,16 @@ from catalog.caching import cached_api
 from catalog.howto import llama_cpp_flags
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
 from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand, Quantization
-from catalog.services import best_fits, device_spec_of, fit_for, max_context_for, options_for, quant_choice
+from catalog.services import (
+    best_fits,
+    best_fits_of,
+    device_spec_of,
+    fit_for,
+    fit_table,
+    max_context_for,
+    options_for,
+    quant_choice,
+)
 
 router = Router(tags=["catalog"])
 
@@ -389,7 +398,13 @@ def list_fits(request: HttpRequest, params: Query[FitsQuery]):
         hardware.bandwidth_gbps = params.bandwidth_gbps
     if params.clock_mhz:
         hardware.clock_mhz = params.clock_mhz
-    found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
+    if params.bandwidth_gbps or params.clock_mhz:
+        # This request's own device: never the shared table, which is keyed by the catalog's row.
+        found = best_fits(hardware=hardware, options=params.options(), gpu_count=params.gpu_count)
+    else:
+        # The table the hardware page builds (every model x quant at once, shared through the cache): the same
+        # rows best_fits gives, in the same order, without fitting the catalog one model at a time.
+        found = best_fits_of(fit_table(hardware=hardware, options=params.options(), gpu_count=params.gpu_count))
     return [best.as_dict() for best in found]
 
 
