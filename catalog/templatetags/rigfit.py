@@ -87,10 +87,7 @@ def vram_bytes(memory: object) -> int | None:
     layer gets its own copy), so the quant table's "VRAM needed" agrees with the verdict's "needs" on a GPU."""
     if memory is None or memory == "":
         return None
-    on_gpu = getattr(memory, "gpu_weights_bytes", None)
-    if on_gpu is None:
-        on_gpu = memory.weights_bytes - getattr(memory, "host_weights_bytes", 0)
-    return memory.total_bytes - memory.weights_bytes + on_gpu
+    return memory.total_bytes - memory.weights_bytes + memory.gpu_weights_bytes
 
 
 @register.filter

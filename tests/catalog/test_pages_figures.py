@@ -214,7 +214,7 @@ def test_a_macs_page_states_its_fp16_rate_once(client, catalog):
 
 
 def test_vram_bytes_counts_only_the_weights_on_the_gpu():
-    from types import SimpleNamespace
+    import dataclasses
 
     from catalog import fit
     from catalog.templatetags.rigfit import vram_bytes
@@ -232,8 +232,8 @@ def test_vram_bytes_counts_only_the_weights_on_the_gpu():
         output_copy_bytes=40,
     )
     assert vram_bytes(mem) == 1220
-    # A breakdown without the GPU-weights figure: the host weights come off, nothing is added.
-    assert vram_bytes(SimpleNamespace(weights_bytes=1000, host_weights_bytes=100, total_bytes=1280)) == 1180
+    # Untied embeddings (no output copy): the host weights come off, nothing is added: 1,280 - 100 = 1,180.
+    assert vram_bytes(dataclasses.replace(mem, output_copy_bytes=0)) == 1180
     assert vram_bytes(None) is None
 
 

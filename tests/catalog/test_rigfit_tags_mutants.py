@@ -11,7 +11,7 @@ import pytest
 from django.template import Context
 from django.test import RequestFactory
 
-from catalog import extensions
+from catalog import extensions, fit
 from catalog.templatetags import rigfit
 
 GIB = 1024**3
@@ -170,11 +170,19 @@ def test_it_reads_a_verdict_enum_by_its_value():
     assert rigfit.verdict_class(Verdict.DOES_NOT_FIT) == "nofit"
 
 
-class _Memory:
-    """A stand-in for fit.MemoryBreakdown with only the fields vram_bytes reads."""
-
-    def __init__(self, **fields: int):
-        self.__dict__.update(fields)
+def _memory(*, host: int = 0, output_copy: int = 0) -> fit.MemoryBreakdown:
+    """A breakdown of 5,000,000,000 bytes of weights in a 6,000,000,000-byte total, `host` of them kept in system
+    RAM and a tied output copy of `output_copy` bytes on the GPU."""
+    return fit.MemoryBreakdown(
+        weights_bytes=5 * 10**9,
+        kv_cache_bytes=6 * 10**8,
+        compute_bytes=3 * 10**8,
+        overhead_bytes=10**8,
+        vision_bytes=0,
+        total_bytes=6 * 10**9,
+        host_weights_bytes=host,
+        output_copy_bytes=output_copy,
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,17 +190,14 @@ class _Memory:
     [
         (None, None),
         ("", None),
-        # total 6,000,000,000 with 5,000,000,000 of weights, of which 4,700,000,000 go on the GPU (the input
-        # embeddings stay in RAM): 6,000,000,000 - 5,000,000,000 + 4,700,000,000 = 5,700,000,000
-        (_Memory(total_bytes=6 * 10**9, weights_bytes=5 * 10**9, gpu_weights_bytes=47 * 10**8), 57 * 10**8),
-        # a tied output layer's copy on the GPU: more on the GPU than the file's weights (5.3 of 5.0 GB)
-        (_Memory(total_bytes=6 * 10**9, weights_bytes=5 * 10**9, gpu_weights_bytes=53 * 10**8), 63 * 10**8),
-        # no GPU share known: the weights less those kept in host memory (0.4 GB): 6.0 - 0.4 = 5.6 GB
-        (_Memory(total_bytes=6 * 10**9, weights_bytes=5 * 10**9, host_weights_bytes=4 * 10**8), 56 * 10**8),
-        # neither known: every weight on the GPU, the total as it is
-        (_Memory(total_bytes=6 * 10**9, weights_bytes=5 * 10**9), 6 * 10**9),
-        # a GPU share of 0 is a figure, not a missing one
-        (_Memory(total_bytes=6 * 10**9, weights_bytes=5 * 10**9, gpu_weights_bytes=0, host_weights_bytes=1), 10**9),
+        # 0.3 GB of input embeddings stay in RAM: 4.7 of 5.0 GB of weights on the GPU, 6.0 - 5.0 + 4.7 = 5.7 GB
+        (_memory(host=3 * 10**8), 57 * 10**8),
+        # a tied output layer's 0.3 GB copy on the GPU: more on the GPU than the file's weights, 6.0 - 5.0 + 5.3
+        (_memory(output_copy=3 * 10**8), 63 * 10**8),
+        # both: 5.0 - 0.4 + 0.1 = 4.7 GB of weights on the GPU, 6.0 - 5.0 + 4.7 = 5.7 GB
+        (_memory(host=4 * 10**8, output_copy=10**8), 57 * 10**8),
+        # every weight on the GPU: the total as it is
+        (_memory(), 6 * 10**9),
     ],
 )
 def test_it_counts_only_the_weights_on_the_gpu_as_vram_needed(memory, vram):
