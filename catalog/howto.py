@@ -54,6 +54,76 @@ def _gguf_file_glob(quant_name: str) -> str:
     return f"*{quant_name}*.gguf"
 
 
+# The quant label a GGUF repository's file names carry, where it differs from llama-quantize's type name: llama.cpp's
+# MXFP4_MOE type writes files named "...-mxfp4.gguf" (ggml-org/gpt-oss-20b-GGUF, bartowski/openai_gpt-oss-20b-GGUF's
+# "openai_gpt-oss-20b-MXFP4.gguf"), and the Hub resolves a tag against that label.
+GGUF_FILE_LABELS = {"MXFP4_MOE": "MXFP4"}
+
+
+def gguf_tag(quant_name: str) -> str:
+    """The `:TAG` that picks `quant_name`'s file in a GGUF repository, for llama.cpp's `-hf REPO:TAG` and Ollama's
+    `hf.co/REPO:TAG` (both resolve it through the Hub's manifest endpoint, which matches it to the file names)."""
+    return GGUF_FILE_LABELS.get(quant_name.upper(), quant_name)
+
+
+# Hugging Face stores at most 50 GB in one file ("Per file: 50GB max, 20GB recommended", huggingface/hub-docs
+# docs/hub/datasets-upload-guide-llm.md; https://github.com/huggingface/hub-docs/pull/2007), so a larger GGUF is
+# published in parts (NAME-00001-of-0000N.gguf), and Ollama cannot pull a split GGUF through hf.co: the Hub answers
+# "The specified tag is a sharded GGUF. Ollama does not support this yet" (https://github.com/ollama/ollama/issues/5245).
+HF_MAX_FILE_BYTES = 50 * 10**9
+
+
+def ollama_model_ref(model: Model, quant_name: str, *, weights_bytes: int | None = None) -> tuple[str, str]:
+    """(the model name to give Ollama, what it says about the quant). With a GGUF repository and a file Ollama can
+    pull, `hf.co/OWNER/REPO:QUANT` (Hugging Face's documented form for Ollama, https://huggingface.co/docs/hub/ollama)
+    pulls exactly `quant_name`; otherwise Ollama's own library tag, which holds the quant Ollama chose, and the
+    reason no tag for `quant_name` exists. ("", reason) when there is neither."""
+    split = weights_bytes is not None and weights_bytes > HF_MAX_FILE_BYTES
+    if model.gguf_repo and not split:
+        return (
+            f"hf.co/{model.gguf_repo}:{gguf_tag(quant_name)}",
+            f"It pulls the {quant_name} file of {model.gguf_repo} from Hugging Face (hf.co/OWNER/REPO:QUANT).",
+        )
+    if not model.gguf_repo:
+        why = f"rigfit lists no GGUF repository to pull {quant_name} from"
+    else:
+        why = (
+            f"the {quant_name} file is over 50 GB, so Hugging Face holds it in parts, which Ollama cannot pull "
+            "(ollama/ollama#5245); llama.cpp below can"
+        )
+    if not model.ollama_tag:
+        return "", f"No Ollama tag for {quant_name}: {why}."
+    return (
+        model.ollama_tag,
+        f"No Ollama tag for {quant_name}: {why}. {model.ollama_tag} is Ollama's library build, in the quant Ollama "
+        "chose for it.",
+    )
+
+
+def ollama_recipe(model: Model, quant_name: str, ctx: int, *, weights_bytes: int | None = None) -> Recipe | None:
+    name, note = ollama_model_ref(model, quant_name, weights_bytes=weights_bytes)
+    if not name:
+        return None
+    tag = shlex.quote(name)
+    return Recipe(
+        runtime="Ollama",
+        blurb="Easiest: one command, with an OpenAI-compatible API on port 11434. " + note,
+        home="https://ollama.com",
+        steps=(
+            ("Pull the model", f"ollama pull {tag}"),
+            ("Chat", f"ollama run {tag}"),
+            (
+                "Use the API",
+                "curl http://localhost:11434/api/chat -d "
+                + shlex.quote(
+                    f'{{"model": "{name}", "messages": [{{"role": "user", "content": "Hi"}}],'
+                    f' "options": {{"num_ctx": {ctx}}}}}'
+                ),
+            ),
+        ),
+    )
+
+
 ALL_LAYERS = 99  # llama.cpp's idiom for "every layer and the output on the GPU" (-ngl above n_layer)
 
 
@@ -118,11 +188,13 @@ def recipes(
     hardware: Hardware | None = None,
     gpu_count: int = 1,
     vllm_result: fit.FitResult | None = None,
+    weights_bytes: int | None = None,
 ) -> list[Recipe]:
     """Recipes that apply to this model; each command is filled with the model's own repository and tags, and the
     llama.cpp flags with the verdict `result` of `quant_name` at `ctx` tokens (the runtime's -c). vLLM, which serves
     the 16-bit weights on a GPU, is offered only where `vllm_result` (the 16-bit quant's verdict on `hardware`)
-    fits entirely."""
+    fits entirely. `weights_bytes` (the quant's file size, where known) tells whether its GGUF is split into parts on
+    Hugging Face, which Ollama cannot pull."""
     found: list[Recipe] = []
     repo = shlex.quote(model.source_repo)
     if _is_moondream(model) and model.slug in MOONDREAM_CLIENT_BUNDLES:
@@ -150,29 +222,11 @@ def recipes(
                 ),
             )
         )
-    if model.ollama_tag:
-        tag = shlex.quote(model.ollama_tag)
-        found.append(
-            Recipe(
-                runtime="Ollama",
-                blurb="Easiest: one command, with an OpenAI-compatible API on port 11434.",
-                home="https://ollama.com",
-                steps=(
-                    ("Pull the model", f"ollama pull {tag}"),
-                    ("Chat", f"ollama run {tag}"),
-                    (
-                        "Use the API",
-                        "curl http://localhost:11434/api/chat -d "
-                        + shlex.quote(
-                            f'{{"model": "{model.ollama_tag}", "messages": [{{"role": "user", "content": "Hi"}}],'
-                            f' "options": {{"num_ctx": {ctx}}}}}'
-                        ),
-                    ),
-                ),
-            )
-        )
+    ollama = ollama_recipe(model, quant_name, ctx, weights_bytes=weights_bytes)
+    if ollama is not None:
+        found.append(ollama)
     if model.gguf_repo:
-        gguf = shlex.quote(f"{model.gguf_repo}:{quant_name}")
+        gguf = shlex.quote(f"{model.gguf_repo}:{gguf_tag(quant_name)}")
         cli = " ".join(llama_cpp_flags(ctx=ctx, kv_type=kv_type, result=result))
         server = " ".join(llama_cpp_flags(ctx=ctx, kv_type=kv_type, result=result, users=users))
         found.append(
@@ -187,7 +241,7 @@ def recipes(
                     (
                         "Measure your speed",
                         f"huggingface-cli download {shlex.quote(model.gguf_repo)} --include "
-                        f"{shlex.quote(_gguf_file_glob(quant_name))} --local-dir models/\n"
+                        f"{shlex.quote(_gguf_file_glob(gguf_tag(quant_name)))} --local-dir models/\n"
                         "llama-bench -m models/*.gguf -p 512 -n 128 -o json > bench.json",
                     ),
                 ),

@@ -305,6 +305,7 @@ def _model_live_context(model: Model, context: dict) -> dict:
             hardware=context["hardware"],
             gpu_count=context["gpu_count"],
             vllm_result=_vllm_result(context["rows"]),
+            weights_bytes=chosen.size_bytes if chosen else None,
         ),
         "faq": model_faq(model, context["rows"], options, context["recommendation"], context["hardware"]),
         "runs_on": _runs_on(model, options),

@@ -10,7 +10,11 @@ Every expected command below is the runtime's documented syntax written by hand,
   (MoE) weights of the first N layers in the CPU"); `-ctk/-ctv TYPE` (default f16); `-fa, --flash-attn [on|off|auto]`;
   `-hf <user>/<model>[:quant]`; llama-server's `-np, --parallel N` slots share the `-c` cells, so N users of ctx
   tokens each need `-c` = N x ctx. A quantized V cache needs flash attention, hence `-fa on` with q8_0 and q4_0.
-- Ollama's REST API (`POST /api/chat` with `model`, `messages` and `options.num_ctx`) on its port 11434.
+- Ollama's REST API (`POST /api/chat` with `model`, `messages` and `options.num_ctx`) on its port 11434; a GGUF
+  repository's file by quant: `ollama run hf.co/{username}/{repository}:{quantization}` (Hugging Face's Ollama page,
+  https://huggingface.co/docs/hub/ollama, "Custom Quantization"); a split GGUF it cannot pull (the Hub's "The specified
+  tag is a sharded GGUF. Ollama does not support this yet", https://github.com/ollama/ollama/issues/5245), and the Hub
+  keeps at most 50 GB in one file ("Per file: 50GB max", https://github.com/huggingface/hub-docs/pull/2007).
 - vLLM's `vllm serve REPO --max-model-len N --tensor-parallel-size N`.
 
 The models are unsaved catalog rows and the verdicts hand-made FitResults: only the fields the recipes read matter.
@@ -128,15 +132,17 @@ def test_it_writes_the_llama_cpp_flags(kwargs, flags):
 
 OLLAMA = Recipe(
     runtime="Ollama",
-    blurb="Easiest: one command, with an OpenAI-compatible API on port 11434.",
+    blurb="Easiest: one command, with an OpenAI-compatible API on port 11434. It pulls the Q8_0 file of "
+    "ggml-org/gemma-3-270m-GGUF from Hugging Face (hf.co/OWNER/REPO:QUANT).",
     home="https://ollama.com",
     steps=(
-        ("Pull the model", "ollama pull gemma3:270m"),
-        ("Chat", "ollama run gemma3:270m"),
+        ("Pull the model", "ollama pull hf.co/ggml-org/gemma-3-270m-GGUF:Q8_0"),
+        ("Chat", "ollama run hf.co/ggml-org/gemma-3-270m-GGUF:Q8_0"),
         (
             "Use the API",
             "curl http://localhost:11434/api/chat -d '"
-            '{"model": "gemma3:270m", "messages": [{"role": "user", "content": "Hi"}], "options": {"num_ctx": 8192}}'
+            '{"model": "hf.co/ggml-org/gemma-3-270m-GGUF:Q8_0", "messages": [{"role": "user", "content": "Hi"}], '
+            '"options": {"num_ctx": 8192}}'
             "'",
         ),
     ),
@@ -215,9 +221,10 @@ def test_it_gives_ollama_llama_cpp_and_transformers_recipes_for_a_small_model():
     ],
 )
 def test_it_says_where_the_layers_go_in_the_llama_cpp_recipe(result, note, flags):
+    # No Ollama library tag: Ollama still pulls the repository's Q8_0 file through hf.co.
     model = _model(gguf_repo="ggml-org/gemma-3-270m-GGUF")
     found = howto.recipes(model, "Q8_0", 8192, result=result)
-    assert found == [_llama_cpp(note, flags, flags), TRANSFORMERS]
+    assert found == [OLLAMA, _llama_cpp(note, flags, flags), TRANSFORMERS]
 
 
 def test_it_defaults_to_q4_k_m_at_4096_tokens_with_an_f16_cache_for_one_user():
@@ -232,6 +239,71 @@ def test_it_defaults_to_q4_k_m_at_4096_tokens_with_an_f16_cache_for_one_user():
 
 def test_a_model_without_an_ollama_tag_or_gguf_repo_gets_only_transformers():
     assert howto.recipes(_model()) == [TRANSFORMERS]
+
+
+# --- Ollama: the chosen quant's tag ------------------------------------------------------------------------------
+
+
+def _ollama(found: list[Recipe]) -> Recipe:
+    return next(recipe for recipe in found if recipe.runtime == "Ollama")
+
+
+def test_it_pulls_the_chosen_quant_of_the_gguf_repository_with_ollama():
+    model = _model(ollama_tag="gemma3:270m", gguf_repo="ggml-org/gemma-3-270m-GGUF")
+    recipe = _ollama(howto.recipes(model, "Q5_K_M", 2048, weights_bytes=200_000_000))
+    assert recipe.steps[0] == ("Pull the model", "ollama pull hf.co/ggml-org/gemma-3-270m-GGUF:Q5_K_M")
+    assert recipe.steps[1] == ("Chat", "ollama run hf.co/ggml-org/gemma-3-270m-GGUF:Q5_K_M")
+    assert recipe.steps[2][1] == (
+        "curl http://localhost:11434/api/chat -d '"
+        '{"model": "hf.co/ggml-org/gemma-3-270m-GGUF:Q5_K_M", "messages": [{"role": "user", "content": "Hi"}], '
+        '"options": {"num_ctx": 2048}}\''
+    )
+
+
+def test_without_a_gguf_repository_ollama_gets_its_library_tag_and_the_page_says_the_quant_has_none():
+    recipe = _ollama(howto.recipes(_model(ollama_tag="gemma3:270m"), "Q5_K_M"))
+    assert recipe.steps[0] == ("Pull the model", "ollama pull gemma3:270m")
+    assert recipe.blurb == (
+        "Easiest: one command, with an OpenAI-compatible API on port 11434. No Ollama tag for Q5_K_M: rigfit lists "
+        "no GGUF repository to pull Q5_K_M from. gemma3:270m is Ollama's library build, in the quant Ollama chose "
+        "for it."
+    )
+
+
+@pytest.mark.parametrize(
+    ("weights_bytes", "pulled"),
+    [
+        (50_000_000_000, "hf.co/ggml-org/gpt-oss-120b-GGUF:MXFP4"),  # 50 GB fits one file on the Hub
+        (50_000_000_001, "gpt-oss:120b"),  # one byte more: published in parts, which Ollama cannot pull
+        (None, "hf.co/ggml-org/gpt-oss-120b-GGUF:MXFP4"),  # size unknown: the tag is offered
+    ],
+)
+def test_a_gguf_over_the_hubs_50_gb_file_limit_falls_back_to_the_library_tag(weights_bytes, pulled):
+    model = _model(ollama_tag="gpt-oss:120b", gguf_repo="ggml-org/gpt-oss-120b-GGUF")
+    recipe = _ollama(howto.recipes(model, "MXFP4_MOE", weights_bytes=weights_bytes))
+    assert recipe.steps[0] == ("Pull the model", f"ollama pull {pulled}")
+    if pulled == "gpt-oss:120b":
+        assert recipe.blurb.endswith(
+            "No Ollama tag for MXFP4_MOE: the MXFP4_MOE file is over 50 GB, so Hugging Face holds it in parts, which "
+            "Ollama cannot pull (ollama/ollama#5245); llama.cpp below can. gpt-oss:120b is Ollama's library build, "
+            "in the quant Ollama chose for it."
+        )
+
+
+def test_a_split_gguf_without_a_library_tag_gets_no_ollama_recipe():
+    model = _model(gguf_repo="unsloth/Kimi-K2-Instruct-GGUF")
+    found = howto.recipes(model, "Q2_K", weights_bytes=381_000_000_000)
+    assert [recipe.runtime for recipe in found] == ["llama.cpp", "transformers"]
+
+
+def test_the_mxfp4_moe_quant_is_asked_for_by_its_file_label_mxfp4():
+    # llama-quantize's type is MXFP4_MOE; the files are named by MXFP4 (ggml-org/gpt-oss-20b-GGUF:
+    # gpt-oss-20b-mxfp4.gguf; bartowski/openai_gpt-oss-20b-GGUF: openai_gpt-oss-20b-MXFP4.gguf, "Quant type MXFP4").
+    model = _model(ollama_tag="gpt-oss:20b", gguf_repo="ggml-org/gpt-oss-20b-GGUF")
+    found = howto.recipes(model, "MXFP4_MOE", weights_bytes=12_100_000_000)
+    assert _ollama(found).steps[0][1] == "ollama pull hf.co/ggml-org/gpt-oss-20b-GGUF:MXFP4"
+    llama = next(recipe for recipe in found if recipe.runtime == "llama.cpp")
+    assert llama.steps[0][1] == "llama-cli -hf ggml-org/gpt-oss-20b-GGUF:MXFP4 -c 4096 -ngl 99"
 
 
 # --- Moondream ---------------------------------------------------------------------------------------------------

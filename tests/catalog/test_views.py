@@ -28,7 +28,8 @@ def test_it_shows_every_quantization_on_the_model_page(client, catalog):
         assert f">{name}</a>" in response.text
     # Quants without a published size are estimated, and the page says so.
     assert "estimated" in response.text
-    assert "ollama pull gemma3:270m" in response.text
+    # Ollama pulls the page's quant (Q4_K_M, the default) from the model's GGUF repository.
+    assert "ollama pull hf.co/ggml-org/gemma-3-270m-GGUF:Q4_K_M" in response.text
     assert "Choose your hardware" in response.text
 
 
