@@ -294,7 +294,7 @@ def test_it_keeps_filters_and_sort_through_htmx_and_the_page_links(live_server, 
         assert parse_qs(urlsplit(page.url).query) == {"model": ["Gemma 3 270M"], "sort": ["slowest"]}
         following = page.locator("#bench-results a", has_text="Next").get_attribute("href")
         assert parse_qs(following.lstrip("?")) == {"model": ["Gemma 3 270M"], "sort": ["slowest"], "page": ["2"]}
-        page.click("#bench-results a:has-text('Next')")
-        page.wait_for_load_state()
+        with page.expect_navigation(wait_until="load"):
+            page.click("#bench-results a:has-text('Next')")
         assert "Page 2 of 2 (51 runs)" in page.locator("#bench-results").inner_text()
         assert page.locator("select[name=sort]").input_value() == "slowest"

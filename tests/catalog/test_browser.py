@@ -31,8 +31,8 @@ def test_it_works_without_javascript(live_server, catalog):
         nojs = context.new_page()
         nojs.goto(f"{live_server.url}/models/llama-3-1-8b/")
         nojs.select_option("select[name=hardware]", "geforce-rtx-4090")
-        nojs.click("noscript button, form.fit-form button[type=submit]")
-        nojs.wait_for_load_state()
+        with nojs.expect_navigation(wait_until="load"):
+            nojs.click("noscript button, form.fit-form button[type=submit]")
         assert "hardware=geforce-rtx-4090" in nojs.url
         assert "Fits in GPU memory" in nojs.locator("#fit-panel").inner_text()
         context.close()

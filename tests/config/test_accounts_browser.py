@@ -21,6 +21,13 @@ def check(page, url: str) -> None:
     assert not result.blocking, result.describe()
 
 
+def send(page) -> None:
+    """Submit the form on the page and wait for the answer page to load: reading the page straight after the click
+    raced the navigation (CI read an empty document once)."""
+    with page.expect_navigation(wait_until="load"):
+        page.click("button[type=submit]")
+
+
 def audit_current(page) -> None:
     """Audit the page as the browser shows it now (after a form was sent), without loading it again."""
     from tests.test_pages_browser import AXE_JS, AXE_TAGS, RUN_AXE
@@ -54,7 +61,7 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(live_server, django_user_
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("input[name=username]", "ada")
         page.fill("input[name=password]", "wrong")
-        page.click("button[type=submit]")
+        send(page)
         assert "correct username and password" in page.content()
         audit_current(page)
 
@@ -63,7 +70,7 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(live_server, django_user_
         page.fill("input[name=email]", "ada@example.org")
         page.fill("input[name=password1]", "123")
         page.fill("input[name=password2]", "124")
-        page.click("button[type=submit]")
+        send(page)
         assert "bench-error" in page.content()
         audit_current(page)
 
@@ -71,7 +78,7 @@ def test_the_account_pages_fit_the_screen_and_pass_axe(live_server, django_user_
         assert page.locator("input[name=new_password1]").count() == 1
         page.fill("input[name=new_password1]", "12345678")
         page.fill("input[name=new_password2]", "12345678")
-        page.click("button[type=submit]")
+        send(page)
         assert "bench-error" in page.content()
         audit_current(page)
         context.close()
