@@ -77,6 +77,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     fit.QuantChoice.quality_key.fget,  # type: ignore[attr-defined]
     speed_engine._kv_read,
     speed_engine._weights_read,
+    speed_engine._host_experts_bytes,
     speed_engine._host_expert_read,
     speed_engine.decode_terms,
     speed_engine._matrix_flops_per_s,
@@ -86,7 +87,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     speed_engine.prefill_seconds,
     speed_engine.prefill_tps,
 )
-MIRRORED_DIGEST = "22a4a560e88961ae"
+MIRRORED_DIGEST = "e2f7031fe77eb6b6"
 
 
 def _code_digest(functions: Sequence[Callable[..., object]]) -> str:
@@ -711,6 +712,23 @@ def _weights_read(c: Catalog, batch: int) -> FloatArray:
     return np.where(experts != 0, moe, (c.layers_bytes + output).astype(np.float64))
 
 
+def _host_experts_bytes(c: Catalog, cpu_moe: IntArray) -> FloatArray:
+    """speed._host_experts_bytes of every row: fit.host_expert_bytes (expert bytes / MoE layers, times the MoE layers
+    below --n-cpu-moe N), in the bytes speed reads them at (x moe_experts / experts); 0.0 where N is 0."""
+    host = np.zeros(len(cpu_moe))
+    rows = np.flatnonzero(cpu_moe > 0)
+    if len(rows):
+        models = c.row_model[rows]
+        layers = c.moe_layers[models]
+        real = np.arange(layers.shape[1])[None, :] < c.moe_count[models][:, None]
+        below = ((layers < cpu_moe[rows][:, None]) & real).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_layer = c.experts[rows] / c.moe_count[models]
+            moved = np.where(below > 0, per_layer * below, 0.0)
+            host[rows] = np.where(moved != 0, moved * (c.moe_experts[rows] / c.experts[rows]), 0.0)
+    return host
+
+
 def _speeds(
     c: Catalog,
     device: DeviceSpec,
@@ -737,6 +755,7 @@ def _speeds(
     share_model = c.share
     text = c.text_params
     host_pw = np.array([1 - (1 - used) ** users for used in c.host_used], np.float64)[rm]
+    host_experts = _host_experts_bytes(c, cpu_moe) if kind == "gpu" else np.zeros(n_rows)
     decode = np.full(n_rows, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         if device.bandwidth_gbps > 0:
@@ -756,7 +775,7 @@ def _speeds(
             if kind == "gpu":
                 on_host = cpu_moe > 0
                 gpu_share = np.where(on_host, 1.0, gpu_share)
-                moe_host = np.where(on_host, c.moe_experts * host_pw * cpu_moe / n_layers, 0.0)
+                moe_host = np.where(on_host, host_experts * host_pw, 0.0)
             device_bw = device.bandwidth_gbps * 1e9
             alu = device.fp32_tflops * 1e12 if device.fp32_tflops else float("inf")
             is_float = c.is_float
@@ -796,7 +815,7 @@ def _speeds(
             offloaded = verdict == PARTIAL
             host_bytes = np.where(
                 cpu_moe > 0,
-                c.experts * cpu_moe / n_layers,
+                host_experts,
                 c.layers_bytes / n_layers * (n_layers - gpu_layers),
             )
             upload = np.where(offloaded, host_bytes * -(-n_prompt // ubatch) / speed_engine.PCIE_BYTES_PER_S, 0.0)

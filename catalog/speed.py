@@ -24,6 +24,7 @@ from catalog.fit import (
     context_tokens,
     expert_bytes,
     fit,
+    host_expert_bytes,
     layer_kv_heads,
     layer_state_bytes,
     placement_of,
@@ -247,14 +248,24 @@ def _weights_read(shape: ModelShape, quant: QuantSpec, batch: int) -> float:
     return output + dense + experts * (1 - (1 - used) ** batch)
 
 
+def _host_experts_bytes(shape: ModelShape, quant: QuantSpec, cpu_moe_layers: int) -> float:
+    """Routed-expert bytes in host RAM under llama.cpp's --n-cpu-moe N: the fit engine's own count
+    (fit.host_expert_bytes: the MoE layers among the first N, so a dense layer there, DeepSeek's first ones or
+    Llama 4 Maverick's even ones, moves nothing), in the bytes the expert tensors really take (_moe_experts_bytes:
+    MXFP4's experts at 4.25 bits, where the fit engine splits the layers' bytes uniformly)."""
+    host = host_expert_bytes(shape, quant, cpu_moe_layers)
+    if not host:
+        return 0.0
+    return host * (_moe_experts_bytes(shape, quant) / expert_bytes(shape, quant))
+
+
 def _host_expert_read(shape: ModelShape, quant: QuantSpec, batch: int, cpu_moe_layers: int) -> float:
-    """Routed-expert bytes a step reads from host RAM when the experts of `cpu_moe_layers` layers live there
-    (llama.cpp --n-cpu-moe): the experts the batch selects, in those layers' share."""
+    """Routed-expert bytes a step reads from host RAM when the experts of the first `cpu_moe_layers` layers live
+    there (llama.cpp --n-cpu-moe): of the host-resident experts, the ones the batch selects."""
     if not cpu_moe_layers:
         return 0.0
     used = shape.n_experts_used / shape.n_experts if shape.n_experts and shape.n_experts_used else 1.0
-    experts = _moe_experts_bytes(shape, quant)
-    return experts * (1 - (1 - used) ** batch) * cpu_moe_layers / shape.n_layers
+    return _host_experts_bytes(shape, quant, cpu_moe_layers) * (1 - (1 - used) ** batch)
 
 
 def is_float_quant(quant: QuantSpec) -> bool:
@@ -464,7 +475,7 @@ def prefill_terms(
     upload = 0.0
     if place is not None and place.verdict == Verdict.PARTIAL_OFFLOAD and device.kind == "gpu":
         if place.cpu_moe_layers:
-            host_bytes = expert_bytes(shape, quant) * place.cpu_moe_layers / shape.n_layers
+            host_bytes = _host_experts_bytes(shape, quant, place.cpu_moe_layers)
         else:
             host_layers = shape.n_layers - place.gpu_layers
             host_bytes = weights_split(shape, quant).layers_bytes / shape.n_layers * host_layers

@@ -77,6 +77,32 @@ def test_mxfp4_experts_are_the_expert_parameters_at_four_and_a_quarter_bits():
     assert speed._host_expert_read(MOE, RAW16, 1, 0) == 0.0
 
 
+def test_only_the_moe_layers_below_n_cpu_moe_put_experts_in_host_ram():
+    # Llama 4 Maverick interleaves MoE and dense layers (odd layers hold experts) and DeepSeek starts with
+    # first_k_dense_replace dense layers: llama.cpp's --n-cpu-moe N moves the expert tensors of layers 0..N-1, and a
+    # dense layer has none. The experts, 1,596,800,000 bytes (above), sit in the MoE layers only.
+    maverick = replace(MOE, moe_layers=frozenset({1, 3, 5, 7, 9}))  # 319,360,000 bytes per MoE layer
+    deepseek = replace(MOE, moe_layers=frozenset(range(3, 10)))  # first 3 dense: 1,596,800,000 / 7 per MoE layer
+    # --n-cpu-moe 5 reaches layers 0-4: Maverick's MoE layers 1 and 3 (2 x 319,360,000 = 638,720,000 bytes), DeepSeek's
+    # 3 and 4 (2 / 7 x 1,596,800,000 = 456,228,571.4). One token reads 2 of 8 experts there: 159,680,000 and
+    # 114,057,142.9 bytes, where counting every layer as a MoE layer read 1,596,800,000 x 5/10 x 0.25 = 199,600,000.
+    assert speed._host_expert_read(maverick, RAW16, 1, 5) == pytest.approx(159_680_000)
+    assert speed._host_expert_read(deepseek, RAW16, 1, 5) == pytest.approx(1_596_800_000 * 2 / 7 * 0.25)
+    assert speed._host_expert_read(deepseek, RAW16, 1, 3) == 0.0  # layers 0-2: all dense, nothing moved
+    # MXFP4 experts take 424,150,000 bytes (above); Maverick's 2 of 5 MoE layers: 169,660,000, a quarter read per token.
+    assert speed._host_expert_read(maverick, fit.QuantSpec(name="MXFP4"), 1, 5) == pytest.approx(169_660_000 / 4)
+    # Through the decode step on a GPU, 1,000 GB/s, host RAM 100 GB/s: of the 800,400,000 bytes a token reads
+    # (above), 159,680,000 come from host RAM (1.5968 ms) and 640,720,000 from the GPU (0.64072 ms).
+    gpu = fit.DeviceSpec(name="x", kind="gpu", memory_bytes=1, bandwidth_gbps=1000.0, system_bandwidth_gbps=100.0)
+    place = fit._Placement(fit.Verdict.PARTIAL_OFFLOAD, 10, 1, -1, 2, cpu_moe_layers=5)
+    terms = speed.decode_terms(maverick, RAW16, gpu, fit.FitOptions(ctx=1), place, depth=1)
+    assert terms.host_s == pytest.approx(159_680_000 / 100e9)
+    assert terms.device_quant_s == pytest.approx(640_720_000 / 1000e9)
+    # A 512-token prompt streams the host experts to the GPU once (one ubatch) at 25 GB/s: 638,720,000 / 25e9 s.
+    prefill = speed.prefill_terms(maverick, RAW16, replace(gpu, matrix_tflops=100.0), n_prompt=512, place=place)
+    assert prefill.upload_s == pytest.approx(638_720_000 / 25e9)
+
+
 def test_the_prefill_roofline_is_the_peak_rate_over_two_flops_per_parameter():
     # 2 x 1e9 FLOPs per token; the larger stated rate (100 TOPS INT8 over 50 TFLOPS matrix): 1e14 / 2e9 = 50,000 t/s.
     device = fit.DeviceSpec(
