@@ -108,7 +108,9 @@ def test_it_gives_every_model_the_quant_ladder(seeded):
     # the models published llama.cpp benchmarks measure, whose ladders include the Q4_0 those tables use.
     own = {m["slug"]: m["quant_ladder"] for m in _seed_entries() if "quant_ladder" in m}
     assert own["moondream-0-5b"] == ["BF16", "Q8_0", "Q4_0"]
-    assert set(own) == {"moondream-0-5b", "llama-2-7b", "llama-3-8b", "llama-3-70b"}
+    # gpt-oss: only its published MXFP4 file (every GGUF of it keeps the experts at MXFP4).
+    assert set(own) == {"moondream-0-5b", "llama-2-7b", "llama-3-8b", "llama-3-70b", "gpt-oss-20b", "gpt-oss-120b"}
+    assert own["gpt-oss-20b"] == own["gpt-oss-120b"] == ["MXFP4_MOE"]
     assert all("Q4_0" in own[slug] for slug in ("llama-2-7b", "llama-3-8b", "llama-3-70b"))
     for model in Model.objects.with_quantizations():
         names = {q.name for q in model.quantizations.all()}
