@@ -2,7 +2,8 @@
 
 # No `from __future__ import annotations` here: django-ninja's @paginate needs the real Query[...] types.
 import dataclasses
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -16,6 +17,8 @@ from catalog.howto import llama_cpp_flags
 from catalog.importers import ConfigError, estimate_n_params, model_fields_from_hf_config
 from catalog.models import Hardware, HardwareKind, Modality, Model, ParamBand, Quantization
 from catalog.services import (
+    LIST_DEFERRED,
+    FitRow,
     best_fits,
     best_fits_of,
     device_spec_of,
@@ -295,11 +298,39 @@ def list_models(request: HttpRequest, filters: Query[ModelFilters]):
     models = models.order_by(ordering[filters.sort], "name")
     if filters.fits:
         hardware = get_or_404(Hardware.objects, "hardware", filters.fits)
-        found = best_fits(
-            hardware=hardware, options=fit.FitOptions(ctx=filters.ctx), models=models.with_quantizations()
-        )
-        return [b.model for b in found]
+        return models_that_run(models=models, hardware=hardware, options=fit.FitOptions(ctx=filters.ctx))
     return models
+
+
+def models_that_run(*, models: Any, hardware: Hardware, options: fit.FitOptions) -> Sequence[Model]:
+    """The filtered `models` that run on `hardware`, ranked as best_fits ranks them (full-GPU fits first, then larger
+    models first), read from the device's shared fit table (catalog.services.fit_table, the hardware page's and
+    /api/fits': every model x quant fitted at once, cached per data version) instead of fitting each model here."""
+    wanted = set(models.values_list("pk", flat=True))
+    return FitRankedModels([row for row in fit_table(hardware=hardware, options=options) if row[0] in wanted])
+
+
+class FitRankedModels(Sequence[Model]):
+    """The models of fit-table rows, in the table's order. The paginator counts the rows and slices one page: only
+    that page's models are read (one query), so a page costs the same whatever the catalog's size. A model deleted
+    since the table was built drops out of its page."""
+
+    def __init__(self, rows: list[FitRow]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Model: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Model]: ...
+    def __getitem__(self, index: int | slice) -> Model | list[Model]:
+        if isinstance(index, int):
+            return self[index : index + 1 or None][0]
+        ids = [row[0] for row in self._rows[index]]
+        found = Model.objects.defer(*LIST_DEFERRED).in_bulk(ids)
+        return [found[pk] for pk in ids if pk in found]
 
 
 @router.get("/models/{slug}", response={200: ModelDetailOut, 404: Message}, summary="One model with its quantizations")
