@@ -471,12 +471,17 @@ def compare(request: HttpRequest) -> HttpResponse:
             continue
         model_options, clamped = options_for(model=model, options=options)
         rows = quant_rows(model=model, hardware=hardware, options=model_options)
+        shape = shape_of(model)
         columns.append(
             {
                 "model": model,
                 "rows": rows,
                 "ctx": model_options.ctx,
                 "ctx_clamped": clamped,
+                # The KV cache and a hybrid's recurrent state apart, as the model page states them (the memory
+                # breakdown's kv_cache_bytes counts the two together).
+                "kv_bytes": fit.kv_cache_bytes(shape, model_options.ctx, model_options.kv_type, model_options.users),
+                **_kv_layers(shape, model_options.users),
                 "pick": recommend_rows(rows=rows, device_kind=hardware.kind) if hardware else None,
                 "common": next((r for r in rows if r.quant.name == DEFAULT_QUANT), None),
                 "community": _community_runs(model, hardware),
@@ -493,6 +498,7 @@ def compare(request: HttpRequest) -> HttpResponse:
         "common_quant": DEFAULT_QUANT,
         "picker": _picker_hardware,
         "too_few": form.is_bound and len(columns) < 2,
+        "any_state": any(c["state_bytes"] for c in columns),
         "min_decode_tps": fit.MIN_DECODE_TPS,
         "evidence": speed_evidence(model=None, hardware=hardware) if hardware else None,
     }
