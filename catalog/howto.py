@@ -50,8 +50,13 @@ def _moondream_client_recipe(model: Model, bundle: str) -> Recipe:
     )
 
 
-def _gguf_file_glob(quant_name: str) -> str:
-    return f"*{quant_name}*.gguf"
+def _gguf_include_flags(quant_name: str) -> str:
+    """`hf download`'s --include flags for a quant's file (one flag per pattern: the option accumulates), its label
+    as written and in lower case, since the patterns match case-sensitively (huggingface_hub's filter_repo_objects
+    uses fnmatchcase) and uploaders write both (ggml-org's gpt-oss-20b-mxfp4.gguf, bartowski's
+    openai_gpt-oss-20b-MXFP4.gguf)."""
+    patterns = dict.fromkeys((f"*{quant_name}*.gguf", f"*{quant_name.lower()}*.gguf"))
+    return " ".join(f"--include {shlex.quote(pattern)}" for pattern in patterns)
 
 
 # The quant label a GGUF repository's file names carry, where it differs from llama-quantize's type name: llama.cpp's
@@ -240,8 +245,8 @@ def recipes(
                     ("Serve an API on :8080", f"llama-server -hf {gguf} {server} --port 8080"),
                     (
                         "Measure your speed",
-                        f"huggingface-cli download {shlex.quote(model.gguf_repo)} --include "
-                        f"{shlex.quote(_gguf_file_glob(gguf_tag(quant_name)))} --local-dir models/\n"
+                        f"hf download {shlex.quote(model.gguf_repo)} "
+                        f"{_gguf_include_flags(gguf_tag(quant_name))} --local-dir models/\n"
                         "llama-bench -m models/*.gguf -p 512 -n 128 -o json > bench.json",
                     ),
                 ),

@@ -175,7 +175,8 @@ def _llama_cpp(note: str, cli: str, server: str) -> Recipe:
             ("Serve an API on :8080", f"llama-server -hf ggml-org/gemma-3-270m-GGUF:Q8_0 {server} --port 8080"),
             (
                 "Measure your speed",
-                "huggingface-cli download ggml-org/gemma-3-270m-GGUF --include '*Q8_0*.gguf' --local-dir models/\n"
+                "hf download ggml-org/gemma-3-270m-GGUF --include '*Q8_0*.gguf' --include '*q8_0*.gguf' "
+                "--local-dir models/\n"
                 "llama-bench -m models/*.gguf -p 512 -n 128 -o json > bench.json",
             ),
         ),
@@ -234,7 +235,12 @@ def test_it_defaults_to_q4_k_m_at_4096_tokens_with_an_f16_cache_for_one_user():
     assert found[0].steps[2][1].endswith('"options": {"num_ctx": 4096}}\'')
     assert found[1].steps[0][1] == "llama-cli -hf ggml-org/gemma-3-270m-GGUF:Q4_K_M -c 4096 -ngl 99"
     assert found[1].steps[1][1] == "llama-server -hf ggml-org/gemma-3-270m-GGUF:Q4_K_M -c 4096 -ngl 99 --port 8080"
-    assert "--include '*Q4_K_M*.gguf'" in found[1].steps[2][1]
+    # huggingface_hub's CLI (`hf`; 2.x has no `huggingface-cli`) matches --include case-sensitively (fnmatchcase in
+    # filter_repo_objects) and takes one pattern per flag, so the label as written and in lower case.
+    assert (
+        "hf download ggml-org/gemma-3-270m-GGUF --include '*Q4_K_M*.gguf' --include '*q4_k_m*.gguf' --local-dir"
+        in (found[1].steps[2][1])
+    )
 
 
 def test_a_model_without_an_ollama_tag_or_gguf_repo_gets_only_transformers():
@@ -304,6 +310,7 @@ def test_the_mxfp4_moe_quant_is_asked_for_by_its_file_label_mxfp4():
     assert _ollama(found).steps[0][1] == "ollama pull hf.co/ggml-org/gpt-oss-20b-GGUF:MXFP4"
     llama = next(recipe for recipe in found if recipe.runtime == "llama.cpp")
     assert llama.steps[0][1] == "llama-cli -hf ggml-org/gpt-oss-20b-GGUF:MXFP4 -c 4096 -ngl 99"
+    assert "--include '*MXFP4*.gguf' --include '*mxfp4*.gguf' --local-dir" in llama.steps[2][1]
 
 
 # --- Moondream ---------------------------------------------------------------------------------------------------
