@@ -82,7 +82,10 @@ class ClassParams:
 
 # Physical starting points, used where no measured run backs a class: a GPU's decode kernels reach about 70 % of its
 # peak bandwidth (dequantizing ones 60 %) with about 20 us of launches and synchronisation per layer; prompt
-# processing reaches about 35 % of the matrix throughput the device states. CPUs reach 60 % of peak DRAM bandwidth.
+# processing reaches about 35 % of the matrix throughput the device states. CPUs reach 60 % of peak DRAM bandwidth
+# and pay no ALU time per byte on top of it: a core dequantizes and multiplies one row while the next streams in, and
+# decode stops getting faster with more cores once the memory is saturated (llama.cpp issue 34, a 13900K's tg128 at
+# 8 / 16 / 32 threads: 18.27 / 15.66 / 15.88 t/s), where a GPU's ALU term is why an A100 decodes below its bandwidth.
 PRIOR_GPU = ClassParams(
     overhead_s=0.0003,
     per_layer_s=20e-6,
@@ -104,8 +107,8 @@ PRIOR_CPU = ClassParams(
     float_read_factor=1 / 0.6,
     kv_read_factor=1 / 0.5,
     per_extra_gpu_s=0.0,
-    quant_alu_factor=2.0,
-    float_alu_factor=1.0,
+    quant_alu_factor=0.0,
+    float_alu_factor=0.0,
     prefill_token_s=1e-7,
     prefill_flop_factor=1 / 0.35,
     prefill_quant_flop_factor=1 / 0.35,

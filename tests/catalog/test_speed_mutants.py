@@ -208,6 +208,19 @@ def test_decode_speed_at_a_depth_on_a_cpu_by_hand():
     assert tps == pytest.approx(1 / 0.03393)
 
 
+def test_a_cpu_decode_pays_no_alu_time_on_top_of_its_memory_stream():
+    # The CPU prior charges no dequantize-and-multiply time per byte (PRIOR_CPU's ALU factors are 0): a CPU's cores
+    # run the dot products while the next rows stream in, and decode stops getting faster with more cores once the
+    # memory is saturated (llama.cpp issue 34: a 13900K's tg128 at 8 / 16 / 32 threads, 18.27 / 15.66 / 15.88 t/s).
+    # So a CPU with a slow 0.1 TFLOPS FP32 rate decodes as the one above, 0.03393 s per token, where the GPU prior's
+    # ALU factor 2 would add 2 x 1,998,000,000 B / 1e11 FLOP/s = 0.03996 s.
+    cpu = fit.DeviceSpec(name="cpu", kind="cpu", memory_bytes=64 * 1024**3, bandwidth_gbps=100.0, fp32_tflops=0.1)
+    options = fit.FitOptions(ctx=4096)
+    result = fit.fit(SHAPE, RAW16, cpu, options)
+    tps = speed.decode_tps_at(SHAPE, RAW16, cpu, options, result, speed.SpeedModel(), depth=100)
+    assert tps == pytest.approx(1 / 0.03393)
+
+
 def test_time_to_first_token_is_the_prompt_over_the_prefill_rate():
     # 100 tokens on 10 TFLOPS, GPU prior: FLOPs 2e9 x 100 + 4 x 10 x 8 x 125 x 100 x 50 = 2.002e11 -> 0.02002 s at
     # factor 1; 100 x 2e-6 + 0.02002 / 0.35 = 0.0574 s, plus the one ubatch's weights, 1,998,000,000 bytes at 1 GB/s.
