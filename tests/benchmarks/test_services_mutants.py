@@ -8,10 +8,11 @@ answer fed back."""
 from __future__ import annotations
 
 import pytest
+from django.db import OperationalError
 from django.test import RequestFactory, override_settings
 
 from benchmarks import llamabench, services
-from benchmarks.models import BenchmarkRun, Channel, ModerationDecision, Status
+from benchmarks.models import BenchmarkRun, Channel, ModerationDecision, RateCount, Status
 from tests.benchmarks.conftest import make_run, read_fixture, run_data
 from tests.factories import make_hardware, make_model, make_quantization
 
@@ -280,7 +281,11 @@ def test_it_holds_what_it_cannot_check_and_says_why(gemma, epyc, user):
     assert anonymous.roofline_tps is not None and anonymous.checks  # the checks ran all the same
     combined_run = services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=128))
     combined = services.assess(combined_run, trusted=True)
-    assert combined.status == Status.PENDING and combined.reason.startswith("A prompt + generation test without")
+    assert combined.status == Status.PENDING
+    assert combined.reason == (
+        "A prompt + generation test without prompt_tps reports llama-bench's combined rate, which no limit "
+        "checks; held for review (send prompt_tps, or the pp and tg tests apart)."
+    )
     assert combined.roofline_tps == pytest.approx(services.roofline_for(combined_run))  # shown to the moderator
     no_compute = make_hardware(name="No compute", slug="no-compute", kind="cpu", fp16_tflops=None, matrix_tflops=None)
     held = services.assess(
@@ -480,6 +485,16 @@ def test_it_counts_in_the_default_cache_where_no_limits_cache_is_set():
             caches["default"].clear()
 
 
+def test_it_recognises_a_model_exactly_5_percent_off_its_parameter_count_and_not_one_more():
+    round_8b = make_model(name="Round", slug="round-8b", family="round", n_params=8_000_000_000)
+    # 5 % of the catalog's 8,000,000,000 is 400,000,000: 8,400,000,000 and 7,600,000,000 are exactly 5 % off.
+    assert services.recognise_model(_identity("x.gguf", n_params=8_400_000_000)) == round_8b
+    assert services.recognise_model(_identity("x.gguf", n_params=7_600_000_000)) == round_8b
+    for n_params in (8_400_000_001, 7_599_999_999):  # one parameter beyond, either side
+        with pytest.raises(services.Unrecognised):
+            services.recognise_model(_identity("x.gguf", n_params=n_params))
+
+
 def test_it_recognises_a_model_by_its_quants_file_name_alone():
     qwen = make_model(name="Qwen", slug="qwen2-5-7b", family="qwen2", n_params=7_615_616_512)
     make_quantization(qwen, name="Q4_K_M", bits_per_weight=None, file_name="custom-build.gguf")
@@ -656,3 +671,42 @@ def test_it_names_a_duplicate_only_to_its_own_submitter(gemma, epyc, user, djang
         services.submit_run(data=run_data(), channel=Channel.API, submitter=someone_else)
     assert theirs.value.run_id is None  # another user's run is not named
     assert BenchmarkRun.objects.count() == 1
+
+
+# --- a refund the database refuses, the prefill ceiling of an outlier -------------------------------------------------
+
+
+def _locked_on_refund(execute, sql, params, many, context):
+    """The database answering a refund (UPDATE ... count - n) as SQLite does when another writer holds the file."""
+    if sql.lstrip().upper().startswith("UPDATE") and '"count" - ' in sql:
+        raise OperationalError("database is locked")
+    return execute(sql, params, many, context)
+
+
+# Autocommit, as a request runs (no ATOMIC_REQUESTS): inside the test's own transaction, Django would mark the whole
+# transaction for rollback after the failed UPDATE and refuse every later query.
+@pytest.mark.django_db(transaction=True)
+@override_settings(RIGFIT_BENCH_RATE_STORE="database")
+def test_it_drops_a_refund_the_database_refuses_and_still_answers_rate_limited():
+    from django.db import connection
+
+    key = services.check_rate(scope="db", key="k", limit=(1, 60), now=0.0)  # 1 of 1 in window 0
+    with connection.execute_wrapper(_locked_on_refund):
+        services.refund_rate(key, 1)  # best effort: no error for the caller; the count stays 1
+        # The next request makes 1 + 1 = 2 > 1: refused, and its own refund fails too. The client still gets a
+        # "retry in" (a 429), not the database's error (a 500).
+        with pytest.raises(services.RateLimited):
+            services.check_rate(scope="db", key="k", limit=(1, 60), now=1.0)
+    assert RateCount.objects.get(key=key).count == 2  # neither refund went through: 1 + 1
+
+
+def test_it_gives_the_prefill_ceiling_with_an_outlier_verdict(gemma, epyc, django_user_model):
+    for i, value in enumerate((500.0, 510.0, 490.0, 505.0)):  # four submitters' prompt runs: one vote each
+        user = django_user_model.objects.create_user(username=f"p{i}")
+        make_run(user=user, n_prompt=512, n_gen=0, avg_ts=value, samples_ts=[], stddev_ts=0)
+    slow = services.build_run(cleaned=_cleaned(gemma, n_prompt=512, n_gen=0, avg_ts=50.0))
+    verdict = services.assess(slow, trusted=True)
+    assert verdict.status == Status.FLAGGED and verdict.reason.startswith("Outlier among 4 submitters' runs")
+    # The ceiling: the test EPYC's 0.384 TFLOPS over 2 FLOPs per weight per token, Gemma 3 270M's 268,098,176
+    # weights (dense, no vision tower): 0.384e12 / (2 x 268,098,176) = 0.384e12 / 536,196,352 = 716.155... t/s.
+    assert verdict.prefill_ceiling_tps == pytest.approx(716.155, abs=0.001)
