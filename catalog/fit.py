@@ -657,7 +657,8 @@ def vision_bytes(shape: ModelShape, quant: QuantSpec) -> int:
 
 # Compute buffer model, fitted to llama.cpp's CPU reports (tests/fixtures/llamacpp, docs/fit.md). ggml's graph
 # allocator reuses memory, so the buffer is the larger of two phases, in f32 values per ubatch token:
-COMPUTE_LOGITS_EXTRA_HIDDEN = 2  # logits phase: vocab + 2 x hidden (the final norm's input and output)
+COMPUTE_LOGITS_EXTRA_HIDDEN = 2  # logits phase: vocab + 2 x hidden (traced in ggml-alloc, docs/fit.md: inp_embd, the
+#                                  embeddings input nothing consumes on the token path, and result_norm, an output)
 COMPUTE_ATTN_EXTRA_HIDDEN = 2  # attention phase without flash attention: cells x (heads + 1) (KQ and its mask)
 #                                plus intermediate + 2 x hidden
 GPU_OVERHEAD_BYTES = 400 * MIB  # CUDA/ROCm context and cuBLAS workspace per GPU (estimate)
@@ -684,9 +685,13 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
       logits phase:    ubatch x (vocab + 2 x hidden) x 4 bytes
       attention phase: without flash attention, the KQ scores and mask over every cell,
                        ubatch x cells x (heads + 1) x 4, plus ubatch x (intermediate + 2 x hidden) x 4;
-    plus, for MLA, ubatch x heads x kv_lora_rank x 2 x 4 (latent queries and outputs).
+    plus, for MLA, ubatch x heads x kv_lora_rank x 2 x 4 (named for the latent queries and outputs; traced, it is
+    about the size of DeepSeek-V2-Lite's MoE high placement, the latent tensors being freed before the logits).
     With flash attention the scores are never materialised and the buffer stays flat in context. Fitted to
-    llama.cpp's CPU reports (docs/fit.md); the GPU backends build the same graph."""
+    llama.cpp's CPU reports (docs/fit.md); the GPU backends build the same graph. MoE graphs: the logits term is
+    ggml-alloc's low placement; in some runs llama.cpp puts the final hidden state on top of the routed experts'
+    output instead (that n_expert_used x hidden x ubatch x 4 and the residual stay under the logits, docs/fit.md
+    "What is live at the peak"), which depends on where earlier layers left holes, not on the shape."""
     _check_shape(shape)
     _check_options(options)
     if device_kind not in ("gpu", "unified", "cpu"):
@@ -698,7 +703,8 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
     ub = min(options.ubatch, options.ctx * options.users)
     hidden = shape.hidden_size
     inter = shape.intermediate_size or 4 * hidden
-    # MLA keeps the queries and the attention output in the latent space: 2 x heads x kv_lora_rank per token.
+    # MLA keeps the queries and the attention output in the latent space: 2 x heads x kv_lora_rank per token (with
+    # flash attention those are freed before the logits: the term stands for the MoE high placement, docs/fit.md).
     mla = ub * shape.n_heads * shape.kv_lora_rank * 2 * 4 if shape.kv_lora_rank else 0
     logits = ub * (shape.vocab_size + COMPUTE_LOGITS_EXTRA_HIDDEN * hidden) * 4
     if options.flash_attention:

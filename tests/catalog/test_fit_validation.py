@@ -108,3 +108,37 @@ def test_it_estimates_the_real_gemma_file_from_its_quant_name():
     assert estimate / MIB == pytest.approx(data["runs"][0]["model_buffer_mib"], rel=WEIGHTS_ESTIMATE_TOLERANCE)
     # The file (header and tokenizer included) is a few MiB larger than its tensors: counting it errs safe.
     assert data["gguf"]["file_bytes"] > data["gguf"]["tensor_bytes"]
+
+
+# Traced in llama.cpp's allocator (docs/fit.md, "What is live at the peak"): with flash attention the peak of a dense
+# model's graph is the logits phase, and what is live then is result_output (ub x vocab x 4), result_norm (ub x hidden
+# x 4, a graph output, never freed) and inp_embd (ub x hidden x 4, an input nothing consumes on the token path),
+# nothing else. The engine's logits term is that sum, so these runs match to llama.cpp's print rounding, not only
+# within COMPUTE_TOLERANCE: e.g. Llama 3.1 8B, 512 x (128,256 + 2 x 4,096) x 4 = 279,445,504 bytes = 266.50 MiB.
+DENSE_FA_RUNS = [
+    (data, run)
+    for data, run in RUNS
+    if run["flash_attn"] and not data["shape"].get("n_experts") and not data["shape"].get("kv_lora_rank")
+]
+
+
+def test_it_counts_every_dense_flash_attention_run():
+    # Gemma 2 2B, Gemma 3 270M, Llama 3.1 8B and Qwen 2.5 7B: 7 flash-attention runs each; phi-1.5: 5.
+    assert {data["name"] for data, _ in DENSE_FA_RUNS} == {
+        "gemma-2-2b",
+        "gemma-3-270m",
+        "llama-3.1-8b",
+        "phi-1.5",
+        "qwen2.5-7b",
+    }
+    assert len(DENSE_FA_RUNS) == 4 * 7 + 5
+
+
+@pytest.mark.parametrize(("data", "run"), DENSE_FA_RUNS, ids=[run_id(item) for item in DENSE_FA_RUNS])
+def test_it_matches_the_dense_logits_phase_to_the_printed_figure(data, run):
+    shape, opts = shape_of(data), options_of(run)
+    ub = min(opts.ubatch, opts.ctx * opts.users)
+    by_hand = ub * (shape.vocab_size + 2 * shape.hidden_size) * 4  # result_output + result_norm + inp_embd
+    assert fit.compute_bytes(shape, opts, device_kind="cpu") == by_hand
+    # The allocator adds a few KiB of alignment and small inputs (inp_tokens, positions) under inp_embd.
+    assert abs(by_hand / MIB - run["compute_buffer_mib"]) <= PRINT_ROUNDING_MIB
