@@ -216,3 +216,47 @@ def test_it_streams_the_weights_once_per_ubatch_and_every_selected_expert_of_a_m
     # The term makes a slower memory slower at the same matrix rate.
     slow = dataclasses.replace(GPU, bandwidth_gbps=250.0)
     assert speed.prefill_tps(DEEPSEEK_V2_LITE, slow, SIMPLE, Q4) < speed.prefill_tps(DEEPSEEK_V2_LITE, GPU, SIMPLE, Q4)
+
+
+def test_it_works_out_a_cpu_rows_prompt_rate_by_hand(db):
+    """The catalog's i5-4278U row (geerlingguy/ai-benchmarks#53 ran Llama 3.2 3B Q4_K_M on it: pp512 17.70 t/s) under
+    the CPU starting point, worked out by hand. Its matrix rate is 2 cores x 32 FP32 FLOP per cycle (two 256-bit FMA
+    ports) x 2.6 GHz base = 166.4 GFLOP/s (Intel ARK; Haswell's two FMA units); llama.cpp's int8 dot products of the
+    k-quants (vpmaddubsw + vpmaddwd) run on Haswell's one vector-integer-multiply port, 16 products = 32 int8 ops per
+    cycle, the same 166.4 G/s, so the quantized rate is that figure either way."""
+    from catalog.management.commands.load_seed import SEED_DIR, hardware_rows
+
+    row = next(
+        r for r in hardware_rows(SEED_DIR / "hardware.toml") if r["slug"] == "intel-core-i5-4278u-8gb-ddr3l-1600"
+    )
+    device = DeviceSpec(
+        row["name"],
+        "cpu",
+        row["memory_bytes"],
+        row["bandwidth_gbps"],
+        matrix_tflops=row["matrix_tflops"],
+        int8_tops=row["int8_tops"],
+        fp32_tflops=row["fp32_tflops"],
+    )
+    # Llama 3.2 3B (meta-llama/Llama-3.2-3B-Instruct config.json): 28 layers, hidden 3072, 24 heads of 128, 8 KV
+    # heads, FFN 8192, vocab 128256, tied embeddings: 3,212,749,824 parameters. Its Q4_K_M file: 2,019,377,696 bytes
+    # (the size the issue's download printed).
+    llama_3b = fit.ModelShape(
+        n_params=3_212_749_824,
+        n_layers=28,
+        hidden_size=3072,
+        n_heads=24,
+        n_kv_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        intermediate_size=8192,
+        tied_embeddings=True,
+    )
+    quant = QuantSpec("Q4_K_M", file_bytes=2_019_377_696)
+    flops = 2 * 3_212_749_824 * 512 + 4 * 28 * 24 * 128 * 512 * 256  # 3,334,952,976,384
+    # PRIOR_CPU: 0.1 us per token, 35 % of the matrix rate; the one ubatch streams the whole file (the tied output
+    # matrix is the embedding) once at the row's 25.6 GB/s (2 channels x DDR3L-1600).
+    seconds = 512 * 1e-7 + flops / (0.35 * 166.4e9) + 2_019_377_696 / 25.6e9  # 57.3408 s
+    tps = speed.prefill_tps(llama_3b, device, speed.DEFAULT_SPEED, quant)
+    assert tps == pytest.approx(512 / seconds, rel=1e-6)
+    assert tps == pytest.approx(8.929, abs=0.001)  # about half the 17.70 t/s the issue measured
