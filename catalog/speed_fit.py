@@ -58,11 +58,20 @@ FLOORS = {
 # Build 2843 was current on 2024-05-12 and 3441 on 2024-07-23; the cut sits between them (docs/fit.md, "Speed").
 CUDA_PREFILL_MIN_BUILD = 3000
 CUDA_PREFILL_MIN_DATE = dt.date(2024, 6, 1)  # for runs that print no build: published before the first of those PRs
+# The same reason for Vulkan decode: its quantized matrix-vector shaders were rewritten in November 2024
+# (ggml-org/llama.cpp PR #10296, measured there on an RTX 3090: Llama 3 8B Q4_0 tg128 57.64 -> 73.46 t/s, Mistral Nemo
+# Q5_0 20.79 -> 38.89; PR #10387 for older AMD cards: RX 570 8B Q4_0 11.61 -> 16.66). The same RX 5700 XT ran Llama 2
+# 7B Q4_0 at 37.8 t/s in March 2024 (PR #5835) and 65.2 t/s in May 2025 (PR #13324). The merge build is not pinned, so
+# the cut is the date that PR's measurements were published.
+VULKAN_DECODE_MIN_DATE = dt.date(2024, 11, 14)
 
 
 def describes_current_runtime(backend: str, test: Test, build: int | None, date: dt.date | None) -> bool:
-    """False for a CUDA prompt-processing run from before the int8 tensor-core MMQ kernels: by its build number
-    where it has one, else by the date it was published."""
+    """False for a run of a kernel llama.cpp has since replaced with a measurably faster one: a CUDA prompt-processing
+    run from before the int8 tensor-core MMQ kernels (by its build number where it has one, else by the date it was
+    published), a Vulkan decode run published before the matrix-vector shader rewrite."""
+    if backend == "vulkan" and test == "tg":
+        return date is None or date >= VULKAN_DECODE_MIN_DATE
     if backend != "cuda" or test != "pp":
         return True
     if build is not None:

@@ -144,6 +144,24 @@ def test_it_leaves_out_cuda_prompt_runs_from_before_the_int8_tensor_core_kernels
     assert observe(n_prompt=512, n_gen=0, measured_tps=5000.0, **{**old, "build": None}) is None
 
 
+def test_it_leaves_out_vulkan_decode_runs_from_before_the_mat_vec_shader_rewrite():
+    import datetime as dt
+
+    # The cut (docs/fit.md): Vulkan tg runs published before 2024-11-14 (PR #10296's measurements); the date decides
+    # whatever the build, and Vulkan's prompt runs and other backends' decode runs of that time stay.
+    current = speed_fit.describes_current_runtime
+    assert current("vulkan", "tg", None, dt.date(2024, 3, 3)) is False  # PR #5835's RX 5700 XT run
+    assert current("vulkan", "tg", 5000, dt.date(2024, 11, 13)) is False
+    assert current("vulkan", "tg", None, dt.date(2024, 11, 14)) is True
+    assert current("vulkan", "tg", None, None) is True  # nothing says it is old
+    assert current("vulkan", "pp", None, dt.date(2024, 3, 3)) is True
+    assert current("rocm", "tg", None, dt.date(2024, 3, 3)) is True
+    assert current("cuda", "tg", None, dt.date(2024, 3, 3)) is True
+    old = {"device": GPU, "backend": "vulkan", "build": None, "date": dt.date(2024, 3, 3)}
+    assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **old) is None
+    assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **{**old, "date": dt.date(2025, 5, 8)}) is not None
+
+
 # --- the fit itself (mutants of _solve, _fit_params, leave_one_source_out, fit_speed_model) ------------------------
 
 
