@@ -14,11 +14,13 @@
 // Threads: the matrix products run on the step's own small pool (`Pool`). The calling thread works too and hands rows
 // out in chunks from one atomic counter, so a helper thread that another process has pushed off its core costs
 // nothing unless it holds a chunk at that moment: the caller takes every chunk nobody has claimed. Idle helpers spin
-// briefly, then yield, then sleep on a futex. A decode step hands out three jobs per layer: q/k/v; the attention
-// with W_o (each unit one head's attention and its share of W_o's product, over that head's columns); the whole
-// feed-forward (each unit a slice of gate/up rows, their GELU and the slice's share of W_down). The caller adds the
-// shares in unit order, so the sums do not depend on which thread took which unit. A prompt's step splits the
-// per-token work (norms, rope, GELU, quantization) over the pool as well.
+// briefly, then yield, then sleep on a futex. A decode step hands out two jobs per layer: the attention half (the
+// caller computes K and V first, shared by every query head of a group; then each unit one head's rows of W_q, its
+// attention and its share of W_o's product, over that head's columns); the whole feed-forward (each unit a slice of
+// gate/up rows, their GELU and the slice's share of W_down). The caller adds the shares in unit order, so the sums
+// do not depend on which thread took which unit. Two is the least without computing a half twice: the RMS norm
+// after W_o and the one after W_down each need the whole sum over heads / slices (docs/inference.md). A prompt's
+// step splits the per-token work (norms, rope, GELU, quantization) over the pool as well.
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -1187,33 +1189,34 @@ class GemmaModel {
     });
     for (auto& L : layers_) {
       per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
-      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H, act_);
-      per_token(T, [&](int64_t t) {
-        const float pos = static_cast<float>(pos0 + t);
-        for (int64_t i = 0; i < hd / 2; ++i) {
-          const float f = pos * L.inv_freq[i];
-          cos_[t * hd / 2 + i] = std::cos(f);
-          sin_[t * hd / 2 + i] = std::sin(f);
-        }
-        const float* c = cos_.data() + t * hd / 2;
-        const float* s = sin_.data() + t * hd / 2;
-        for (int64_t h = 0; h < n_heads_; ++h) {
-          float* qh = q_.data() + t * qd + h * hd;
-          rms(qh, L.q_norm, qh, hd, eps_);
-          rope(qh, c, s, hd);
-        }
-        for (int64_t g = 0; g < n_kv_; ++g) {
-          float* kg = k_.data() + t * kvd + g * hd;
-          rms(kg, L.k_norm, kg, hd, eps_);
-          rope(kg, c, s, hd);
-          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
-          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
-                      hd * sizeof(float));
-        }
-      });
       if (T == 1 && fused_o_) {
-        attend_and_project(L, pos0);
+        attention_one(L, pos0);
       } else {
+        matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H,
+               act_);
+        per_token(T, [&](int64_t t) {
+          const float pos = static_cast<float>(pos0 + t);
+          for (int64_t i = 0; i < hd / 2; ++i) {
+            const float f = pos * L.inv_freq[i];
+            cos_[t * hd / 2 + i] = std::cos(f);
+            sin_[t * hd / 2 + i] = std::sin(f);
+          }
+          const float* c = cos_.data() + t * hd / 2;
+          const float* s = sin_.data() + t * hd / 2;
+          for (int64_t h = 0; h < n_heads_; ++h) {
+            float* qh = q_.data() + t * qd + h * hd;
+            rms(qh, L.q_norm, qh, hd, eps_);
+            rope(qh, c, s, hd);
+          }
+          for (int64_t g = 0; g < n_kv_; ++g) {
+            float* kg = k_.data() + t * kvd + g * hd;
+            rms(kg, L.k_norm, kg, hd, eps_);
+            rope(kg, c, s, hd);
+            std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
+            std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
+                        hd * sizeof(float));
+          }
+        });
         attention(L, T, pos0);
         matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
       }
@@ -1283,16 +1286,48 @@ class GemmaModel {
     }
   }
 
-  // A decode step's attention and output projection as one job on the pool (one wait instead of two, or three
-  // where the attention itself was split): each head's attention, then that head's share of W_o x, the product over
-  // the head's columns (the activation quantized per head: whole blocks, so the same codes as for the full row);
-  // the caller adds the heads' shares in head order.
-  void attend_and_project(Layer& L, int64_t pos0) {
+  // A decode step's attention half as one job on the pool (one wait where q/k/v, the attention and W_o took two):
+  // the caller first computes K and V (every key/value head: shared by the query heads of its group, so no head's
+  // unit can start without them) and writes them to the cache; then each unit takes its query heads: their rows of
+  // W_q, q-norm and rope, the attention, and the heads' share of W_o x, the product over the heads' columns (the
+  // activation quantized per unit: whole blocks, so the same codes as for the full row). The caller adds the shares
+  // in unit order. Every row is computed as by the separate products (row_dot on the same quantized x): the same
+  // bits.
+  void attention_one(Layer& L, int64_t pos0) {
     const int64_t H = hidden_, hd = hd_, units = n_heads_ / heads_per_unit_, width = heads_per_unit_ * hd;
+    bool need0 = false, needK = false;
+    for (const Matrix* w : {&L.q, &L.k, &L.v}) {
+      need0 |= w->type == kQ8_0 || w->type == kQ5_0;
+      needK |= w->k_quant();
+    }
+    quantize_act(x_.data(), 1, H, need0, needK, act_);
+    const float pos = static_cast<float>(pos0);
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      const float f = pos * L.inv_freq[i];
+      cos_[i] = std::cos(f);
+      sin_[i] = std::sin(f);
+    }
+    const float* x = x_.data();
+    for (int64_t g = 0; g < n_kv_; ++g) {
+      float* kg = k_.data() + g * hd;
+      float* vg = v_.data() + g * hd;
+      for (int64_t n = 0; n < hd; ++n) kg[n] = row_dot(L.k, g * hd + n, act_, 0, x);
+      for (int64_t n = 0; n < hd; ++n) vg[n] = row_dot(L.v, g * hd + n, act_, 0, x);
+      rms(kg, L.k_norm, kg, hd, eps_);
+      rope(kg, cos_.data(), sin_.data(), hd);
+      std::memcpy(L.k_cache.data() + (g * max_len_ + pos0) * hd, kg, hd * sizeof(float));
+      std::memcpy(L.v_cache.data() + (g * max_len_ + pos0) * hd, vg, hd * sizeof(float));
+    }
     part_.resize(units * H);
     pool_->run(units, 1, [&](int64_t begin, int64_t end) {
       for (int64_t u = begin; u < end; ++u) {
-        for (int64_t h = u * heads_per_unit_; h < (u + 1) * heads_per_unit_; ++h) attend(L, pos0, h);
+        for (int64_t n = u * width; n < (u + 1) * width; ++n) q_[n] = row_dot(L.q, n, act_, 0, x);
+        for (int64_t h = u * heads_per_unit_; h < (u + 1) * heads_per_unit_; ++h) {
+          float* qh = q_.data() + h * hd;
+          rms(qh, L.q_norm, qh, hd, eps_);
+          rope(qh, cos_.data(), sin_.data(), hd);
+          attend(L, pos0, h);
+        }
         project_part(L.o, L.o_parts, u, attn_.data() + u * width, width, part_.data() + u * H);
       }
     });
@@ -1605,7 +1640,7 @@ int rf_model_set_screen(void* handle, double margin, int64_t cap, int32_t* used,
 }
 
 int64_t rf_model_last_rescored(void* handle) { return static_cast<GemmaModel*>(handle)->last_rescored(); }
-// Jobs the last forward call handed to the pool: the waits of one step (a decode step: 3 per layer plus the head's)
+// Jobs the last forward call handed to the pool: the waits of one step (a decode step: 2 per layer plus the head's)
 int64_t rf_model_last_jobs(void* handle) { return static_cast<GemmaModel*>(handle)->last_jobs(); }
 int64_t rf_model_vocab(void* handle) { return static_cast<GemmaModel*>(handle)->vocab(); }
 int64_t rf_model_threads(void* handle) { return static_cast<GemmaModel*>(handle)->threads(); }

@@ -9,21 +9,22 @@ from inference.gguf_model import GGUFModel, read_gguf
 from inference.tiny import TINY
 
 
-def test_a_decode_step_waits_three_times_per_layer_plus_once_for_the_head(tiny_gguf, native_module):
+def test_a_decode_step_waits_twice_per_layer_plus_once_for_the_head(tiny_gguf, native_module):
     model = GGUFModel(read_gguf(tiny_gguf), max_len=200, max_threads=2, native=native_module)
     model.set_threads(2)
     assert model.head_screened  # the tiny Q8_0 head: scored from its 4-bit copy, one job over the vocabulary
     model.forward(list(range(10, 20)), 0)
-    # Per layer: q/k/v; attention with W_o (each unit a head's attention and its share of W_o); the feed-forward
-    # (each unit 256 gate/up rows, GELU and their share of W_down). Then the head: 6 layers x 3 + 1 = 19.
-    # (Before: q/k/v, W_o, gate/up and W_down, 4 per layer: 25.)
+    # Per layer: the attention half (K and V on the caller, then each unit a head's q rows, its attention and its
+    # share of W_o); the feed-forward (each unit 256 gate/up rows, GELU and their share of W_down). Then the head:
+    # 6 layers x 2 + 1 = 13. (Before: q/k/v, attention with W_o, feed-forward, 3 per layer: 19; earlier q/k/v, W_o,
+    # gate/up and W_down, 4 per layer: 25.)
     model.forward([20], 10)
-    assert model.step.last_jobs() == TINY["layers"] * 3 + 1
-    # Past 128 positions the attention alone was split over the pool (a fifth wait per layer); now it stays in the
-    # attention-and-W_o job.
+    assert model.step.last_jobs() == TINY["layers"] * 2 + 1
+    # Past 128 positions the attention alone was once split over the pool (one more wait per layer); it stays in the
+    # attention half's job.
     model.forward(list(range(30, 170)), 11, logits=0)
     model.forward([5], 151)
-    assert model.step.last_jobs() == TINY["layers"] * 3 + 1
+    assert model.step.last_jobs() == TINY["layers"] * 2 + 1
 
 
 def test_the_same_decode_step_gives_the_same_logits_on_one_thread_or_two(tiny_gguf, native_module):
