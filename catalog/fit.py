@@ -710,7 +710,25 @@ def compute_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gp
     if options.flash_attention:
         return logits + mla
     attention = ub * cells * (shape.n_heads + 1) * 4 + ub * (inter + COMPUTE_ATTN_EXTRA_HIDDEN * hidden) * 4
-    return max(logits, attention) + mla
+    return max(logits, attention + _iswa_inputs_bytes(shape, options, ub)) + mla
+
+
+def _iswa_inputs_bytes(shape: ModelShape, options: FitOptions, ub: int) -> int:
+    """Graph inputs the second cache of a sliding-window model adds to the attention phase without flash attention
+    (traced in ggml-alloc, docs/fit.md). llama_kv_cache_iswa keeps a full and a sliding cache, and
+    llm_graph_context::build_attn_inp_kv_iswa (src/llama-graph.cpp) builds each its own inputs, live from the first
+    layer to the last one of their kind: the KQ mask (build_attn_inp_kq_mask: F32 without flash attention, n_kv x
+    n_tokens) and, with a transposed V cache, the V row indices (llama_kv_cache::build_input_v_idxs: I64, n_tokens x
+    n_embd_v_gqa_max). The attention term counts one cache's; this is the sliding one's. 0 when only one kind of
+    layer keeps KV (one cache) or with flash attention."""
+    if options.flash_attention or not shape.sliding_window or not shape.swa_layers:
+        return 0
+    heads = [layer_kv_heads(shape, il) for il in range(shape.n_layers)]
+    kv_layers = [il for il in range(shape.n_layers) if heads[il]]
+    if all(il in shape.swa_layers for il in kv_layers) or not any(il in shape.swa_layers for il in kv_layers):
+        return 0
+    sliding = swa_cells(shape, options.ctx, options.users, options.ubatch, options.swa_full)
+    return ub * sliding * 4 + ub * max(heads) * shape.head_dim * 8
 
 
 def overhead_bytes(shape: ModelShape, options: FitOptions, device_kind: str = "gpu") -> int:

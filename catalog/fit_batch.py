@@ -62,6 +62,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     fit.recurrent_state_bytes,
     fit._max_cells,
     fit.compute_bytes,
+    fit._iswa_inputs_bytes,
     fit.overhead_bytes,
     fit.context_tokens,
     fit.memory_breakdown,
@@ -87,7 +88,7 @@ MIRRORED: tuple[Callable[..., object], ...] = (
     speed_engine.prefill_seconds,
     speed_engine.prefill_tps,
 )
-MIRRORED_DIGEST = "e2f7031fe77eb6b6"
+MIRRORED_DIGEST = "c1f1ebacadde9fd2"
 
 
 def _code_digest(functions: Sequence[Callable[..., object]]) -> str:
@@ -563,7 +564,12 @@ def fit_all(catalog: Catalog, device: DeviceSpec, options: FitOptions, speed: Sp
         attention = (
             ub * compute_cells * (c.n_heads + 1) * 4 + ub * (c.inter + fit.COMPUTE_ATTN_EXTRA_HIDDEN * c.hidden) * 4
         )
-        compute_model = np.maximum(logits, attention) + mla
+        # fit._iswa_inputs_bytes: the sliding cache's own KQ mask (F32) and V row indices (I64) when both kinds of
+        # layer keep KV.
+        swa_kv = (c.is_swa & (c.heads > 0)).any(axis=1)
+        full_kv = ((~c.is_swa) & (c.heads > 0)).any(axis=1)
+        iswa = np.where(swa_kv & full_kv, ub * swa_cells * 4 + ub * c.heads.max(axis=1, initial=0) * c.head_dim * 8, 0)
+        compute_model = np.maximum(logits, attention + iswa) + mla
     overhead_base = {"gpu": fit.GPU_OVERHEAD_BYTES, "unified": fit.UNIFIED_OVERHEAD_BYTES, "cpu": cpu_overhead}
     if kind not in overhead_base:
         raise ValueError(f"unknown device kind {kind!r}; expected gpu, unified or cpu")

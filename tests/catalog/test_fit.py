@@ -190,6 +190,32 @@ def test_it_grows_compute_with_context_only_without_flash_attention():
     assert flat.pop() >= 512 * 128256 * 4
 
 
+def test_it_counts_the_sliding_caches_own_mask_and_v_indices_without_flash_attention():
+    # llama_kv_cache_iswa: a full and a sliding cache, each with its own graph inputs (build_attn_inp_kv_iswa,
+    # src/llama-graph.cpp), live through every layer. Two layers (layer 0 slides over 256 tokens, layer 1 is full),
+    # 4 heads, 2 KV heads of 64, hidden 256, intermediate 1,024, vocab 1,000; 4,096 tokens, ubatch 512.
+    base = {
+        "n_params": 10**8, "n_layers": 2, "hidden_size": 256, "n_heads": 4, "n_kv_heads": 2, "head_dim": 64,
+        "vocab_size": 1000, "intermediate_size": 1024,
+    }  # fmt: skip
+    mixed = fit.ModelShape(**base, sliding_window=256, swa_layers=frozenset({0}))
+    no_fa = FitOptions(ctx=4096, flash_attention=False)
+    # Attention term: 512 x 4,096 x (4 + 1) x 4 = 41,943,040 + 512 x (1,024 + 2 x 256) x 4 = 3,145,728 -> 45,088,768.
+    # The sliding cache's F32 mask, 512 x 768 cells (min(4,096, 256 + 512) padded to 256) x 4 = 1,572,864, and its I64
+    # V row indices, 512 x (2 x 64) x 8 = 524,288: 45,088,768 + 2,097,152 = 47,185,920.
+    assert fit.compute_bytes(mixed, no_fa) == 47_185_920
+    # --swa-full: the sliding cache has all 4,096 cells, its mask 512 x 4,096 x 4 = 8,388,608: 54,001,664.
+    assert fit.compute_bytes(mixed, FitOptions(ctx=4096, flash_attention=False, swa_full=True)) == 54_001_664
+    # One cache only (every KV layer full, or every one sliding): no second set of inputs.
+    assert fit.compute_bytes(fit.ModelShape(**base), no_fa) == 45_088_768
+    assert (
+        fit._iswa_inputs_bytes(fit.ModelShape(**base, sliding_window=256, swa_layers=frozenset({0, 1})), no_fa, 512)
+        == 0
+    )
+    # Flash attention: the logits phase, 512 x (1,000 + 2 x 256) x 4 = 3,096,576.
+    assert fit.compute_bytes(mixed, FitOptions(ctx=4096)) == 3_096_576
+
+
 def test_it_fits_a_small_model_on_a_big_gpu():
     result = fit.fit(LLAMA_8B, Q4, RTX_4090, FitOptions(ctx=8192))
     assert result.verdict == Verdict.FITS_GPU
