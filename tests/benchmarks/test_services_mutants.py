@@ -8,6 +8,8 @@ answer fed back."""
 from __future__ import annotations
 
 import pytest
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.db import OperationalError
 from django.test import RequestFactory, override_settings
 
@@ -66,6 +68,9 @@ def test_it_charges_the_cost_and_refunds_a_refused_request():
         services.check_rate(scope="r", key="k", limit=limit, cost=4, now=6.0)  # 7 + 4 = 11 > 10
     # Refused, not counted: 7 stay. At 60 s (window 1, elapsed 0) they weigh 7, so 4 more (11) wait; 3 fit now.
     assert str(refused.value) == f"Too many submissions; retry in {refused.value.retry_after} s."
+    # When 4 fit: window 0 holds 7, nothing before it. Not in this window (7 + 4 > 10); in window 1 (from 60 s) the 7
+    # must fade to 10 - 4 = 6: 7 x (1 - e) <= 6 from e = 1/7, at 60 x (1 + 1/7) = 68.57 s; now 6 s: 62.57 -> 63.
+    assert refused.value.retry_after == 63
     services.check_rate(scope="r", key="k", limit=limit, cost=3, now=6.0)  # 7 + 3 = 10 <= 10
     services.refund_rate(key, 3)
     services.check_rate(scope="r", key="k", limit=limit, cost=3, now=7.0)  # the refund made room again
@@ -125,6 +130,9 @@ def test_it_fails_closed_when_the_counts_cannot_be_read(monkeypatch, caplog):
     with pytest.raises(services.LimiterUnavailable) as refused:
         services.check_rate(scope="d", key="k", limit=(5, 60), now=0.0)
     assert refused.value.retry_after == 30
+    assert str(refused.value) == (
+        "Submissions are paused: the rate limiter's store is unreachable. Please retry shortly."
+    )
     assert caplog.records[-1].getMessage() == (
         "Rate limiter store unreachable; refusing submissions: connection refused"
     )
@@ -449,7 +457,8 @@ def test_it_shows_a_rejected_run_to_its_submitter_and_moderators_only(gemma, epy
 
 def test_it_authenticates_only_a_live_token_of_an_active_user(user):
     token, raw = services.token_create(user=user, name="laptop")
-    assert raw.startswith("rfb_") and token.prefix == raw[:10] and len(raw) > 40
+    # 32 random bytes in URL-safe base64 without padding: ceil(32 x 4 / 3) = 43 characters after "rfb_".
+    assert raw.startswith("rfb_") and token.prefix == raw[:10] and len(raw) == 4 + 43
     assert services.token_authenticate(raw="") is None
     found = services.token_authenticate(raw=raw)
     assert found == token
@@ -524,7 +533,9 @@ def test_it_asks_for_the_quant_when_the_output_does_not_name_one(gemma, epyc, us
 def test_it_uses_the_documented_defaults_where_the_settings_are_absent(settings):
     del settings.RIGFIT_BENCH_RATE_IP
     del settings.RIGFIT_BENCH_RATE_STORE
+    del settings.RIGFIT_BENCH_MAX_RUNS_PER_REQUEST
     assert isinstance(services._counts(), services._CacheCounts)  # default store: the limits cache
+    assert services.max_runs_per_request() == 50  # docs/api.md: "More than 50 tests in one llama-bench output"
     # Default address limit: 30 runs an hour (DEFAULT_RATE_IP).
     services.check_submission_rate(request=_request(), runs=30, now=10.0)
     with pytest.raises(services.RateLimited):
@@ -665,6 +676,7 @@ def test_it_names_a_duplicate_only_to_its_own_submitter(gemma, epyc, user, djang
     with pytest.raises(services.Duplicate) as again:
         services.submit_run(data=run_data(), channel=Channel.API, submitter=user)
     assert again.value.run_id == first.pk
+    assert str(again.value) == "This run was submitted before."
 
     someone_else = django_user_model.objects.create_user(username="bob", password="s3cret-pass-43")
     with pytest.raises(services.Duplicate) as theirs:
@@ -710,3 +722,149 @@ def test_it_gives_the_prefill_ceiling_with_an_outlier_verdict(gemma, epyc, djang
     # The ceiling: the test EPYC's 0.384 TFLOPS over 2 FLOPs per weight per token, Gemma 3 270M's 268,098,176
     # weights (dense, no vision tower): 0.384e12 / (2 x 268,098,176) = 0.384e12 / 536,196,352 = 716.155... t/s.
     assert verdict.prefill_ceiling_tps == pytest.approx(716.155, abs=0.001)
+
+
+# --- the full run of 2026-12-01: refunds, the limits alias, the stores, names, tokens, moderation ---------------------
+
+
+def test_it_refuses_invalid_input_naming_each_field(gemma, epyc):
+    with pytest.raises(services.Invalid) as invalid:
+        services.submit_run(data=run_data(avg_ts=None), channel=Channel.API, submitter=None)
+    assert str(invalid.value) == "Invalid input."
+    assert invalid.value.errors == {"avg_ts": ["This field is required."]}
+
+
+def test_it_drops_a_refund_of_a_count_that_expired():
+    # The window's key is gone (expired, or the cache was flushed): LocMemCache.decr raises ValueError for it.
+    services.refund_rate("bench:rate:gone:0123:0", 1)
+    assert caches["limits"].get("bench:rate:gone:0123:0") is None
+
+
+class RefusingCache(BaseCache):
+    """A limits store whose server refuses connections: every call raises ConnectionRefusedError (an OSError)."""
+
+    def __init__(self, location, params):
+        super().__init__(params)
+
+    def _refuse(self, *args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    add = get = set = incr = decr = delete = clear = _refuse
+
+
+_REFUSING = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "refusing-default"},
+    "limits": {"BACKEND": f"{__name__}.RefusingCache"},
+}
+
+
+@override_settings(CACHES=_REFUSING)
+def test_it_drops_a_refund_the_limits_store_refuses_and_fails_closed_on_a_charge():
+    services.refund_rate("bench:rate:r:0123:0", 1)  # best effort: no error for the caller
+    with pytest.raises(services.LimiterUnavailable):
+        services.check_rate(scope="r", key="k", limit=(5, 60), now=0.0)
+
+
+def test_it_counts_in_the_limits_cache_where_one_is_set():
+    locmem = "django.core.cache.backends.locmem.LocMemCache"
+    two = {
+        "default": {"BACKEND": locmem, "LOCATION": "two-default"},
+        "limits": {"BACKEND": locmem, "LOCATION": "two-limits"},
+    }
+    with override_settings(CACHES=two):
+        for alias in two:
+            caches[alias].clear()  # named LocMemCache stores live as long as the process
+        try:
+            assert services._limits() is caches["limits"]
+            key = services.check_rate(scope="l", key="k", limit=(5, 60), now=0.0)
+            assert (caches["limits"].get(key), caches["default"].get(key)) == (1, None)
+        finally:
+            for alias in two:
+                caches[alias].clear()
+
+
+def test_it_keeps_a_count_for_two_windows_and_a_second(monkeypatch):
+    import time
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # the cache's own clock (LocMemCache's expiry)
+    key = services.check_rate(scope="e", key="k", limit=(5, 60), now=0.0)
+    # Read again as the previous window until the next window ends: 2 x 60 + 1 = 121 s after it was counted.
+    clock[0] += 120
+    assert caches["limits"].get(key) == 1
+    clock[0] += 2  # 122 s: expired (not kept for the cache's default 300 s, nor forever)
+    assert caches["limits"].get(key) is None
+
+
+@override_settings(RIGFIT_BENCH_RATE_STORE="database")
+def test_it_weighs_the_previous_windows_count_from_the_database():
+    for _ in range(3):
+        services.check_rate(scope="p", key="k", limit=(3, 60), now=10.0)  # 3 in window 0
+    # At 60 s (window 1, elapsed 0) the previous window's 3 weigh 3 x (1 - 0) = 3: one more makes 4 > 3.
+    with pytest.raises(services.RateLimited):
+        services.check_rate(scope="p", key="k", limit=(3, 60), now=60.0)
+    # At 100 s (elapsed 40/60) they weigh 3 x (1/3) = 1: 1 + 1 = 2 <= 3.
+    services.check_rate(scope="p", key="k", limit=(3, 60), now=100.0)
+
+
+def test_it_prefers_the_exact_parameter_count_over_a_close_one():
+    make_model(name="Llama", slug="llama-3-1-8b", family="llama")  # 8,030,261,248: 0.4 % above 8e9
+    round_8b = make_model(name="Round", slug="round-8b", family="round", n_params=8_000_000_000)
+    assert services.recognise_model(_identity("x.gguf", n_params=8_000_000_000)) == round_8b
+
+
+def test_it_recognises_a_model_by_file_name_in_one_query(gemma, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the quant and its model joined
+        found = services.recognise_model(_identity("gemma-3-270m-q4_k_m.gguf"))
+    assert found == gemma
+
+
+def test_it_authenticates_a_token_in_two_queries(user, django_assert_num_queries):
+    _token, raw = services.token_create(user=user, name="laptop")
+    with django_assert_num_queries(2):  # the token with its user, then last_used_at
+        assert services.token_authenticate(raw=raw).user == user
+
+
+def test_it_revokes_a_token_without_undoing_a_rename_made_meanwhile(user):
+    from benchmarks.models import ApiToken
+
+    token, _raw = services.token_create(user=user, name="laptop")
+    ApiToken.objects.filter(pk=token.pk).update(name="old laptop")  # another request renamed it
+    services.token_revoke(token=token)  # this copy still says "laptop"
+    token.refresh_from_db()
+    assert (token.name, token.revoked_at is not None) == ("old laptop", True)
+
+
+def test_it_stores_a_pasted_output_as_its_submitters_and_names_their_duplicates(gemma, epyc, user):
+    text = read_fixture("gemma3-270m-q4_k_m-cpu.json")
+    first = services.submit_llama_bench(text=text, hardware="test-epyc", channel=Channel.WEB, submitter=user)
+    assert first.stored and {run.submitter for run, _ in first.stored} == {user}
+    again = services.submit_llama_bench(text=text, hardware="test-epyc", channel=Channel.WEB, submitter=user)
+    assert again.stored == [] and again.duplicates == [run.pk for run, _ in first.stored]
+
+
+def test_it_cuts_a_moderators_reason_to_the_stored_300_characters(gemma, epyc, user, staff):
+    run = make_run(user=None)
+    with pytest.raises(ValueError) as blank:
+        services.moderate(run=run, moderator=staff, decision=Status.ACCEPTED, reason="  ")
+    assert str(blank.value) == "A reason is required."
+    services.moderate(run=run, moderator=staff, decision=Status.ACCEPTED, reason="x" * 301)
+    run.refresh_from_db()
+    assert run.status_reason == "x" * 300  # BenchmarkRun.status_reason is CharField(max_length=300)
+
+
+def test_it_makes_the_moderators_group_again_with_its_permission():
+    from django.contrib.auth.models import Group
+
+    Group.objects.filter(name=services.MODERATORS_GROUP).delete()
+    group = services.moderators_group()
+    assert list(group.permissions.values_list("content_type__app_label", "codename")) == [
+        ("benchmarks", "moderate_benchmarkrun")
+    ]
+
+
+def test_it_checks_the_prompt_speed_of_a_quant_the_catalog_does_not_list(gemma, epyc):
+    run = services.build_run(cleaned=_cleaned(gemma, quant="Q8_0", n_prompt=512, n_gen=0, avg_ts=300.0))
+    assert run.quantization is None  # the catalog lists only Q4_K_M of Gemma 3 270M
+    # The ceiling counts FLOPs per weight, whatever their storage: 0.384e12 / (2 x 268,098,176) = 716.155... t/s.
+    assert services.prefill_ceiling_for(run) == pytest.approx(716.155, abs=0.001)
