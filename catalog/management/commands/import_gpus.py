@@ -85,6 +85,7 @@ HARDWARE_FIELDS = (
     "cpu_cores",
     "memory_channels",
     "memory_mts",
+    "memory_type",
     "clock_mhz",
     "fp32_tflops",
     "speed_source",
@@ -284,6 +285,9 @@ def gpu_rows(*, min_memory_gb: float) -> list[dict[str, Any]]:
                 "cpu_cores": None,
                 "memory_channels": None,
                 "memory_mts": None,
+                # TechPowerUp's memory type ("HBM2e", "GDDR6X", ...): the speed fit scopes a kernel change measured
+                # on HBM cards only by it (catalog.speed_fit.describes_current_runtime).
+                "memory_type": (spec.memory_type or "")[:20],
                 **speed_fields(spec, table),
                 **corrected,
             }
