@@ -239,6 +239,60 @@ def test_it_gives_every_cpu_its_channels_rate_cores_and_simd_throughput(seed_row
     )
 
 
+# The CPU matrix rate is that of the cores llama.cpp's default thread count uses on x86 Linux, at their max turbo.
+# common_cpu_get_num_math (common/common.cpp, ggml-org/llama.cpp 0c1e57098 and 00758e06b) skips every E-core of an
+# Intel hybrid ("efficiency cores harm lockstep threading") and takes one thread per core ("hyperthreading isn't
+# useful for linear algebra"); both published CPU runs print that default, threads 2. Clocks: Intel ARK /
+# Notebookcheck max turbo; FLOP per cycle: two 256-bit FMA ports = 32 FP32 on Haswell and Golden/Raptor Cove.
+# slug -> GFLOP/s worked out by hand
+CPU_RATES_BY_HAND: dict[str, float] = {
+    # i5-4278U: 2 cores (4 threads), turbo 3.1 GHz: 2 x 32 x 3.1
+    "intel-core-i5-4278u-8gb-ddr3l-1600": 198.4,
+    # i3-1315U: 2 P-cores at 4.5 GHz; its 4 Gracemont E-cores (16 FLOP/cycle, 3.3 GHz) are left out: 2 x 32 x 4.5
+    "intel-core-i3-1315u-8gb-ddr5-5200": 288.0,
+    # i9-13900K: 8 P-cores at 5.4 GHz (ARK's P-core max turbo); 16 E-cores left out: 8 x 32 x 5.4
+    "intel-core-i9-13900k-64gb-ddr5-5600": 1382.4,
+    # Core Ultra 9 285K: no Hyper-Threading, so the loop's sibling skip drops every other P-core (llama.cpp issue
+    # 28625: 4 threads on a 265K with the same 8 P-cores): 4 x 32 x 5.5
+    "intel-core-ultra-9-285k-64gb-ddr5-6400": 704.0,
+    # Ryzen 5 5600X: not hybrid, every one of its 6 cores at AMD's 4.6 GHz max boost: 6 x 32 x 4.6
+    "amd-ryzen-5-5600x-32gb-ddr4-3200": 883.2,
+}
+
+
+@pytest.mark.parametrize("slug", sorted(CPU_RATES_BY_HAND))
+def test_it_rates_a_cpu_by_the_cores_llama_cpp_uses_at_their_turbo_clock(seed_rows, slug):
+    row = seed_rows[slug]
+    assert row["matrix_tflops"] * 1000 == pytest.approx(CPU_RATES_BY_HAND[slug], rel=1e-9)
+    assert row["fp32_tflops"] == row["matrix_tflops"]
+    assert f"{CPU_RATES_BY_HAND[slug]:.1f} GFLOPS" in row["speed_source"]
+
+
+def test_it_still_counts_every_core_of_a_hybrid_cpu(seed_rows):
+    # The i3-1315U is 2 P-cores + 4 E-cores and the 13900K 8 + 16 (Notebookcheck, Intel ARK): cpu_cores is the
+    # physical count, whatever llama.cpp's default runs on.
+    assert seed_rows["intel-core-i3-1315u-8gb-ddr5-5200"]["cpu_cores"] == 6
+    assert seed_rows["intel-core-i9-13900k-64gb-ddr5-5600"]["cpu_cores"] == 24
+
+
+@pytest.mark.parametrize(
+    ("clusters", "message"),
+    [
+        ("[{ cores = 2, flops_per_cycle = 32, base_ghz = 2.6, turbo_ghz = 3.1, clock_ghz = 2.6 }]", "unknown keys"),
+        ("[{ cores = 2, flops_per_cycle = 32, base_ghz = 3.1, turbo_ghz = 2.6 }]", "below base_ghz"),
+        ("[{ cores = 2, flops_per_cycle = 32, base_ghz = 2.6, turbo_ghz = 3.1, default_threads = 3 }]", "between 0"),
+        ("[{ cores = 2, flops_per_cycle = 32, base_ghz = 2.6, turbo_ghz = 3.1, default_threads = 0 }]", "no cluster"),
+        ("[{ cores = 2, flops_per_cycle = 32, base_ghz = 2.6 }]", "turbo_ghz"),
+    ],
+)
+def test_it_refuses_a_cpu_cluster_it_cannot_rate(db, tmp_path, clusters, message):
+    seed = _seed_copy(tmp_path)
+    _edit_hardware(seed, "intel-core-i5-4278u-8gb-ddr3l-1600", cpu_clusters=clusters)
+    with pytest.raises(CommandError, match=message):
+        call_command("load_seed", "--seed-dir", str(seed), "--skip-gpus", stdout=StringIO())
+    assert not Hardware.objects.exists()
+
+
 def _seed_copy(tmp_path: Path) -> Path:
     seed = tmp_path / "seed"
     shutil.copytree(SEED_DIR, seed)

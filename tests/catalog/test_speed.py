@@ -221,9 +221,10 @@ def test_it_streams_the_weights_once_per_ubatch_and_every_selected_expert_of_a_m
 def test_it_works_out_a_cpu_rows_prompt_rate_by_hand(db):
     """The catalog's i5-4278U row (geerlingguy/ai-benchmarks#53 ran Llama 3.2 3B Q4_K_M on it: pp512 17.70 t/s) under
     the CPU starting point, worked out by hand. Its matrix rate is 2 cores x 32 FP32 FLOP per cycle (two 256-bit FMA
-    ports) x 2.6 GHz base = 166.4 GFLOP/s (Intel ARK; Haswell's two FMA units); llama.cpp's int8 dot products of the
-    k-quants (vpmaddubsw + vpmaddwd) run on Haswell's one vector-integer-multiply port, 16 products = 32 int8 ops per
-    cycle, the same 166.4 G/s, so the quantized rate is that figure either way."""
+    ports) x 3.1 GHz max turbo = 198.4 GFLOP/s (Intel ARK; Haswell's two FMA units; both cores are what llama.cpp's
+    default thread count uses, the run's threads 2); llama.cpp's int8 dot products of the k-quants (vpmaddubsw +
+    vpmaddwd) run on Haswell's one vector-integer-multiply port, 16 products = 32 int8 ops per cycle, the same
+    198.4 G/s, so the quantized rate is that figure either way."""
     from catalog.management.commands.load_seed import SEED_DIR, hardware_rows
 
     row = next(
@@ -256,7 +257,7 @@ def test_it_works_out_a_cpu_rows_prompt_rate_by_hand(db):
     flops = 2 * 3_212_749_824 * 512 + 4 * 28 * 24 * 128 * 512 * 256  # 3,334,952,976,384
     # PRIOR_CPU: 0.1 us per token, 35 % of the matrix rate; the one ubatch streams the whole file (the tied output
     # matrix is the embedding) once at the row's 25.6 GB/s (2 channels x DDR3L-1600).
-    seconds = 512 * 1e-7 + flops / (0.35 * 166.4e9) + 2_019_377_696 / 25.6e9  # 57.3408 s
+    seconds = 512 * 1e-7 + flops / (0.35 * 198.4e9) + 2_019_377_696 / 25.6e9  # 48.1053 s
     tps = speed.prefill_tps(llama_3b, device, speed.DEFAULT_SPEED, quant)
     assert tps == pytest.approx(512 / seconds, rel=1e-6)
-    assert tps == pytest.approx(8.929, abs=0.001)  # about half the 17.70 t/s the issue measured
+    assert tps == pytest.approx(10.643, abs=0.001)  # 0.60x the 17.70 t/s the issue measured

@@ -93,6 +93,35 @@ def hardware_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+CPU_CLUSTER_KEYS = frozenset({"cores", "flops_per_cycle", "base_ghz", "turbo_ghz", "default_threads"})
+
+
+def cpu_matrix_gflops(clusters: list[dict[str, Any]]) -> float:
+    """FP32 FMA GFLOP/s of the cores llama.cpp's default thread count runs on, at their turbo clock.
+
+    Each cluster: `cores`, `flops_per_cycle` (SIMD FMA width), `base_ghz` and `turbo_ghz` (the maker's figures), and
+    `default_threads`, how many of its cores llama.cpp's default thread count uses on x86 Linux
+    (`common_cpu_get_num_math` in common/common.cpp: one thread per core, none on an Intel hybrid's E-cores; every
+    core of the cluster when left out). A few threads of vector work run near the turbo clock, not at the base clock.
+    """
+    gflops = 0.0
+    for cluster in clusters:
+        unknown = set(cluster) - CPU_CLUSTER_KEYS
+        if unknown:
+            raise ValueError(f"cpu_clusters: unknown keys {sorted(unknown)}")
+        cores = int(cluster["cores"])
+        threads = int(cluster.get("default_threads", cores))
+        base, turbo = float(cluster["base_ghz"]), float(cluster["turbo_ghz"])
+        if not 0 <= threads <= cores:
+            raise ValueError(f"cpu_clusters: default_threads {threads} is not between 0 and cores ({cores})")
+        if turbo < base:
+            raise ValueError(f"cpu_clusters: turbo_ghz {turbo:g} is below base_ghz {base:g}")
+        gflops += threads * int(cluster["flops_per_cycle"]) * turbo
+    if not gflops:
+        raise ValueError("cpu_clusters: llama.cpp's default thread count uses no cluster")
+    return gflops
+
+
 def _derive_speed_fields(row: dict[str, Any]) -> None:
     """Apple GPU throughput from cores x clock, CPU throughput from its core clusters; check channels x rate."""
     clock = row.pop("gpu_clock_mhz", None)
@@ -106,8 +135,7 @@ def _derive_speed_fields(row: dict[str, Any]) -> None:
         row["fp16_tflops"] = tflops
     clusters = row.pop("cpu_clusters", None)
     if clusters is not None:
-        gflops = sum(int(c["cores"]) * int(c["flops_per_cycle"]) * float(c["clock_ghz"]) for c in clusters)
-        row["matrix_tflops"] = round(gflops / 1000, 4)
+        row["matrix_tflops"] = round(cpu_matrix_gflops(clusters) / 1000, 4)
         row["fp32_tflops"] = row["matrix_tflops"]  # a CPU's FMA units are its matrix units too
         cores = sum(int(c["cores"]) for c in clusters)
         if row["cpu_cores"] is None:
