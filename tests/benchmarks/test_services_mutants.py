@@ -247,6 +247,9 @@ def test_it_accepts_decode_up_to_the_roofline_margin_and_flags_beyond(gemma, epy
     assert verdict.status == Status.ACCEPTED and verdict.roofline_tps == pytest.approx(roofline)
     assert verdict.checks == [f"decode within the roofline ({roofline:.1f} t/s)"]
     assert verdict.reason == "Passed the automatic checks."
+    assert verdict.prefill_ceiling_tps is None  # a tg test reports no prompt speed: no compute limit to show
+    exactly = services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.5))
+    assert services.assess(exactly, trusted=True).status == Status.ACCEPTED  # "up to" the margin: the limit itself
     beyond = services.build_run(cleaned=_cleaned(gemma, avg_ts=roofline * 1.5 * 1.000001))
     flagged = services.assess(beyond, trusted=True)
     assert flagged.status == Status.FLAGGED and flagged.roofline_tps == pytest.approx(roofline)
@@ -598,6 +601,8 @@ def test_it_fingerprints_compact_key_sorted_json(gemma):
         "avg_ts": 50.0,
         "notes": "x",
         "n_gen": None,
+        "runtime_version": "",
+        "samples_ts": [],
     }
     # Written out by hand: keys sorted, no spaces, notes and empty values left out, the model by its slug, the device
     # name lower-cased without punctuation. Stored fingerprints depend on this exact text.
@@ -868,3 +873,14 @@ def test_it_checks_the_prompt_speed_of_a_quant_the_catalog_does_not_list(gemma, 
     assert run.quantization is None  # the catalog lists only Q4_K_M of Gemma 3 270M
     # The ceiling counts FLOPs per weight, whatever their storage: 0.384e12 / (2 x 268,098,176) = 716.155... t/s.
     assert services.prefill_ceiling_for(run) == pytest.approx(716.155, abs=0.001)
+
+
+def test_it_reads_the_catalog_files_bytes_for_a_quant_without_a_nominal_size(gemma, epyc):
+    # A quant whose name gives no bits per weight (Unsloth's "UD-" names), stored with a file size: the size is what a
+    # decode step reads, so the roofline is the same as for a Q4_K_M file of the same bytes.
+    make_quantization(gemma, name="UD-Q4_K_XL", bits_per_weight=None, file_bytes=253_113_024, file_name="ud.gguf")
+    custom = services.build_run(cleaned=_cleaned(gemma, quant="UD-Q4_K_XL"))
+    q4_k_m = services.build_run(cleaned=_cleaned(gemma))
+    assert custom.quantization is not None and custom.quantization.name == "UD-Q4_K_XL"
+    assert services.roofline_for(custom) is not None
+    assert services.roofline_for(custom) == pytest.approx(services.roofline_for(q4_k_m), rel=1e-12)
