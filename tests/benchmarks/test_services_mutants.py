@@ -290,6 +290,7 @@ def test_it_holds_what_it_cannot_check_and_says_why(gemma, epyc, user):
     )
     assert unknown_hw.status == Status.PENDING
     assert unknown_hw.reason == "Hardware 'Mystery Card 9000' is not in the catalog; held for review."
+    assert unknown_hw.z_score is None  # no group to compare with on a device the catalog lacks
     anonymous = services.assess(services.build_run(cleaned=_cleaned(gemma)), trusted=False)
     assert (
         anonymous.status == Status.PENDING and anonymous.reason == "Anonymous submission; a moderator will review it."
