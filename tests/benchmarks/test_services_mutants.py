@@ -735,6 +735,16 @@ def test_it_gives_the_prefill_ceiling_with_an_outlier_verdict(gemma, epyc, djang
     # The ceiling: the test EPYC's 0.384 TFLOPS over 2 FLOPs per weight per token, Gemma 3 270M's 268,098,176
     # weights (dense, no vision tower): 0.384e12 / (2 x 268,098,176) = 0.384e12 / 536,196,352 = 716.155... t/s.
     assert verdict.prefill_ceiling_tps == pytest.approx(716.155, abs=0.001)
+    assert verdict.roofline_tps is not None and verdict.roofline_tps == pytest.approx(services.roofline_for(slow))
+
+
+def test_it_compares_a_run_only_with_runs_of_the_same_generation_length(gemma, epyc, user, django_user_model):
+    for i, value in enumerate((50.0, 51.0, 49.0, 50.5)):  # four submitters' tg128 runs
+        make_run(user=django_user_model.objects.create_user(username=f"g{i}"), avg_ts=value, samples_ts=[])
+    shorter = services.build_run(cleaned=_cleaned(gemma, n_gen=64, avg_ts=5.0))
+    # tg64 is another test: no group to compare with, so no outlier (against the tg128 runs it would be one).
+    verdict = services.assess(shorter, trusted=True)
+    assert (verdict.status, verdict.z_score) == (Status.ACCEPTED, None)
 
 
 # --- the full run of 2026-12-01: refunds, the limits alias, the stores, names, tokens, moderation ---------------------
