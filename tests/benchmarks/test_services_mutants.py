@@ -291,6 +291,7 @@ def test_it_holds_what_it_cannot_check_and_says_why(gemma, epyc, user):
     assert unknown_hw.status == Status.PENDING
     assert unknown_hw.reason == "Hardware 'Mystery Card 9000' is not in the catalog; held for review."
     assert unknown_hw.z_score is None  # no group to compare with on a device the catalog lacks
+    assert unknown_hw.checks == []  # nothing checked (no device to check against), an empty list, not None
     anonymous = services.assess(services.build_run(cleaned=_cleaned(gemma)), trusted=False)
     assert (
         anonymous.status == Status.PENDING and anonymous.reason == "Anonymous submission; a moderator will review it."
@@ -902,3 +903,12 @@ def test_it_reads_the_catalog_files_bytes_for_a_quant_without_a_nominal_size(gem
     assert custom.quantization is not None and custom.quantization.name == "UD-Q4_K_XL"
     assert services.roofline_for(custom) is not None
     assert services.roofline_for(custom) == pytest.approx(services.roofline_for(q4_k_m), rel=1e-12)
+
+
+def test_it_gives_an_anonymous_run_its_z_score_for_the_moderator(gemma, epyc, django_user_model):
+    for i, value in enumerate((50.0, 51.0, 49.0, 50.5)):  # four submitters' runs of the same setup
+        make_run(user=django_user_model.objects.create_user(username=f"z{i}"), avg_ts=value, samples_ts=[])
+    verdict = services.assess(services.build_run(cleaned=_cleaned(gemma, avg_ts=51.0)), trusted=False)
+    # Group 49, 50, 50.5, 51, 51: median 50.5; deviations 1.5, 0.5, 0, 0.5, 0.5: MAD 0.5;
+    # z = 0.6745 x (51 - 50.5) / 0.5 = 0.6745 (the normal distribution's 75th percentile as the scale).
+    assert verdict.status == Status.PENDING and verdict.z_score == pytest.approx(0.6745, abs=1e-4)
