@@ -892,6 +892,8 @@ def test_it_checks_the_prompt_speed_of_a_quant_the_catalog_does_not_list(gemma, 
     assert run.quantization is None  # the catalog lists only Q4_K_M of Gemma 3 270M
     # The ceiling counts FLOPs per weight, whatever their storage: 0.384e12 / (2 x 268,098,176) = 716.155... t/s.
     assert services.prefill_ceiling_for(run) == pytest.approx(716.155, abs=0.001)
+    anonymous = services.assess(run, trusted=False)  # held for a moderator, who sees the limit it was checked against
+    assert anonymous.status == Status.PENDING and anonymous.prefill_ceiling_tps == pytest.approx(716.155, abs=0.001)
 
 
 def test_it_reads_the_catalog_files_bytes_for_a_quant_without_a_nominal_size(gemma, epyc):
