@@ -914,3 +914,11 @@ def test_it_gives_an_anonymous_run_its_z_score_for_the_moderator(gemma, epyc, dj
     # Group 49, 50, 50.5, 51, 51: median 50.5; deviations 1.5, 0.5, 0, 0.5, 0.5: MAD 0.5;
     # z = 0.6745 x (51 - 50.5) / 0.5 = 0.6745 (the normal distribution's 75th percentile as the scale).
     assert verdict.status == Status.PENDING and verdict.z_score == pytest.approx(0.6745, abs=1e-4)
+
+
+def test_it_matches_the_quant_of_the_runs_own_model(gemma, epyc):
+    # Gemma's Q4_K_M row is older (lower pk); a second model has its own Q4_K_M.
+    other = make_model(name="Other", slug="other-270m", family="other", **{"n_params": 268_098_176})
+    own = make_quantization(other, name="Q4_K_M", bits_per_weight=None, file_bytes=253_113_024, file_name="o.gguf")
+    run = services.build_run(cleaned=_cleaned(other, model_slug="other-270m"))
+    assert run.quantization == own
