@@ -922,3 +922,22 @@ def test_it_matches_the_quant_of_the_runs_own_model(gemma, epyc):
     own = make_quantization(other, name="Q4_K_M", bits_per_weight=None, file_bytes=253_113_024, file_name="o.gguf")
     run = services.build_run(cleaned=_cleaned(other, model_slug="other-270m"))
     assert run.quantization == own
+
+
+@override_settings(RIGFIT_BENCH_RATE_IP=(1000, 3600), RIGFIT_BENCH_RATE_TOKEN=(2, 3600))
+def test_it_counts_each_signed_in_user_apart_in_their_own_windows(user, django_user_model):
+    carol = django_user_model.objects.create_user(username="carol", password="s3cret-pass-44")
+    services.check_submission_rate(request=_request(user=user), runs=2, now=10.0)  # alice: 2 of 2
+    services.check_submission_rate(request=_request(user=carol), runs=2, now=10.0)  # carol: her own 2 of 2
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request(user=user), runs=1, now=20.0)  # alice: 3 > 2
+    # Two hours on (window 2; window 1 held nothing): alice's count starts again, at the time given.
+    services.check_submission_rate(request=_request(user=user), runs=2, now=7210.0)
+
+
+def test_it_limits_a_signed_in_user_to_300_runs_an_hour_where_unset(user, settings):
+    del settings.RIGFIT_BENCH_RATE_TOKEN  # docs/operations.md: 300 an hour per signed-in user
+    settings.RIGFIT_BENCH_RATE_IP = (1000, 3600)
+    services.check_submission_rate(request=_request(user=user), runs=300, now=10.0)
+    with pytest.raises(services.RateLimited):
+        services.check_submission_rate(request=_request(user=user), runs=1, now=10.0)
