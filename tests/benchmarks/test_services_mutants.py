@@ -941,3 +941,10 @@ def test_it_limits_a_signed_in_user_to_300_runs_an_hour_where_unset(user, settin
     services.check_submission_rate(request=_request(user=user), runs=300, now=10.0)
     with pytest.raises(services.RateLimited):
         services.check_submission_rate(request=_request(user=user), runs=1, now=10.0)
+
+
+def test_it_finds_a_device_by_slug_or_by_name_in_one_query(epyc, django_assert_num_queries):
+    # The direct lookup; the fallback reads the whole hardware table (a second query) to compare normalised names.
+    for typed in ("test-epyc", "test epyc"):  # the slug; the name "Test EPYC" in another case
+        with django_assert_num_queries(1):
+            assert services.match_hardware(typed) == epyc
