@@ -495,7 +495,9 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         verdict = page.locator(".verdict").inner_text()
         assert "Q4_K_M on Boundary GPU: Fits in GPU memory" in verdict
         assert "Needs 5.44 GB of 5.44 GB usable (0.00 GB headroom)" in " ".join(verdict.split())
-        assert " -c 4096 -ngl 99 " in page.locator("#howto").inner_text()
+        # text_content: the llama.cpp recipe sits in a collapsed <details> under Ollama's once the model has a GGUF
+        # repository to pull from, and inner_text leaves hidden text out.
+        assert " -c 4096 -ngl 99 " in page.locator("#howto").text_content()
         # Twice the context no longer fits the card exactly: the verdict, the recipe's -ngl and the runs-on list
         # follow without a reload (the recipe and the list are swapped out of band).
         page.select_option("select[name=ctx]", "8192")
@@ -504,7 +506,7 @@ def test_it_keeps_verdict_recipe_and_runs_on_in_step_in_the_browser(live_server,
         assert "Partial offload" in verdict
         layers = re.search(r"(\d+) of 32 layers and the output layer on the GPU", verdict)
         assert layers
-        assert f" -c 8192 -ngl {int(layers.group(1)) + 1} " in page.locator("#howto").inner_text()
+        assert f" -c 8192 -ngl {int(layers.group(1)) + 1} " in page.locator("#howto").text_content()
         assert "At 8,192 tokens of context" in page.locator("#runs-on").inner_text()
 
 
