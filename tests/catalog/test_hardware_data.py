@@ -414,10 +414,12 @@ def test_the_memory_type_migration_is_additive_and_complete(transactional_db):
                 column.name for column in connection.introspection.get_table_description(cursor, "catalog_hardware")
             ]
             assert "memory_type" not in columns
+            # Parameters, not literals: PostgreSQL refuses 0 for a boolean column and SQLite has no boolean type.
             cursor.execute(
                 "INSERT INTO catalog_hardware (name, slug, vendor, kind, memory_bytes, bandwidth_gbps, speed_source, "
-                "generation, popular, aliases, source, updated_at) VALUES ('Old GPU', 'old-gpu', 'NVIDIA', 'gpu', 1, "
-                "1.0, '', '', 0, '[]', '', '2026-01-01 00:00:00')"
+                "generation, popular, aliases, source, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                ["Old GPU", "old-gpu", "NVIDIA", "gpu", 1, 1.0, "", "", False, "[]", "", "2026-01-01 00:00:00+00:00"],
             )
     finally:
         executor = MigrationExecutor(connection)
