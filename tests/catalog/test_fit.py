@@ -528,3 +528,16 @@ def test_a_tied_model_offloads_its_output_copy_first():
     # + KV 163,840,000 + compute 208,896,000.
     big = fit.fit(tied, F16_ANY, DeviceSpec("80 GiB", "gpu", 80 * GIB, 100.0), MOE_OPTIONS)
     assert (big.verdict, big.needed_bytes) == (Verdict.FITS_GPU, 2_372_736_000)
+
+
+def test_it_sizes_an_unstated_feed_forward_at_four_times_the_hidden_size():
+    # GPT-2's convention (n_inner None: 4 x n_embd), which the compute buffer's attention phase assumes when a shape
+    # does not state intermediate_size. Without flash attention at 4,096 tokens the attention phase sets the buffer
+    # (the 5x width below gives another figure), so the width the engine assumes shows.
+    options = FitOptions(ctx=4096, flash_attention=False)
+    unstated = dataclasses.replace(LLAMA_8B, intermediate_size=0)
+    four = dataclasses.replace(LLAMA_8B, intermediate_size=4 * LLAMA_8B.hidden_size)
+    five = dataclasses.replace(LLAMA_8B, intermediate_size=5 * LLAMA_8B.hidden_size)
+    assert fit.compute_bytes(unstated, options) == fit.compute_bytes(four, options)
+    # One more hidden width per token of the 512-token ubatch, in F32.
+    assert fit.compute_bytes(five, options) - fit.compute_bytes(four, options) == 512 * LLAMA_8B.hidden_size * 4
