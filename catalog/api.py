@@ -23,6 +23,7 @@ from catalog.services import (
     best_fits_of,
     device_spec_of,
     fit_for,
+    fit_rows_of,
     fit_table,
     max_context_for,
     options_for,
@@ -306,8 +307,7 @@ def models_that_run(*, models: Any, hardware: Hardware, options: fit.FitOptions)
     """The filtered `models` that run on `hardware`, ranked as best_fits ranks them (full-GPU fits first, then larger
     models first), read from the device's shared fit table (catalog.services.fit_table, the hardware page's and
     /api/fits': every model x quant fitted at once, cached per data version) instead of fitting each model here."""
-    wanted = set(models.values_list("pk", flat=True))
-    return FitRankedModels([row for row in fit_table(hardware=hardware, options=options) if row[0] in wanted])
+    return FitRankedModels(fit_rows_of(models, hardware=hardware, options=options))
 
 
 class FitRankedModels(Sequence[Model]):

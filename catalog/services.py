@@ -17,7 +17,7 @@ from django.core.cache import cache
 from catalog import extensions, fit, fit_batch
 from catalog import speed as speed_engine
 from catalog.caching import data_version
-from catalog.models import Hardware, HardwareKind, Model, Quantization
+from catalog.models import Hardware, HardwareKind, Model, ModelQuerySet, Quantization
 from catalog.speed import DEFAULT_SPEED, SpeedModel
 from catalog.speed_fit import BAND_PERCENTILE
 
@@ -612,6 +612,13 @@ def fit_table(
         ]
         cache.set(key, table, FIT_TABLE_TTL_S)
     return table
+
+
+def fit_rows_of(models: ModelQuerySet, *, hardware: Hardware, options: fit.FitOptions) -> list[FitRow]:
+    """The rows of `hardware`'s fit table (fit_table: the whole catalog, ranked) that belong to `models`, a filtered
+    Model queryset, in the table's order: what a "fits on" list shows, before its own sort and paging."""
+    wanted = set(models.values_list("pk", flat=True))
+    return [row for row in fit_table(hardware=hardware, options=options) if row[0] in wanted]
 
 
 def fit_entries(rows: Iterable[FitRow]) -> list[FitEntry]:

@@ -44,6 +44,7 @@ from catalog.services import (
     best_quant,
     cached_fit,
     device_spec_of,
+    fit_rows_of,
     fit_table,
     hardware_that_runs,
     options_for,
@@ -132,10 +133,9 @@ def model_list(request: HttpRequest) -> HttpResponse:
     if fits_on is not None:
         # The device's fit table (whole catalog, cached per data version and context) narrowed to the filtered models:
         # ranked by fit unless a sort was asked for. Only the page shown becomes model rows.
-        table = fit_table(hardware=fits_on, options=fit.FitOptions(ctx=ctx))
-        order = {pk: i for i, pk in enumerate(models.values_list("pk", flat=True))}
-        rows = [row for row in table if row[0] in order]
+        rows = fit_rows_of(models, hardware=fits_on, options=fit.FitOptions(ctx=ctx))
         if sort:
+            order = {pk: i for i, pk in enumerate(models.values_list("pk", flat=True))}
             rows.sort(key=lambda row: order[row[0]])
         page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
         found = best_fits_of(page.object_list)
