@@ -485,9 +485,16 @@ inline void futex_wake_all(std::atomic<uint32_t>* word) {
 // The caller plus up to `max_threads - 1` helpers. A job is [0, n) in chunks of `grain`, claimed from `claim_`
 // (job number in the high 32 bits, next index in the low 32): a claim succeeds only for the job it was read for, so
 // a helper that wakes late never touches a later job with the earlier job's arguments.
+//
+// A job may carry a tag (>= 0): then every thread taking part first runs the owner's hook with it, on its own, before
+// claiming chunks (a decode layer's attention half, computed by every thread so that the layer has one wait). The
+// hook's inputs must outlive the job (the tag names them; a helper may still be in the hook when the job is over), and
+// whatever it computes must stay in the thread: a late helper's hook may read a tag of a later job, but the caller
+// publishes a job only once every chunk of the one before is done, so such a helper claims nothing with it.
 class Pool {
  public:
   using Fn = void (*)(const void*, int64_t, int64_t);
+  using Hook = void (*)(void* owner, int64_t tag, bool caller);
   static constexpr int kSpins = 4000;  // pause instructions before yielding (tens of microseconds)
   static constexpr int kYields = 64;   // sched_yield calls before sleeping on the futex
 
@@ -528,12 +535,19 @@ class Pool {
     futex_wake_all(&park_);
   }
 
+  // Set once, before the first tagged job.
+  void set_hook(Hook hook, void* owner) {
+    hook_ = hook;
+    owner_ = owner;
+  }
+
   template <class F>
-  void run(int64_t n, int64_t grain, const F& f) {
+  void run(int64_t n, int64_t grain, const F& f, int64_t tag = -1) {
     grain = std::max<int64_t>(1, grain);
     if (n <= 0) return;
     ++jobs_;
     if (active_.load(std::memory_order_relaxed) == 0 || n <= grain) {
+      if (tag >= 0) hook_(owner_, tag, true);
       f(0, n);
       return;
     }
@@ -544,9 +558,11 @@ class Pool {
     n_.store(n, std::memory_order_relaxed);
     grain_.store(grain, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
+    tag_.store(tag, std::memory_order_relaxed);
     claim_.store(static_cast<uint64_t>(job) << 32, std::memory_order_release);
     seq_.store(job);
     if (sleepers_.load() > 0) futex_wake_all(&seq_);
+    if (tag >= 0) hook_(owner_, tag, true);
     work(job);
     int spins = 0;
     while (done_.load(std::memory_order_acquire) < n) {  // only chunks a helper holds right now
@@ -578,6 +594,11 @@ class Pool {
     }
   }
 
+  bool open(uint32_t job) const {
+    const uint64_t word = claim_.load(std::memory_order_acquire);
+    return (word >> 32) == job && static_cast<int64_t>(word & 0xFFFFFFFFu) < n_.load(std::memory_order_relaxed);
+  }
+
   void helper(int index) {
     uint32_t seen = seq_.load();
     while (!stop_.load()) {
@@ -603,6 +624,11 @@ class Pool {
       }
       if (now == seen) continue;  // stopped, or the thread count changed
       seen = now;
+      const int64_t tag = tag_.load(std::memory_order_acquire);
+      if (tag >= 0) {
+        if (!open(now)) continue;  // over before this thread woke: skip the hook
+        hook_(owner_, tag, false);
+      }
       work(now);
     }
   }
@@ -617,6 +643,9 @@ class Pool {
   std::atomic<int64_t> done_{0}, n_{0}, grain_{1};
   std::atomic<Fn> fn_{nullptr};
   std::atomic<const void*> ctx_{nullptr};
+  std::atomic<int64_t> tag_{-1};
+  Hook hook_ = nullptr;
+  void* owner_ = nullptr;
   std::vector<std::thread> helpers_;
   int64_t jobs_ = 0;  // the calling thread's count (run is called from one thread at a time)
 };
@@ -985,13 +1014,13 @@ struct Layer {
   Matrix q, k, v, o, gate, up, down;
   int64_t window;  // 0: global attention
   std::vector<float> inv_freq, k_cache, v_cache;
-  // W_o and W_down cut into column ranges for a decode step's fused jobs (see split_columns)
-  std::vector<uint8_t> o_parts, down_parts;
+  // W_down cut into column ranges for a decode step's feed-forward units (see split_columns)
+  std::vector<uint8_t> down_parts;
 };
 
 // W's columns in `parts` equal ranges of whole blocks, each range's rows stored together ([part][row][range's
-// blocks]): the decode step's fused jobs multiply one range per unit, reading it front to back instead of a piece
-// of every row of the file's layout.
+// blocks]): a decode step's feed-forward unit multiplies one range, reading it front to back instead of a piece of
+// every row of the file's layout.
 std::vector<uint8_t> split_columns(const Matrix& w, int64_t parts) {
   const int64_t part_bytes = w.row_bytes / parts;
   std::vector<uint8_t> out(w.N * w.row_bytes);
@@ -1061,8 +1090,8 @@ float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, c
   return hsum(acc) - offset;
 }
 
-constexpr int64_t kParallelAttention = 128;
-constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's fused job (one Q8_K block of g)  // positions x tokens from which the heads are split over the pool
+constexpr int64_t kParallelAttention = 128;  // positions x tokens from which a prompt's heads are split over the pool
+constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's layer job (one Q8_K block of g)
 
 class GemmaModel {
  public:
@@ -1138,22 +1167,15 @@ class GemmaModel {
       L.v_cache.resize(n_kv_ * max_len_ * hd_);
       layers_.push_back(std::move(L));
     }
-    fused_o_ = fused_ffn_ = true;
-    for (const auto& L : layers_) {
-      const int64_t bs = block_size(L.o.type);  // heads per unit: whole blocks of W_o's columns
-      const int64_t per = hd_ % bs == 0 ? 1 : bs % hd_ == 0 ? bs / hd_ : 0;
-      heads_per_unit_ = std::max(heads_per_unit_, per);
-      fused_o_ = fused_o_ && L.o.type != kF32 && per > 0 && n_heads_ % per == 0;
-      fused_ffn_ = fused_ffn_ && L.down.type != kF32 && inter_ % kSlice == 0 && kSlice % block_size(L.down.type) == 0;
-    }
-    fused_o_ = fused_o_ && n_heads_ % heads_per_unit_ == 0;
-    for (const auto& L : layers_) fused_o_ = fused_o_ && (heads_per_unit_ * hd_) % block_size(L.o.type) == 0;
-    if (fused_o_) {
-      for (auto& L : layers_) L.o_parts = split_columns(L.o, n_heads_ / heads_per_unit_);
-    }
-    if (fused_ffn_) {
+    one_job_layers_ = true;
+    for (const auto& L : layers_)
+      one_job_layers_ = one_job_layers_ && L.down.type != kF32 && inter_ % kSlice == 0 &&
+                        kSlice % block_size(L.down.type) == 0;
+    if (one_job_layers_) {
       for (auto& L : layers_) L.down_parts = split_columns(L.down, inter_ / kSlice);
+      layer_inputs_.resize(2 * n_layers * hidden_);
     }
+    pool_->set_hook(&GemmaModel::attention_hook, this);
   }
 
   // Tokens at positions pos0, pos0 + 1, ...: fills the KV cache there. logits: 0 none (a prompt chunk that is not
@@ -1187,39 +1209,42 @@ class GemmaModel {
       dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
       for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
     });
-    for (auto& L : layers_) {
-      per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
-      if (T == 1 && fused_o_) {
-        attention_one(L, pos0);
-      } else {
-        matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H,
-               act_);
-        per_token(T, [&](int64_t t) {
-          const float pos = static_cast<float>(pos0 + t);
-          for (int64_t i = 0; i < hd / 2; ++i) {
-            const float f = pos * L.inv_freq[i];
-            cos_[t * hd / 2 + i] = std::cos(f);
-            sin_[t * hd / 2 + i] = std::sin(f);
-          }
-          const float* c = cos_.data() + t * hd / 2;
-          const float* s = sin_.data() + t * hd / 2;
-          for (int64_t h = 0; h < n_heads_; ++h) {
-            float* qh = q_.data() + t * qd + h * hd;
-            rms(qh, L.q_norm, qh, hd, eps_);
-            rope(qh, c, s, hd);
-          }
-          for (int64_t g = 0; g < n_kv_; ++g) {
-            float* kg = k_.data() + t * kvd + g * hd;
-            rms(kg, L.k_norm, kg, hd, eps_);
-            rope(kg, c, s, hd);
-            std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
-            std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
-                        hd * sizeof(float));
-          }
-        });
-        attention(L, T, pos0);
-        matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
+    const bool decode = T == 1 && one_job_layers_;
+    if (decode) step_parity_ ^= 1;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      Layer& L = layers_[li];
+      if (decode) {
+        decode_layer(static_cast<int64_t>(li), pos0);
+        continue;
       }
+      per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
+      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H,
+             act_);
+      per_token(T, [&](int64_t t) {
+        const float pos = static_cast<float>(pos0 + t);
+        for (int64_t i = 0; i < hd / 2; ++i) {
+          const float f = pos * L.inv_freq[i];
+          cos_[t * hd / 2 + i] = std::cos(f);
+          sin_[t * hd / 2 + i] = std::sin(f);
+        }
+        const float* c = cos_.data() + t * hd / 2;
+        const float* s = sin_.data() + t * hd / 2;
+        for (int64_t h = 0; h < n_heads_; ++h) {
+          float* qh = q_.data() + t * qd + h * hd;
+          rms(qh, L.q_norm, qh, hd, eps_);
+          rope(qh, c, s, hd);
+        }
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          float* kg = k_.data() + t * kvd + g * hd;
+          rms(kg, L.k_norm, kg, hd, eps_);
+          rope(kg, c, s, hd);
+          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
+          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
+                      hd * sizeof(float));
+        }
+      });
+      attention(L, T, pos0);
+      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
       per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
@@ -1227,13 +1252,9 @@ class GemmaModel {
         for (int64_t i = 0; i < H; ++i) h[i] += r[i];
         rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
       });
-      if (T == 1 && fused_ffn_) {
-        feed_forward_one(L);
-      } else {
-        matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
-        per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
-        matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
-      }
+      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
+      per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
+      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
       per_token(T, [&](int64_t t) {
         float* r = tmp_.data() + t * H;
         float* h = h_.data() + t * H;
@@ -1286,73 +1307,118 @@ class GemmaModel {
     }
   }
 
-  // A decode step's attention half as one job on the pool (one wait where q/k/v, the attention and W_o took two):
-  // the caller first computes K and V (every key/value head: shared by the query heads of its group, so no head's
-  // unit can start without them) and writes them to the cache; then each unit takes its query heads: their rows of
-  // W_q, q-norm and rope, the attention, and the heads' share of W_o x, the product over the heads' columns (the
-  // activation quantized per unit: whole blocks, so the same codes as for the full row). The caller adds the shares
-  // in unit order. Every row is computed as by the separate products (row_dot on the same quantized x): the same
-  // bits.
-  void attention_one(Layer& L, int64_t pos0) {
-    const int64_t H = hidden_, hd = hd_, units = n_heads_ / heads_per_unit_, width = heads_per_unit_ * hd;
-    bool need0 = false, needK = false;
-    for (const Matrix* w : {&L.q, &L.k, &L.v}) {
-      need0 |= w->type == kQ8_0 || w->type == kQ5_0;
-      needK |= w->k_quant();
-    }
-    quantize_act(x_.data(), 1, H, need0, needK, act_);
+  // A decode step's thread-private state: every thread taking part computes the attention half itself.
+  struct Private {
+    std::vector<float> h, x, q, k, v, attn, scores, cos, sin;
+    Act act;
+  };
+  static Private& mine() {
+    static thread_local Private p;
+    return p;
+  }
+
+  // One layer of a decode step as one job, so one wait: every thread computes the attention half in full (the same
+  // bits in each: same code, same inputs), then the threads share the feed-forward in kSlice-row units: gate/up rows,
+  // GELU, and the slice's share of W_down g (the product over those columns). The caller adds the shares in slice
+  // order. Splitting the attention half too would need a second wait: the norm after W_o needs every head's share
+  // before any feed-forward row can start (docs/inference.md, "Threads on a shared machine").
+  void decode_layer(int64_t li, int64_t pos0) {
+    const int64_t H = hidden_, slices = inter_ / kSlice;
+    Layer& L = layers_[li];
+    // The layer's input stays put for the job's hooks (a helper may still be reading it after the job): two steps'
+    // worth, by parity, so that a new step never overwrites the one a late helper reads.
+    float* input = layer_inputs_.data() + (step_parity_ * static_cast<int64_t>(layers_.size()) + li) * H;
+    std::memcpy(input, h_.data(), H * sizeof(float));
+    part_.resize(slices * H);
+    const int64_t tag = (step_parity_ << 56) | (li << 40) | pos0;
+    pool_->run(
+        slices, 1,
+        [&](int64_t begin, int64_t end) {
+          const Private& p = mine();
+          for (int64_t sl = begin; sl < end; ++sl) {
+            const int64_t n0 = sl * kSlice;
+            for (int64_t n = n0; n < n0 + kSlice; ++n) {
+              gate_[n] = row_dot(L.gate, n, p.act, 0, p.x.data());
+              up_[n] = row_dot(L.up, n, p.act, 0, p.x.data());
+            }
+            gelu_mul(gate_.data() + n0, up_.data() + n0, kSlice);
+            project_part(L.down, L.down_parts, sl, gate_.data() + n0, kSlice, part_.data() + sl * H);
+          }
+        },
+        tag);
+    sum_parts(slices, tmp_.data());
+    rms(tmp_.data(), L.post_ffn_norm, tmp_.data(), H, eps_);
+    const float* after_attention = mine().h.data();
+    for (int64_t i = 0; i < H; ++i) h_[i] = after_attention[i] + tmp_[i];
+  }
+
+  static void attention_hook(void* owner, int64_t tag, bool caller) {
+    static_cast<GemmaModel*>(owner)->attention_half(tag >> 56, (tag >> 40) & 0xFFFF, tag & 0xFFFFFFFFFF, caller);
+  }
+
+  // A decode step's attention half of layer li for the token at pos0, into this thread's Private: h = the layer's
+  // input + the attention's normed output, x = rms(h) quantized for gate/up. Reads the layer's input and the KV cache
+  // before pos0 and writes only this thread's state; the caller alone also writes the token's K and V to the cache
+  // (the others keep theirs: nobody reads the cache at pos0 during the step).
+  void attention_half(int64_t parity, int64_t li, int64_t pos0, bool caller) {
+    const int64_t H = hidden_, hd = hd_, qd = n_heads_ * hd_, kvd = n_kv_ * hd_, group = n_heads_ / n_kv_;
+    Layer& L = layers_[li];
+    Private& p = mine();
+    p.h.resize(H);
+    p.x.resize(H);
+    p.q.resize(qd);
+    p.k.resize(kvd);
+    p.v.resize(kvd);
+    p.attn.resize(std::max(qd, H));
+    p.scores.resize(max_len_);
+    p.cos.resize(hd / 2);
+    p.sin.resize(hd / 2);
+    const float* input = layer_inputs_.data() + (parity * static_cast<int64_t>(layers_.size()) + li) * H;
+    std::memcpy(p.h.data(), input, H * sizeof(float));
+    rms(p.h.data(), L.attn_norm, p.x.data(), H, eps_);
+    quantize_for(p.x.data(), H, {&L.q, &L.k, &L.v}, p.act);
     const float pos = static_cast<float>(pos0);
     for (int64_t i = 0; i < hd / 2; ++i) {
       const float f = pos * L.inv_freq[i];
-      cos_[i] = std::cos(f);
-      sin_[i] = std::sin(f);
+      p.cos[i] = std::cos(f);
+      p.sin[i] = std::sin(f);
     }
-    const float* x = x_.data();
+    for (int64_t n = 0; n < kvd; ++n) p.k[n] = row_dot(L.k, n, p.act, 0, p.x.data());
+    for (int64_t n = 0; n < kvd; ++n) p.v[n] = row_dot(L.v, n, p.act, 0, p.x.data());
+    for (int64_t n = 0; n < qd; ++n) p.q[n] = row_dot(L.q, n, p.act, 0, p.x.data());
     for (int64_t g = 0; g < n_kv_; ++g) {
-      float* kg = k_.data() + g * hd;
-      float* vg = v_.data() + g * hd;
-      for (int64_t n = 0; n < hd; ++n) kg[n] = row_dot(L.k, g * hd + n, act_, 0, x);
-      for (int64_t n = 0; n < hd; ++n) vg[n] = row_dot(L.v, g * hd + n, act_, 0, x);
+      float* kg = p.k.data() + g * hd;
       rms(kg, L.k_norm, kg, hd, eps_);
-      rope(kg, cos_.data(), sin_.data(), hd);
-      std::memcpy(L.k_cache.data() + (g * max_len_ + pos0) * hd, kg, hd * sizeof(float));
-      std::memcpy(L.v_cache.data() + (g * max_len_ + pos0) * hd, vg, hd * sizeof(float));
-    }
-    part_.resize(units * H);
-    pool_->run(units, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t u = begin; u < end; ++u) {
-        for (int64_t n = u * width; n < (u + 1) * width; ++n) q_[n] = row_dot(L.q, n, act_, 0, x);
-        for (int64_t h = u * heads_per_unit_; h < (u + 1) * heads_per_unit_; ++h) {
-          float* qh = q_.data() + h * hd;
-          rms(qh, L.q_norm, qh, hd, eps_);
-          rope(qh, cos_.data(), sin_.data(), hd);
-          attend(L, pos0, h);
-        }
-        project_part(L.o, L.o_parts, u, attn_.data() + u * width, width, part_.data() + u * H);
+      rope(kg, p.cos.data(), p.sin.data(), hd);
+      if (caller) {
+        std::memcpy(L.k_cache.data() + (g * max_len_ + pos0) * hd, kg, hd * sizeof(float));
+        std::memcpy(L.v_cache.data() + (g * max_len_ + pos0) * hd, p.v.data() + g * hd, hd * sizeof(float));
       }
-    });
-    sum_parts(units, tmp_.data());
+    }
+    for (int64_t h = 0; h < n_heads_; ++h) {
+      float* qh = p.q.data() + h * hd;
+      rms(qh, L.q_norm, qh, hd, eps_);
+      rope(qh, p.cos.data(), p.sin.data(), hd);
+      const int64_t g = h / group;
+      attend_head(L, pos0, g, qh, p.k.data() + g * hd, p.v.data() + g * hd, p.scores.data(), p.attn.data() + h * hd);
+    }
+    quantize_for(p.attn.data(), qd, {&L.o}, p.act);
+    float* o = p.x.data();  // free again once q, k and v are done
+    for (int64_t n = 0; n < H; ++n) o[n] = row_dot(L.o, n, p.act, 0, p.attn.data());
+    rms(o, L.post_attn_norm, o, H, eps_);
+    for (int64_t i = 0; i < H; ++i) p.h[i] += o[i];
+    rms(p.h.data(), L.ffn_norm, p.x.data(), H, eps_);
+    quantize_for(p.x.data(), H, {&L.gate, &L.up}, p.act);
   }
 
-  // A decode step's feed-forward as one job: each slice of kSlice gate/up rows, GELU, and the slice's share of
-  // W_down g (the product over those columns); the caller adds the slices' shares in slice order.
-  void feed_forward_one(Layer& L) {
-    const int64_t H = hidden_, slices = inter_ / kSlice;
-    const bool need0 = !L.gate.k_quant() || !L.up.k_quant(), needK = L.gate.k_quant() || L.up.k_quant();
-    quantize_act(x_.data(), 1, H, need0, needK, act_);
-    part_.resize(slices * H);
-    pool_->run(slices, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t sl = begin; sl < end; ++sl) {
-        const int64_t n0 = sl * kSlice;
-        for (int64_t n = n0; n < n0 + kSlice; ++n) {
-          gate_[n] = row_dot(L.gate, n, act_, 0, x_.data());
-          up_[n] = row_dot(L.up, n, act_, 0, x_.data());
-        }
-        gelu_mul(gate_.data() + n0, up_.data() + n0, kSlice);
-        project_part(L.down, L.down_parts, sl, gate_.data() + n0, kSlice, part_.data() + sl * H);
-      }
-    });
-    sum_parts(slices, tmp_.data());
+  // x (one row of K values) quantized as the kernels of these matrices want it
+  static void quantize_for(const float* x, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
+    bool need0 = false, needK = false;
+    for (const Matrix* w : users) {
+      need0 |= w->type == kQ8_0 || w->type == kQ5_0;
+      needK |= w->k_quant();
+    }
+    quantize_act(x, 1, K, need0, needK, act);
   }
 
   // out[n] = sum over columns k0 .. k0 + len of W[n, k] x[k - k0], every row n, from W's column range `part` of
@@ -1495,63 +1561,73 @@ class GemmaModel {
 
   // Attention of one query head of one token (job = t * heads + h) over the cached keys and values.
   void attend(Layer& L, int64_t pos0, int64_t job) {
-    const int64_t hd = hd_, qd = n_heads_ * hd_, group = n_heads_ / n_kv_;
-    {
-      {
-        const int64_t t = job / n_heads_, h = job % n_heads_, g = h / group;
-        const int64_t pos = pos0 + t;
-        const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
-        const float* qh = q_.data() + t * qd + h * hd;
-        const float* kg = L.k_cache.data() + g * max_len_ * hd;
-        const float* vg = L.v_cache.data() + g * max_len_ * hd;
-        float* sc = scores_.data() + job * max_len_;
-        // Scores four keys at a time (four independent sums, each in dotf's order: the same values as dotf).
-        float m = -INFINITY;
-        int64_t s = start;
-        for (; s + 4 <= pos + 1; s += 4) {
-          const float* k0 = kg + s * hd;
-          __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-          int64_t i = 0;
-          for (; i + 8 <= hd; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(qh + i);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + i), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
-          }
-          float d4[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
-          for (int u = 0; u < 4; ++u) {
-            for (int64_t ii = i; ii < hd; ++ii) d4[u] += qh[ii] * k0[u * hd + ii];
-            sc[s + u] = d4[u] * scaling_;
-            m = std::max(m, sc[s + u]);
-          }
-        }
-        for (; s <= pos; ++s) {
-          sc[s] = dotf(qh, kg + s * hd, hd) * scaling_;
-          m = std::max(m, sc[s]);
-        }
-        const float inv_sum = 1.f / exp_sub_sum(sc + start, pos + 1 - start, m);
-        for (int64_t s2 = start; s2 <= pos; ++s2) sc[s2] *= inv_sum;
-        // The weighted sum of values, 64 outputs at a time kept in registers over every position (per output the
-        // same order of sums as one position at a time).
-        float* out = attn_.data() + t * qd + h * hd;
-        int64_t i = 0;
-        for (; i + 64 <= hd; i += 64) {
-          __m256 o[8];
-          for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
-          for (int64_t s2 = start; s2 <= pos; ++s2) {
-            const __m256 p = _mm256_set1_ps(sc[s2]);
-            const float* vs = vg + s2 * hd + i;
-            for (int r = 0; r < 8; ++r) o[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vs + 8 * r), o[r]);
-          }
-          for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + i + 8 * r, o[r]);
-        }
-        for (; i < hd; ++i) {
-          float acc = 0.f;
-          for (int64_t s2 = start; s2 <= pos; ++s2) acc += sc[s2] * vg[s2 * hd + i];
-          out[i] = acc;
-        }
+    const int64_t hd = hd_, qd = n_heads_ * hd_, t = job / n_heads_, h = job % n_heads_;
+    attend_head(L, pos0 + t, h / (n_heads_ / n_kv_), q_.data() + t * qd + h * hd, nullptr, nullptr,
+                scores_.data() + job * max_len_, attn_.data() + t * qd + h * hd);
+  }
+
+  // Query qh of the token at `pos` over key/value head g: keys and values from the cache, those at `pos` from
+  // k_cur / v_cur where given (a decode step's helpers, which do not write the cache); sc holds the scores.
+  void attend_head(const Layer& L, int64_t pos, int64_t g, const float* qh, const float* k_cur, const float* v_cur,
+                   float* sc, float* out) const {
+    const int64_t hd = hd_;
+    const int64_t start = L.window > 0 ? std::max<int64_t>(0, pos - L.window + 1) : 0;
+    const int64_t cached_end = k_cur ? pos : pos + 1;  // positions [start, cached_end) come from the cache
+    const float* kg = L.k_cache.data() + g * max_len_ * hd;
+    const float* vg = L.v_cache.data() + g * max_len_ * hd;
+    // Scores four keys at a time (four independent sums, each in dotf's order: the same values as dotf).
+    float m = -INFINITY;
+    int64_t s = start;
+    for (; s + 4 <= cached_end; s += 4) {
+      const float* k0 = kg + s * hd;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      int64_t i = 0;
+      for (; i + 8 <= hd; i += 8) {
+        const __m256 qv = _mm256_loadu_ps(qh + i);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + hd + i), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * hd + i), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * hd + i), a3);
       }
+      float d4[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      for (int u = 0; u < 4; ++u) {
+        for (int64_t ii = i; ii < hd; ++ii) d4[u] += qh[ii] * k0[u * hd + ii];
+        sc[s + u] = d4[u] * scaling_;
+        m = std::max(m, sc[s + u]);
+      }
+    }
+    for (; s < cached_end; ++s) {
+      sc[s] = dotf(qh, kg + s * hd, hd) * scaling_;
+      m = std::max(m, sc[s]);
+    }
+    if (k_cur) {
+      sc[pos] = dotf(qh, k_cur, hd) * scaling_;
+      m = std::max(m, sc[pos]);
+    }
+    const float inv_sum = 1.f / exp_sub_sum(sc + start, pos + 1 - start, m);
+    for (int64_t s2 = start; s2 <= pos; ++s2) sc[s2] *= inv_sum;
+    // The weighted sum of values, 64 outputs at a time kept in registers over every position (per output the same
+    // order of sums as one position at a time).
+    int64_t i = 0;
+    for (; i + 64 <= hd; i += 64) {
+      __m256 o[8];
+      for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
+      for (int64_t s2 = start; s2 < cached_end; ++s2) {
+        const __m256 p = _mm256_set1_ps(sc[s2]);
+        const float* vs = vg + s2 * hd + i;
+        for (int r = 0; r < 8; ++r) o[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vs + 8 * r), o[r]);
+      }
+      if (v_cur) {
+        const __m256 p = _mm256_set1_ps(sc[pos]);
+        for (int r = 0; r < 8; ++r) o[r] = _mm256_fmadd_ps(p, _mm256_loadu_ps(v_cur + i + 8 * r), o[r]);
+      }
+      for (int r = 0; r < 8; ++r) _mm256_storeu_ps(out + i + 8 * r, o[r]);
+    }
+    for (; i < hd; ++i) {
+      float acc = 0.f;
+      for (int64_t s2 = start; s2 < cached_end; ++s2) acc += sc[s2] * vg[s2 * hd + i];
+      if (v_cur) acc += sc[pos] * v_cur[i];
+      out[i] = acc;
     }
   }
 
@@ -1588,8 +1664,9 @@ class GemmaModel {
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_, part_;
-  bool fused_o_ = false, fused_ffn_ = false;
-  int64_t heads_per_unit_ = 1;  // the decode step's fused jobs apply (whole blocks per head / slice)
+  bool one_job_layers_ = false;  // a decode step's layers run as one job each (W_down splits into kSlice columns)
+  int64_t step_parity_ = 0;      // flips at each decode step: which half of layer_inputs_ it uses
+  std::vector<float> layer_inputs_;  // [2][layers][hidden]: each decode layer's input, for its job's hooks
   Act act_;
   std::unique_ptr<Pool> pool_;
 };
