@@ -375,12 +375,12 @@ class Engine:
             if hasattr(self.model, "use_temperature"):
                 self.model.use_temperature(params.temperature)
             logits = self._prefill(ids)
-            governor.start()
             first_at = time.perf_counter()
             metrics.prompt_tps = metrics.prompt_tokens / max(first_at - started, 1e-9)
             stop = "max_new_tokens"
             last_at = first_at
             position = len(ids)
+            decoded = False
             try:
                 for index in range(1, max_new + 1):
                     token = sample_next(logits, temperature=params.temperature, top_p=params.top_p, generator=generator)
@@ -405,7 +405,9 @@ class Engine:
                     if index == max_new:
                         break
                     peak.sample()
-                    governor.tick()
+                    # the decode threads are chosen once the first token is out: not part of its wait
+                    governor.start() if index == 1 else governor.tick()
+                    decoded = True
                     logits = self.model.forward([token], position)
                     position += 1
             except GeneratorExit:  # the consumer closed the stream (WSGI disconnect)
@@ -419,7 +421,7 @@ class Engine:
                 metrics.total_s = time.perf_counter() - started
                 metrics.peak_rss_bytes = peak.finish()
                 metrics.generation_rss_bytes = max(0, metrics.peak_rss_bytes - metrics.rss_before_bytes)
-                metrics.threads = _distinct_runs(governor.history)
+                metrics.threads = _distinct_runs(governor.history) if decoded else []  # no decode step: none
                 self.last_metrics = metrics
         yield DoneEvent(metrics)
 

@@ -226,3 +226,20 @@ def test_it_fails_with_a_clear_status_where_the_native_step_cannot_be_built(tiny
     assert engine.status_text() == (
         "The model failed to load: this CPU lacks AVX2, FMA or F16C, which the demo's C++ step needs"
     )
+
+
+def test_it_chooses_the_decode_threads_after_the_first_token_is_out(tiny_engine, monkeypatch):
+    # Sampling /proc/stat for the governor is the decode steps' business: the first token does not wait for it.
+    order: list[str] = []
+    governor = tiny_engine.governor
+    real_start = governor.start
+    monkeypatch.setattr(governor, "start", lambda: (order.append("governor"), real_start())[1])
+    for event in tiny_engine.stream(GenerationParams(prompt="hello", max_new_tokens=3)):
+        order.append(type(event).__name__)
+    assert order == ["TokenEvent", "governor", "TokenEvent", "TokenEvent", "DoneEvent"]
+    assert order.count("governor") == 1
+
+
+def test_it_reports_no_decode_threads_for_a_one_token_answer(tiny_engine):
+    _, metrics = tiny_engine.generate_text(GenerationParams(prompt="hello", max_new_tokens=1))
+    assert metrics.tokens_generated == 1 and metrics.threads == []
