@@ -55,10 +55,9 @@ def _engine_for(engine_or_path: Any) -> Any:
 
 
 def _random_tokens(vocab_size: int, n: int, seed: int) -> list[int]:
-    import torch
+    import numpy as np
 
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(low=10, high=max(11, vocab_size), size=(n,), generator=generator).tolist()
+    return np.random.default_rng(seed).integers(10, max(11, vocab_size), size=n).tolist()
 
 
 def _time_prompt(engine: Any, n_prompt: int, seed: int) -> int:
@@ -88,8 +87,6 @@ def run_bench(
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run each test `repetitions` times (after one warm-up run) and return llama-bench JSON records."""
-    import torch
-
     if repetitions < 1:
         raise ValueError("repetitions must be at least 1")
     parsed = [(name, *parse_test(name)) for name in tests]
@@ -102,7 +99,9 @@ def run_bench(
         f"{architecture} {source.quant}" if source and source.quant else f"{architecture} {engine.status()['weights']}"
     )
     model_size = engine.model.size_bytes
-    with engine._gen_lock, torch.inference_mode():
+    isa = getattr(engine.model, "isa", "")
+    runtime_version = f"native step ({isa})" if isa else type(engine.model).__name__
+    with engine._gen_lock:
         for name, n_prompt, n_gen in parsed:
 
             def run_once(seed: int, n_prompt: int = n_prompt, n_gen: int = n_gen) -> int:
@@ -124,7 +123,7 @@ def run_bench(
                     "build_commit": RUNTIME,
                     "build_number": 0,
                     "runtime": RUNTIME,
-                    "runtime_version": f"torch {torch.__version__}",
+                    "runtime_version": runtime_version,
                     "cpu_info": _cpu_info(),
                     "gpu_info": "",
                     "backends": "CPU",
@@ -134,7 +133,7 @@ def run_bench(
                     "model_n_params": engine.n_params,
                     "n_batch": max(n_prompt, 1),
                     "n_ubatch": max(n_prompt, 1),
-                    "n_threads": engine.governor.threads or torch.get_num_threads(),
+                    "n_threads": engine.governor.threads or engine.settings.n_threads,
                     "cpu_mask": "0x0",
                     "n_gpu_layers": 0,
                     "type_k": "f32",

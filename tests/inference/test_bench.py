@@ -36,6 +36,7 @@ def test_it_emits_llama_bench_shaped_records(tiny_engine):
         assert record["test_time"].endswith("Z")
         assert record["backends"] == "CPU"
         assert record["model_type"].startswith(f"{tiny_engine.model.architecture} ")  # the architecture
+        assert 1 <= record["n_threads"] <= tiny_engine.settings.n_threads
         json.dumps(record)  # serialisable as llama-bench's -o json
     assert seen[0] == "pp16: warm-up" and seen[-1] == "tg8: repetition 3/3"
 
@@ -43,3 +44,9 @@ def test_it_emits_llama_bench_shaped_records(tiny_engine):
 def test_it_refuses_zero_repetitions(tiny_engine):
     with pytest.raises(ValueError):
         run_bench(tiny_engine, tests=("tg4",), repetitions=0)
+
+
+def test_it_names_the_native_step_and_its_instruction_set_as_the_runtime(gguf_engine):
+    (record,) = run_bench(gguf_engine, tests=("tg2",), repetitions=1, warmup=False)
+    assert gguf_engine.model.isa in {"avx2", "avx512-vnni"}
+    assert record["runtime_version"] == f"native step ({gguf_engine.model.isa})"
