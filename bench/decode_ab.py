@@ -2,13 +2,14 @@
 loaded side by side on the packaged GGUF, decoding the same greedy text in turns of 16 steps, so both meet the same
 machine (its memory bandwidth and its other jobs drift by more than most changes are worth).
 
-    .venv/bin/python bench/decode_ab.py --baseline REV [--steps 128] [--rounds 4] [--threads 1 2] [--busy]
+    .venv/bin/python bench/decode_ab.py --baseline REV [--steps 128] [--rounds 4] [--threads 1 2] [--busy] [--bursty]
 
 REV is a git revision whose `inference/native.cpp` is the baseline (e.g. HEAD~1); the other build is the working
 tree's. For each thread count, prints the median step wall time of each build, their ratio (new / baseline), the
 calling thread's CPU time per step, the synchronisation points per step, and whether the two builds' logits agree
 (bit for bit, or the largest difference). --busy adds the same run with one process spinning on a core (started
-and stopped by this script), as a web request or another job would.
+and stopped by this script), as another job would; --bursty one that spins 5 ms in every 20 (a quarter of a core,
+in bursts, as web requests come), which takes a thread off its core at random points of a step.
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ def build(source: Path, out_dir: Path, name: str) -> Path:
     return path
 
 
-def spin(stop) -> None:
+def spin(stop, duty: float = 1.0, period_s: float = 0.02) -> None:
     while not stop.is_set():
-        pass
+        until = time.perf_counter() + duty * period_s
+        while time.perf_counter() < until:
+            pass
+        if duty < 1.0:
+            time.sleep((1.0 - duty) * period_s)
 
 
 def run(models: dict, tokenizer, threads: int, steps: int, rounds: int) -> dict:
@@ -93,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--busy", action="store_true", help="also run with one process spinning on a core")
+    parser.add_argument("--bursty", action="store_true", help="also run with one process spinning 5 ms in 20")
     args = parser.parse_args()
 
     from inference import loader, native
@@ -118,10 +124,12 @@ def main() -> None:
         top = max(args.threads)
         models = {name: GGUFModel(gguf, max_len=1024, max_threads=top, native=lib) for name, lib in libraries.items()}
         print(f"baseline: native.cpp of {args.baseline}; new: the working tree; {args.steps} steps x {args.rounds}")
-        conditions = [("quiet", False)] + ([("one core busy", True)] if args.busy else [])
-        for label, busy in conditions:
+        conditions = [("quiet", 0.0)]
+        conditions += [("one core busy", 1.0)] if args.busy else []
+        conditions += [("bursts 5/20 ms", 0.25)] if args.bursty else []
+        for label, duty in conditions:
             stop = multiprocessing.Event()
-            spinner = multiprocessing.Process(target=spin, args=(stop,), daemon=True) if busy else None
+            spinner = multiprocessing.Process(target=spin, args=(stop, duty), daemon=True) if duty else None
             if spinner:
                 spinner.start()
             try:
