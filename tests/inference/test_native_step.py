@@ -25,15 +25,23 @@ def test_it_waits_once_per_layer_in_a_decode_step_plus_once_for_the_head(tiny_gg
     assert model.step.last_jobs() == TINY["layers"] + 1
 
 
-def test_the_same_decode_step_gives_the_same_logits_on_one_thread_or_two(tiny_gguf, native_module):
+PROMPT = [2, 40, 41, 42, 43]
+
+
+def one_and_two_threads(tiny_gguf, native_module, max_len: int) -> tuple[GGUFModel, GGUFModel]:
+    """The tiny model on one thread and on two, each after the same prompt."""
     gguf = read_gguf(tiny_gguf)
-    one = GGUFModel(gguf, max_len=64, max_threads=1, native=native_module)
-    two = GGUFModel(gguf, max_len=64, max_threads=2, native=native_module)
+    one = GGUFModel(gguf, max_len=max_len, max_threads=1, native=native_module)
+    two = GGUFModel(gguf, max_len=max_len, max_threads=2, native=native_module)
     two.set_threads(2)
-    prompt = [2, 40, 41, 42, 43]
-    one.forward(prompt, 0, logits=0)
-    two.forward(prompt, 0, logits=0)
-    for position, token in enumerate([50, 51, 52], start=len(prompt)):
+    one.forward(PROMPT, 0, logits=0)
+    two.forward(PROMPT, 0, logits=0)
+    return one, two
+
+
+def test_the_same_decode_step_gives_the_same_logits_on_one_thread_or_two(tiny_gguf, native_module):
+    one, two = one_and_two_threads(tiny_gguf, native_module, 64)
+    for position, token in enumerate([50, 51, 52], start=len(PROMPT)):
         # the units' shares are added in unit order whichever thread computed them: bit for bit
         assert (one.forward([token], position) == two.forward([token], position)).all()
 
@@ -42,9 +50,9 @@ def test_a_prompts_attention_four_query_heads_at_a_time_follows_the_per_head_dec
     tmp_path, monkeypatch, native_module
 ):
     # Four query heads per key/value head (Gemma 3 270M's grouping): the prompt's attention takes the four together
-    # (attend4), a decode step one head per unit (attend). The same sums per head, so the logits differ only by the
-    # prompt's batched products against the single token's per-block ones (the tolerance of the 2-head check in
-    # test_gguf_model).
+    # (attend4), a decode step one head at a time (attend_head). The same sums per head, so the logits differ only
+    # by the prompt's batched products against the single token's per-block ones (the tolerance of the 2-head check
+    # in test_gguf_model).
     from inference import tiny
 
     monkeypatch.setitem(tiny.TINY, "heads", 4)
@@ -69,19 +77,13 @@ def test_it_gives_the_same_logits_on_two_threads_when_a_busy_process_delays_the_
     # the logits stay those of one thread, bit for bit, step after step.
     import multiprocessing
 
-    gguf = read_gguf(tiny_gguf)
-    one = GGUFModel(gguf, max_len=160, max_threads=1, native=native_module)
-    two = GGUFModel(gguf, max_len=160, max_threads=2, native=native_module)
-    two.set_threads(2)
-    prompt = [2, 40, 41, 42, 43]
-    one.forward(prompt, 0, logits=0)
-    two.forward(prompt, 0, logits=0)
+    one, two = one_and_two_threads(tiny_gguf, native_module, 160)
     stop = multiprocessing.Event()
     spinners = [multiprocessing.Process(target=_spin, args=(stop,), daemon=True) for _ in range(2)]
     for spinner in spinners:
         spinner.start()
     try:
-        for position in range(len(prompt), 150):
+        for position in range(len(PROMPT), 150):
             token = 50 + position % 90
             assert (one.forward([token], position) == two.forward([token], position)).all(), position
     finally:
