@@ -1090,6 +1090,8 @@ float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, c
   return hsum(acc) - offset;
 }
 
+constexpr int64_t kHeadChunk = 2048;  // head rows per unit of the screened head's scoring job
+constexpr int64_t kHeadRecomputeJob = 1024;  // rows recomputed exactly from which that goes to the pool
 constexpr int64_t kParallelAttention = 128;  // positions x tokens from which a prompt's heads are split over the pool
 constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's layer job (one Q8_K block of g)
 
@@ -1631,28 +1633,59 @@ class GemmaModel {
     }
   }
 
+  // The head from its 4-bit copy, then the rows near the best exactly. The scoring job also finds each chunk's best
+  // score and keeps the chunk's rows within the margin of it: a superset of the rows within the margin of the best
+  // of all (a chunk's best is at most that), so the caller filters a few thousand rows instead of scanning all
+  // 262,144 scores twice on its own. The rows are then kept in ascending order as before (the cap's nth_element
+  // sees the same sequence: the same rows on ties).
   void screened_head(float* out) {
     const int64_t H = hidden_;
     quantize_act(x_.data(), 1, H, true, false, act_);
     const int8_t* q = act_.q0.data();
     const float* d = act_.d0.data();
     const int32_t* sums = act_.s0.data();
-    pool_->run(vocab_, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) out[n] = screen_row(screen_, n, q, d, sums);
+    const int64_t chunks = (vocab_ + kHeadChunk - 1) / kHeadChunk;
+    chunk_best_.resize(chunks);
+    chunk_rows_.resize(chunks);
+    const float margin = screen_margin_;
+    pool_->run(vocab_, kHeadChunk, [&](int64_t from, int64_t to) {  // one chunk, or all of them on one thread
+      for (int64_t begin = from; begin < to; begin += kHeadChunk) {
+        const int64_t end = std::min(to, begin + kHeadChunk);
+        for (int64_t n = begin; n < end; ++n) out[n] = screen_row(screen_, n, q, d, sums);
+        float best = -INFINITY;
+        for (int64_t n = begin; n < end; ++n) best = std::max(best, out[n]);
+        const int64_t c = begin / kHeadChunk;
+        chunk_best_[c] = best;
+        std::vector<int32_t>& rows = chunk_rows_[c];
+        rows.clear();
+        const float near = best - margin;
+        for (int64_t n = begin; n < end; ++n)
+          if (out[n] >= near) rows.push_back(static_cast<int32_t>(n));
+      }
     });
     float best = -INFINITY;
-    for (int64_t n = 0; n < vocab_; ++n) best = std::max(best, out[n]);
-    const float threshold = best - screen_margin_;
+    for (int64_t c = 0; c < chunks; ++c) best = std::max(best, chunk_best_[c]);
+    const float threshold = best - margin;
     rows_.clear();
-    for (int64_t n = 0; n < vocab_; ++n)
-      if (out[n] >= threshold) rows_.push_back(n);
+    for (int64_t c = 0; c < chunks; ++c)
+      if (chunk_best_[c] >= threshold)
+        for (const int32_t n : chunk_rows_[c])
+          if (out[n] >= threshold) rows_.push_back(n);
     if (static_cast<int64_t>(rows_.size()) > screen_cap_) {
       std::nth_element(rows_.begin(), rows_.begin() + (screen_cap_ - 1), rows_.end(),
                        [out](int64_t a, int64_t b) { return out[a] > out[b]; });
       rows_.resize(screen_cap_);
     }
-    for (const int64_t n : rows_) out[n] = row_dot(head_, n, act_, 0, x_.data());
-    last_rescored_ = static_cast<int64_t>(rows_.size());
+    const int64_t m = static_cast<int64_t>(rows_.size());
+    auto exact = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[rows_[i]] = row_dot(head_, rows_[i], act_, 0, x_.data());
+    };
+    if (m >= kHeadRecomputeJob) {
+      pool_->run(m, 256, exact);  // a prompt's flat first distribution: up to screen_cap_ rows
+    } else {
+      exact(0, m);  // a decode step's few dozen rows: less than a job's wait
+    }
+    last_rescored_ = m;
   }
 
   int64_t max_len_, hidden_ = 0, n_heads_ = 0, n_kv_ = 0, hd_ = 0, inter_ = 0, vocab_ = 0;
@@ -1660,6 +1693,8 @@ class GemmaModel {
   int64_t screen_cap_ = 4096, last_rescored_ = 0, last_jobs_ = 0;
   Screen screen_;
   std::vector<int64_t> rows_;
+  std::vector<float> chunk_best_;               // the screened head's best score per chunk of kHeadChunk rows
+  std::vector<std::vector<int32_t>> chunk_rows_;  // and its rows within the margin of that
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
