@@ -845,7 +845,21 @@ struct Out {
 constexpr int64_t kGroup = 8;  // weight rows unpacked together on the batched path
 constexpr int64_t kBatchedFrom = 4;  // activation rows from which weight rows are unpacked once and reused (measured crossing 3-4)
 
-void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
+// `act` as the kernels of these matrices want x (T rows of K values): sized here, each row then filled by
+// quantize_act_row, independently of the others (so a prompt's per-token job can quantize its own row).
+void prepare_for(int64_t T, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
+  bool need0 = false, needK = false;
+  for (const Matrix* w : users) {
+    need0 |= w->type == kQ8_0 || w->type == kQ5_0;
+    needK |= w->k_quant();
+  }
+  prepare_act(T, K, need0, needK, act);
+}
+
+// quantized: `act` already holds x as prepare_for for these matrices sized it, every row quantized (a prompt's
+// layer does that in the per-token job before the product, which saves a job: one wait).
+void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act,
+            bool quantized = false) {
   bool need0 = false, needK = false;
   int64_t total = 0;
   std::vector<int64_t> starts;
@@ -856,13 +870,18 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
     starts.push_back(total);
     total += o.w->N;
   }
-  prepare_act(T, K, need0, needK, act);
-  if (T >= kParallelTokens) {
-    pool->run(T, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) quantize_act_row(x, t, act);
-    });
+  if (quantized) {
+    CHECK(act.T == T && act.K == K && (act.has0 || !need0) && (act.hasK || !needK), "activation not quantized for ",
+          "this product");
   } else {
-    for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, act);
+    prepare_act(T, K, need0, needK, act);
+    if (T >= kParallelTokens) {
+      pool->run(T, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) quantize_act_row(x, t, act);
+      });
+    } else {
+      for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, act);
+    }
   }
   const int64_t grain = std::max<int64_t>(16, total / (T > 1 ? 64 : 32));
   pool->run(total, grain, [&](int64_t begin, int64_t end) {
@@ -1013,6 +1032,7 @@ struct Layer {
   const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
   Matrix q, k, v, o, gate, up, down;
   int64_t window;  // 0: global attention
+  int64_t rope_kind = 0;  // index of its inv_freq among the model's distinct ones (rope_freqs_)
   std::vector<float> inv_freq, k_cache, v_cache;
   // W_down cut into column ranges for a decode step's feed-forward units (see split_columns)
   std::vector<uint8_t> down_parts;
@@ -1092,7 +1112,7 @@ float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, c
 
 constexpr int64_t kHeadChunk = 2048;  // head rows per unit of the screened head's scoring job
 constexpr int64_t kHeadRecomputeJob = 1024;  // rows recomputed exactly from which that goes to the pool
-constexpr int64_t kParallelAttention = 128;  // positions x tokens from which a prompt's heads are split over the pool
+constexpr int64_t kKeysJobFrom = 16;  // prompt tokens from which their keys' norm and rope are a job of their own
 constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's layer job (one Q8_K block of g)
 
 class GemmaModel {
@@ -1165,6 +1185,13 @@ class GemmaModel {
         const float inv = static_cast<float>(1.0 / std::pow(base, static_cast<double>(2 * j) / static_cast<double>(hd_)));
         L.inv_freq.push_back(static_cast<float>(inv / scale));
       }
+      L.rope_kind = -1;
+      for (size_t k = 0; k < rope_freqs_.size() && L.rope_kind < 0; ++k)
+        if (rope_freqs_[k] == L.inv_freq) L.rope_kind = static_cast<int64_t>(k);
+      if (L.rope_kind < 0) {
+        L.rope_kind = static_cast<int64_t>(rope_freqs_.size());
+        rope_freqs_.push_back(L.inv_freq);
+      }
       L.k_cache.resize(n_kv_ * max_len_ * hd_);
       L.v_cache.resize(n_kv_ * max_len_ * hd_);
       layers_.push_back(std::move(L));
@@ -1202,67 +1229,19 @@ class GemmaModel {
     tmp_.resize(T * H);
     gate_.resize(T * inter_);
     up_.resize(T * inter_);
-    cos_.resize(T * hd / 2);
-    sin_.resize(T * hd / 2);
+    const int64_t kinds = static_cast<int64_t>(rope_freqs_.size()), half = hd / 2;
+    cos_.resize(kinds * T * half);
+    sin_.resize(kinds * T * half);
     scores_.resize(T * n_heads_ * max_len_);
     for (int64_t t = 0; t < T; ++t) CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
-    per_token(T, [&](int64_t t) {
-      float* h = h_.data() + t * H;
-      dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
-      for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
-    });
     const bool decode = T == 1 && one_job_layers_;
-    if (decode) step_parity_ ^= 1;
-    for (size_t li = 0; li < layers_.size(); ++li) {
-      Layer& L = layers_[li];
-      if (decode) {
-        decode_layer(static_cast<int64_t>(li), pos0);
-        continue;
-      }
-      per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
-      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H,
-             act_);
-      per_token(T, [&](int64_t t) {
-        const float pos = static_cast<float>(pos0 + t);
-        for (int64_t i = 0; i < hd / 2; ++i) {
-          const float f = pos * L.inv_freq[i];
-          cos_[t * hd / 2 + i] = std::cos(f);
-          sin_[t * hd / 2 + i] = std::sin(f);
-        }
-        const float* c = cos_.data() + t * hd / 2;
-        const float* s = sin_.data() + t * hd / 2;
-        for (int64_t h = 0; h < n_heads_; ++h) {
-          float* qh = q_.data() + t * qd + h * hd;
-          rms(qh, L.q_norm, qh, hd, eps_);
-          rope(qh, c, s, hd);
-        }
-        for (int64_t g = 0; g < n_kv_; ++g) {
-          float* kg = k_.data() + t * kvd + g * hd;
-          rms(kg, L.k_norm, kg, hd, eps_);
-          rope(kg, c, s, hd);
-          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
-          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
-                      hd * sizeof(float));
-        }
-      });
-      attention(L, T, pos0);
-      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
-      per_token(T, [&](int64_t t) {
-        float* r = tmp_.data() + t * H;
-        float* h = h_.data() + t * H;
-        rms(r, L.post_attn_norm, r, H, eps_);
-        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
-        rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
-      });
-      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
-      per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
-      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
-      per_token(T, [&](int64_t t) {
-        float* r = tmp_.data() + t * H;
-        float* h = h_.data() + t * H;
-        rms(r, L.post_ffn_norm, r, H, eps_);
-        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
-      });
+    if (decode) {
+      dequantize_row(embed_.type, embed_.data + tokens[0] * embed_.row_bytes, h_.data(), H);
+      for (int64_t i = 0; i < H; ++i) h_[i] *= embed_scale_;
+      step_parity_ ^= 1;
+      for (size_t li = 0; li < layers_.size(); ++li) decode_layer(static_cast<int64_t>(li), pos0);
+    } else {
+      prompt_layers(tokens, T, pos0);
     }
     if (logits == 0) return;
     const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
@@ -1469,23 +1448,108 @@ class GemmaModel {
       for (int64_t n = 0; n < H; ++n) out[n] += part_[p * H + n];
   }
 
-  void attention(Layer& L, int64_t T, int64_t pos0) {
-    const bool fours = (n_heads_ / n_kv_) % 4 == 0 && hd_ % 64 == 0;  // query heads four at a time (attend4)
-    const int64_t per_token = fours ? n_heads_ / 4 : n_heads_;
-    auto work = [&](int64_t begin, int64_t end) {
-      for (int64_t job = begin; job < end; ++job) {
-        if (fours) {
-          attend4(L, pos0, job / per_token, (job % per_token) * 4);
-        } else {
-          attend(L, pos0, job);
+  // A prompt's (or a step without one-job layers') layers, T tokens at a time: per layer the products (q/k/v,
+  // W_o, gate/up, W_down: one job each) and between them one per-token job each, which also quantizes its token's row
+  // for the next product: the norms and the residual, the rope and the attention (with its K and V already in the
+  // cache), the GELU. 8 jobs per layer (9 from kKeysJobFrom tokens); the products read the same quantized rows as
+  // when each product quantized its own input in a job of its own (13 jobs per layer before), so the same bits.
+  void prompt_layers(const int64_t* tokens, int64_t T, int64_t pos0) {
+    const int64_t H = hidden_, hd = hd_, half = hd / 2, qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
+    const int64_t kinds = static_cast<int64_t>(rope_freqs_.size());
+    Pool* pool = pool_.get();
+    Layer& first = layers_[0];
+    prepare_for(T, H, {&first.q, &first.k, &first.v}, act_);
+    per_token(T, [&](int64_t t) {
+      float* h = h_.data() + t * H;
+      dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
+      for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
+      // the rope's angles for this position, once per distinct frequency set (local and global layers), not per layer
+      const float pos = static_cast<float>(pos0 + t);
+      for (int64_t k = 0; k < kinds; ++k) {
+        const std::vector<float>& inv = rope_freqs_[k];
+        for (int64_t i = 0; i < half; ++i) {
+          const float f = pos * inv[i];
+          cos_[(k * T + t) * half + i] = std::cos(f);
+          sin_[(k * T + t) * half + i] = std::sin(f);
         }
       }
-    };
-    const int64_t jobs = T * per_token;
-    if (T * (pos0 + T) >= kParallelAttention) {
-      pool_->run(jobs, 1, work);
+      rms(h, first.attn_norm, x_.data() + t * H, H, eps_);
+      quantize_act_row(x_.data(), t, act_);
+    });
+    const bool keys_job = T >= kKeysJobFrom;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      Layer& L = layers_[li];
+      Layer* next = li + 1 < layers_.size() ? &layers_[li + 1] : nullptr;
+      const float* cos_l = cos_.data() + L.rope_kind * T * half;
+      const float* sin_l = sin_.data() + L.rope_kind * T * half;
+      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H, act_,
+             true);
+      // Every token's key and value into the cache before any token's attention reads them: a job of their own for a
+      // long prompt, on the caller for a short one (a few microseconds, less than a wait).
+      auto keys = [&](int64_t t) {
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          float* kg = k_.data() + t * kvd + g * hd;
+          rms(kg, L.k_norm, kg, hd, eps_);
+          rope(kg, cos_l + t * half, sin_l + t * half, hd);
+          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
+          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
+                      hd * sizeof(float));
+        }
+      };
+      if (keys_job) {
+        per_token(T, keys);
+      } else {
+        for (int64_t t = 0; t < T; ++t) keys(t);
+      }
+      prepare_for(T, qd, {&L.o}, act_);
+      pool->run(T, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          for (int64_t h = 0; h < n_heads_; ++h) {
+            float* qh = q_.data() + t * qd + h * hd;
+            rms(qh, L.q_norm, qh, hd, eps_);
+            rope(qh, cos_l + t * half, sin_l + t * half, hd);
+          }
+          attend_token(L, pos0, t);
+          quantize_act_row(attn_.data(), t, act_);
+        }
+      });
+      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_, true);
+      prepare_for(T, H, {&L.gate, &L.up}, act_);
+      per_token(T, [&](int64_t t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_attn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+        rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
+        quantize_act_row(x_.data(), t, act_);
+      });
+      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_, true);
+      prepare_for(T, inter_, {&L.down}, act_);
+      per_token(T, [&](int64_t t) {
+        gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_);
+        quantize_act_row(gate_.data(), t, act_);
+      });
+      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_, true);
+      if (next) prepare_for(T, H, {&next->q, &next->k, &next->v}, act_);
+      per_token(T, [&](int64_t t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_ffn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+        if (next) {
+          rms(h, next->attn_norm, x_.data() + t * H, H, eps_);
+          quantize_act_row(x_.data(), t, act_);
+        }
+      });
+    }
+  }
+
+  // Every query head of token t over the cached keys and values (its own among them).
+  void attend_token(Layer& L, int64_t pos0, int64_t t) {
+    if ((n_heads_ / n_kv_) % 4 == 0 && hd_ % 64 == 0) {
+      for (int64_t h0 = 0; h0 < n_heads_; h0 += 4) attend4(L, pos0, t, h0);  // four query heads at a time
     } else {
-      work(0, jobs);
+      for (int64_t h = 0; h < n_heads_; ++h) attend(L, pos0, t * n_heads_ + h);
     }
   }
 
@@ -1698,6 +1762,7 @@ class GemmaModel {
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
+  std::vector<std::vector<float>> rope_freqs_;  // the layers' distinct rope frequencies (Gemma 3: local, global)
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_, part_;
   bool one_job_layers_ = false;  // a decode step's layers run as one job each (W_down splits into kSlice columns)
   int64_t step_parity_ = 0;      // flips at each decode step: which half of layer_inputs_ it uses
