@@ -792,20 +792,26 @@ void unpack_row(int type, const uint8_t* row, int64_t K, Unpacked& p) {
   }
 }
 
-// Four activation rows at once: each chunk of weight codes and its scales are loaded once for the four.
-inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int shift,
-                          const float* ys16, float* out) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+// R activation rows at once (R <= 4): each chunk of weight codes and its scales are loaded once for the R rows, and
+// each row has its own chain of sums, in the same order whatever R is (so a token's value does not depend on how
+// the prompt's tokens were grouped). A prompt's tokens go four at a time, the rest (T % 4) in one pass of their own:
+// one row alone is one chain of dependent multiply-adds, which the core waits on (one pass of two costs about what
+// one of one does).
+template <int R>
+inline void dot_unpacked_rows(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int shift,
+                              const float* ys16, float* out) {
+  __m256 acc[R];
+  for (int t = 0; t < R; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t c = 0; c < K / 32; ++c) {
     const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
     const __m256 sc = _mm256_loadu_ps(p.sc.data() + 8 * c);
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < R; ++t) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + t * K + 32 * c));
       const __m256 scale = _mm256_mul_ps(sc, _mm256_set1_ps(yd[t * nd + (c >> shift)]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc[t]);
     }
   }
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < R; ++t) {
     const float* ys = ys16 + t * (K / 16);
     __m256 off = _mm256_setzero_ps();
     int64_t g = 0;
@@ -814,24 +820,6 @@ inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const f
     for (; g < K / 16; ++g) sum += p.off[g] * ys[g];
     out[t] = sum;
   }
-}
-
-inline float dot_unpacked(const Unpacked& p, int64_t K, const int8_t* y, const float* ydc, int shift,
-                          const float* ys16) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t c = 0; c < K / 32; ++c) {
-    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32 * c));
-    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(p.sc.data() + 8 * c), _mm256_set1_ps(ydc[c >> shift]));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc);
-  }
-  __m256 off = _mm256_setzero_ps();
-  int64_t g = 0;
-  for (; g + 8 <= K / 16; g += 8)
-    off = _mm256_fmadd_ps(_mm256_loadu_ps(p.off.data() + g), _mm256_loadu_ps(ys16 + g), off);
-  float sum = hsum(acc) + hsum(off);
-  for (; g < K / 16; ++g) sum += p.off[g] * ys16[g];
-  return sum;
 }
 
 struct Out {
@@ -905,16 +893,21 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
         const int shift = kq ? 3 : 0;  // chunks of 32 per activation scale: 8 (Q8_K) or 1 (Q8_0)
         const int64_t nd = kq ? K / QKK : K / QK;
         int64_t t = 0;
+        float got[4];
         for (; t + 4 <= T; t += 4) {
           for (int64_t g = 0; g < group; ++g) {
-            float four[4];
-            dot_unpacked4(p[g], K, q + t * K, d + t * nd, nd, shift, ys + t * (K / 16), four);
-            for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n + g] = four[k];
+            dot_unpacked_rows<4>(p[g], K, q + t * K, d + t * nd, nd, shift, ys + t * (K / 16), got);
+            for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n + g] = got[k];
           }
         }
-        for (; t < T; ++t)
-          for (int64_t g = 0; g < group; ++g)
-            o.y[t * o.ldy + n + g] = dot_unpacked(p[g], K, q + t * K, d + t * nd, shift, ys + t * (K / 16));
+        const int rest = static_cast<int>(T - t);
+        for (int64_t g = 0; rest > 0 && g < group; ++g) {
+          const float* ysr = ys + t * (K / 16);
+          if (rest == 1) dot_unpacked_rows<1>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          if (rest == 2) dot_unpacked_rows<2>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          if (rest == 3) dot_unpacked_rows<3>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          for (int k = 0; k < rest; ++k) o.y[(t + k) * o.ldy + n + g] = got[k];
+        }
         r += group;
       } else {
         for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(w, n, act, t, x);
