@@ -20,7 +20,8 @@
 // gate/up rows, their GELU and the slice's share of W_down). The caller adds the shares in unit order, so the sums
 // do not depend on which thread took which unit. Two is the least without computing a half twice: the RMS norm
 // after W_o and the one after W_down each need the whole sum over heads / slices (docs/inference.md). A prompt's
-// step splits the per-token work (norms, rope, GELU, quantization) over the pool as well.
+// layer is 8 jobs (prompt_layers): the four products and one per-token job between each two, which also quantizes
+// its token's row for the next product.
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>

@@ -19,7 +19,7 @@ def test_it_waits_once_per_layer_in_a_decode_step_plus_once_for_the_head(tiny_gg
     # attention half split over heads and the feed-forward, 2 per layer: 13; earlier 3 per layer: 19, and 4: 25.)
     model.forward([20], 10)
     assert model.step.last_jobs() == TINY["layers"] + 1
-    # Past 128 positions a prompt's attention is split over the pool; a decode step's stays in each thread.
+    # A long prompt's attention is split over the pool (one unit per token); a decode step's stays in each thread.
     model.forward(list(range(30, 170)), 11, logits=0)
     model.forward([5], 151)
     assert model.step.last_jobs() == TINY["layers"] + 1
