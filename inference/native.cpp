@@ -20,7 +20,8 @@
 // gate/up rows, their GELU and the slice's share of W_down). The caller adds the shares in unit order, so the sums
 // do not depend on which thread took which unit. Two is the least without computing a half twice: the RMS norm
 // after W_o and the one after W_down each need the whole sum over heads / slices (docs/inference.md). A prompt's
-// step splits the per-token work (norms, rope, GELU, quantization) over the pool as well.
+// layer is 8 jobs (prompt_layers): the four products and one per-token job between each two, which also quantizes
+// its token's row for the next product.
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -763,12 +764,27 @@ void unpack_row(int type, const uint8_t* row, int64_t K, Unpacked& p) {
         store(b * QKK + 64 * j, _mm256_and_si256(q4, low));
         store(b * QKK + 64 * j + 32, _mm256_and_si256(_mm256_srli_epi16(q4, 4), low));
       }
-      for (int j = 0; j < 8; ++j) {
-        int sc, m;
-        q4k_scale_min(j, blk + 4, &sc, &m);
-        lanes(b * 8 + j, d * static_cast<float>(sc), d * static_cast<float>(sc));
-        p.off[b * 16 + 2 * j] = p.off[b * 16 + 2 * j + 1] = -dmin * static_cast<float>(m);
-      }
+      // the 8 six-bit scales and mins at once, unpacked as ggml's AVX2 q4_K kernel does (bytes 0-7 scales, 8-15
+      // mins), then each scale to its chunk's 8 lanes and each min to its two 16-groups: the same products as
+      // q4k_scale_min's one at a time (d * sc, -dmin * m), in vectors (the scalar loop was about a third of a row's
+      // unpacking and product at 6 tokens)
+      uint32_t utmp[4];
+      std::memcpy(utmp, blk + 4, 12);
+      constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+      utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+      const uint32_t uaux = utmp[1] & kmask1;
+      utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+      utmp[2] = uaux;
+      utmp[0] &= kmask1;
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(utmp));
+      const __m256 scs = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(packed)));
+      const __m256 mins =
+          _mm256_mul_ps(_mm256_set1_ps(-dmin), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(packed, 8))));
+      for (int j = 0; j < 8; ++j)
+        _mm256_storeu_ps(p.sc.data() + (b * 8 + j) * 8, _mm256_permutevar8x32_ps(scs, _mm256_set1_epi32(j)));
+      const __m256 lo = _mm256_unpacklo_ps(mins, mins), hi = _mm256_unpackhi_ps(mins, mins);
+      _mm256_storeu_ps(p.off.data() + b * 16, _mm256_permute2f128_ps(lo, hi, 0x20));
+      _mm256_storeu_ps(p.off.data() + b * 16 + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
     }
   } else {  // Q6_K
     for (int64_t b = 0; b < K / QKK; ++b) {
@@ -786,26 +802,43 @@ void unpack_row(int type, const uint8_t* row, int64_t K, Unpacked& p) {
         store(at + 96, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
                                        _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(static_cast<char>(0xC0))), 2)));
       }
-      for (int c = 0; c < 8; ++c) lanes(b * 8 + c, d * static_cast<float>(sc[2 * c]), d * static_cast<float>(sc[2 * c + 1]));
-      for (int g = 0; g < 16; ++g) p.off[b * 16 + g] = -32.f * d * static_cast<float>(sc[g]);
+      // the 16 scales in two vectors (d * sc, -32 d * sc, as one at a time), each chunk's lanes picked from them
+      const __m128i sc16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sc));
+      const __m256 s0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc16));
+      const __m256 s1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc16, 8)));
+      const __m256 f[2] = {_mm256_mul_ps(_mm256_set1_ps(d), s0), _mm256_mul_ps(_mm256_set1_ps(d), s1)};
+      for (int c = 0; c < 8; ++c) {
+        const int j = 2 * (c & 3);
+        _mm256_storeu_ps(p.sc.data() + (b * 8 + c) * 8,
+                         _mm256_permutevar8x32_ps(f[c >> 2], _mm256_setr_epi32(j, j, j, j, j + 1, j + 1, j + 1, j + 1)));
+      }
+      const __m256 m32 = _mm256_set1_ps(-32.f * d);
+      _mm256_storeu_ps(p.off.data() + b * 16, _mm256_mul_ps(m32, s0));
+      _mm256_storeu_ps(p.off.data() + b * 16 + 8, _mm256_mul_ps(m32, s1));
     }
   }
 }
 
-// Four activation rows at once: each chunk of weight codes and its scales are loaded once for the four.
-inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int shift,
-                          const float* ys16, float* out) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+// R activation rows at once (R <= 4): each chunk of weight codes and its scales are loaded once for the R rows, and
+// each row has its own chain of sums, in the same order whatever R is (so a token's value does not depend on how
+// the prompt's tokens were grouped). A prompt's tokens go four at a time, the rest (T % 4) in one pass of their own:
+// one row alone is one chain of dependent multiply-adds, which the core waits on (one pass of two costs about what
+// one of one does).
+template <int R>
+inline void dot_unpacked_rows(const Unpacked& p, int64_t K, const int8_t* y, const float* yd, int64_t nd, int shift,
+                              const float* ys16, float* out) {
+  __m256 acc[R];
+  for (int t = 0; t < R; ++t) acc[t] = _mm256_setzero_ps();
   for (int64_t c = 0; c < K / 32; ++c) {
     const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
     const __m256 sc = _mm256_loadu_ps(p.sc.data() + 8 * c);
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < R; ++t) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + t * K + 32 * c));
       const __m256 scale = _mm256_mul_ps(sc, _mm256_set1_ps(yd[t * nd + (c >> shift)]));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc[t]);
     }
   }
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < R; ++t) {
     const float* ys = ys16 + t * (K / 16);
     __m256 off = _mm256_setzero_ps();
     int64_t g = 0;
@@ -814,24 +847,6 @@ inline void dot_unpacked4(const Unpacked& p, int64_t K, const int8_t* y, const f
     for (; g < K / 16; ++g) sum += p.off[g] * ys[g];
     out[t] = sum;
   }
-}
-
-inline float dot_unpacked(const Unpacked& p, int64_t K, const int8_t* y, const float* ydc, int shift,
-                          const float* ys16) {
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t c = 0; c < K / 32; ++c) {
-    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.u.data() + 32 * c));
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32 * c));
-    const __m256 scale = _mm256_mul_ps(_mm256_loadu_ps(p.sc.data() + 8 * c), _mm256_set1_ps(ydc[c >> shift]));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), u, v)), scale, acc);
-  }
-  __m256 off = _mm256_setzero_ps();
-  int64_t g = 0;
-  for (; g + 8 <= K / 16; g += 8)
-    off = _mm256_fmadd_ps(_mm256_loadu_ps(p.off.data() + g), _mm256_loadu_ps(ys16 + g), off);
-  float sum = hsum(acc) + hsum(off);
-  for (; g < K / 16; ++g) sum += p.off[g] * ys16[g];
-  return sum;
 }
 
 struct Out {
@@ -845,7 +860,21 @@ struct Out {
 constexpr int64_t kGroup = 8;  // weight rows unpacked together on the batched path
 constexpr int64_t kBatchedFrom = 4;  // activation rows from which weight rows are unpacked once and reused (measured crossing 3-4)
 
-void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act) {
+// `act` as the kernels of these matrices want x (T rows of K values): sized here, each row then filled by
+// quantize_act_row, independently of the others (so a prompt's per-token job can quantize its own row).
+void prepare_for(int64_t T, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
+  bool need0 = false, needK = false;
+  for (const Matrix* w : users) {
+    need0 |= w->type == kQ8_0 || w->type == kQ5_0;
+    needK |= w->k_quant();
+  }
+  prepare_act(T, K, need0, needK, act);
+}
+
+// quantized: `act` already holds x as prepare_for for these matrices sized it, every row quantized (a prompt's
+// layer does that in the per-token job before the product, which saves a job: one wait).
+void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T, int64_t K, Act& act,
+            bool quantized = false) {
   bool need0 = false, needK = false;
   int64_t total = 0;
   std::vector<int64_t> starts;
@@ -856,13 +885,18 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
     starts.push_back(total);
     total += o.w->N;
   }
-  prepare_act(T, K, need0, needK, act);
-  if (T >= kParallelTokens) {
-    pool->run(T, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) quantize_act_row(x, t, act);
-    });
+  if (quantized) {
+    CHECK(act.T == T && act.K == K && (act.has0 || !need0) && (act.hasK || !needK), "activation not quantized for ",
+          "this product");
   } else {
-    for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, act);
+    prepare_act(T, K, need0, needK, act);
+    if (T >= kParallelTokens) {
+      pool->run(T, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) quantize_act_row(x, t, act);
+      });
+    } else {
+      for (int64_t t = 0; t < T; ++t) quantize_act_row(x, t, act);
+    }
   }
   const int64_t grain = std::max<int64_t>(16, total / (T > 1 ? 64 : 32));
   pool->run(total, grain, [&](int64_t begin, int64_t end) {
@@ -886,16 +920,21 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
         const int shift = kq ? 3 : 0;  // chunks of 32 per activation scale: 8 (Q8_K) or 1 (Q8_0)
         const int64_t nd = kq ? K / QKK : K / QK;
         int64_t t = 0;
+        float got[4];
         for (; t + 4 <= T; t += 4) {
           for (int64_t g = 0; g < group; ++g) {
-            float four[4];
-            dot_unpacked4(p[g], K, q + t * K, d + t * nd, nd, shift, ys + t * (K / 16), four);
-            for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n + g] = four[k];
+            dot_unpacked_rows<4>(p[g], K, q + t * K, d + t * nd, nd, shift, ys + t * (K / 16), got);
+            for (int k = 0; k < 4; ++k) o.y[(t + k) * o.ldy + n + g] = got[k];
           }
         }
-        for (; t < T; ++t)
-          for (int64_t g = 0; g < group; ++g)
-            o.y[t * o.ldy + n + g] = dot_unpacked(p[g], K, q + t * K, d + t * nd, shift, ys + t * (K / 16));
+        const int rest = static_cast<int>(T - t);
+        for (int64_t g = 0; rest > 0 && g < group; ++g) {
+          const float* ysr = ys + t * (K / 16);
+          if (rest == 1) dot_unpacked_rows<1>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          if (rest == 2) dot_unpacked_rows<2>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          if (rest == 3) dot_unpacked_rows<3>(p[g], K, q + t * K, d + t * nd, nd, shift, ysr, got);
+          for (int k = 0; k < rest; ++k) o.y[(t + k) * o.ldy + n + g] = got[k];
+        }
         r += group;
       } else {
         for (int64_t t = 0; t < T; ++t) o.y[t * o.ldy + n] = row_dot(w, n, act, t, x);
@@ -1013,6 +1052,7 @@ struct Layer {
   const float *attn_norm, *q_norm, *k_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
   Matrix q, k, v, o, gate, up, down;
   int64_t window;  // 0: global attention
+  int64_t rope_kind = 0;  // index of its inv_freq among the model's distinct ones (rope_freqs_)
   std::vector<float> inv_freq, k_cache, v_cache;
   // W_down cut into column ranges for a decode step's feed-forward units (see split_columns)
   std::vector<uint8_t> down_parts;
@@ -1032,65 +1072,157 @@ std::vector<uint8_t> split_columns(const Matrix& w, int64_t parts) {
 
 // The output head's 4-bit screening copy, made at load from a Q8_0 head: per block of 32, code c = q / 16 rounded,
 // + 8, at most 15, standing for (c - 8) * 16 * d with the block's own scale d (kept apart, as fp16, so that scoring
-// never touches the Q8_0 rows). Two blocks share 32 bytes (block 2p in the low nibbles, 2p + 1 in the high ones).
-// Each decode step scores every row from it (about 0.53 of the Q8_0 bytes), then recomputes with the Q8_0 kernel,
-// exactly as without the copy, every row that scored within `margin` of the best (at most `cap`, the best-scored):
-// the idea of SVD-softmax (Shim et al., NeurIPS 2017): preview every row cheaply, compute the candidates exactly.
+// never touches the Q8_0 rows). Each decode step scores every row from it (about 0.53 of the Q8_0 bytes), then
+// recomputes with the Q8_0 kernel, exactly as without the copy, every row that scored within `margin` of the best (at
+// most `cap`, the best-scored): the idea of SVD-softmax (Shim et al., NeurIPS 2017): preview every row cheaply,
+// compute the candidates exactly.
+//
+// Rows are stored eight at a time, interleaved so that one byte product scores eight rows (one per 32-bit lane):
+// per group of 8 rows, per pair of blocks p, per k in 0..7, 32 bytes whose bytes 4r..4r+3 hold row r's values
+// 4k..4k+3 of block 2p (low nibbles) and of block 2p + 1 (high nibbles); each block's 8 scales together. A block's
+// products are summed exactly as integers (at most 8 x 2 x 15 x 127 per 16-bit lane before the last step), less 8 x
+// the activation's code sum, then scaled once per block: no horizontal sums, no per-row scalar work. (One row at a
+// time, 2026-12-01: about 45 ns a row, the core's arithmetic, not the memory, being the limit.)
+constexpr int64_t kScreenRows = 8;
 struct Screen {
-  std::vector<uint8_t> codes;  // [N, K / 2]
-  std::vector<uint16_t> d;     // [N, K / 32]
-  int64_t N = 0, K = 0;
+  std::vector<uint8_t> codes;  // [groups][K / 64][8 (k)][32]
+  std::vector<uint16_t> d;     // [groups][K / 32][8 rows] (0 for the rows past N that pad the last group)
+  int64_t N = 0, K = 0, groups = 0;
 };
 
+// 8 x 8 32-bit elements: r[i] element k -> r[k] element i
+inline void transpose8x8_epi32(__m256i r[8]) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+    u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+    u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+    u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2x128_si256(u[i], u[i + 4], 0x31);
+  }
+}
+
 void build_screen(Pool* pool, const Matrix& w, Screen& s) {
+  const int64_t nb = w.K / 32, np = w.K / 64;
   s.N = w.N;
   s.K = w.K;
-  s.codes.resize(w.N * w.K / 2);
-  s.d.resize(w.N * w.K / 32);
+  s.groups = (w.N + kScreenRows - 1) / kScreenRows;
+  s.codes.resize(s.groups * kScreenRows * w.K / 2);
+  s.d.resize(s.groups * nb * kScreenRows);
   // code = (q + 128 + 8) >> 4, at most 15: q / 16 rounded (halves up), shifted to 0..15
-  pool->run(w.N, 4096, [&](int64_t begin, int64_t end) {
+  pool->run(s.groups, 512, [&](int64_t begin, int64_t end) {
     const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80)), eight = _mm256_set1_epi8(8);
     const __m256i low = _mm256_set1_epi8(0x0F);
-    auto codes = [&](const uint8_t* blk) {
-      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), bias);
-      return _mm256_and_si256(_mm256_srli_epi16(_mm256_adds_epu8(u, eight), 4), low);
-    };
-    for (int64_t n = begin; n < end; ++n) {
-      const uint8_t* row = w.data + n * w.row_bytes;
-      uint8_t* out = s.codes.data() + n * (w.K / 2);
-      for (int64_t p = 0; p < w.K / 64; ++p) {
-        const uint8_t* b0 = row + (2 * p) * 34;
-        const uint8_t* b1 = b0 + 34;
-        s.d[n * (w.K / 32) + 2 * p] = read16(b0);
-        s.d[n * (w.K / 32) + 2 * p + 1] = read16(b1);
-        const __m256i packed = _mm256_or_si256(codes(b0), _mm256_slli_epi16(codes(b1), 4));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * p), packed);
+    for (int64_t g = begin; g < end; ++g) {
+      uint8_t* out = s.codes.data() + g * kScreenRows * (w.K / 2);
+      uint16_t* ds = s.d.data() + g * nb * kScreenRows;
+      for (int64_t p = 0; p < np; ++p) {
+        __m256i c[2][8];
+        for (int half = 0; half < 2; ++half) {
+          const int64_t b = 2 * p + half;
+          for (int r = 0; r < 8; ++r) {
+            const int64_t n = g * kScreenRows + r;
+            if (n >= w.N) {
+              c[half][r] = _mm256_setzero_si256();
+              ds[b * kScreenRows + r] = 0;
+              continue;
+            }
+            const uint8_t* blk = w.data + n * w.row_bytes + b * 34;
+            const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), bias);
+            c[half][r] = _mm256_and_si256(_mm256_srli_epi16(_mm256_adds_epu8(u, eight), 4), low);
+            ds[b * kScreenRows + r] = read16(blk);
+          }
+          transpose8x8_epi32(c[half]);
+        }
+        for (int k = 0; k < 8; ++k)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (p * 8 + k) * 32),
+                              _mm256_or_si256(c[0][k], _mm256_slli_epi16(c[1][k], 4)));
       }
     }
   });
 }
 
-// Row scores from the copy, with the activation as Q8_0 (codes q, scales d, code sums s per 32).
-float screen_row(const Screen& sc, int64_t n, const int8_t* q, const float* d, const int32_t* sums) {
-  const uint8_t* row = sc.codes.data() + n * (sc.K / 2);
-  const uint16_t* ds = sc.d.data() + n * (sc.K / 32);
-  const __m256i low = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float offset = 0.f;
-  for (int64_t p = 0; p < sc.K / 64; ++p) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * p));
-    const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-    const float s0 = 16.f * fp16(ds[2 * p]) * d[2 * p], s1 = 16.f * fp16(ds[2 * p + 1]) * d[2 * p + 1];
-    const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p));
-    const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * p + 32));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), lo, y0)), _mm256_set1_ps(s0), acc);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd(_mm256_setzero_si256(), hi, y1)), _mm256_set1_ps(s1), acc);
-    offset += 8.f * (s0 * static_cast<float>(sums[2 * p]) + s1 * static_cast<float>(sums[2 * p + 1]));
+// The activation (Q8_0: codes q, scales d, code sums per 32) as the screen's kernel takes it.
+struct ScreenInput {
+  std::vector<int32_t> y4;    // [K / 4]: each 4 codes as one 32-bit word (broadcast to every row's lane)
+  std::vector<int32_t> off;   // [K / 32]: 8 x each block's code sum (the codes stand for c - 8)
+  std::vector<float> scale;   // [K / 32]: 16 x each block's scale
+};
+
+void prepare_screen_input(const int8_t* q, const float* d, const int32_t* sums, int64_t K, ScreenInput& in) {
+  in.y4.resize(K / 4);
+  in.off.resize(K / 32);
+  in.scale.resize(K / 32);
+  std::memcpy(in.y4.data(), q, K);
+  for (int64_t b = 0; b < K / 32; ++b) {
+    in.off[b] = 8 * sums[b];
+    in.scale[b] = 16.f * d[b];
   }
-  return hsum(acc) - offset;
 }
 
-constexpr int64_t kParallelAttention = 128;  // positions x tokens from which a prompt's heads are split over the pool
+// Scores of group g's 8 rows into out[0..8).
+inline void screen_group(const Screen& sc, int64_t g, const ScreenInput& in, float* out) {
+  const int64_t nb = sc.K / 32, np = sc.K / 64;
+  const uint8_t* codes = sc.codes.data() + g * kScreenRows * (sc.K / 2);
+  const uint16_t* ds = sc.d.data() + g * nb * kScreenRows;
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t p = 0; p < np; ++p) {
+    const int32_t* y0 = in.y4.data() + 16 * p;  // block 2p's eight words, then block 2p + 1's
+    // the group two ahead, as this one is used (the loads of one row group at a time left the core waiting on
+    // memory: 5.5-6.8 ms a pass with this, 7.4-7.6 without, one thread)
+    const char* ahead = reinterpret_cast<const char*>(codes + 2 * kScreenRows * (sc.K / 2) + p * 256);
+    for (int line = 0; line < 256; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);
+    if ((p & 1) == 0) _mm_prefetch(reinterpret_cast<const char*>(ds + 2 * nb * kScreenRows + p * 16), _MM_HINT_T0);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int k = 0; k < 8; ++k) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + (p * 8 + k) * 32));
+      const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      s0 = _mm256_dpbusd_epi32(s0, lo, _mm256_set1_epi32(y0[k]));
+      s1 = _mm256_dpbusd_epi32(s1, hi, _mm256_set1_epi32(y0[8 + k]));
+#else
+      // 16-bit sums: each product pair at most 2 x 15 x 127 = 3,810, eight of them 30,480: no overflow
+      s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(y0[k])));
+      s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(y0[8 + k])));
+#endif
+    }
+#if !(defined(__AVX512VNNI__) && defined(__AVX512VL__))
+    s0 = _mm256_madd_epi16(s0, _mm256_set1_epi16(1));
+    s1 = _mm256_madd_epi16(s1, _mm256_set1_epi16(1));
+#endif
+    const int64_t b0 = 2 * p, b1 = 2 * p + 1;
+    const __m256i i0 = _mm256_sub_epi32(s0, _mm256_set1_epi32(in.off[b0]));
+    const __m256i i1 = _mm256_sub_epi32(s1, _mm256_set1_epi32(in.off[b1]));
+    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ds + b0 * kScreenRows)));
+    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ds + b1 * kScreenRows)));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm256_mul_ps(w0, _mm256_set1_ps(in.scale[b0])), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm256_mul_ps(w1, _mm256_set1_ps(in.scale[b1])), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+// Rows [begin, end) of the copy's scores into out[begin, end); begin a multiple of kScreenRows.
+void screen_rows(const Screen& sc, int64_t begin, int64_t end, const ScreenInput& in, float* out) {
+  int64_t n = begin;
+  for (; n + kScreenRows <= end; n += kScreenRows) screen_group(sc, n / kScreenRows, in, out + n);
+  if (n < end) {
+    float tail[kScreenRows];
+    screen_group(sc, n / kScreenRows, in, tail);
+    std::memcpy(out + n, tail, (end - n) * sizeof(float));
+  }
+}
+
+constexpr int64_t kHeadChunk = 2048;  // head rows per unit (a multiple of kScreenRows) of the screened head's scoring job
+constexpr int64_t kHeadRecomputeJob = 1024;  // rows recomputed exactly from which that goes to the pool
+constexpr int64_t kKeysJobFrom = 16;  // prompt tokens from which their keys' norm and rope are a job of their own
 constexpr int64_t kSlice = 256;  // feed-forward rows per unit of a decode step's layer job (one Q8_K block of g)
 
 class GemmaModel {
@@ -1163,6 +1295,13 @@ class GemmaModel {
         const float inv = static_cast<float>(1.0 / std::pow(base, static_cast<double>(2 * j) / static_cast<double>(hd_)));
         L.inv_freq.push_back(static_cast<float>(inv / scale));
       }
+      L.rope_kind = -1;
+      for (size_t k = 0; k < rope_freqs_.size() && L.rope_kind < 0; ++k)
+        if (rope_freqs_[k] == L.inv_freq) L.rope_kind = static_cast<int64_t>(k);
+      if (L.rope_kind < 0) {
+        L.rope_kind = static_cast<int64_t>(rope_freqs_.size());
+        rope_freqs_.push_back(L.inv_freq);
+      }
       L.k_cache.resize(n_kv_ * max_len_ * hd_);
       L.v_cache.resize(n_kv_ * max_len_ * hd_);
       layers_.push_back(std::move(L));
@@ -1200,67 +1339,19 @@ class GemmaModel {
     tmp_.resize(T * H);
     gate_.resize(T * inter_);
     up_.resize(T * inter_);
-    cos_.resize(T * hd / 2);
-    sin_.resize(T * hd / 2);
+    const int64_t kinds = static_cast<int64_t>(rope_freqs_.size()), half = hd / 2;
+    cos_.resize(kinds * T * half);
+    sin_.resize(kinds * T * half);
     scores_.resize(T * n_heads_ * max_len_);
     for (int64_t t = 0; t < T; ++t) CHECK(tokens[t] >= 0 && tokens[t] < embed_.N, "token id out of range");
-    per_token(T, [&](int64_t t) {
-      float* h = h_.data() + t * H;
-      dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
-      for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
-    });
     const bool decode = T == 1 && one_job_layers_;
-    if (decode) step_parity_ ^= 1;
-    for (size_t li = 0; li < layers_.size(); ++li) {
-      Layer& L = layers_[li];
-      if (decode) {
-        decode_layer(static_cast<int64_t>(li), pos0);
-        continue;
-      }
-      per_token(T, [&](int64_t t) { rms(h_.data() + t * H, L.attn_norm, x_.data() + t * H, H, eps_); });
-      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H,
-             act_);
-      per_token(T, [&](int64_t t) {
-        const float pos = static_cast<float>(pos0 + t);
-        for (int64_t i = 0; i < hd / 2; ++i) {
-          const float f = pos * L.inv_freq[i];
-          cos_[t * hd / 2 + i] = std::cos(f);
-          sin_[t * hd / 2 + i] = std::sin(f);
-        }
-        const float* c = cos_.data() + t * hd / 2;
-        const float* s = sin_.data() + t * hd / 2;
-        for (int64_t h = 0; h < n_heads_; ++h) {
-          float* qh = q_.data() + t * qd + h * hd;
-          rms(qh, L.q_norm, qh, hd, eps_);
-          rope(qh, c, s, hd);
-        }
-        for (int64_t g = 0; g < n_kv_; ++g) {
-          float* kg = k_.data() + t * kvd + g * hd;
-          rms(kg, L.k_norm, kg, hd, eps_);
-          rope(kg, c, s, hd);
-          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
-          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
-                      hd * sizeof(float));
-        }
-      });
-      attention(L, T, pos0);
-      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_);
-      per_token(T, [&](int64_t t) {
-        float* r = tmp_.data() + t * H;
-        float* h = h_.data() + t * H;
-        rms(r, L.post_attn_norm, r, H, eps_);
-        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
-        rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
-      });
-      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_);
-      per_token(T, [&](int64_t t) { gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_); });
-      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_);
-      per_token(T, [&](int64_t t) {
-        float* r = tmp_.data() + t * H;
-        float* h = h_.data() + t * H;
-        rms(r, L.post_ffn_norm, r, H, eps_);
-        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
-      });
+    if (decode) {
+      dequantize_row(embed_.type, embed_.data + tokens[0] * embed_.row_bytes, h_.data(), H);
+      for (int64_t i = 0; i < H; ++i) h_[i] *= embed_scale_;
+      step_parity_ ^= 1;
+      for (size_t li = 0; li < layers_.size(); ++li) decode_layer(static_cast<int64_t>(li), pos0);
+    } else {
+      prompt_layers(tokens, T, pos0);
     }
     if (logits == 0) return;
     const int64_t first = logits == 2 ? 0 : T - 1, rows = T - first;
@@ -1467,23 +1558,108 @@ class GemmaModel {
       for (int64_t n = 0; n < H; ++n) out[n] += part_[p * H + n];
   }
 
-  void attention(Layer& L, int64_t T, int64_t pos0) {
-    const bool fours = (n_heads_ / n_kv_) % 4 == 0 && hd_ % 64 == 0;  // query heads four at a time (attend4)
-    const int64_t per_token = fours ? n_heads_ / 4 : n_heads_;
-    auto work = [&](int64_t begin, int64_t end) {
-      for (int64_t job = begin; job < end; ++job) {
-        if (fours) {
-          attend4(L, pos0, job / per_token, (job % per_token) * 4);
-        } else {
-          attend(L, pos0, job);
+  // A prompt's (or a step without one-job layers') layers, T tokens at a time: per layer the products (q/k/v,
+  // W_o, gate/up, W_down: one job each) and between them one per-token job each, which also quantizes its token's row
+  // for the next product: the norms and the residual, the rope and the attention (with its K and V already in the
+  // cache), the GELU. 8 jobs per layer (9 from kKeysJobFrom tokens); the products read the same quantized rows as
+  // when each product quantized its own input in a job of its own (13 jobs per layer before), so the same bits.
+  void prompt_layers(const int64_t* tokens, int64_t T, int64_t pos0) {
+    const int64_t H = hidden_, hd = hd_, half = hd / 2, qd = n_heads_ * hd_, kvd = n_kv_ * hd_;
+    const int64_t kinds = static_cast<int64_t>(rope_freqs_.size());
+    Pool* pool = pool_.get();
+    Layer& first = layers_[0];
+    prepare_for(T, H, {&first.q, &first.k, &first.v}, act_);
+    per_token(T, [&](int64_t t) {
+      float* h = h_.data() + t * H;
+      dequantize_row(embed_.type, embed_.data + tokens[t] * embed_.row_bytes, h, H);
+      for (int64_t i = 0; i < H; ++i) h[i] *= embed_scale_;
+      // the rope's angles for this position, once per distinct frequency set (local and global layers), not per layer
+      const float pos = static_cast<float>(pos0 + t);
+      for (int64_t k = 0; k < kinds; ++k) {
+        const std::vector<float>& inv = rope_freqs_[k];
+        for (int64_t i = 0; i < half; ++i) {
+          const float f = pos * inv[i];
+          cos_[(k * T + t) * half + i] = std::cos(f);
+          sin_[(k * T + t) * half + i] = std::sin(f);
         }
       }
-    };
-    const int64_t jobs = T * per_token;
-    if (T * (pos0 + T) >= kParallelAttention) {
-      pool_->run(jobs, 1, work);
+      rms(h, first.attn_norm, x_.data() + t * H, H, eps_);
+      quantize_act_row(x_.data(), t, act_);
+    });
+    const bool keys_job = T >= kKeysJobFrom;
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      Layer& L = layers_[li];
+      Layer* next = li + 1 < layers_.size() ? &layers_[li + 1] : nullptr;
+      const float* cos_l = cos_.data() + L.rope_kind * T * half;
+      const float* sin_l = sin_.data() + L.rope_kind * T * half;
+      matmul(pool, {{&L.q, q_.data(), qd}, {&L.k, k_.data(), kvd}, {&L.v, v_.data(), kvd}}, x_.data(), T, H, act_,
+             true);
+      // Every token's key and value into the cache before any token's attention reads them: a job of their own for a
+      // long prompt, on the caller for a short one (a few microseconds, less than a wait).
+      auto keys = [&](int64_t t) {
+        for (int64_t g = 0; g < n_kv_; ++g) {
+          float* kg = k_.data() + t * kvd + g * hd;
+          rms(kg, L.k_norm, kg, hd, eps_);
+          rope(kg, cos_l + t * half, sin_l + t * half, hd);
+          std::memcpy(L.k_cache.data() + (g * max_len_ + pos0 + t) * hd, kg, hd * sizeof(float));
+          std::memcpy(L.v_cache.data() + (g * max_len_ + pos0 + t) * hd, v_.data() + t * kvd + g * hd,
+                      hd * sizeof(float));
+        }
+      };
+      if (keys_job) {
+        per_token(T, keys);
+      } else {
+        for (int64_t t = 0; t < T; ++t) keys(t);
+      }
+      prepare_for(T, qd, {&L.o}, act_);
+      pool->run(T, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          for (int64_t h = 0; h < n_heads_; ++h) {
+            float* qh = q_.data() + t * qd + h * hd;
+            rms(qh, L.q_norm, qh, hd, eps_);
+            rope(qh, cos_l + t * half, sin_l + t * half, hd);
+          }
+          attend_token(L, pos0, t);
+          quantize_act_row(attn_.data(), t, act_);
+        }
+      });
+      matmul(pool, {{&L.o, tmp_.data(), H}}, attn_.data(), T, qd, act_, true);
+      prepare_for(T, H, {&L.gate, &L.up}, act_);
+      per_token(T, [&](int64_t t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_attn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+        rms(h, L.ffn_norm, x_.data() + t * H, H, eps_);
+        quantize_act_row(x_.data(), t, act_);
+      });
+      matmul(pool, {{&L.gate, gate_.data(), inter_}, {&L.up, up_.data(), inter_}}, x_.data(), T, H, act_, true);
+      prepare_for(T, inter_, {&L.down}, act_);
+      per_token(T, [&](int64_t t) {
+        gelu_mul(gate_.data() + t * inter_, up_.data() + t * inter_, inter_);
+        quantize_act_row(gate_.data(), t, act_);
+      });
+      matmul(pool, {{&L.down, tmp_.data(), H}}, gate_.data(), T, inter_, act_, true);
+      if (next) prepare_for(T, H, {&next->q, &next->k, &next->v}, act_);
+      per_token(T, [&](int64_t t) {
+        float* r = tmp_.data() + t * H;
+        float* h = h_.data() + t * H;
+        rms(r, L.post_ffn_norm, r, H, eps_);
+        for (int64_t i = 0; i < H; ++i) h[i] += r[i];
+        if (next) {
+          rms(h, next->attn_norm, x_.data() + t * H, H, eps_);
+          quantize_act_row(x_.data(), t, act_);
+        }
+      });
+    }
+  }
+
+  // Every query head of token t over the cached keys and values (its own among them).
+  void attend_token(Layer& L, int64_t pos0, int64_t t) {
+    if ((n_heads_ / n_kv_) % 4 == 0 && hd_ % 64 == 0) {
+      for (int64_t h0 = 0; h0 < n_heads_; h0 += 4) attend4(L, pos0, t, h0);  // four query heads at a time
     } else {
-      work(0, jobs);
+      for (int64_t h = 0; h < n_heads_; ++h) attend(L, pos0, t * n_heads_ + h);
     }
   }
 
@@ -1631,38 +1807,71 @@ class GemmaModel {
     }
   }
 
+  // The head from its 4-bit copy, then the rows near the best exactly. The scoring job also finds each chunk's best
+  // score and keeps the chunk's rows within the margin of it: a superset of the rows within the margin of the best
+  // of all (a chunk's best is at most that), so the caller filters a few thousand rows instead of scanning all
+  // 262,144 scores twice on its own. The rows are then kept in ascending order as before (the cap's nth_element
+  // sees the same sequence: the same rows on ties).
   void screened_head(float* out) {
     const int64_t H = hidden_;
     quantize_act(x_.data(), 1, H, true, false, act_);
-    const int8_t* q = act_.q0.data();
-    const float* d = act_.d0.data();
-    const int32_t* sums = act_.s0.data();
-    pool_->run(vocab_, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t n = begin; n < end; ++n) out[n] = screen_row(screen_, n, q, d, sums);
+    prepare_screen_input(act_.q0.data(), act_.d0.data(), act_.s0.data(), H, screen_in_);
+    const int64_t chunks = (vocab_ + kHeadChunk - 1) / kHeadChunk;
+    chunk_best_.resize(chunks);
+    chunk_rows_.resize(chunks);
+    const float margin = screen_margin_;
+    pool_->run(vocab_, kHeadChunk, [&](int64_t from, int64_t to) {  // one chunk, or all of them on one thread
+      for (int64_t begin = from; begin < to; begin += kHeadChunk) {
+        const int64_t end = std::min(to, begin + kHeadChunk);
+        screen_rows(screen_, begin, end, screen_in_, out);
+        float best = -INFINITY;
+        for (int64_t n = begin; n < end; ++n) best = std::max(best, out[n]);
+        const int64_t c = begin / kHeadChunk;
+        chunk_best_[c] = best;
+        std::vector<int32_t>& rows = chunk_rows_[c];
+        rows.clear();
+        const float near = best - margin;
+        for (int64_t n = begin; n < end; ++n)
+          if (out[n] >= near) rows.push_back(static_cast<int32_t>(n));
+      }
     });
     float best = -INFINITY;
-    for (int64_t n = 0; n < vocab_; ++n) best = std::max(best, out[n]);
-    const float threshold = best - screen_margin_;
+    for (int64_t c = 0; c < chunks; ++c) best = std::max(best, chunk_best_[c]);
+    const float threshold = best - margin;
     rows_.clear();
-    for (int64_t n = 0; n < vocab_; ++n)
-      if (out[n] >= threshold) rows_.push_back(n);
+    for (int64_t c = 0; c < chunks; ++c)
+      if (chunk_best_[c] >= threshold)
+        for (const int32_t n : chunk_rows_[c])
+          if (out[n] >= threshold) rows_.push_back(n);
     if (static_cast<int64_t>(rows_.size()) > screen_cap_) {
       std::nth_element(rows_.begin(), rows_.begin() + (screen_cap_ - 1), rows_.end(),
                        [out](int64_t a, int64_t b) { return out[a] > out[b]; });
       rows_.resize(screen_cap_);
     }
-    for (const int64_t n : rows_) out[n] = row_dot(head_, n, act_, 0, x_.data());
-    last_rescored_ = static_cast<int64_t>(rows_.size());
+    const int64_t m = static_cast<int64_t>(rows_.size());
+    auto exact = [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[rows_[i]] = row_dot(head_, rows_[i], act_, 0, x_.data());
+    };
+    if (m >= kHeadRecomputeJob) {
+      pool_->run(m, 256, exact);  // a prompt's flat first distribution: up to screen_cap_ rows
+    } else {
+      exact(0, m);  // a decode step's few dozen rows: less than a job's wait
+    }
+    last_rescored_ = m;
   }
 
   int64_t max_len_, hidden_ = 0, n_heads_ = 0, n_kv_ = 0, hd_ = 0, inter_ = 0, vocab_ = 0;
   float eps_ = 1e-6f, scaling_ = 1.f, embed_scale_ = 1.f, screen_margin_ = 0.f;
   int64_t screen_cap_ = 4096, last_rescored_ = 0, last_jobs_ = 0;
   Screen screen_;
+  ScreenInput screen_in_;
   std::vector<int64_t> rows_;
+  std::vector<float> chunk_best_;               // the screened head's best score per chunk of kHeadChunk rows
+  std::vector<std::vector<int32_t>> chunk_rows_;  // and its rows within the margin of that
   Matrix embed_, head_;
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
+  std::vector<std::vector<float>> rope_freqs_;  // the layers' distinct rope frequencies (Gemma 3: local, global)
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_, part_;
   bool one_job_layers_ = false;  // a decode step's layers run as one job each (W_down splits into kSlice columns)
   int64_t step_parity_ = 0;      // flips at each decode step: which half of layer_inputs_ it uses

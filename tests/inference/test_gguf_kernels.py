@@ -81,6 +81,18 @@ def test_it_gives_each_row_the_same_result_alone_or_in_a_batch_and_on_any_thread
         assert np.allclose(alone, batch[t], rtol=1e-5, atol=1e-5 * float(np.abs(batch).max()))
 
 
+@pytest.mark.parametrize("qtype", TYPES, ids=lambda t: t.name)
+def test_it_gives_a_prompts_row_the_same_bits_whatever_tokens_share_its_pass(native_module, qtype):
+    # The batched path takes tokens four at a time and the rest (1 to 3) in one pass of their own, each token with
+    # its own chain of sums in the same order: 4 to 11 tokens give every token's row the bits of a 12-token batch.
+    raw = _random_blocks(qtype, 40, 512, np.random.default_rng(5))
+    x = np.random.default_rng(6).standard_normal((12, 512)).astype(np.float32)
+    whole = native_module.matmul(raw, int(qtype), x, threads=1)
+    for tokens in range(4, 12):
+        got = native_module.matmul(raw, int(qtype), x[:tokens], threads=2)
+        assert np.array_equal(got, whole[:tokens]), tokens
+
+
 def test_its_softmax_follows_numpy_in_float64(native_module):
     # Attention's weights: llama.cpp's vectorised exp (at most 1.45 + 0.5 ulp from expf) in lanes of 8 plus a
     # scalar tail (13 = 8 + 5), scores from -100 to 80 (past exp's float range before the max is taken off).

@@ -166,3 +166,22 @@ def test_it_recomputes_exactly_every_head_row_near_the_best(tiny_gguf, native_mo
         assert int(np.argmax(b)) == int(np.argmax(a))
         partial += 0 < screened.step.last_rescored() < screened.vocab
     assert partial >= 5
+
+
+def test_it_scores_the_last_head_rows_of_a_vocabulary_that_is_not_a_multiple_of_eight(tiny_gguf, native_module):
+    # The screening copy scores eight rows at a time; the tiny vocabulary's last group holds 4 rows and 4 of padding
+    # (zero scales), whose scores must not spill into the logits.
+    gguf = read_gguf(tiny_gguf)
+    plain = GGUFModel(gguf, max_len=64, max_threads=1, native=native_module)
+    screened = GGUFModel(gguf, max_len=64, max_threads=2, native=native_module)
+    screened.set_threads(2)
+    assert plain.vocab % 8 != 0
+    plain.step.set_screen(0.0, 4096)
+    screened.step.set_screen(1e-6, 1)  # recompute only the best row: every other logit is the copy's score
+    a, b = plain.forward(PROMPT, 0), screened.forward(PROMPT, 0)
+    assert screened.step.last_rescored() == 1
+    error = np.abs(a - b)
+    assert float(error.max()) < 0.3  # the 4-bit preview (test above: up to 0.22)
+    assert float(error[-(plain.vocab % 8) :].max()) < 0.3 and (b[-(plain.vocab % 8) :] != 0).all()
+    screened.set_threads(1)
+    assert np.array_equal(screened.forward(PROMPT, 0), b)  # one thread or two: the same scores

@@ -19,7 +19,7 @@ def test_it_waits_once_per_layer_in_a_decode_step_plus_once_for_the_head(tiny_gg
     # attention half split over heads and the feed-forward, 2 per layer: 13; earlier 3 per layer: 19, and 4: 25.)
     model.forward([20], 10)
     assert model.step.last_jobs() == TINY["layers"] + 1
-    # Past 128 positions a prompt's attention is split over the pool; a decode step's stays in each thread.
+    # A long prompt's attention is split over the pool (one unit per token); a decode step's stays in each thread.
     model.forward(list(range(30, 170)), 11, logits=0)
     model.forward([5], 151)
     assert model.step.last_jobs() == TINY["layers"] + 1
@@ -95,3 +95,35 @@ def test_it_gives_the_same_logits_on_two_threads_when_a_busy_process_delays_the_
 def _spin(stop) -> None:
     while not stop.is_set():
         pass
+
+
+def test_it_waits_eight_times_per_layer_in_a_short_prompt_and_nine_in_a_long_one(tiny_gguf, native_module):
+    # A prompt's layer: the four products (q/k/v, W_o, gate/up, W_down) and between them one per-token job each that
+    # also quantizes its token's row for the next product (norms and residual, rope + attention, GELU); a long
+    # prompt's keys get a job of their own (16 tokens on), a short one's are roped on the caller. Plus the embedding
+    # and the head: 6 x 8 + 2 = 50 and 6 x 9 + 2 = 56 (13 per layer before: 80 and 80).
+    model = GGUFModel(read_gguf(tiny_gguf), max_len=200, max_threads=2, native=native_module)
+    model.set_threads(2)
+    model.forward(list(range(10, 16)), 0)
+    assert model.step.last_jobs() == TINY["layers"] * 8 + 2
+    model.forward(list(range(10, 30)), 6)
+    assert model.step.last_jobs() == TINY["layers"] * 9 + 2
+    model.set_threads(1)  # counted alike on one thread (each job then runs on the caller)
+    model.forward(list(range(10, 16)), 0)
+    assert model.step.last_jobs() == TINY["layers"] * 8 + 2
+
+
+def test_a_prompt_gives_the_same_logits_on_one_thread_or_two_at_every_length(tiny_gguf, native_module):
+    # Short prompts (keys roped on the caller, per-token work below 4 tokens on the caller too) and long ones, each
+    # after an earlier chunk in the cache: every row is computed whole by one thread, so the split does not matter.
+    gguf = read_gguf(tiny_gguf)
+    one = GGUFModel(gguf, max_len=128, max_threads=1, native=native_module)
+    two = GGUFModel(gguf, max_len=128, max_threads=2, native=native_module)
+    two.set_threads(2)
+    for length in (2, 3, 4, 6, 15, 16, 40):
+        prompt = [2, *range(40, 40 + length - 1)]
+        for model in (one, two):
+            model.forward([2, 7, 8], 0, logits=0)
+        a = one.forward(prompt, 3, logits=2)
+        b = two.forward(prompt, 3, logits=2)
+        assert np.array_equal(a, b), length
