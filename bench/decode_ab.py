@@ -43,6 +43,21 @@ def build(source: Path, out_dir: Path, name: str) -> Path:
     return path
 
 
+def baseline_and_new(revision: str, out_dir: Path) -> dict:
+    """The native library built from `revision`'s native.cpp and from the working tree's, loaded side by side."""
+    from inference import native
+
+    old_source = out_dir / "baseline.cpp"
+    shown = subprocess.run(
+        ["git", "show", f"{revision}:inference/native.cpp"], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    old_source.write_text(shown.stdout)
+    return {
+        "baseline": native.Library(build(old_source, out_dir, "baseline"), 0.0),
+        "new": native.Library(build(native.SOURCE, out_dir, "new"), 0.0),
+    }
+
+
 def spin(stop, duty: float = 1.0, period_s: float = 0.02) -> None:
     while not stop.is_set():
         until = time.perf_counter() + duty * period_s
@@ -101,23 +116,13 @@ def main() -> None:
     parser.add_argument("--bursty", action="store_true", help="also run with one process spinning 5 ms in 20")
     args = parser.parse_args()
 
-    from inference import loader, native
+    from inference import loader
     from inference.gguf_model import GGUFModel, read_gguf
     from inference.gguf_tokenizer import GGUFTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp)
-        old_source = out_dir / "baseline.cpp"
-        old_source.write_text(
-            subprocess.run(
-                ["git", "show", f"{args.baseline}:inference/native.cpp"], cwd=ROOT, check=True, capture_output=True,
-                text=True,
-            ).stdout
-        )  # fmt: skip
-        libraries = {
-            "baseline": native.Library(build(old_source, out_dir, "baseline"), 0.0),
-            "new": native.Library(build(native.SOURCE, out_dir, "new"), 0.0),
-        }
+        libraries = baseline_and_new(args.baseline, out_dir)
         source = loader.default_source(Path("var/models"))
         gguf = read_gguf(source.path)
         tokenizer = GGUFTokenizer(gguf.metadata)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.decode_ab import build  # noqa: E402
+from bench.decode_ab import baseline_and_new  # noqa: E402
 
 
 def main() -> None:
@@ -39,22 +38,12 @@ def main() -> None:
     clock = time.thread_time if args.cpu_time else time.perf_counter
     pick = min if args.cpu_time else statistics.median
 
-    from inference import loader, native
+    from inference import loader
     from inference.gguf_model import GGUFModel, read_gguf
 
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp)
-        old_source = out_dir / "baseline.cpp"
-        old_source.write_text(
-            subprocess.run(
-                ["git", "show", f"{args.baseline}:inference/native.cpp"], cwd=ROOT, check=True, capture_output=True,
-                text=True,
-            ).stdout
-        )  # fmt: skip
-        libraries = {
-            "baseline": native.Library(build(old_source, out_dir, "baseline"), 0.0),
-            "new": native.Library(build(native.SOURCE, out_dir, "new"), 0.0),
-        }
+        libraries = baseline_and_new(args.baseline, out_dir)
         source = loader.default_source(Path("var/models"))
         gguf = read_gguf(source.path)
         models = {
