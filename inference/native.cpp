@@ -14,12 +14,11 @@
 // Threads: the matrix products run on the step's own small pool (`Pool`). The calling thread works too and hands rows
 // out in chunks from one atomic counter, so a helper thread that another process has pushed off its core costs
 // nothing unless it holds a chunk at that moment: the caller takes every chunk nobody has claimed. Idle helpers spin
-// briefly, then yield, then sleep on a futex. A decode step hands out two jobs per layer: the attention half (the
-// caller computes K and V first, shared by every query head of a group; then each unit one head's rows of W_q, its
-// attention and its share of W_o's product, over that head's columns); the whole feed-forward (each unit a slice of
+// briefly, then yield, then sleep on a futex. A decode step hands out one job per layer: every thread first computes
+// the attention half itself (the same bits in each), then the threads share the feed-forward in units (a slice of
 // gate/up rows, their GELU and the slice's share of W_down). The caller adds the shares in unit order, so the sums
-// do not depend on which thread took which unit. Two is the least without computing a half twice: the RMS norm
-// after W_o and the one after W_down each need the whole sum over heads / slices (docs/inference.md). A prompt's
+// do not depend on which thread took which unit. Splitting the attention half too would take a second wait: the RMS
+// norm after W_o needs the whole sum over heads before any feed-forward row can start (docs/inference.md). A prompt's
 // layer is 8 jobs (prompt_layers): the four products and one per-token job between each two, which also quantizes
 // its token's row for the next product.
 #include <immintrin.h>
@@ -860,15 +859,24 @@ struct Out {
 constexpr int64_t kGroup = 8;  // weight rows unpacked together on the batched path
 constexpr int64_t kBatchedFrom = 4;  // activation rows from which weight rows are unpacked once and reused (measured crossing 3-4)
 
+// The activation forms w's kernel reads: Q8_0 codes (Q8_0 and Q5_0 rows), Q8_K codes (k-quants), neither (F32).
+inline void add_needs(const Matrix& w, bool& need0, bool& needK) {
+  need0 |= w.type == kQ8_0 || w.type == kQ5_0;
+  needK |= w.k_quant();
+}
+
 // `act` as the kernels of these matrices want x (T rows of K values): sized here, each row then filled by
 // quantize_act_row, independently of the others (so a prompt's per-token job can quantize its own row).
 void prepare_for(int64_t T, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
   bool need0 = false, needK = false;
-  for (const Matrix* w : users) {
-    need0 |= w->type == kQ8_0 || w->type == kQ5_0;
-    needK |= w->k_quant();
-  }
+  for (const Matrix* w : users) add_needs(*w, need0, needK);
   prepare_act(T, K, need0, needK, act);
+}
+
+// One row x of K values quantized as the kernels of these matrices want it (a decode step's input).
+void quantize_for(const float* x, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
+  prepare_for(1, K, users, act);
+  quantize_act_row(x, 0, act);
 }
 
 // quantized: `act` already holds x as prepare_for for these matrices sized it, every row quantized (a prompt's
@@ -880,8 +888,7 @@ void matmul(Pool* pool, const std::vector<Out>& outs, const float* x, int64_t T,
   std::vector<int64_t> starts;
   for (const auto& o : outs) {
     CHECK(o.w->K == K, "matrix row length ", o.w->K, " against an input of ", K);
-    need0 |= o.w->type == kQ8_0 || o.w->type == kQ5_0;
-    needK |= o.w->k_quant();
+    add_needs(*o.w, need0, needK);
     starts.push_back(total);
     total += o.w->N;
   }
@@ -1400,7 +1407,12 @@ class GemmaModel {
 
   // A decode step's thread-private state: every thread taking part computes the attention half itself.
   struct Private {
-    std::vector<float> h, x, q, k, v, attn, scores, cos, sin;
+    std::vector<float> h, x, q, k, v, attn, scores;
+    // the rope's angles at rope_pos for each of rope_model's frequency sets (local, global): once per step, not per
+    // layer
+    std::vector<float> cos, sin;
+    uint64_t rope_model = 0;
+    int64_t rope_pos = -1;
     Act act;
   };
   static Private& mine() {
@@ -1460,27 +1472,35 @@ class GemmaModel {
     p.q.resize(qd);
     p.k.resize(kvd);
     p.v.resize(kvd);
-    p.attn.resize(std::max(qd, H));
+    p.attn.resize(qd);
     p.scores.resize(max_len_);
-    p.cos.resize(hd / 2);
-    p.sin.resize(hd / 2);
+    const int64_t half = hd / 2;
+    if (p.rope_model != id_ || p.rope_pos != pos0) {
+      const float pos = static_cast<float>(pos0);
+      p.cos.resize(rope_freqs_.size() * half);
+      p.sin.resize(rope_freqs_.size() * half);
+      for (size_t k = 0; k < rope_freqs_.size(); ++k)
+        for (int64_t i = 0; i < half; ++i) {
+          const float f = pos * rope_freqs_[k][i];
+          p.cos[k * half + i] = std::cos(f);
+          p.sin[k * half + i] = std::sin(f);
+        }
+      p.rope_model = id_;
+      p.rope_pos = pos0;
+    }
+    const float* cos_l = p.cos.data() + L.rope_kind * half;
+    const float* sin_l = p.sin.data() + L.rope_kind * half;
     const float* input = layer_inputs_.data() + (parity * static_cast<int64_t>(layers_.size()) + li) * H;
     std::memcpy(p.h.data(), input, H * sizeof(float));
     rms(p.h.data(), L.attn_norm, p.x.data(), H, eps_);
     quantize_for(p.x.data(), H, {&L.q, &L.k, &L.v}, p.act);
-    const float pos = static_cast<float>(pos0);
-    for (int64_t i = 0; i < hd / 2; ++i) {
-      const float f = pos * L.inv_freq[i];
-      p.cos[i] = std::cos(f);
-      p.sin[i] = std::sin(f);
-    }
     for (int64_t n = 0; n < kvd; ++n) p.k[n] = row_dot(L.k, n, p.act, 0, p.x.data());
     for (int64_t n = 0; n < kvd; ++n) p.v[n] = row_dot(L.v, n, p.act, 0, p.x.data());
     for (int64_t n = 0; n < qd; ++n) p.q[n] = row_dot(L.q, n, p.act, 0, p.x.data());
     for (int64_t g = 0; g < n_kv_; ++g) {
       float* kg = p.k.data() + g * hd;
       rms(kg, L.k_norm, kg, hd, eps_);
-      rope(kg, p.cos.data(), p.sin.data(), hd);
+      rope(kg, cos_l, sin_l, hd);
       if (caller) {
         std::memcpy(L.k_cache.data() + (g * max_len_ + pos0) * hd, kg, hd * sizeof(float));
         std::memcpy(L.v_cache.data() + (g * max_len_ + pos0) * hd, p.v.data() + g * hd, hd * sizeof(float));
@@ -1489,7 +1509,7 @@ class GemmaModel {
     for (int64_t h = 0; h < n_heads_; ++h) {
       float* qh = p.q.data() + h * hd;
       rms(qh, L.q_norm, qh, hd, eps_);
-      rope(qh, p.cos.data(), p.sin.data(), hd);
+      rope(qh, cos_l, sin_l, hd);
       const int64_t g = h / group;
       attend_head(L, pos0, g, qh, p.k.data() + g * hd, p.v.data() + g * hd, p.scores.data(), p.attn.data() + h * hd);
     }
@@ -1500,16 +1520,6 @@ class GemmaModel {
     for (int64_t i = 0; i < H; ++i) p.h[i] += o[i];
     rms(p.h.data(), L.ffn_norm, p.x.data(), H, eps_);
     quantize_for(p.x.data(), H, {&L.gate, &L.up}, p.act);
-  }
-
-  // x (one row of K values) quantized as the kernels of these matrices want it
-  static void quantize_for(const float* x, int64_t K, std::initializer_list<const Matrix*> users, Act& act) {
-    bool need0 = false, needK = false;
-    for (const Matrix* w : users) {
-      need0 |= w->type == kQ8_0 || w->type == kQ5_0;
-      needK |= w->k_quant();
-    }
-    quantize_act(x, 1, K, need0, needK, act);
   }
 
   // out[n] = sum over columns k0 .. k0 + len of W[n, k] x[k - k0], every row n, from W's column range `part` of
@@ -1872,6 +1882,11 @@ class GemmaModel {
   const float* output_norm_ = nullptr;
   std::vector<Layer> layers_;
   std::vector<std::vector<float>> rope_freqs_;  // the layers' distinct rope frequencies (Gemma 3: local, global)
+  // this model among every one made in the process (a thread's Private outlives models and serves each in turn)
+  const uint64_t id_ = [] {
+    static std::atomic<uint64_t> made{0};
+    return ++made;
+  }();
   std::vector<float> h_, x_, q_, k_, v_, attn_, tmp_, gate_, up_, cos_, sin_, scores_, part_;
   bool one_job_layers_ = false;  // a decode step's layers run as one job each (W_down splits into kSlice columns)
   int64_t step_parity_ = 0;      // flips at each decode step: which half of layer_inputs_ it uses

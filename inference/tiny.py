@@ -25,6 +25,7 @@ TINY = {
     "head_dim": 128,
     "window": 8,
     "eps": 1e-6,
+    "rope_base": 1_000_000.0,
 }
 _MERGES = ["▁", "t", "h", "e", "a", "n", "d", "th", "he", "the", "▁the", "an", "and", "▁and", "▁a"]
 
@@ -80,7 +81,7 @@ def write_tiny_gguf(path: Path, *, seed: int = 0) -> Path:
     writer.add_key_length(hd)
     writer.add_value_length(hd)
     writer.add_layer_norm_rms_eps(t["eps"])
-    writer.add_rope_freq_base(1_000_000.0)
+    writer.add_rope_freq_base(t["rope_base"])
     writer.add_sliding_window(t["window"])
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)

@@ -127,3 +127,30 @@ def test_a_prompt_gives_the_same_logits_on_one_thread_or_two_at_every_length(tin
         a = one.forward(prompt, 3, logits=2)
         b = two.forward(prompt, 3, logits=2)
         assert np.array_equal(a, b), length
+
+
+def test_it_keeps_each_models_rope_angles_apart_when_one_thread_steps_two_models(tmp_path, monkeypatch, native_module):
+    # A decode step's thread keeps the rope's angles of the last position it computed; two models whose rope bases
+    # differ, stepped in turn at the same positions on one thread, must each get their own.
+    from inference import tiny
+
+    paths = {}
+    for base in (1_000_000.0, 100_000.0):
+        monkeypatch.setitem(tiny.TINY, "rope_base", base)
+        paths[base] = tiny.write_tiny_gguf(tmp_path / f"tiny-{int(base)}.gguf")
+
+    def model(base: float) -> GGUFModel:
+        made = GGUFModel(read_gguf(paths[base]), max_len=64, max_threads=1, native=native_module)
+        made.forward(PROMPT, 0, logits=0)
+        return made
+
+    tokens = list(enumerate([50, 51, 52, 53], start=len(PROMPT)))
+    alone = {}
+    for base in paths:
+        solo = model(base)
+        alone[base] = [solo.forward([token], position) for position, token in tokens]
+    both = {base: model(base) for base in paths}
+    for step, (position, token) in enumerate(tokens):
+        for base, each in both.items():
+            assert (each.forward([token], position) == alone[base][step]).all()
+    assert not np.array_equal(alone[1_000_000.0][-1], alone[100_000.0][-1])  # the bases do change the logits
